@@ -1,0 +1,126 @@
+//! Active health checks: each worker's health path is polled; a worker enters rotation after
+//! `healthy_after` passes in a row and leaves it after `unhealthy_after` failures in a row.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::registry::Fleet;
+use crate::worker::Worker;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub healthy_after: u32,
+    pub unhealthy_after: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 5_000,
+            timeout_ms: 2_000,
+            healthy_after: 1,
+            unhealthy_after: 2,
+        }
+    }
+}
+
+impl HealthConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval_ms == 0 || self.timeout_ms == 0 {
+            return Err("health.interval_ms and health.timeout_ms must be positive".into());
+        }
+        if self.healthy_after == 0 || self.unhealthy_after == 0 {
+            return Err("health.healthy_after and health.unhealthy_after must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+pub struct HealthChecker {
+    fleet: Arc<Fleet>,
+    client: reqwest::Client,
+    config: HealthConfig,
+}
+
+impl HealthChecker {
+    pub fn new(fleet: Arc<Fleet>, client: reqwest::Client, config: HealthConfig) -> Self {
+        Self {
+            fleet,
+            client,
+            config,
+        }
+    }
+
+    /// Checks every worker once, concurrently; a pass marks it healthy at once. Called before
+    /// the gateway starts listening so that the first request finds the ready workers.
+    pub async fn check_all_once(&self) {
+        let checks = self.fleet.workers().iter().map(|w| async move {
+            w.set_healthy(self.probe(w).await);
+        });
+        futures::future::join_all(checks).await;
+    }
+
+    /// Runs the checks forever (until the task is aborted), one loop per worker so that one
+    /// hung worker cannot delay the verdict on the others.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        let this = Arc::new(self);
+        tokio::spawn(async move {
+            let loops = this.fleet.workers().iter().map(|w| {
+                let this = this.clone();
+                let w = w.clone();
+                async move { this.watch(w).await }
+            });
+            futures::future::join_all(loops).await;
+        })
+    }
+
+    async fn watch(&self, worker: Arc<Worker>) {
+        let mut passes = 0u32;
+        let mut failures = 0u32;
+        let mut ticker = tokio::time::interval(Duration::from_millis(self.config.interval_ms));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if self.probe(&worker).await {
+                passes += 1;
+                failures = 0;
+                if passes >= self.config.healthy_after {
+                    worker.set_healthy(true);
+                }
+            } else {
+                failures += 1;
+                passes = 0;
+                if failures >= self.config.unhealthy_after {
+                    worker.set_healthy(false);
+                }
+            }
+        }
+    }
+
+    async fn probe(&self, worker: &Worker) -> bool {
+        let url = worker.spec.endpoint(worker.spec.runtime.health_path());
+        let mut req = self
+            .client
+            .get(&url)
+            .timeout(Duration::from_millis(self.config.timeout_ms));
+        if let Some(key) = &worker.spec.api_key {
+            req = req.bearer_auth(key);
+        }
+        match req.send().await {
+            Ok(resp) if resp.status().is_success() => true,
+            Ok(resp) => {
+                tracing::debug!(worker = %worker.spec.name, status = %resp.status(), "health check failed");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(worker = %worker.spec.name, error = %e, "health check failed");
+                false
+            }
+        }
+    }
+}

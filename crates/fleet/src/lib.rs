@@ -1,0 +1,16 @@
+//! The fleet: which workers exist, which of them are healthy, and which one a request goes to.
+//!
+//! - [`runtime`]: the inference servers we speak to and their quirks.
+//! - [`worker`]: a worker's declared labels ([`WorkerSpec`]) and live state ([`Worker`]).
+//! - [`registry`]: the set of workers by model and the load-aware choice among them.
+//! - [`health`]: active health checks, and the passive signal from live traffic.
+
+pub mod health;
+pub mod registry;
+pub mod runtime;
+pub mod worker;
+
+pub use health::{HealthChecker, HealthConfig};
+pub use registry::{Fleet, FleetError, WorkerLease};
+pub use runtime::{PromptFormat, RuntimeKind, WireApi};
+pub use worker::{Worker, WorkerSpec};

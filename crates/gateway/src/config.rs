@@ -1,0 +1,293 @@
+//! Configuration: TOML → raw structs (`deny_unknown_fields`, so a misspelt key is named in the
+//! error) → [`Config::validate`], which checks what types cannot. Nothing here is logged
+//! whole, because worker entries may carry secrets.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use switchyard_fleet::{HealthConfig, PromptFormat, RuntimeKind, WorkerSpec};
+use switchyard_sim::SimConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// Real workers: vLLM, SGLang, TGI, llama.cpp servers.
+    #[serde(default)]
+    pub workers: Vec<WorkerSpec>,
+    /// Simulated workers the gateway starts in-process on loopback (demo, tests, benchmarks).
+    #[serde(default)]
+    pub sim_workers: Vec<SimWorkerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Request bodies above this are refused with 413 before they are read whole.
+    pub max_body_bytes: usize,
+    /// On shutdown, how long in-flight requests get to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 4 * 1024 * 1024,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    pub connect_timeout_ms: u64,
+    /// A streamed request whose first event has not arrived by then goes to another worker.
+    pub first_token_timeout_ms: u64,
+    /// A stream with no bytes for this long is ended with an error event.
+    pub stall_timeout_ms: u64,
+    /// The whole of a non-streamed request.
+    pub request_timeout_ms: u64,
+    /// Workers tried per request (1 = no retry). Retries happen only before the first byte.
+    pub max_attempts: u32,
+    /// Consecutive live-traffic failures that take a worker out of rotation.
+    pub eject_after_failures: u32,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 2_000,
+            first_token_timeout_ms: 30_000,
+            stall_timeout_ms: 30_000,
+            request_timeout_ms: 300_000,
+            max_attempts: 3,
+            eject_after_failures: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimWorkerConfig {
+    pub name: String,
+    #[serde(default = "sim_label")]
+    pub provider: String,
+    #[serde(default = "sim_label")]
+    pub region: String,
+    #[serde(default)]
+    pub price_per_hour: f64,
+    /// `vllm` (OpenAI API) or `tgi-native`: the sim speaks both.
+    #[serde(default = "sim_runtime")]
+    pub runtime: RuntimeKind,
+    #[serde(default)]
+    pub sim: SimConfig,
+}
+
+fn sim_label() -> String {
+    "sim".into()
+}
+
+fn sim_runtime() -> RuntimeKind {
+    RuntimeKind::Vllm
+}
+
+impl SimWorkerConfig {
+    /// The worker entry for a sim listening at `url`.
+    pub fn to_worker_spec(&self, url: String) -> WorkerSpec {
+        WorkerSpec {
+            name: self.name.clone(),
+            url,
+            runtime: self.runtime,
+            model: self.sim.model.clone(),
+            upstream_model: None,
+            provider: self.provider.clone(),
+            region: self.region.clone(),
+            gpu: "simulated".into(),
+            price_per_hour: self.price_per_hour,
+            api_key: None,
+            prompt_format: PromptFormat::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// What `switchyard serve` runs with no config file: a local fleet of simulated workers,
+    /// three for `sim-small` on two simulated providers and one slower `sim-large`.
+    pub fn embedded_default() -> Self {
+        let sim = |name: &str, provider: &str, model: &str, itl_ms: f64| SimWorkerConfig {
+            name: name.into(),
+            provider: provider.into(),
+            region: "local".into(),
+            price_per_hour: 0.0,
+            runtime: RuntimeKind::Vllm,
+            sim: SimConfig {
+                model: model.into(),
+                decode_ms_per_token: itl_ms,
+                ..SimConfig::default()
+            },
+        };
+        Self {
+            server: ServerConfig::default(),
+            upstream: UpstreamConfig::default(),
+            health: HealthConfig::default(),
+            workers: Vec::new(),
+            sim_workers: vec![
+                sim("sim-a-1", "sim-provider-a", "sim-small", 10.0),
+                sim("sim-a-2", "sim-provider-a", "sim-small", 10.0),
+                sim("sim-b-1", "sim-provider-b", "sim-small", 12.0),
+                sim("sim-b-2", "sim-provider-b", "sim-large", 25.0),
+            ],
+        }
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|e| {
+            ConfigError::Invalid(format!(
+                "server.listen '{}' is not an address like 127.0.0.1:8080: {e}",
+                self.server.listen
+            ))
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        self.listen_addr()?;
+        if self.server.max_body_bytes < 1024 {
+            return invalid("server.max_body_bytes must be at least 1024".into());
+        }
+        let u = &self.upstream;
+        for (key, v) in [
+            ("connect_timeout_ms", u.connect_timeout_ms),
+            ("first_token_timeout_ms", u.first_token_timeout_ms),
+            ("stall_timeout_ms", u.stall_timeout_ms),
+            ("request_timeout_ms", u.request_timeout_ms),
+        ] {
+            if v == 0 {
+                return invalid(format!("upstream.{key} must be positive"));
+            }
+        }
+        if !(1..=10).contains(&u.max_attempts) {
+            return invalid("upstream.max_attempts must be between 1 and 10".into());
+        }
+        if u.eject_after_failures == 0 {
+            return invalid("upstream.eject_after_failures must be at least 1".into());
+        }
+        self.health.validate().map_err(ConfigError::Invalid)?;
+        if self.workers.is_empty() && self.sim_workers.is_empty() {
+            return invalid("no workers: add [[workers]] or [[sim_workers]] entries".into());
+        }
+        for w in &self.workers {
+            w.validate().map_err(ConfigError::Invalid)?;
+        }
+        for s in &self.sim_workers {
+            if !matches!(s.runtime, RuntimeKind::Vllm | RuntimeKind::TgiNative) {
+                return invalid(format!(
+                    "sim worker '{}': runtime must be vllm or tgi-native",
+                    s.name
+                ));
+            }
+        }
+        let mut names: Vec<&str> = self
+            .workers
+            .iter()
+            .map(|w| w.name.as_str())
+            .chain(self.sim_workers.iter().map(|s| s.name.as_str()))
+            .collect();
+        names.sort_unstable();
+        if let Some(dup) = names.windows(2).find(|p| p[0] == p[1]) {
+            return invalid(format!("duplicate worker name '{}'", dup[0]));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const WORKER: &str = r#"
+        [[workers]]
+        name = "w1"
+        url = "http://127.0.0.1:8000"
+        runtime = "llamacpp"
+        model = "gemma"
+    "#;
+
+    #[test]
+    fn a_minimal_file_gets_the_defaults() {
+        let c = Config::from_toml(WORKER).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.workers[0].runtime, RuntimeKind::Llamacpp);
+        assert_eq!(c.upstream.max_attempts, 3);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml(&format!("{WORKER}\nrutime = 1")).unwrap_err().to_string();
+        assert!(err.contains("rutime"), "{err}");
+        let err = Config::from_toml(&WORKER.replace("model =", "modle =")).unwrap_err().to_string();
+        assert!(err.contains("modle"), "{err}");
+        let err = Config::from_toml(&format!("[upstream]\nmax_attempt = 2\n{WORKER}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_attempt"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let cases = [
+            (WORKER.replace("llamacpp", "llama"), "llama"),
+            (WORKER.replace("http://127.0.0.1:8000", "not a url"), "w1"),
+            (format!("[server]\nlisten = \"nowhere\"\n{WORKER}"), "server.listen"),
+            (format!("[upstream]\nmax_attempts = 0\n{WORKER}"), "max_attempts"),
+            (format!("{WORKER}{WORKER}"), "duplicate worker name 'w1'"),
+            (String::new(), "no workers"),
+        ];
+        for (text, needle) in cases {
+            let err = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "expected '{needle}' in: {err}");
+        }
+    }
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        Config::embedded_default().validate().unwrap();
+    }
+}

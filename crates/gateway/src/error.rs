@@ -1,0 +1,228 @@
+//! The gateway's one error type, and the one place it becomes an HTTP response.
+//!
+//! Every failure on the request path is a [`GatewayError`]. Each knows its origin (the client,
+//! policy, an upstream worker, or the gateway itself), its status, and whether trying another
+//! worker is safe. `IntoResponse` turns it into the OpenAI error shape; [`GatewayError::body`]
+//! gives the same JSON for the SSE error event that ends a stream broken mid-way.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use switchyard_protocol::{ErrorBody, InvalidRequest};
+
+/// Where a failure came from. A client's or policy's error never counts against a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Policy,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    #[error("Request body is {size} bytes or more; the limit is {limit} bytes.")]
+    BodyTooLarge { size: u64, limit: usize },
+    #[error("You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.")]
+    MissingApiKey,
+    #[error("Incorrect API key provided.")]
+    InvalidApiKey,
+    #[error("The model '{0}' does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("Unknown route: {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    #[error("Method {method} is not allowed on {path}.")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("No healthy worker is serving model '{0}' right now. Try again shortly.")]
+    NoHealthyWorker(String),
+    #[error("The upstream worker did not answer in time ({0}).")]
+    UpstreamTimeout(String),
+    #[error("The upstream worker failed: {0}")]
+    UpstreamFailed(String),
+    /// A worker refused the request as the client's fault (4xx). Relayed as the worker said it.
+    #[error("{message}")]
+    UpstreamRejected {
+        status: u16,
+        message: String,
+        kind: String,
+        param: Option<String>,
+        code: Option<String>,
+    },
+    #[error("The gateway is shutting down.")]
+    ShuttingDown,
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl From<InvalidRequest> for GatewayError {
+    fn from(e: InvalidRequest) -> Self {
+        GatewayError::InvalidRequest {
+            message: e.message,
+            param: e.param,
+        }
+    }
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::MissingApiKey | GatewayError::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::NoHealthyWorker(_) | GatewayError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamRejected { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn origin(&self) -> Origin {
+        match self {
+            GatewayError::InvalidRequest { .. }
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::MissingApiKey
+            | GatewayError::InvalidApiKey
+            | GatewayError::ModelNotFound(_)
+            | GatewayError::RouteNotFound { .. }
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::UpstreamRejected { .. } => Origin::Client,
+            GatewayError::NoHealthyWorker(_) | GatewayError::ShuttingDown => Origin::Policy,
+            GatewayError::UpstreamTimeout(_) | GatewayError::UpstreamFailed(_) => Origin::Upstream,
+            GatewayError::Internal(_) => Origin::Internal,
+        }
+    }
+
+    /// Whether the same request may be sent to another worker: only for worker failures that
+    /// happened before anything reached the client (the caller guarantees the latter).
+    pub fn is_retryable(&self) -> bool {
+        self.origin() == Origin::Upstream
+    }
+
+    /// OpenAI's `type` field.
+    fn kind(&self) -> &str {
+        match self {
+            GatewayError::InvalidRequest { .. }
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::MissingApiKey
+            | GatewayError::InvalidApiKey
+            | GatewayError::ModelNotFound(_)
+            | GatewayError::RouteNotFound { .. }
+            | GatewayError::MethodNotAllowed { .. } => "invalid_request_error",
+            GatewayError::UpstreamRejected { kind, .. } => kind,
+            GatewayError::NoHealthyWorker(_)
+            | GatewayError::UpstreamTimeout(_)
+            | GatewayError::UpstreamFailed(_)
+            | GatewayError::ShuttingDown => "upstream_error",
+            GatewayError::Internal(_) => "server_error",
+        }
+    }
+
+    /// OpenAI's `code` field.
+    fn code(&self) -> Option<&str> {
+        Some(match self {
+            GatewayError::InvalidRequest { .. } => return None,
+            GatewayError::BodyTooLarge { .. } => "request_too_large",
+            GatewayError::MissingApiKey => "missing_api_key",
+            GatewayError::InvalidApiKey => "invalid_api_key",
+            GatewayError::ModelNotFound(_) => "model_not_found",
+            GatewayError::RouteNotFound { .. } => "unknown_url",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::NoHealthyWorker(_) => "no_healthy_worker",
+            GatewayError::UpstreamTimeout(_) => "upstream_timeout",
+            GatewayError::UpstreamFailed(_) => "upstream_failed",
+            GatewayError::UpstreamRejected { code, .. } => return code.as_deref(),
+            GatewayError::ShuttingDown => "shutting_down",
+            GatewayError::Internal(_) => "internal_error",
+        })
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            GatewayError::InvalidRequest { param, .. }
+            | GatewayError::UpstreamRejected { param, .. } => param.as_deref(),
+            GatewayError::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody::new(
+            self.to_string(),
+            self.kind(),
+            self.param().map(str::to_string),
+            self.code().map(str::to_string),
+        )
+    }
+
+    /// Seconds a client should wait before trying again, where waiting helps.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::NoHealthyWorker(_) | GatewayError::ShuttingDown => Some(1),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), self.body().to_json()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(secs) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_codes_follow_openai() {
+        let cases = [
+            (GatewayError::InvalidApiKey, 401, "invalid_api_key"),
+            (GatewayError::ModelNotFound("x".into()), 404, "model_not_found"),
+            (GatewayError::BodyTooLarge { size: 9, limit: 8 }, 413, "request_too_large"),
+            (GatewayError::NoHealthyWorker("x".into()), 503, "no_healthy_worker"),
+            (GatewayError::UpstreamTimeout("x".into()), 504, "upstream_timeout"),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(err.status().as_u16(), status);
+            assert_eq!(err.body().error.code.as_deref(), Some(code));
+        }
+    }
+
+    #[test]
+    fn only_worker_failures_are_retried() {
+        assert!(GatewayError::UpstreamFailed("x".into()).is_retryable());
+        assert!(GatewayError::UpstreamTimeout("x".into()).is_retryable());
+        assert!(!GatewayError::InvalidApiKey.is_retryable());
+        let rejected = GatewayError::UpstreamRejected {
+            status: 400,
+            message: "too long".into(),
+            kind: "invalid_request_error".into(),
+            param: None,
+            code: None,
+        };
+        assert!(!rejected.is_retryable());
+        assert_eq!(rejected.origin(), Origin::Client);
+    }
+}

@@ -1,0 +1,25 @@
+//! HTTP handlers: the routes of the OpenAI API and the gateway's own probes.
+
+pub mod inference;
+pub mod models;
+pub mod probes;
+
+use axum::extract::Request;
+use axum::http::Method;
+
+use crate::error::GatewayError;
+
+/// Unknown routes get the OpenAI error shape too, not an empty 404.
+pub async fn not_found(request: Request) -> GatewayError {
+    GatewayError::RouteNotFound {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+    }
+}
+
+pub async fn method_not_allowed(method: Method, request: Request) -> GatewayError {
+    GatewayError::MethodNotAllowed {
+        method: method.to_string(),
+        path: request.uri().path().to_string(),
+    }
+}

@@ -1,0 +1,47 @@
+//! `GET /v1/models`: the models the fleet serves (a model is listed while any worker of it is
+//! configured, healthy or not, so that clients' model lists do not flicker with worker health).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use switchyard_protocol::response::{ModelCard, ModelList};
+
+use crate::error::GatewayError;
+use crate::state::AppState;
+
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<ModelList>, GatewayError> {
+    state.keys.authenticate(&headers)?;
+    let data = state
+        .fleet
+        .models()
+        .map(|model| {
+            let owners: Vec<&str> = state
+                .fleet
+                .workers()
+                .iter()
+                .filter(|w| w.spec.model == model)
+                .map(|w| w.spec.provider.as_str())
+                .collect();
+            let simulated = state.config.sim_workers.iter().any(|s| s.sim.model == model);
+            ModelCard {
+                id: model.to_string(),
+                object: "model",
+                created: 0,
+                owned_by: if simulated {
+                    "switchyard-sim (simulated workers)".to_string()
+                } else {
+                    format!("switchyard ({})", dedup(owners).join(", "))
+                },
+            }
+        })
+        .collect();
+    Ok(Json(ModelList { object: "list", data }))
+}
+
+fn dedup(mut v: Vec<&str>) -> Vec<&str> {
+    v.sort_unstable();
+    v.dedup();
+    v
+}

@@ -1,0 +1,29 @@
+//! Probes for the gateway itself: `/healthz` (the process answers) and `/readyz` (at least one
+//! worker is healthy, so requests can succeed).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::state::AppState;
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    let workers = state.fleet.workers();
+    let healthy = workers.iter().filter(|w| w.is_healthy()).count();
+    let status = if healthy > 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "healthy_workers": healthy, "workers": workers.len() })),
+    )
+}

@@ -1,0 +1,147 @@
+//! Starting and stopping the gateway: spawn configured sim workers, build the fleet, run the
+//! first health check before listening (so the first request finds ready workers), serve, and
+//! on shutdown let in-flight requests finish within the grace period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use switchyard_fleet::{Fleet, HealthChecker};
+use switchyard_sim::SimHandle;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::auth::KeyRing;
+use crate::config::Config;
+use crate::handlers::{inference, method_not_allowed, models, not_found, probes};
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start simulated worker '{name}': {source}")]
+    Sim {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("invalid fleet: {0}")]
+    Fleet(#[from] switchyard_fleet::FleetError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+pub struct RunningGateway {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    /// The simulated workers this gateway started, for tests to inject faults into.
+    pub sims: Vec<SimHandle>,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+    health: JoinHandle<()>,
+    grace: Duration,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(inference::chat))
+        .route("/v1/completions", post(inference::completions))
+        .route("/v1/models", get(models::list))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::request_id::assign))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            use axum::response::IntoResponse;
+            crate::error::GatewayError::Internal("the gateway hit a bug handling this request".into())
+                .into_response()
+        }))
+        .with_state(state)
+}
+
+pub fn http_client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(config.upstream.connect_timeout_ms))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1024)
+        // Workers are reached directly; an HTTP_PROXY meant for the operator's shell must not
+        // silently reroute inference traffic.
+        .no_proxy()
+        .build()
+}
+
+pub async fn start(config: Config, keys: KeyRing, listener: TcpListener) -> Result<RunningGateway, StartError> {
+    let mut sims = Vec::new();
+    let mut specs = config.workers.clone();
+    for sim in &config.sim_workers {
+        let handle = switchyard_sim::spawn_on("127.0.0.1:0", sim.sim.clone())
+            .await
+            .map_err(|source| StartError::Sim {
+                name: sim.name.clone(),
+                source,
+            })?;
+        specs.push(sim.to_worker_spec(handle.url()));
+        sims.push(handle);
+    }
+    let fleet = Arc::new(Fleet::new(specs)?);
+    let client = http_client(&config)?;
+    let checker = HealthChecker::new(fleet.clone(), client.clone(), config.health.clone());
+    checker.check_all_once().await;
+    let health = checker.spawn();
+
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let state = Arc::new(AppState {
+        config,
+        fleet,
+        keys,
+        client,
+    });
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = router(state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(RunningGateway {
+        addr,
+        state,
+        sims,
+        stop: Some(stop),
+        server,
+        health,
+        grace,
+    })
+}
+
+impl RunningGateway {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections and waits for in-flight requests, at most the grace period.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(self.grace, &mut self.server).await {
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+                self.server.abort();
+            }
+        }
+        self.health.abort();
+        for sim in self.sims.drain(..) {
+            sim.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Step "upstream" of the request path: send the request to the chosen worker through the
+//! adapter for its runtime, and try another worker when one fails before the first byte has
+//! reached the client. After that point a failure can only end the stream (see [`relay`]).
+
+pub mod account;
+mod classify;
+mod frames;
+pub mod openai;
+pub mod relay;
+pub mod tgi;
+mod translate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+use switchyard_fleet::{WireApi, Worker, WorkerLease};
+use switchyard_protocol::{InferenceRequest, Usage};
+
+use crate::error::GatewayError;
+use crate::settle::Settlement;
+use crate::state::AppState;
+use relay::Relay;
+
+/// A worker's answer, ready for the client.
+pub enum Reply {
+    Full {
+        body: Value,
+        usage: Usage,
+        estimated: bool,
+    },
+    /// The first frame is in hand (so the stream is committed); the relay carries the rest.
+    Stream { first: Bytes, relay: Relay },
+}
+
+/// Tries up to `max_attempts` workers, never the same one twice, until one answers.
+pub async fn forward(
+    state: &AppState,
+    req: &InferenceRequest,
+    request_id: &str,
+    settlement: &mut Settlement,
+) -> Result<(Reply, WorkerLease), GatewayError> {
+    let mut tried: Vec<Arc<Worker>> = Vec::new();
+    let mut last_error = None;
+    for _ in 0..state.config.upstream.max_attempts {
+        let Some(lease) = crate::route::choose(state, req, &tried) else {
+            break;
+        };
+        let worker = lease.worker().clone();
+        settlement.attempt(&worker);
+        match attempt(state, req, request_id, &worker).await {
+            Ok(reply) => return Ok((reply, lease)),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(request_id, worker = %worker.spec.name, error = %e, "attempt failed; trying another worker");
+                worker.record_failure(state.config.upstream.eject_after_failures);
+                tried.push(worker);
+                last_error = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| GatewayError::NoHealthyWorker(req.model.clone())))
+}
+
+async fn attempt(
+    state: &AppState,
+    req: &InferenceRequest,
+    request_id: &str,
+    worker: &Worker,
+) -> Result<Reply, GatewayError> {
+    let spec = &worker.spec;
+    let api = spec.runtime.wire_api();
+    let (path, body) = match api {
+        WireApi::OpenAi => (
+            req.endpoint.path(),
+            Value::Object(openai::request_body(req, spec)),
+        ),
+        WireApi::TgiNative => (tgi::path(req), tgi::request_body(req, spec)?),
+    };
+    let body = serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let mut call = state
+        .client
+        .post(spec.endpoint(path))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(crate::request_id::HEADER, request_id)
+        .body(body);
+    if let Some(key) = &spec.api_key {
+        call = call.bearer_auth(key);
+    }
+    let upstream = &state.config.upstream;
+    let deadline = if req.stream {
+        upstream.first_token_timeout_ms
+    } else {
+        upstream.request_timeout_ms
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(deadline);
+    let response = tokio::time::timeout_at(deadline, call.send())
+        .await
+        .map_err(|_| GatewayError::UpstreamTimeout(format!("no response from worker '{}'", spec.name)))?
+        .map_err(|e| classify::transport(&spec.name, e))?;
+    if !response.status().is_success() {
+        return Err(classify::rejection(&spec.name, response).await);
+    }
+
+    if !req.stream {
+        let bytes = tokio::time::timeout_at(deadline, response.bytes())
+            .await
+            .map_err(|_| GatewayError::UpstreamTimeout(format!("worker '{}' did not finish in time", spec.name)))?
+            .map_err(|e| classify::transport(&spec.name, e))?;
+        let (body, usage, estimated) = match api {
+            WireApi::OpenAi => openai::complete(req, &bytes)?,
+            WireApi::TgiNative => tgi::complete(req, &bytes)?,
+        };
+        worker.record_success();
+        return Ok(Reply::Full {
+            body,
+            usage,
+            estimated,
+        });
+    }
+
+    let translator: Box<dyn translate::StreamTranslator> = match api {
+        WireApi::OpenAi => Box::new(openai::OpenAiStream::new(req)),
+        WireApi::TgiNative => Box::new(tgi::TgiStream::new(req)),
+    };
+    let mut relay = Relay::new(
+        response.bytes_stream().boxed(),
+        translator,
+        Duration::from_millis(upstream.stall_timeout_ms),
+        upstream.eject_after_failures,
+    );
+    let first = tokio::time::timeout_at(deadline, relay.first_frame())
+        .await
+        .map_err(|_| GatewayError::UpstreamTimeout(format!("no first token from worker '{}'", spec.name)))??;
+    Ok(Reply::Stream { first, relay })
+}

@@ -1,0 +1,287 @@
+//! Adapter for OpenAI-compatible runtimes (vLLM, SGLang, llama.cpp's server, TGI's Messages
+//! API): the body goes through as the client sent it, with the model renamed and the runtime's
+//! quirks absorbed; responses come back with the client's model name and a `usage` always set.
+
+use serde_json::{json, Map, Value};
+use switchyard_fleet::WorkerSpec;
+use switchyard_protocol::{InferenceRequest, Usage};
+
+use super::account::{estimate_prompt_tokens, StreamAccount};
+use super::frames::Frames;
+use super::translate::{Flow, StreamTranslator};
+use crate::error::GatewayError;
+
+/// The body to send: the client's, with what this runtime needs changed.
+pub fn request_body(req: &InferenceRequest, worker: &WorkerSpec) -> Map<String, Value> {
+    let mut body = req.body.clone();
+    body.insert("model".into(), Value::String(worker.upstream_model().to_string()));
+    if worker.runtime.wants_legacy_max_tokens() {
+        if let Some(v) = body.remove("max_completion_tokens") {
+            body.insert("max_tokens".into(), v);
+        }
+    }
+    if req.stream && worker.runtime.streams_usage() {
+        // Always ask for usage so that billing uses the runtime's count; the usage chunk is
+        // dropped on the way back if the client did not ask for it.
+        let options = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(o) = options {
+            o.insert("include_usage".into(), Value::Bool(true));
+        } else {
+            *options = json!({ "include_usage": true });
+        }
+    }
+    body
+}
+
+/// A non-streamed response, with the model renamed and `usage` guaranteed.
+pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Value, Usage, bool), GatewayError> {
+    let mut value: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::UpstreamFailed(format!("worker sent invalid JSON: {e}")))?;
+    let Value::Object(obj) = &mut value else {
+        return Err(GatewayError::UpstreamFailed("worker sent a non-object response".into()));
+    };
+    if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
+        return Err(GatewayError::UpstreamFailed(format!("worker reported an error: {err}")));
+    }
+    obj.insert("model".into(), Value::String(req.model.clone()));
+    let (usage, estimated) = match obj.get("usage").and_then(Usage::from_value) {
+        Some(u) => (u, false),
+        None => (estimate_usage(req, obj), true),
+    };
+    obj.insert("usage".into(), usage.to_value());
+    Ok((value, usage, estimated))
+}
+
+/// Usage for a worker that reported none: our prompt estimate, and the generated text at the
+/// same four characters per token.
+fn estimate_usage(req: &InferenceRequest, obj: &Map<String, Value>) -> Usage {
+    let chars: usize = obj
+        .get("choices")
+        .and_then(Value::as_array)
+        .map(|choices| {
+            choices
+                .iter()
+                .map(|c| {
+                    let text = c
+                        .pointer("/message/content")
+                        .or_else(|| c.get("text"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    text.chars().count()
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    Usage::new(estimate_prompt_tokens(req), (chars as u64).div_ceil(4))
+}
+
+/// Relays OpenAI chunks: renames the model, keeps count, and manages the usage chunk.
+pub struct OpenAiStream {
+    model: Value,
+    client_wants_usage: bool,
+    prompt_estimate: u64,
+    account: StreamAccount,
+    usage_sent: bool,
+    /// The last chunk's id and `created`, for a usage chunk we must make up ourselves.
+    last_id: Value,
+    last_created: Value,
+    object: &'static str,
+}
+
+impl OpenAiStream {
+    pub fn new(req: &InferenceRequest) -> Self {
+        Self {
+            model: Value::String(req.model.clone()),
+            client_wants_usage: req.include_usage,
+            prompt_estimate: estimate_prompt_tokens(req),
+            account: StreamAccount::default(),
+            usage_sent: false,
+            last_id: Value::Null,
+            last_created: Value::Null,
+            object: match req.endpoint {
+                switchyard_protocol::Endpoint::Chat => "chat.completion.chunk",
+                switchyard_protocol::Endpoint::Completions => "text_completion",
+            },
+        }
+    }
+
+    fn finish(&mut self, out: &mut Frames) {
+        if self.client_wants_usage && !self.usage_sent {
+            let usage = self
+                .account
+                .reported
+                .unwrap_or_else(|| Usage::new(self.prompt_estimate, self.account.content_chunks));
+            out.push_json(&json!({
+                "id": self.last_id,
+                "object": self.object,
+                "created": self.last_created,
+                "model": self.model,
+                "choices": [],
+                "usage": usage.to_value(),
+            }));
+            self.usage_sent = true;
+        }
+        out.push_done();
+    }
+}
+
+impl StreamTranslator for OpenAiStream {
+    fn on_event(&mut self, data: &str, out: &mut Frames) -> Result<Flow, GatewayError> {
+        if data.trim() == "[DONE]" {
+            self.finish(out);
+            return Ok(Flow::Done);
+        }
+        let mut chunk: Value = serde_json::from_str(data).map_err(|e| {
+            GatewayError::UpstreamFailed(format!("worker sent an invalid stream chunk: {e}"))
+        })?;
+        let Value::Object(obj) = &mut chunk else {
+            return Err(GatewayError::UpstreamFailed("worker sent a non-object stream chunk".into()));
+        };
+        if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| err.to_string());
+            return Err(GatewayError::UpstreamFailed(message));
+        }
+        if let Some(id) = obj.get("id") {
+            self.last_id = id.clone();
+        }
+        if let Some(created) = obj.get("created") {
+            self.last_created = created.clone();
+        }
+        let mut has_choices = false;
+        if let Some(choices) = obj.get("choices").and_then(Value::as_array) {
+            has_choices = !choices.is_empty();
+            for c in choices {
+                let text = c
+                    .pointer("/delta/content")
+                    .or_else(|| c.get("text"))
+                    .and_then(Value::as_str);
+                let has_tool_call = c.pointer("/delta/tool_calls").is_some_and(|t| !t.is_null());
+                if text.is_some_and(|t| !t.is_empty()) || has_tool_call {
+                    self.account.content_chunks += 1;
+                }
+                if let Some(reason) = c.get("finish_reason").and_then(Value::as_str) {
+                    self.account.finish_reason = Some(reason.to_string());
+                }
+            }
+        }
+        let usage = obj.get("usage").and_then(Usage::from_value);
+        if let Some(u) = usage {
+            self.account.reported = Some(u);
+        }
+        if !self.client_wants_usage {
+            obj.remove("usage");
+            if !has_choices && usage.is_some() {
+                return Ok(Flow::Continue); // the usage-only chunk we asked for, not the client
+            }
+        } else if let Some(u) = usage {
+            obj.insert("usage".into(), u.to_value()); // total_tokens recomputed
+            self.usage_sent = true;
+        }
+        obj.insert("model".into(), self.model.clone());
+        out.push_json(&chunk);
+        Ok(Flow::Continue)
+    }
+
+    fn on_eof(&mut self, out: &mut Frames) -> Result<(), GatewayError> {
+        // A stream that ended without [DONE] is complete only if it said how it finished.
+        if self.account.finish_reason.is_some() {
+            self.finish(out);
+            Ok(())
+        } else {
+            Err(GatewayError::UpstreamFailed(
+                "the worker closed the stream before it completed".into(),
+            ))
+        }
+    }
+
+    fn account(&self) -> &StreamAccount {
+        &self.account
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use switchyard_protocol::Endpoint;
+
+    fn req(body: Value) -> InferenceRequest {
+        InferenceRequest::from_map(Endpoint::Chat, body.as_object().unwrap().clone()).unwrap()
+    }
+
+    fn frames_text(out: &mut Frames) -> Vec<String> {
+        let mut v = Vec::new();
+        while let Some(f) = out.pop() {
+            v.push(String::from_utf8(f.to_vec()).unwrap());
+        }
+        v
+    }
+
+    #[test]
+    fn usage_chunk_is_dropped_unless_the_client_asked() {
+        let r = req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
+        let mut t = OpenAiStream::new(&r);
+        let mut out = Frames::default();
+        t.on_event(r#"{"id":"a","model":"internal","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}"#, &mut out).unwrap();
+        t.on_event(r#"{"id":"a","model":"internal","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#, &mut out).unwrap();
+        assert_eq!(t.on_event("[DONE]", &mut out).unwrap(), Flow::Done);
+        let frames = frames_text(&mut out);
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(frames[0].contains(r#""model":"pub""#));
+        assert_eq!(frames[1], "data: [DONE]\n\n");
+        assert_eq!(t.account().reported, Some(Usage::new(3, 1)));
+    }
+
+    #[test]
+    fn usage_is_made_up_when_the_runtime_sends_none() {
+        let r = req(json!({"model":"pub","messages":[{"role":"user","content":"12345678"}],
+            "stream":true,"stream_options":{"include_usage":true}}));
+        let mut t = OpenAiStream::new(&r);
+        let mut out = Frames::default();
+        for tok in ["a", "b", "c"] {
+            t.on_event(&format!(r#"{{"id":"x","created":1,"choices":[{{"index":0,"delta":{{"content":"{tok}"}},"finish_reason":null}}]}}"#), &mut out).unwrap();
+        }
+        t.on_event(r#"{"id":"x","created":1,"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#, &mut out).unwrap();
+        t.on_eof(&mut out).unwrap();
+        let frames = frames_text(&mut out);
+        let usage: Value = serde_json::from_str(frames[4].trim_start_matches("data: ").trim()).unwrap();
+        assert_eq!(usage["usage"], json!({"prompt_tokens": 2 + 4, "completion_tokens": 3, "total_tokens": 9}));
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(frames[5], "data: [DONE]\n\n");
+    }
+
+    #[test]
+    fn eof_without_finish_is_a_failure_and_error_chunks_fail() {
+        let r = req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
+        let mut t = OpenAiStream::new(&r);
+        let mut out = Frames::default();
+        t.on_event(r#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#, &mut out).unwrap();
+        assert!(t.on_eof(&mut out).is_err());
+        assert!(t.on_event(r#"{"error":{"message":"boom"}}"#, &mut out).is_err());
+        assert!(t.on_event("not json", &mut out).is_err());
+    }
+
+    #[test]
+    fn llamacpp_gets_max_tokens_and_vllm_is_asked_for_usage() {
+        let r = req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true,
+            "max_completion_tokens":5,"custom":1}));
+        let spec: WorkerSpec = toml::from_str(
+            "name='w'\nurl='http://x'\nruntime='llamacpp'\nmodel='pub'\nupstream_model='file.gguf'",
+        )
+        .unwrap();
+        let body = request_body(&r, &spec);
+        assert_eq!(body["max_tokens"], json!(5));
+        assert!(!body.contains_key("max_completion_tokens"));
+        assert_eq!(body["model"], json!("file.gguf"));
+        assert_eq!(body["custom"], json!(1));
+        let mut vllm = spec.clone();
+        vllm.runtime = switchyard_fleet::RuntimeKind::Vllm;
+        assert_eq!(request_body(&r, &vllm)["stream_options"], json!({"include_usage": true}));
+    }
+}

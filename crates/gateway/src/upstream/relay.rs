@@ -1,0 +1,208 @@
+//! The stream relay: upstream bytes in, client frames out, one event at a time as the worker
+//! produces them. It owns the stall timer, turns a broken or stalled upstream into a single SSE
+//! error event, and holds the request's settlement and worker lease, so that whichever way the
+//! stream ends (completion, failure, or the client going away and dropping it) the worker is
+//! released, the upstream connection is closed and the request is settled exactly once.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
+use switchyard_fleet::WorkerLease;
+use switchyard_protocol::{SseItem, SseParser};
+use tokio::time::{Instant, Sleep};
+
+use super::frames::Frames;
+use super::translate::{Flow, StreamTranslator};
+use crate::error::GatewayError;
+use crate::settle::{Outcome, Settlement};
+
+type Upstream = BoxStream<'static, Result<Bytes, reqwest::Error>>;
+
+enum State {
+    Streaming,
+    Finished,
+    /// The worker failed; `before_first_frame` failures are retried on another worker.
+    Failed(GatewayError),
+}
+
+pub struct Relay {
+    upstream: Upstream,
+    parser: SseParser,
+    items: Vec<SseItem>,
+    translator: Box<dyn StreamTranslator>,
+    frames: Frames,
+    frames_sent: u64,
+    state: State,
+    stall_timeout: Duration,
+    stall: Pin<Box<Sleep>>,
+    eject_after: u32,
+    // Attached once the first frame is in hand; dropped with the relay.
+    lease: Option<WorkerLease>,
+    settlement: Option<Settlement>,
+}
+
+impl Relay {
+    pub fn new(
+        upstream: Upstream,
+        translator: Box<dyn StreamTranslator>,
+        stall_timeout: Duration,
+        eject_after: u32,
+    ) -> Self {
+        Self {
+            upstream,
+            parser: SseParser::new(),
+            items: Vec::new(),
+            translator,
+            frames: Frames::default(),
+            frames_sent: 0,
+            state: State::Streaming,
+            stall_timeout,
+            stall: Box::pin(tokio::time::sleep(stall_timeout)),
+            eject_after,
+            lease: None,
+            settlement: None,
+        }
+    }
+
+    /// Waits for the first frame for the client. A failure before it is returned as an error,
+    /// so the caller can still try another worker: nothing has reached the client yet.
+    pub async fn first_frame(&mut self) -> Result<Bytes, GatewayError> {
+        match self.next().await {
+            Some(Ok(frame)) => Ok(frame),
+            _ => Err(match std::mem::replace(&mut self.state, State::Finished) {
+                State::Failed(e) => e,
+                _ => GatewayError::UpstreamFailed("the worker closed the stream before the first token".into()),
+            }),
+        }
+    }
+
+    pub fn attach(&mut self, lease: WorkerLease, settlement: Settlement) {
+        self.lease = Some(lease);
+        self.settlement = Some(settlement);
+    }
+
+    fn handle_chunk(&mut self, chunk: &[u8]) {
+        self.parser.feed(chunk, &mut self.items);
+        self.process_items();
+    }
+
+    fn process_items(&mut self) {
+        let items = std::mem::take(&mut self.items);
+        for item in &items {
+            if !matches!(self.state, State::Streaming) {
+                break;
+            }
+            match item {
+                // Keep-alives mean something only once the client's stream has started.
+                SseItem::Comment(text) => {
+                    if self.frames_sent > 0 || !self.frames.is_empty() {
+                        self.frames.push_comment(text);
+                    }
+                }
+                SseItem::Event { data, .. } => {
+                    match self.translator.on_event(data, &mut self.frames) {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Done) => self.state = State::Finished,
+                        Err(e) => self.fail(e),
+                    }
+                }
+            }
+        }
+        self.items = items;
+        self.items.clear();
+    }
+
+    fn handle_eof(&mut self) {
+        self.parser.finish(&mut self.items);
+        self.process_items();
+        if matches!(self.state, State::Streaming) {
+            match self.translator.on_eof(&mut self.frames) {
+                Ok(()) => self.state = State::Finished,
+                Err(e) => self.fail(e),
+            }
+        }
+    }
+
+    fn fail(&mut self, error: GatewayError) {
+        if let Some(lease) = &self.lease {
+            lease.worker().record_failure(self.eject_after);
+        }
+        // After the first frame the only honest thing left is one error event, then the end.
+        if self.frames_sent > 0 || !self.frames.is_empty() {
+            self.frames.push_error(&error.body());
+        }
+        self.state = State::Failed(error);
+    }
+
+    fn settle(&mut self) {
+        if let Some(mut settlement) = self.settlement.take() {
+            let account = self.translator.account();
+            let outcome = match &self.state {
+                State::Finished => Outcome::Completed,
+                State::Failed(_) => Outcome::FailedMidStream,
+                State::Streaming => Outcome::ClientDisconnected,
+            };
+            if matches!(self.state, State::Finished) {
+                if let Some(lease) = &self.lease {
+                    lease.worker().record_success();
+                }
+            }
+            settlement.stream_ended(account, outcome);
+        }
+    }
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(frame) = this.frames.pop() {
+                this.frames_sent += 1;
+                if this.frames_sent == 1 {
+                    if let Some(s) = this.settlement.as_mut() {
+                        s.first_token();
+                    }
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if !matches!(this.state, State::Streaming) {
+                this.settle();
+                return Poll::Ready(None);
+            }
+            match this.upstream.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let deadline = Instant::now() + this.stall_timeout;
+                    this.stall.as_mut().reset(deadline);
+                    this.handle_chunk(&chunk);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.fail(GatewayError::UpstreamFailed(format!("connection to the worker broke mid-stream: {e}")));
+                }
+                Poll::Ready(None) => this.handle_eof(),
+                Poll::Pending => {
+                    if this.stall.poll_unpin(cx).is_ready() {
+                        let secs = this.stall_timeout.as_secs_f64();
+                        this.fail(GatewayError::UpstreamTimeout(format!(
+                            "the stream stalled: no data from the worker for {secs:.1} s"
+                        )));
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // The client went away (or the stream ended): settle with what was relayed so far.
+        self.settle();
+    }
+}

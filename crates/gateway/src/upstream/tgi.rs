@@ -1,0 +1,371 @@
+//! Adapter for TGI's native API: OpenAI requests become `/generate` and `/generate_stream`
+//! calls, and TGI's answers become OpenAI responses and chunks. TGI reports exact token counts
+//! (`details.generated_tokens`, `input_length` or the prefill list), so usage is never estimated
+//! when it answers in full.
+
+use serde_json::{json, Map, Value};
+use switchyard_fleet::{PromptFormat, WorkerSpec};
+use switchyard_protocol::{Endpoint, InferenceRequest, Usage};
+
+use super::account::{estimate_prompt_tokens, StreamAccount};
+use super::frames::Frames;
+use super::translate::{Flow, StreamTranslator};
+use crate::error::GatewayError;
+
+pub fn path(req: &InferenceRequest) -> &'static str {
+    if req.stream {
+        "/generate_stream"
+    } else {
+        "/generate"
+    }
+}
+
+pub fn request_body(req: &InferenceRequest, worker: &WorkerSpec) -> Result<Value, GatewayError> {
+    if req.n > 1 {
+        return Err(GatewayError::InvalidRequest {
+            message: format!(
+                "n > 1 is not supported for model '{}' (its runtime returns one choice).",
+                req.model
+            ),
+            param: Some("n".into()),
+        });
+    }
+    let inputs = match req.endpoint {
+        Endpoint::Chat => render_chat(req, worker.prompt_format),
+        Endpoint::Completions => completion_prompt(req)?,
+    };
+    let mut params = Map::new();
+    params.insert("details".into(), Value::Bool(true));
+    // The prefill list is how a non-streamed TGI answer tells us the prompt's token count.
+    params.insert("decoder_input_details".into(), Value::Bool(!req.stream));
+    if let Some(max) = req.max_tokens {
+        params.insert("max_new_tokens".into(), json!(max));
+    }
+    // TGI refuses temperature 0 and top_p 1: greedy decoding is "no sampling" there.
+    let temperature = req.body.get("temperature").and_then(Value::as_f64);
+    match temperature {
+        Some(t) if t > 0.0 => {
+            params.insert("temperature".into(), json!(t));
+            params.insert("do_sample".into(), Value::Bool(true));
+        }
+        Some(_) => {
+            params.insert("do_sample".into(), Value::Bool(false));
+        }
+        None => {}
+    }
+    if let Some(p) = req.body.get("top_p").and_then(Value::as_f64) {
+        if p > 0.0 && p < 1.0 {
+            params.insert("top_p".into(), json!(p));
+        }
+    }
+    if let Some(seed) = req.body.get("seed").and_then(Value::as_u64) {
+        params.insert("seed".into(), json!(seed));
+    }
+    match req.body.get("stop") {
+        Some(Value::String(s)) => {
+            params.insert("stop".into(), json!([s]));
+        }
+        Some(Value::Array(a)) => {
+            params.insert("stop".into(), Value::Array(a.clone()));
+        }
+        _ => {}
+    }
+    Ok(json!({ "inputs": inputs, "parameters": params }))
+}
+
+fn completion_prompt(req: &InferenceRequest) -> Result<String, GatewayError> {
+    match req.body.get("prompt") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Array(items)) if items.len() == 1 && items[0].is_string() => {
+            Ok(items[0].as_str().unwrap_or_default().to_string())
+        }
+        _ => Err(GatewayError::InvalidRequest {
+            message: format!(
+                "Model '{}' takes a single text prompt (its runtime cannot take token ids or batches).",
+                req.model
+            ),
+            param: Some("prompt".into()),
+        }),
+    }
+}
+
+fn message_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// Renders chat messages into the prompt format the model was trained on.
+pub fn render_chat(req: &InferenceRequest, format: PromptFormat) -> String {
+    let mut out = String::new();
+    let messages = req
+        .body
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for m in &messages {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+        let text = message_text(m.get("content"));
+        match format {
+            PromptFormat::Chatml => out.push_str(&format!("<|im_start|>{role}\n{text}<|im_end|>\n")),
+            PromptFormat::Llama3 => out.push_str(&format!(
+                "<|start_header_id|>{role}<|end_header_id|>\n\n{text}<|eot_id|>"
+            )),
+            PromptFormat::Gemma => {
+                let role = if role == "assistant" { "model" } else { "user" };
+                out.push_str(&format!("<start_of_turn>{role}\n{text}<end_of_turn>\n"));
+            }
+        }
+    }
+    match format {
+        PromptFormat::Chatml => out.push_str("<|im_start|>assistant\n"),
+        PromptFormat::Llama3 => {
+            out.insert_str(0, "<|begin_of_text|>");
+            out.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
+        }
+        PromptFormat::Gemma => out.push_str("<start_of_turn>model\n"),
+    }
+    out
+}
+
+fn finish_reason(tgi: Option<&str>) -> &'static str {
+    match tgi {
+        Some("length") => "length",
+        _ => "stop", // eos_token, stop_sequence
+    }
+}
+
+fn ids(req: &InferenceRequest) -> (String, &'static str, &'static str, u64) {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let uuid = uuid::Uuid::new_v4().simple().to_string();
+    match req.endpoint {
+        Endpoint::Chat => (format!("chatcmpl-{uuid}"), "chat.completion", "chat.completion.chunk", created),
+        Endpoint::Completions => (format!("cmpl-{uuid}"), "text_completion", "text_completion", created),
+    }
+}
+
+fn choice(req: &InferenceRequest, text: &str, finish: Option<&str>, streamed: bool) -> Value {
+    match (req.endpoint, streamed) {
+        (Endpoint::Chat, false) => json!({"index": 0, "message": {"role": "assistant", "content": text},
+            "logprobs": null, "finish_reason": finish}),
+        (Endpoint::Chat, true) => json!({"index": 0, "delta": if finish.is_some() { json!({}) } else { json!({"content": text}) },
+            "logprobs": null, "finish_reason": finish}),
+        (Endpoint::Completions, _) => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish}),
+    }
+}
+
+/// A `/generate` answer as an OpenAI response.
+pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Value, Usage, bool), GatewayError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::UpstreamFailed(format!("worker sent invalid JSON: {e}")))?;
+    let v = match v {
+        Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
+        other => other,
+    };
+    let text = v
+        .get("generated_text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| GatewayError::UpstreamFailed("worker response has no generated_text".into()))?;
+    let details = v.get("details");
+    let completion = details
+        .and_then(|d| d.get("generated_tokens"))
+        .and_then(Value::as_u64);
+    let prompt = details
+        .and_then(|d| d.get("prefill"))
+        .and_then(Value::as_array)
+        .map(|p| p.len() as u64)
+        .filter(|n| *n > 0);
+    let estimated = completion.is_none() || prompt.is_none();
+    let usage = Usage::new(
+        prompt.unwrap_or_else(|| estimate_prompt_tokens(req)),
+        completion.unwrap_or_else(|| (text.chars().count() as u64).div_ceil(4)),
+    );
+    let reason = finish_reason(
+        details
+            .and_then(|d| d.get("finish_reason"))
+            .and_then(Value::as_str),
+    );
+    let (id, object, _, created) = ids(req);
+    let body = json!({
+        "id": id, "object": object, "created": created, "model": req.model,
+        "choices": [choice(req, text, Some(reason), false)],
+        "usage": usage.to_value(),
+    });
+    Ok((body, usage, estimated))
+}
+
+/// `/generate_stream` events as OpenAI chunks.
+pub struct TgiStream {
+    req_endpoint: Endpoint,
+    model: String,
+    client_wants_usage: bool,
+    prompt_estimate: u64,
+    id: String,
+    object: &'static str,
+    created: u64,
+    started: bool,
+    account: StreamAccount,
+    req: InferenceRequest,
+}
+
+impl TgiStream {
+    pub fn new(req: &InferenceRequest) -> Self {
+        let (id, _, object, created) = ids(req);
+        Self {
+            req_endpoint: req.endpoint,
+            model: req.model.clone(),
+            client_wants_usage: req.include_usage,
+            prompt_estimate: estimate_prompt_tokens(req),
+            id,
+            object,
+            created,
+            started: false,
+            account: StreamAccount::default(),
+            req: req.clone(),
+        }
+    }
+
+    fn chunk(&self, choices: Value) -> Value {
+        json!({"id": self.id, "object": self.object, "created": self.created, "model": self.model, "choices": choices})
+    }
+}
+
+impl StreamTranslator for TgiStream {
+    fn on_event(&mut self, data: &str, out: &mut Frames) -> Result<Flow, GatewayError> {
+        let v: Value = serde_json::from_str(data).map_err(|e| {
+            GatewayError::UpstreamFailed(format!("worker sent an invalid stream event: {e}"))
+        })?;
+        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+            return Err(GatewayError::UpstreamFailed(
+                err.as_str().map(str::to_string).unwrap_or_else(|| err.to_string()),
+            ));
+        }
+        if !self.started && self.req_endpoint == Endpoint::Chat {
+            out.push_json(&self.chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                "logprobs": null, "finish_reason": null}])));
+        }
+        self.started = true;
+        let special = v.pointer("/token/special").and_then(Value::as_bool).unwrap_or(false);
+        let text = v.pointer("/token/text").and_then(Value::as_str).unwrap_or("");
+        if !special && !text.is_empty() {
+            self.account.content_chunks += 1;
+            out.push_json(&self.chunk(json!([choice(&self.req, text, None, true)])));
+        } else if v.get("token").is_some() {
+            self.account.content_chunks += 1; // a special token (EOS) is still a generated token
+        }
+        let Some(details) = v.get("details").filter(|d| !d.is_null()) else {
+            return Ok(Flow::Continue);
+        };
+        let reason = finish_reason(details.get("finish_reason").and_then(Value::as_str));
+        self.account.finish_reason = Some(reason.to_string());
+        let completion = details
+            .get("generated_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(self.account.content_chunks);
+        let prompt = details.get("input_length").and_then(Value::as_u64);
+        if let Some(prompt) = prompt {
+            self.account.reported = Some(Usage::new(prompt, completion));
+        }
+        let finish = match self.req_endpoint {
+            Endpoint::Chat => choice(&self.req, "", Some(reason), true),
+            Endpoint::Completions => choice(&self.req, "", Some(reason), true),
+        };
+        out.push_json(&self.chunk(json!([finish])));
+        if self.client_wants_usage {
+            let usage = prompt
+                .map(|p| Usage::new(p, completion))
+                .unwrap_or_else(|| Usage::new(self.prompt_estimate, completion));
+            let mut c = self.chunk(json!([]));
+            c["usage"] = usage.to_value();
+            out.push_json(&c);
+        }
+        out.push_done();
+        Ok(Flow::Done)
+    }
+
+    fn on_eof(&mut self, _out: &mut Frames) -> Result<(), GatewayError> {
+        Err(GatewayError::UpstreamFailed(
+            "the worker closed the stream before it completed".into(),
+        ))
+    }
+
+    fn account(&self) -> &StreamAccount {
+        &self.account
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn req(endpoint: Endpoint, body: Value) -> InferenceRequest {
+        InferenceRequest::from_map(endpoint, body.as_object().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn generate_answer_becomes_a_chat_completion_with_exact_usage() {
+        let r = req(Endpoint::Chat, json!({"model":"m","messages":[{"role":"user","content":"hi"}]}));
+        let body = br#"{"generated_text":" a b","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[{},{},{},{},{}],"tokens":[]}}"#;
+        let (v, usage, estimated) = complete(&r, body).unwrap();
+        assert_eq!(usage, Usage::new(5, 3));
+        assert!(!estimated);
+        assert_eq!(v["choices"][0]["message"]["content"], " a b");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        assert_eq!(v["model"], "m");
+    }
+
+    #[test]
+    fn sampling_parameters_map_to_tgi_rules() {
+        let r = req(Endpoint::Completions, json!({"model":"m","prompt":"p","temperature":0,"top_p":1.0,"stop":"x","max_tokens":9,"seed":4}));
+        let spec: WorkerSpec = toml::from_str("name='w'\nurl='http://x'\nruntime='tgi-native'\nmodel='m'").unwrap();
+        let b = request_body(&r, &spec).unwrap();
+        assert_eq!(b["inputs"], "p");
+        assert_eq!(b["parameters"]["do_sample"], false);
+        assert!(b["parameters"].get("temperature").is_none());
+        assert!(b["parameters"].get("top_p").is_none());
+        assert_eq!(b["parameters"]["stop"], json!(["x"]));
+        assert_eq!(b["parameters"]["max_new_tokens"], 9);
+        let many = req(Endpoint::Chat, json!({"model":"m","messages":[{"role":"user","content":"hi"}],"n":2}));
+        assert!(request_body(&many, &spec).is_err());
+    }
+
+    #[test]
+    fn stream_events_become_chunks_with_usage_from_details() {
+        let r = req(Endpoint::Chat, json!({"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}));
+        let mut t = TgiStream::new(&r);
+        let mut out = Frames::default();
+        t.on_event(r#"{"index":1,"token":{"id":1,"text":" a","logprob":0.0,"special":false},"generated_text":null,"details":null}"#, &mut out).unwrap();
+        let flow = t.on_event(r#"{"index":2,"token":{"id":2,"text":"</s>","logprob":0.0,"special":true},"generated_text":" a","details":{"finish_reason":"eos_token","generated_tokens":2,"seed":null,"input_length":7}}"#, &mut out).unwrap();
+        assert_eq!(flow, Flow::Done);
+        let mut frames = Vec::new();
+        while let Some(f) = out.pop() {
+            frames.push(String::from_utf8(f.to_vec()).unwrap());
+        }
+        // role chunk, " a", finish chunk, usage chunk, [DONE]
+        assert_eq!(frames.len(), 5, "{frames:?}");
+        assert!(frames[0].contains(r#""role":"assistant""#));
+        assert!(frames[1].contains(r#""content":" a""#));
+        assert!(frames[2].contains(r#""finish_reason":"stop""#));
+        assert!(frames[3].contains(r#""prompt_tokens":7,"completion_tokens":2,"total_tokens":9"#));
+        assert_eq!(t.account().reported, Some(Usage::new(7, 2)));
+    }
+
+    #[test]
+    fn chat_templates_end_with_the_assistant_turn() {
+        let r = req(Endpoint::Chat, json!({"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]}));
+        assert!(render_chat(&r, PromptFormat::Chatml).ends_with("<|im_start|>assistant\n"));
+        assert!(render_chat(&r, PromptFormat::Gemma).ends_with("<start_of_turn>model\n"));
+        assert!(render_chat(&r, PromptFormat::Llama3).starts_with("<|begin_of_text|>"));
+    }
+}

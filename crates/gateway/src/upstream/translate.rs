@@ -1,0 +1,21 @@
+//! The contract between the stream relay and a runtime's adapter: the relay handles bytes,
+//! timing and failure; the translator turns each upstream event into client frames.
+
+use super::account::StreamAccount;
+use super::frames::Frames;
+use crate::error::GatewayError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The response is complete; `[DONE]` has been emitted.
+    Done,
+}
+
+pub trait StreamTranslator: Send {
+    /// One upstream event's `data`. An `Err` ends the stream as a worker failure.
+    fn on_event(&mut self, data: &str, out: &mut Frames) -> Result<Flow, GatewayError>;
+    /// The worker closed the stream without a final event.
+    fn on_eof(&mut self, out: &mut Frames) -> Result<(), GatewayError>;
+    fn account(&self) -> &StreamAccount;
+}

@@ -1,0 +1,18 @@
+//! The OpenAI wire protocol as Switchyard speaks it to clients and to workers.
+//!
+//! - [`request`]: lenient parsing of `/v1/chat/completions` and `/v1/completions` bodies. The
+//!   body is kept as a JSON map so that fields we do not know pass through to the worker
+//!   untouched; the fields we do know are validated with errors that name the parameter.
+//! - [`response`]: typed response objects, for adapters that translate from a native API.
+//! - [`sse`]: an incremental server-sent-events parser that survives any chunk boundary.
+//! - [`error`]: the OpenAI error body `{"error":{"message","type","param","code"}}`.
+
+pub mod error;
+pub mod request;
+pub mod response;
+pub mod sse;
+
+pub use error::ErrorBody;
+pub use request::{Endpoint, InferenceRequest, InvalidRequest};
+pub use response::Usage;
+pub use sse::{SseItem, SseParser};
