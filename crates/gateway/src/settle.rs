@@ -39,7 +39,6 @@ pub struct Settlement {
     endpoint: Endpoint,
     model: String,
     stream: bool,
-    prompt_estimate: u64,
     started: Instant,
     ttft_ms: Option<f64>,
     worker: Option<String>,
@@ -56,7 +55,6 @@ impl Settlement {
             endpoint: req.endpoint,
             model: req.model.clone(),
             stream: req.stream,
-            prompt_estimate: crate::upstream::account::estimate_prompt_tokens(req),
             started: Instant::now(),
             ttft_ms: None,
             worker: None,
@@ -72,14 +70,15 @@ impl Settlement {
         self.provider = Some(worker.spec.provider.clone());
     }
 
-    pub fn first_token(&mut self) {
+    /// When the first frame of a stream was ready for the client.
+    pub fn first_token_at(&mut self, at: Instant) {
         if self.ttft_ms.is_none() {
-            self.ttft_ms = Some(self.started.elapsed().as_secs_f64() * 1e3);
+            self.ttft_ms = Some(at.saturating_duration_since(self.started).as_secs_f64() * 1e3);
         }
     }
 
     pub fn completed(mut self, usage: Usage, estimated: bool, status: u16) {
-        self.first_token();
+        self.first_token_at(Instant::now());
         self.record(Outcome::Completed, status, Some(usage), estimated, None, None);
     }
 
@@ -95,10 +94,7 @@ impl Settlement {
     }
 
     pub fn stream_ended(&mut self, account: &StreamAccount, outcome: Outcome) {
-        let (usage, estimated) = match account.reported {
-            Some(u) => (u, false),
-            None => (Usage::new(self.prompt_estimate, account.content_chunks), true),
-        };
+        let (usage, estimated) = account.usage();
         self.record(outcome, 200, Some(usage), estimated, account.finish_reason.clone(), None);
     }
 

@@ -17,6 +17,10 @@ pub fn estimate_prompt_tokens(req: &InferenceRequest) -> u64 {
 pub struct StreamAccount {
     /// Usage as the worker reported it.
     pub reported: Option<Usage>,
+    /// Prompt tokens counted by the worker's own tokenizer, for runtimes that stream no usage.
+    pub counted_prompt: Option<u64>,
+    /// Our estimate, the last resort.
+    pub prompt_estimate: u64,
     /// Content-bearing chunks relayed: runtimes stream one token per chunk, so this counts
     /// completion tokens when the worker reports no usage.
     pub content_chunks: u64,
@@ -24,11 +28,21 @@ pub struct StreamAccount {
 }
 
 impl StreamAccount {
-    /// The usage to bill and show: the worker's figures if it gave them, else our count.
-    pub fn usage(&self, req: &InferenceRequest) -> (Usage, bool) {
-        match self.reported {
-            Some(u) => (u, false),
-            None => (Usage::new(estimate_prompt_tokens(req), self.content_chunks), true),
+    pub fn new(req: &InferenceRequest, counted_prompt: Option<u64>) -> Self {
+        Self {
+            counted_prompt,
+            prompt_estimate: estimate_prompt_tokens(req),
+            ..Self::default()
+        }
+    }
+
+    /// The usage to bill and show, and whether it is an estimate: the worker's report if it
+    /// gave one, else the worker's prompt count (or our estimate) and the chunks we relayed.
+    pub fn usage(&self) -> (Usage, bool) {
+        match (self.reported, self.counted_prompt) {
+            (Some(u), _) => (u, false),
+            (None, Some(prompt)) => (Usage::new(prompt, self.content_chunks), false),
+            (None, None) => (Usage::new(self.prompt_estimate, self.content_chunks), true),
         }
     }
 }

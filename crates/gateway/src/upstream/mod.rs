@@ -6,6 +6,8 @@ pub mod account;
 mod classify;
 mod frames;
 pub mod openai;
+mod prompt;
+mod prompt_count;
 pub mod relay;
 pub mod tgi;
 mod translate;
@@ -32,7 +34,7 @@ pub enum Reply {
         estimated: bool,
     },
     /// The first frame is in hand (so the stream is committed); the relay carries the rest.
-    Stream { first: Bytes, relay: Relay },
+    Stream { first: Bytes, relay: Box<Relay> },
 }
 
 /// Tries up to `max_attempts` workers, never the same one twice, until one answers.
@@ -96,8 +98,14 @@ async fn attempt(
         upstream.request_timeout_ms
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(deadline);
-    let response = tokio::time::timeout_at(deadline, call.send())
-        .await
+    let send = tokio::time::timeout_at(deadline, call.send());
+    // Counted concurrently with the request so that it adds no latency.
+    let (counted_prompt, sent) = if prompt_count::needed(req, spec) {
+        tokio::join!(prompt_count::count(&state.client, req, spec), send)
+    } else {
+        (None, send.await)
+    };
+    let response = sent
         .map_err(|_| GatewayError::UpstreamTimeout(format!("no response from worker '{}'", spec.name)))?
         .map_err(|e| classify::transport(&spec.name, e))?;
     if !response.status().is_success() {
@@ -122,7 +130,7 @@ async fn attempt(
     }
 
     let translator: Box<dyn translate::StreamTranslator> = match api {
-        WireApi::OpenAi => Box::new(openai::OpenAiStream::new(req)),
+        WireApi::OpenAi => Box::new(openai::OpenAiStream::new(req, counted_prompt)),
         WireApi::TgiNative => Box::new(tgi::TgiStream::new(req)),
     };
     let mut relay = Relay::new(
@@ -134,5 +142,8 @@ async fn attempt(
     let first = tokio::time::timeout_at(deadline, relay.first_frame())
         .await
         .map_err(|_| GatewayError::UpstreamTimeout(format!("no first token from worker '{}'", spec.name)))??;
-    Ok(Reply::Stream { first, relay })
+    Ok(Reply::Stream {
+        first,
+        relay: Box::new(relay),
+    })
 }

@@ -81,7 +81,6 @@ fn estimate_usage(req: &InferenceRequest, obj: &Map<String, Value>) -> Usage {
 pub struct OpenAiStream {
     model: Value,
     client_wants_usage: bool,
-    prompt_estimate: u64,
     account: StreamAccount,
     usage_sent: bool,
     /// The last chunk's id and `created`, for a usage chunk we must make up ourselves.
@@ -91,12 +90,13 @@ pub struct OpenAiStream {
 }
 
 impl OpenAiStream {
-    pub fn new(req: &InferenceRequest) -> Self {
+    /// `counted_prompt`: the prompt's token count from the worker's tokenizer, for runtimes
+    /// that stream no usage.
+    pub fn new(req: &InferenceRequest, counted_prompt: Option<u64>) -> Self {
         Self {
             model: Value::String(req.model.clone()),
             client_wants_usage: req.include_usage,
-            prompt_estimate: estimate_prompt_tokens(req),
-            account: StreamAccount::default(),
+            account: StreamAccount::new(req, counted_prompt),
             usage_sent: false,
             last_id: Value::Null,
             last_created: Value::Null,
@@ -109,10 +109,7 @@ impl OpenAiStream {
 
     fn finish(&mut self, out: &mut Frames) {
         if self.client_wants_usage && !self.usage_sent {
-            let usage = self
-                .account
-                .reported
-                .unwrap_or_else(|| Usage::new(self.prompt_estimate, self.account.content_chunks));
+            let (usage, _) = self.account.usage();
             out.push_json(&json!({
                 "id": self.last_id,
                 "object": self.object,
@@ -226,7 +223,7 @@ mod tests {
     #[test]
     fn usage_chunk_is_dropped_unless_the_client_asked() {
         let r = req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
-        let mut t = OpenAiStream::new(&r);
+        let mut t = OpenAiStream::new(&r, None);
         let mut out = Frames::default();
         t.on_event(r#"{"id":"a","model":"internal","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}"#, &mut out).unwrap();
         t.on_event(r#"{"id":"a","model":"internal","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#, &mut out).unwrap();
@@ -242,7 +239,7 @@ mod tests {
     fn usage_is_made_up_when_the_runtime_sends_none() {
         let r = req(json!({"model":"pub","messages":[{"role":"user","content":"12345678"}],
             "stream":true,"stream_options":{"include_usage":true}}));
-        let mut t = OpenAiStream::new(&r);
+        let mut t = OpenAiStream::new(&r, None);
         let mut out = Frames::default();
         for tok in ["a", "b", "c"] {
             t.on_event(&format!(r#"{{"id":"x","created":1,"choices":[{{"index":0,"delta":{{"content":"{tok}"}},"finish_reason":null}}]}}"#), &mut out).unwrap();
@@ -259,7 +256,7 @@ mod tests {
     #[test]
     fn eof_without_finish_is_a_failure_and_error_chunks_fail() {
         let r = req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
-        let mut t = OpenAiStream::new(&r);
+        let mut t = OpenAiStream::new(&r, None);
         let mut out = Frames::default();
         t.on_event(r#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#, &mut out).unwrap();
         assert!(t.on_eof(&mut out).is_err());

@@ -36,6 +36,7 @@ pub struct Relay {
     translator: Box<dyn StreamTranslator>,
     frames: Frames,
     frames_sent: u64,
+    first_frame_at: Option<std::time::Instant>,
     state: State,
     stall_timeout: Duration,
     stall: Pin<Box<Sleep>>,
@@ -59,6 +60,7 @@ impl Relay {
             translator,
             frames: Frames::default(),
             frames_sent: 0,
+            first_frame_at: None,
             state: State::Streaming,
             stall_timeout,
             stall: Box::pin(tokio::time::sleep(stall_timeout)),
@@ -80,7 +82,10 @@ impl Relay {
         }
     }
 
-    pub fn attach(&mut self, lease: WorkerLease, settlement: Settlement) {
+    pub fn attach(&mut self, lease: WorkerLease, mut settlement: Settlement) {
+        if let Some(at) = self.first_frame_at {
+            settlement.first_token_at(at);
+        }
         self.lease = Some(lease);
         self.settlement = Some(settlement);
     }
@@ -165,9 +170,7 @@ impl Stream for Relay {
             if let Some(frame) = this.frames.pop() {
                 this.frames_sent += 1;
                 if this.frames_sent == 1 {
-                    if let Some(s) = this.settlement.as_mut() {
-                        s.first_token();
-                    }
+                    this.first_frame_at = Some(std::time::Instant::now());
                 }
                 return Poll::Ready(Some(Ok(frame)));
             }

@@ -4,11 +4,12 @@
 //! when it answers in full.
 
 use serde_json::{json, Map, Value};
-use switchyard_fleet::{PromptFormat, WorkerSpec};
+use switchyard_fleet::WorkerSpec;
 use switchyard_protocol::{Endpoint, InferenceRequest, Usage};
 
 use super::account::{estimate_prompt_tokens, StreamAccount};
 use super::frames::Frames;
+use super::prompt;
 use super::translate::{Flow, StreamTranslator};
 use crate::error::GatewayError;
 
@@ -31,8 +32,8 @@ pub fn request_body(req: &InferenceRequest, worker: &WorkerSpec) -> Result<Value
         });
     }
     let inputs = match req.endpoint {
-        Endpoint::Chat => render_chat(req, worker.prompt_format),
-        Endpoint::Completions => completion_prompt(req)?,
+        Endpoint::Chat => prompt::render_chat(req, worker.prompt_format),
+        Endpoint::Completions => prompt::completion_text(req)?,
     };
     let mut params = Map::new();
     params.insert("details".into(), Value::Bool(true));
@@ -73,68 +74,6 @@ pub fn request_body(req: &InferenceRequest, worker: &WorkerSpec) -> Result<Value
     Ok(json!({ "inputs": inputs, "parameters": params }))
 }
 
-fn completion_prompt(req: &InferenceRequest) -> Result<String, GatewayError> {
-    match req.body.get("prompt") {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Array(items)) if items.len() == 1 && items[0].is_string() => {
-            Ok(items[0].as_str().unwrap_or_default().to_string())
-        }
-        _ => Err(GatewayError::InvalidRequest {
-            message: format!(
-                "Model '{}' takes a single text prompt (its runtime cannot take token ids or batches).",
-                req.model
-            ),
-            param: Some("prompt".into()),
-        }),
-    }
-}
-
-fn message_text(content: Option<&Value>) -> String {
-    match content {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
-    }
-}
-
-/// Renders chat messages into the prompt format the model was trained on.
-pub fn render_chat(req: &InferenceRequest, format: PromptFormat) -> String {
-    let mut out = String::new();
-    let messages = req
-        .body
-        .get("messages")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for m in &messages {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-        let text = message_text(m.get("content"));
-        match format {
-            PromptFormat::Chatml => out.push_str(&format!("<|im_start|>{role}\n{text}<|im_end|>\n")),
-            PromptFormat::Llama3 => out.push_str(&format!(
-                "<|start_header_id|>{role}<|end_header_id|>\n\n{text}<|eot_id|>"
-            )),
-            PromptFormat::Gemma => {
-                let role = if role == "assistant" { "model" } else { "user" };
-                out.push_str(&format!("<start_of_turn>{role}\n{text}<end_of_turn>\n"));
-            }
-        }
-    }
-    match format {
-        PromptFormat::Chatml => out.push_str("<|im_start|>assistant\n"),
-        PromptFormat::Llama3 => {
-            out.insert_str(0, "<|begin_of_text|>");
-            out.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
-        }
-        PromptFormat::Gemma => out.push_str("<start_of_turn>model\n"),
-    }
-    out
-}
-
 fn finish_reason(tgi: Option<&str>) -> &'static str {
     match tgi {
         Some("length") => "length",
@@ -154,8 +93,8 @@ fn ids(req: &InferenceRequest) -> (String, &'static str, &'static str, u64) {
     }
 }
 
-fn choice(req: &InferenceRequest, text: &str, finish: Option<&str>, streamed: bool) -> Value {
-    match (req.endpoint, streamed) {
+fn choice(endpoint: Endpoint, text: &str, finish: Option<&str>, streamed: bool) -> Value {
+    match (endpoint, streamed) {
         (Endpoint::Chat, false) => json!({"index": 0, "message": {"role": "assistant", "content": text},
             "logprobs": null, "finish_reason": finish}),
         (Endpoint::Chat, true) => json!({"index": 0, "delta": if finish.is_some() { json!({}) } else { json!({"content": text}) },
@@ -198,7 +137,7 @@ pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Value, Usage, bo
     let (id, object, _, created) = ids(req);
     let body = json!({
         "id": id, "object": object, "created": created, "model": req.model,
-        "choices": [choice(req, text, Some(reason), false)],
+        "choices": [choice(req.endpoint, text, Some(reason), false)],
         "usage": usage.to_value(),
     });
     Ok((body, usage, estimated))
@@ -206,32 +145,28 @@ pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Value, Usage, bo
 
 /// `/generate_stream` events as OpenAI chunks.
 pub struct TgiStream {
-    req_endpoint: Endpoint,
+    endpoint: Endpoint,
     model: String,
     client_wants_usage: bool,
-    prompt_estimate: u64,
     id: String,
     object: &'static str,
     created: u64,
     started: bool,
     account: StreamAccount,
-    req: InferenceRequest,
 }
 
 impl TgiStream {
     pub fn new(req: &InferenceRequest) -> Self {
         let (id, _, object, created) = ids(req);
         Self {
-            req_endpoint: req.endpoint,
+            endpoint: req.endpoint,
             model: req.model.clone(),
             client_wants_usage: req.include_usage,
-            prompt_estimate: estimate_prompt_tokens(req),
             id,
             object,
             created,
             started: false,
-            account: StreamAccount::default(),
-            req: req.clone(),
+            account: StreamAccount::new(req, None),
         }
     }
 
@@ -250,7 +185,7 @@ impl StreamTranslator for TgiStream {
                 err.as_str().map(str::to_string).unwrap_or_else(|| err.to_string()),
             ));
         }
-        if !self.started && self.req_endpoint == Endpoint::Chat {
+        if !self.started && self.endpoint == Endpoint::Chat {
             out.push_json(&self.chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": ""},
                 "logprobs": null, "finish_reason": null}])));
         }
@@ -259,7 +194,7 @@ impl StreamTranslator for TgiStream {
         let text = v.pointer("/token/text").and_then(Value::as_str).unwrap_or("");
         if !special && !text.is_empty() {
             self.account.content_chunks += 1;
-            out.push_json(&self.chunk(json!([choice(&self.req, text, None, true)])));
+            out.push_json(&self.chunk(json!([choice(self.endpoint, text, None, true)])));
         } else if v.get("token").is_some() {
             self.account.content_chunks += 1; // a special token (EOS) is still a generated token
         }
@@ -272,19 +207,13 @@ impl StreamTranslator for TgiStream {
             .get("generated_tokens")
             .and_then(Value::as_u64)
             .unwrap_or(self.account.content_chunks);
-        let prompt = details.get("input_length").and_then(Value::as_u64);
-        if let Some(prompt) = prompt {
+        self.account.content_chunks = completion;
+        if let Some(prompt) = details.get("input_length").and_then(Value::as_u64) {
             self.account.reported = Some(Usage::new(prompt, completion));
         }
-        let finish = match self.req_endpoint {
-            Endpoint::Chat => choice(&self.req, "", Some(reason), true),
-            Endpoint::Completions => choice(&self.req, "", Some(reason), true),
-        };
-        out.push_json(&self.chunk(json!([finish])));
+        out.push_json(&self.chunk(json!([choice(self.endpoint, "", Some(reason), true)])));
         if self.client_wants_usage {
-            let usage = prompt
-                .map(|p| Usage::new(p, completion))
-                .unwrap_or_else(|| Usage::new(self.prompt_estimate, completion));
+            let (usage, _) = self.account.usage();
             let mut c = self.chunk(json!([]));
             c["usage"] = usage.to_value();
             out.push_json(&c);
@@ -359,13 +288,5 @@ mod tests {
         assert!(frames[2].contains(r#""finish_reason":"stop""#));
         assert!(frames[3].contains(r#""prompt_tokens":7,"completion_tokens":2,"total_tokens":9"#));
         assert_eq!(t.account().reported, Some(Usage::new(7, 2)));
-    }
-
-    #[test]
-    fn chat_templates_end_with_the_assistant_turn() {
-        let r = req(Endpoint::Chat, json!({"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]}));
-        assert!(render_chat(&r, PromptFormat::Chatml).ends_with("<|im_start|>assistant\n"));
-        assert!(render_chat(&r, PromptFormat::Gemma).ends_with("<start_of_turn>model\n"));
-        assert!(render_chat(&r, PromptFormat::Llama3).starts_with("<|begin_of_text|>"));
     }
 }

@@ -1,0 +1,166 @@
+//! Shared test harness: an in-process gateway on port 0 in front of in-process simulated
+//! workers, and small helpers to read responses and event streams as a client would.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use switchyard_fleet::RuntimeKind;
+use switchyard_gateway::config::SimWorkerConfig;
+use switchyard_gateway::{Config, KeyRing, RunningGateway};
+use switchyard_sim::SimConfig;
+
+pub const KEY: &str = "sk-test-0123456789abcdefghij";
+
+/// A sim with fast, deterministic timing unless the test says otherwise.
+pub fn sim(name: &str, tweak: impl FnOnce(&mut SimConfig)) -> SimWorkerConfig {
+    let mut sim = SimConfig {
+        prefill_base_ms: 2.0,
+        prefill_per_token_ms: 0.0,
+        decode_ms_per_token: 1.0,
+        ..SimConfig::default()
+    };
+    tweak(&mut sim);
+    SimWorkerConfig {
+        name: name.into(),
+        provider: format!("provider-{name}"),
+        region: "local".into(),
+        price_per_hour: 1.0,
+        runtime: RuntimeKind::Vllm,
+        sim,
+    }
+}
+
+pub fn config(sims: Vec<SimWorkerConfig>) -> Config {
+    let mut c = Config::embedded_default();
+    c.sim_workers = sims;
+    c.health.interval_ms = 100;
+    c.health.timeout_ms = 500;
+    c.server.shutdown_grace_ms = 2_000;
+    c
+}
+
+pub async fn start(config: Config) -> RunningGateway {
+    config.validate().unwrap();
+    let mut keys = KeyRing::default();
+    keys.add("test", KEY);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    switchyard_gateway::start(config, keys, listener).await.unwrap()
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub async fn post(gw: &RunningGateway, path: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{}{path}", gw.url()))
+        .bearer_auth(KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn post_raw(gw: &RunningGateway, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    client()
+        .post(format!("{}{path}", gw.url()))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// One parsed SSE `data:` payload with its arrival time.
+#[derive(Debug)]
+pub struct Event {
+    pub data: String,
+    pub at: Instant,
+}
+
+impl Event {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+/// Reads a whole event stream as a client would, noting when each event arrived. Bounded by
+/// a deadline so that a hanging stream fails the test instead of hanging it.
+pub async fn read_events(resp: reqwest::Response, deadline: Duration) -> (Vec<Event>, Option<String>) {
+    use futures::StreamExt;
+    let mut parser = switchyard_protocol::SseParser::new();
+    let mut items = Vec::new();
+    let mut events = Vec::new();
+    let mut body = resp.bytes_stream();
+    let end = tokio::time::Instant::now() + deadline;
+    let mut transport_error = None;
+    loop {
+        match tokio::time::timeout_at(end, body.next()).await {
+            Err(_) => panic!("stream still open after {deadline:?}"),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                transport_error = Some(e.to_string());
+                break;
+            }
+            Ok(Some(Ok(chunk))) => {
+                parser.feed(&chunk, &mut items);
+                let now = Instant::now();
+                for item in items.drain(..) {
+                    if let switchyard_protocol::SseItem::Event { data, .. } = item {
+                        events.push(Event { data, at: now });
+                    }
+                }
+            }
+        }
+    }
+    (events, transport_error)
+}
+
+/// Content of all chunks, in order (`delta.content` or `text`).
+pub fn joined_content(events: &[Event]) -> String {
+    events
+        .iter()
+        .filter(|e| e.data != "[DONE]")
+        .flat_map(|e| {
+            let v = e.json();
+            v["choices"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| {
+                    c.pointer("/delta/content")
+                        .or_else(|| c.get("text"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Polls `cond` until it holds or `deadline` passes; returns whether it held.
+pub async fn eventually(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}
+
+pub fn chat(model: &str, extra: Value) -> Value {
+    let mut body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Tell me about rail yards."}],
+        "max_tokens": 8,
+    });
+    if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+        b.extend(e);
+    }
+    body
+}
