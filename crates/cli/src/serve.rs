@@ -21,7 +21,9 @@ const MIN_KEY_LEN: usize = 20;
 
 fn dev_key() -> Result<String, String> {
     match std::env::var(DEV_KEY_ENV) {
-        Ok(key) if key.chars().count() >= MIN_KEY_LEN && !key.chars().any(char::is_whitespace) => Ok(key),
+        Ok(key) if key.chars().count() >= MIN_KEY_LEN && !key.chars().any(char::is_whitespace) => {
+            Ok(key)
+        }
         Ok(_) => Err(format!(
             "{DEV_KEY_ENV} must be at least {MIN_KEY_LEN} characters without spaces"
         )),
@@ -53,11 +55,24 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let gateway = switchyard_gateway::start(config, keys, listener)
         .await
         .map_err(|e| e.to_string())?;
-    let healthy = gateway.state.fleet.workers().iter().filter(|w| w.is_healthy()).count();
+    let healthy = gateway
+        .state
+        .fleet
+        .workers()
+        .iter()
+        .filter(|w| w.is_healthy())
+        .count();
     let total = gateway.state.fleet.workers().len();
     println!("switchyard listening on {}", gateway.url());
     println!("dev API key: {key}");
-    println!("workers: {healthy}/{total} healthy{}", if gateway.sims.is_empty() { "" } else { " (simulated fleet)" });
+    println!(
+        "workers: {healthy}/{total} healthy{}",
+        if gateway.sims.is_empty() {
+            ""
+        } else {
+            " (simulated fleet)"
+        }
+    );
     crate::shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     gateway.shutdown().await;

@@ -24,8 +24,10 @@ pub struct SimArgs {
 pub async fn run(args: SimArgs) -> Result<(), String> {
     let mut config = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            toml::from_str::<SimConfig>(&text).map_err(|e| format!("invalid sim config {}: {e}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            toml::from_str::<SimConfig>(&text)
+                .map_err(|e| format!("invalid sim config {}: {e}", path.display()))?
         }
         None => SimConfig::default(),
     };
@@ -38,7 +40,10 @@ pub async fn run(args: SimArgs) -> Result<(), String> {
     let handle = switchyard_sim::spawn_on(&args.listen, config)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    println!("switchyard sim (SIMULATED worker, not a real model) listening on {}", handle.url());
+    println!(
+        "switchyard sim (SIMULATED worker, not a real model) listening on {}",
+        handle.url()
+    );
     crate::shutdown_signal().await;
     handle.shutdown().await;
     Ok(())

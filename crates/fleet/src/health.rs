@@ -35,7 +35,9 @@ impl HealthConfig {
             return Err("health.interval_ms and health.timeout_ms must be positive".into());
         }
         if self.healthy_after == 0 || self.unhealthy_after == 0 {
-            return Err("health.healthy_after and health.unhealthy_after must be at least 1".into());
+            return Err(
+                "health.healthy_after and health.unhealthy_after must be at least 1".into(),
+            );
         }
         Ok(())
     }

@@ -138,7 +138,11 @@ mod tests {
         assert!(f.workers().iter().all(|w| w.outstanding() == 1));
         drop(c);
         let d = f.pick("m", &[]).unwrap();
-        assert_eq!(d.worker().outstanding(), 1, "the freed worker is chosen again");
+        assert_eq!(
+            d.worker().outstanding(),
+            1,
+            "the freed worker is chosen again"
+        );
     }
 
     #[test]
@@ -171,6 +175,8 @@ mod tests {
         assert_eq!(dup, FleetError::DuplicateName("a".into()));
         let mut bad = spec("b", "m");
         bad.url = "ftp://x".into();
-        assert!(matches!(Fleet::new(vec![bad]), Err(FleetError::InvalidWorker(m)) if m.contains("worker 'b'")));
+        assert!(
+            matches!(Fleet::new(vec![bad]), Err(FleetError::InvalidWorker(m)) if m.contains("worker 'b'"))
+        );
     }
 }

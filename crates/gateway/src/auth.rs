@@ -67,14 +67,22 @@ mod tests {
         let mut ring = KeyRing::default();
         ring.add("dev", "sk-dev-0123456789abcdef");
         assert_eq!(
-            ring.authenticate(&headers("Bearer sk-dev-0123456789abcdef")).unwrap().key_name,
+            ring.authenticate(&headers("Bearer sk-dev-0123456789abcdef"))
+                .unwrap()
+                .key_name,
             "dev"
         );
         assert!(matches!(
             ring.authenticate(&headers("Bearer sk-dev-0123456789abcdeX")),
             Err(GatewayError::InvalidApiKey)
         ));
-        assert!(matches!(ring.authenticate(&headers("Basic abc")), Err(GatewayError::MissingApiKey)));
-        assert!(matches!(ring.authenticate(&HeaderMap::new()), Err(GatewayError::MissingApiKey)));
+        assert!(matches!(
+            ring.authenticate(&headers("Basic abc")),
+            Err(GatewayError::MissingApiKey)
+        ));
+        assert!(matches!(
+            ring.authenticate(&HeaderMap::new()),
+            Err(GatewayError::MissingApiKey)
+        ));
     }
 }

@@ -260,9 +260,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = Config::from_toml(&format!("{WORKER}\nrutime = 1")).unwrap_err().to_string();
+        let err = Config::from_toml(&format!("{WORKER}\nrutime = 1"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("rutime"), "{err}");
-        let err = Config::from_toml(&WORKER.replace("model =", "modle =")).unwrap_err().to_string();
+        let err = Config::from_toml(&WORKER.replace("model =", "modle ="))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("modle"), "{err}");
         let err = Config::from_toml(&format!("[upstream]\nmax_attempt = 2\n{WORKER}"))
             .unwrap_err()
@@ -275,8 +279,14 @@ mod tests {
         let cases = [
             (WORKER.replace("llamacpp", "llama"), "llama"),
             (WORKER.replace("http://127.0.0.1:8000", "not a url"), "w1"),
-            (format!("[server]\nlisten = \"nowhere\"\n{WORKER}"), "server.listen"),
-            (format!("[upstream]\nmax_attempts = 0\n{WORKER}"), "max_attempts"),
+            (
+                format!("[server]\nlisten = \"nowhere\"\n{WORKER}"),
+                "server.listen",
+            ),
+            (
+                format!("[upstream]\nmax_attempts = 0\n{WORKER}"),
+                "max_attempts",
+            ),
             (format!("{WORKER}{WORKER}"), "duplicate worker name 'w1'"),
             (String::new(), "no workers"),
         ];

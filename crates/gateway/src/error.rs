@@ -199,10 +199,26 @@ mod tests {
     fn statuses_and_codes_follow_openai() {
         let cases = [
             (GatewayError::InvalidApiKey, 401, "invalid_api_key"),
-            (GatewayError::ModelNotFound("x".into()), 404, "model_not_found"),
-            (GatewayError::BodyTooLarge { size: 9, limit: 8 }, 413, "request_too_large"),
-            (GatewayError::NoHealthyWorker("x".into()), 503, "no_healthy_worker"),
-            (GatewayError::UpstreamTimeout("x".into()), 504, "upstream_timeout"),
+            (
+                GatewayError::ModelNotFound("x".into()),
+                404,
+                "model_not_found",
+            ),
+            (
+                GatewayError::BodyTooLarge { size: 9, limit: 8 },
+                413,
+                "request_too_large",
+            ),
+            (
+                GatewayError::NoHealthyWorker("x".into()),
+                503,
+                "no_healthy_worker",
+            ),
+            (
+                GatewayError::UpstreamTimeout("x".into()),
+                504,
+                "upstream_timeout",
+            ),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status().as_u16(), status);

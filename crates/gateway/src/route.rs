@@ -8,6 +8,10 @@ use switchyard_protocol::InferenceRequest;
 
 use crate::state::AppState;
 
-pub fn choose(state: &AppState, req: &InferenceRequest, tried: &[Arc<Worker>]) -> Option<WorkerLease> {
+pub fn choose(
+    state: &AppState,
+    req: &InferenceRequest,
+    tried: &[Arc<Worker>],
+) -> Option<WorkerLease> {
     state.fleet.pick(&req.model, tried)
 }

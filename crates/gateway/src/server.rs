@@ -57,8 +57,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn(crate::request_id::assign))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             use axum::response::IntoResponse;
-            crate::error::GatewayError::Internal("the gateway hit a bug handling this request".into())
-                .into_response()
+            crate::error::GatewayError::Internal(
+                "the gateway hit a bug handling this request".into(),
+            )
+            .into_response()
         }))
         .with_state(state)
 }
@@ -75,7 +77,11 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-pub async fn start(config: Config, keys: KeyRing, listener: TcpListener) -> Result<RunningGateway, StartError> {
+pub async fn start(
+    config: Config,
+    keys: KeyRing,
+    listener: TcpListener,
+) -> Result<RunningGateway, StartError> {
     let mut sims = Vec::new();
     let mut specs = config.workers.clone();
     for sim in &config.sim_workers {

@@ -79,7 +79,14 @@ impl Settlement {
 
     pub fn completed(mut self, usage: Usage, estimated: bool, status: u16) {
         self.first_token_at(Instant::now());
-        self.record(Outcome::Completed, status, Some(usage), estimated, None, None);
+        self.record(
+            Outcome::Completed,
+            status,
+            Some(usage),
+            estimated,
+            None,
+            None,
+        );
     }
 
     pub fn failed(mut self, error: &GatewayError) {
@@ -95,7 +102,14 @@ impl Settlement {
 
     pub fn stream_ended(&mut self, account: &StreamAccount, outcome: Outcome) {
         let (usage, estimated) = account.usage();
-        self.record(outcome, 200, Some(usage), estimated, account.finish_reason.clone(), None);
+        self.record(
+            outcome,
+            200,
+            Some(usage),
+            estimated,
+            account.finish_reason.clone(),
+            None,
+        );
     }
 
     fn record(

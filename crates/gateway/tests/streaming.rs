@@ -15,7 +15,10 @@ const DEADLINE: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn stream_with_include_usage_ends_with_a_usage_chunk_and_done() {
     let gw = start(config(vec![sim("a", |_| {})])).await;
-    let body = chat("sim-small", json!({"stream": true, "stream_options": {"include_usage": true}, "max_tokens": 6}));
+    let body = chat(
+        "sim-small",
+        json!({"stream": true, "stream_options": {"include_usage": true}, "max_tokens": 6}),
+    );
     let resp = post(&gw, "/v1/chat/completions", &body).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
@@ -27,7 +30,10 @@ async fn stream_with_include_usage_ends_with_a_usage_chunk_and_done() {
     assert_eq!(usage_chunk["usage"]["completion_tokens"], 6);
     assert_eq!(usage_chunk["model"], "sim-small");
     // Exactly one chunk carries usage.
-    let with_usage = events.iter().filter(|e| e.data != "[DONE]" && !e.json()["usage"].is_null()).count();
+    let with_usage = events
+        .iter()
+        .filter(|e| e.data != "[DONE]" && !e.json()["usage"].is_null())
+        .count();
     assert_eq!(with_usage, 1);
     gw.shutdown().await;
 }
@@ -35,10 +41,18 @@ async fn stream_with_include_usage_ends_with_a_usage_chunk_and_done() {
 #[tokio::test]
 async fn without_include_usage_no_chunk_carries_usage() {
     let gw = start(config(vec![sim("a", |_| {})])).await;
-    let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({"stream": true}))).await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("sim-small", json!({"stream": true})),
+    )
+    .await;
     let (events, _) = read_events(resp, DEADLINE).await;
     assert_eq!(events.last().unwrap().data, "[DONE]");
-    assert!(events.iter().filter(|e| e.data != "[DONE]").all(|e| e.json().get("usage").is_none()));
+    assert!(events
+        .iter()
+        .filter(|e| e.data != "[DONE]")
+        .all(|e| e.json().get("usage").is_none()));
     assert!(!joined_content(&events).is_empty());
     gw.shutdown().await;
 }
@@ -47,17 +61,30 @@ async fn without_include_usage_no_chunk_carries_usage() {
 async fn chunks_reach_the_client_as_the_worker_produces_them() {
     // 20 tokens at 40 ms each: a buffering proxy would deliver everything at the end.
     let gw = start(config(vec![sim("a", |s| s.decode_ms_per_token = 40.0)])).await;
-    let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({"stream": true, "max_tokens": 20}))).await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("sim-small", json!({"stream": true, "max_tokens": 20})),
+    )
+    .await;
     let (events, _) = read_events(resp, DEADLINE).await;
     let content: Vec<_> = events.iter().filter(|e| e.data != "[DONE]").collect();
     let first = content.first().unwrap().at;
     let last = content.last().unwrap().at;
     let spread = last - first;
-    assert!(spread >= Duration::from_millis(400), "events arrived together ({spread:?}): the stream was buffered");
+    assert!(
+        spread >= Duration::from_millis(400),
+        "events arrived together ({spread:?}): the stream was buffered"
+    );
     // Distinct arrival times: at least most tokens arrived in their own read.
     let mut times: Vec<_> = content.iter().map(|e| e.at).collect();
     times.dedup();
-    assert!(times.len() >= 15, "only {} distinct arrivals for {} events", times.len(), content.len());
+    assert!(
+        times.len() >= 15,
+        "only {} distinct arrivals for {} events",
+        times.len(),
+        content.len()
+    );
     gw.shutdown().await;
 }
 
@@ -69,7 +96,10 @@ async fn keepalive_comments_and_split_writes_upstream_are_absorbed() {
     })]))
     .await;
     let plain = start(config(vec![sim("b", |_| {})])).await;
-    let body = chat("sim-small", json!({"stream": true, "max_tokens": 12, "seed": 7, "stream_options": {"include_usage": true}}));
+    let body = chat(
+        "sim-small",
+        json!({"stream": true, "max_tokens": 12, "seed": 7, "stream_options": {"include_usage": true}}),
+    );
     let (quirky, err) = read_events(post(&gw, "/v1/chat/completions", &body).await, DEADLINE).await;
     assert!(err.is_none());
     let (clean, _) = read_events(post(&plain, "/v1/chat/completions", &body).await, DEADLINE).await;
@@ -81,8 +111,14 @@ async fn keepalive_comments_and_split_writes_upstream_are_absorbed() {
 
 #[tokio::test]
 async fn usage_is_given_even_when_the_runtime_streams_none() {
-    let gw = start(config(vec![sim("a", |s| s.usage_in_stream = UsageInStream::Never)])).await;
-    let body = chat("sim-small", json!({"stream": true, "max_tokens": 7, "stream_options": {"include_usage": true}}));
+    let gw = start(config(vec![sim("a", |s| {
+        s.usage_in_stream = UsageInStream::Never
+    })]))
+    .await;
+    let body = chat(
+        "sim-small",
+        json!({"stream": true, "max_tokens": 7, "stream_options": {"include_usage": true}}),
+    );
     let (events, _) = read_events(post(&gw, "/v1/chat/completions", &body).await, DEADLINE).await;
     let usage = &events[events.len() - 2].json()["usage"];
     assert_eq!(usage["completion_tokens"], 7, "one token per content chunk");
@@ -99,7 +135,14 @@ async fn completions_stream_too() {
     let indexes: std::collections::BTreeSet<u64> = events
         .iter()
         .filter(|e| e.data != "[DONE]")
-        .flat_map(|e| e.json()["choices"].as_array().unwrap().iter().map(|c| c["index"].as_u64().unwrap()).collect::<Vec<_>>())
+        .flat_map(|e| {
+            e.json()["choices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["index"].as_u64().unwrap())
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert_eq!(indexes.into_iter().collect::<Vec<_>>(), vec![0, 1]);
     gw.shutdown().await;
@@ -110,16 +153,47 @@ async fn completions_stream_too() {
 #[tokio::test]
 async fn a_stream_cut_mid_way_ends_with_one_error_event() {
     let mut c = config(vec![sim("a", |s| {
-        s.faults = FaultConfig { cut_stream: 1.0, cut_after_tokens: 3, ..FaultConfig::default() };
+        s.faults = FaultConfig {
+            cut_stream: 1.0,
+            cut_after_tokens: 3,
+            ..FaultConfig::default()
+        };
     })]);
     c.upstream.max_attempts = 1;
     let gw = start(c).await;
-    let (events, err) = read_events(post(&gw, "/v1/chat/completions", &chat("sim-small", json!({"stream": true, "max_tokens": 20}))).await, DEADLINE).await;
-    assert!(err.is_none(), "the client's connection closes cleanly: {err:?}");
-    assert!(!joined_content(&events).is_empty(), "tokens before the cut were relayed");
+    let (events, err) = read_events(
+        post(
+            &gw,
+            "/v1/chat/completions",
+            &chat("sim-small", json!({"stream": true, "max_tokens": 20})),
+        )
+        .await,
+        DEADLINE,
+    )
+    .await;
+    assert!(
+        err.is_none(),
+        "the client's connection closes cleanly: {err:?}"
+    );
+    assert!(
+        !joined_content(&events).is_empty(),
+        "tokens before the cut were relayed"
+    );
     let last = events.last().unwrap().json();
-    assert!(last["error"]["message"].as_str().unwrap().contains("mid-stream"), "{last}");
-    assert_eq!(events.iter().filter(|e| e.data.contains("\"error\"")).count(), 1);
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("mid-stream"),
+        "{last}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.data.contains("\"error\""))
+            .count(),
+        1
+    );
     assert!(events.iter().all(|e| e.data != "[DONE]"));
     gw.shutdown().await;
 }
@@ -127,15 +201,31 @@ async fn a_stream_cut_mid_way_ends_with_one_error_event() {
 #[tokio::test]
 async fn a_stalled_stream_is_ended_after_the_stall_timeout() {
     let mut c = config(vec![sim("a", |s| {
-        s.faults = FaultConfig { stall_stream: 1.0, cut_after_tokens: 2, ..FaultConfig::default() };
+        s.faults = FaultConfig {
+            stall_stream: 1.0,
+            cut_after_tokens: 2,
+            ..FaultConfig::default()
+        };
     })]);
     c.upstream.stall_timeout_ms = 300;
     c.upstream.max_attempts = 1;
     let gw = start(c).await;
-    let (events, _) = read_events(post(&gw, "/v1/chat/completions", &chat("sim-small", json!({"stream": true, "max_tokens": 20}))).await, DEADLINE).await;
+    let (events, _) = read_events(
+        post(
+            &gw,
+            "/v1/chat/completions",
+            &chat("sim-small", json!({"stream": true, "max_tokens": 20})),
+        )
+        .await,
+        DEADLINE,
+    )
+    .await;
     let last = events.last().unwrap().json();
     assert_eq!(last["error"]["code"], "upstream_timeout", "{last}");
-    assert!(last["error"]["message"].as_str().unwrap().contains("stalled"));
+    assert!(last["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("stalled"));
     gw.shutdown().await;
 }
 
@@ -144,7 +234,12 @@ async fn a_worker_killed_mid_stream_ends_the_stream_with_an_error() {
     let mut c = config(vec![sim("a", |s| s.decode_ms_per_token = 20.0)]);
     c.upstream.max_attempts = 1;
     let gw = start(c).await;
-    let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({"stream": true, "max_tokens": 200}))).await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("sim-small", json!({"stream": true, "max_tokens": 200})),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     gw.sims[0].kill();
     let (events, _) = read_events(resp, DEADLINE).await;
@@ -155,7 +250,12 @@ async fn a_worker_killed_mid_stream_ends_the_stream_with_an_error() {
 #[tokio::test]
 async fn a_client_that_disconnects_cancels_the_upstream_request() {
     let gw = start(config(vec![sim("a", |s| s.decode_ms_per_token = 20.0)])).await;
-    let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({"stream": true, "max_tokens": 500}))).await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("sim-small", json!({"stream": true, "max_tokens": 500})),
+    )
+    .await;
     let mut body = resp.bytes_stream();
     use futures::StreamExt;
     body.next().await.unwrap().unwrap();
@@ -167,9 +267,17 @@ async fn a_client_that_disconnects_cancels_the_upstream_request() {
         "the worker was still generating after the client left"
     );
     let generated = sim.stats().completion_tokens_generated;
-    assert!(generated < 500, "generation stopped early ({generated} tokens)");
+    assert!(
+        generated < 500,
+        "generation stopped early ({generated} tokens)"
+    );
     // The worker's lease is released too: it is free for the next request.
-    assert!(eventually(Duration::from_secs(2), || gw.state.fleet.workers()[0].outstanding() == 0).await);
+    assert!(
+        eventually(Duration::from_secs(2), || gw.state.fleet.workers()[0]
+            .outstanding()
+            == 0)
+        .await
+    );
     gw.shutdown().await;
 }
 
@@ -177,7 +285,11 @@ async fn a_client_that_disconnects_cancels_the_upstream_request() {
 async fn a_client_that_disconnects_from_a_non_streamed_request_cancels_it_too() {
     let gw = start(config(vec![sim("a", |s| s.decode_ms_per_token = 20.0)])).await;
     let url = format!("{}/v1/chat/completions", gw.url());
-    let request = client().post(url).bearer_auth(KEY).json(&chat("sim-small", json!({"max_tokens": 500}))).send();
+    let request = client()
+        .post(url)
+        .bearer_auth(KEY)
+        .json(&chat("sim-small", json!({"max_tokens": 500})))
+        .send();
     let sim = &gw.sims[0];
     tokio::select! {
         _ = request => panic!("a 10 s generation finished early"),

@@ -94,7 +94,13 @@ impl InferenceRequest {
             Some(Value::Object(opts)) => match opts.get("include_usage") {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
-                Some(other) => return Err(wrong_type("stream_options.include_usage", "a boolean", other)),
+                Some(other) => {
+                    return Err(wrong_type(
+                        "stream_options.include_usage",
+                        "a boolean",
+                        other,
+                    ))
+                }
             },
             Some(other) => return Err(wrong_type("stream_options", "an object", other)),
         };
@@ -234,7 +240,14 @@ fn opt_number(body: &Map<String, Value>, key: &str, min: f64, max: f64) -> Check
     }
 }
 
-const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 fn check_messages(body: &Map<String, Value>) -> Check {
     let messages = match body.get("messages") {
@@ -261,7 +274,10 @@ fn check_messages(body: &Map<String, Value>) -> Check {
             Some(Value::String(r)) if ROLES.contains(&r.as_str()) => {}
             Some(Value::String(r)) => {
                 return Err(InvalidRequest::new(
-                    format!("Invalid value: '{r}'. Supported values are: {}.", ROLES.join(", ")),
+                    format!(
+                        "Invalid value: '{r}'. Supported values are: {}.",
+                        ROLES.join(", ")
+                    ),
                     Some(format!("messages[{i}].role")),
                 ))
             }
@@ -271,7 +287,13 @@ fn check_messages(body: &Map<String, Value>) -> Check {
                     Some(format!("messages[{i}].role")),
                 ))
             }
-            Some(other) => return Err(wrong_type(&format!("messages[{i}].role"), "a string", other)),
+            Some(other) => {
+                return Err(wrong_type(
+                    &format!("messages[{i}].role"),
+                    "a string",
+                    other,
+                ))
+            }
         }
         match m.get("content") {
             None | Some(Value::Null) | Some(Value::String(_)) | Some(Value::Array(_)) => {}
@@ -365,13 +387,19 @@ mod tests {
 
     #[test]
     fn valid_chat_keeps_unknown_fields_and_reads_known_ones() {
-        let r = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,
+        let r = chat(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,
             "stream_options":{"include_usage":true},"max_completion_tokens":7,"max_tokens":3,"n":2,
-            "vendor_knob":{"a":[1,2]}}"#)
+            "vendor_knob":{"a":[1,2]}}"#,
+        )
         .unwrap();
         assert_eq!(r.model, "m");
         assert!(r.stream && r.include_usage);
-        assert_eq!(r.max_tokens, Some(7), "max_completion_tokens wins over max_tokens");
+        assert_eq!(
+            r.max_tokens,
+            Some(7),
+            "max_completion_tokens wins over max_tokens"
+        );
         assert_eq!(r.n, 2);
         assert_eq!(r.body["vendor_knob"], serde_json::json!({"a":[1,2]}));
     }
@@ -383,19 +411,55 @@ mod tests {
             (r#"{"messages":[{"role":"user","content":"x"}]}"#, "model"),
             (r#"{"model":"m","messages":"hi"}"#, "messages"),
             (r#"{"model":"m","messages":[]}"#, "messages"),
-            (r#"{"model":"m","messages":[{"content":"x"}]}"#, "messages[0].role"),
-            (r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#, "messages[0].role"),
-            (r#"{"model":"m","messages":[{"role":"user","content":5}]}"#, "messages[0].content"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"temperature":"hot"}"#, "temperature"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"temperature":3}"#, "temperature"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":0}"#, "max_tokens"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":1.5}"#, "max_tokens"),
+            (
+                r#"{"model":"m","messages":[{"content":"x"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":5}]}"#,
+                "messages[0].content",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"temperature":"hot"}"#,
+                "temperature",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"temperature":3}"#,
+                "temperature",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":0}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":1.5}"#,
+                "max_tokens",
+            ),
             (r#"{"model":"m","messages":[{"role":"user"}],"n":0}"#, "n"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#, "stream"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"stop":[1]}"#, "stop"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"tools":[{}]}"#, "tools[0].type"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"tool_choice":"maybe"}"#, "tool_choice"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"stream_options":{"include_usage":1}}"#, "stream_options.include_usage"),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#,
+                "stream",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"stop":[1]}"#,
+                "stop",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"tools":[{}]}"#,
+                "tools[0].type",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"tool_choice":"maybe"}"#,
+                "tool_choice",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"stream_options":{"include_usage":1}}"#,
+                "stream_options.include_usage",
+            ),
         ];
         for (body, param) in cases {
             let err = chat(body).unwrap_err();

@@ -40,7 +40,11 @@ impl SseParser {
                     break;
                 }
                 let line_end = i;
-                i += if b == b'\r' && self.buf[i + 1] == b'\n' { 2 } else { 1 };
+                i += if b == b'\r' && self.buf[i + 1] == b'\n' {
+                    2
+                } else {
+                    1
+                };
                 let line = String::from_utf8_lossy(&self.buf[start..line_end]).into_owned();
                 self.line(&line, out);
                 start = i;
@@ -71,7 +75,9 @@ impl SseParser {
             return;
         }
         if let Some(comment) = line.strip_prefix(':') {
-            out.push(SseItem::Comment(comment.strip_prefix(' ').unwrap_or(comment).to_string()));
+            out.push(SseItem::Comment(
+                comment.strip_prefix(' ').unwrap_or(comment).to_string(),
+            ));
             return;
         }
         let (field, value) = match line.find(':') {
@@ -135,7 +141,10 @@ mod tests {
     }
 
     fn ev(data: &str) -> SseItem {
-        SseItem::Event { event: None, data: data.into() }
+        SseItem::Event {
+            event: None,
+            data: data.into(),
+        }
     }
 
     #[test]
@@ -159,7 +168,10 @@ mod tests {
         assert_eq!(
             parse_whole(input),
             vec![
-                SseItem::Event { event: Some("error".into()), data: "line1\nline2".into() },
+                SseItem::Event {
+                    event: Some("error".into()),
+                    data: "line1\nline2".into()
+                },
                 ev("x"),
             ]
         );
@@ -185,7 +197,11 @@ mod tests {
     fn utf8_split_inside_a_character_survives() {
         let input = "data: héllo 🌍\n\n".as_bytes();
         for cut in 1..input.len() {
-            assert_eq!(parse_split(input, &[cut]), vec![ev("héllo 🌍")], "cut at {cut}");
+            assert_eq!(
+                parse_split(input, &[cut]),
+                vec![ev("héllo 🌍")],
+                "cut at {cut}"
+            );
         }
     }
 
@@ -193,7 +209,8 @@ mod tests {
         let item = prop_oneof![
             "[ -~é🌍]{0,40}".prop_map(|d| format!("data: {d}\n\n")),
             "[ -~]{0,20}".prop_map(|c| format!(":{c}\n\n")),
-            ("[a-z]{1,8}", "[ -~]{0,20}").prop_map(|(e, d)| format!("event: {e}\r\ndata: {d}\r\n\r\n")),
+            ("[a-z]{1,8}", "[ -~]{0,20}")
+                .prop_map(|(e, d)| format!("event: {e}\r\ndata: {d}\r\n\r\n")),
             ("[ -~]{0,10}", "[ -~]{0,10}").prop_map(|(a, b)| format!("data:{a}\ndata: {b}\r\r")),
             Just("id: 7\nretry: 10\n\n".to_string()),
         ];

@@ -32,7 +32,11 @@ async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
     }
 }
 
-async fn run(state: &AppState, endpoint: Endpoint, request: Request) -> Result<Response, GatewayError> {
+async fn run(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: Request,
+) -> Result<Response, GatewayError> {
     let (parts, body) = request.into_parts();
     let request_id = parts
         .extensions
@@ -72,10 +76,14 @@ async fn run(state: &AppState, endpoint: Endpoint, request: Request) -> Result<R
         }
         Reply::Stream { first, mut relay } => {
             relay.attach(lease, settlement);
-            let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(relay);
+            let stream =
+                futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(relay);
             let mut response = Response::new(Body::from_stream(stream));
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             // Tells nginx-style proxies in front of us not to buffer the stream either.
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));

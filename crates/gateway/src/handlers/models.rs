@@ -11,7 +11,10 @@ use switchyard_protocol::response::{ModelCard, ModelList};
 use crate::error::GatewayError;
 use crate::state::AppState;
 
-pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<ModelList>, GatewayError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<ModelList>, GatewayError> {
     state.keys.authenticate(&headers)?;
     let data = state
         .fleet
@@ -24,7 +27,11 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
                 .filter(|w| w.spec.model == model)
                 .map(|w| w.spec.provider.as_str())
                 .collect();
-            let simulated = state.config.sim_workers.iter().any(|s| s.sim.model == model);
+            let simulated = state
+                .config
+                .sim_workers
+                .iter()
+                .any(|s| s.sim.model == model);
             ModelCard {
                 id: model.to_string(),
                 object: "model",
@@ -37,7 +44,10 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
             }
         })
         .collect();
-    Ok(Json(ModelList { object: "list", data }))
+    Ok(Json(ModelList {
+        object: "list",
+        data,
+    }))
 }
 
 fn dedup(mut v: Vec<&str>) -> Vec<&str> {

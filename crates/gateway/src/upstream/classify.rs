@@ -23,7 +23,9 @@ pub async fn rejection(worker: &str, response: reqwest::Response) -> GatewayErro
     let body = &body[..body.len().min(MAX_ERROR_BODY)];
     let json: Option<Value> = serde_json::from_slice(body).ok();
     // OpenAI `{"error":{"message":..}}`, TGI `{"error":"..","error_type":..}`, FastAPI `{"detail":..}`.
-    let detail = json.as_ref().and_then(|j| j.get("error").or_else(|| j.get("detail")));
+    let detail = json
+        .as_ref()
+        .and_then(|j| j.get("error").or_else(|| j.get("detail")));
     let message = match detail {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Object(o)) => o
@@ -43,7 +45,9 @@ pub async fn rejection(worker: &str, response: reqwest::Response) -> GatewayErro
     };
     let code = status.as_u16();
     if status.is_server_error() || code == 408 || code == 429 {
-        return GatewayError::UpstreamFailed(format!("worker '{worker}' answered {status}: {message}"));
+        return GatewayError::UpstreamFailed(format!(
+            "worker '{worker}' answered {status}: {message}"
+        ));
     }
     GatewayError::UpstreamRejected {
         status: code,

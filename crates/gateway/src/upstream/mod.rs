@@ -106,7 +106,9 @@ async fn attempt(
         (None, send.await)
     };
     let response = sent
-        .map_err(|_| GatewayError::UpstreamTimeout(format!("no response from worker '{}'", spec.name)))?
+        .map_err(|_| {
+            GatewayError::UpstreamTimeout(format!("no response from worker '{}'", spec.name))
+        })?
         .map_err(|e| classify::transport(&spec.name, e))?;
     if !response.status().is_success() {
         return Err(classify::rejection(&spec.name, response).await);
@@ -115,7 +117,12 @@ async fn attempt(
     if !req.stream {
         let bytes = tokio::time::timeout_at(deadline, response.bytes())
             .await
-            .map_err(|_| GatewayError::UpstreamTimeout(format!("worker '{}' did not finish in time", spec.name)))?
+            .map_err(|_| {
+                GatewayError::UpstreamTimeout(format!(
+                    "worker '{}' did not finish in time",
+                    spec.name
+                ))
+            })?
             .map_err(|e| classify::transport(&spec.name, e))?;
         let (body, usage, estimated) = match api {
             WireApi::OpenAi => openai::complete(req, &bytes)?,
@@ -141,7 +148,9 @@ async fn attempt(
     );
     let first = tokio::time::timeout_at(deadline, relay.first_frame())
         .await
-        .map_err(|_| GatewayError::UpstreamTimeout(format!("no first token from worker '{}'", spec.name)))??;
+        .map_err(|_| {
+            GatewayError::UpstreamTimeout(format!("no first token from worker '{}'", spec.name))
+        })??;
     Ok(Reply::Stream {
         first,
         relay: Box::new(relay),

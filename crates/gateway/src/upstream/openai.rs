@@ -14,7 +14,10 @@ use crate::error::GatewayError;
 /// The body to send: the client's, with what this runtime needs changed.
 pub fn request_body(req: &InferenceRequest, worker: &WorkerSpec) -> Map<String, Value> {
     let mut body = req.body.clone();
-    body.insert("model".into(), Value::String(worker.upstream_model().to_string()));
+    body.insert(
+        "model".into(),
+        Value::String(worker.upstream_model().to_string()),
+    );
     if worker.runtime.wants_legacy_max_tokens() {
         if let Some(v) = body.remove("max_completion_tokens") {
             body.insert("max_tokens".into(), v);
@@ -40,10 +43,14 @@ pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Value, Usage, bo
     let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| GatewayError::UpstreamFailed(format!("worker sent invalid JSON: {e}")))?;
     let Value::Object(obj) = &mut value else {
-        return Err(GatewayError::UpstreamFailed("worker sent a non-object response".into()));
+        return Err(GatewayError::UpstreamFailed(
+            "worker sent a non-object response".into(),
+        ));
     };
     if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
-        return Err(GatewayError::UpstreamFailed(format!("worker reported an error: {err}")));
+        return Err(GatewayError::UpstreamFailed(format!(
+            "worker reported an error: {err}"
+        )));
     }
     obj.insert("model".into(), Value::String(req.model.clone()));
     let (usage, estimated) = match obj.get("usage").and_then(Usage::from_value) {
@@ -134,7 +141,9 @@ impl StreamTranslator for OpenAiStream {
             GatewayError::UpstreamFailed(format!("worker sent an invalid stream chunk: {e}"))
         })?;
         let Value::Object(obj) = &mut chunk else {
-            return Err(GatewayError::UpstreamFailed("worker sent a non-object stream chunk".into()));
+            return Err(GatewayError::UpstreamFailed(
+                "worker sent a non-object stream chunk".into(),
+            ));
         };
         if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
             let message = err
@@ -222,7 +231,8 @@ mod tests {
 
     #[test]
     fn usage_chunk_is_dropped_unless_the_client_asked() {
-        let r = req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
+        let r =
+            req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
         let mut t = OpenAiStream::new(&r, None);
         let mut out = Frames::default();
         t.on_event(r#"{"id":"a","model":"internal","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}"#, &mut out).unwrap();
@@ -237,37 +247,56 @@ mod tests {
 
     #[test]
     fn usage_is_made_up_when_the_runtime_sends_none() {
-        let r = req(json!({"model":"pub","messages":[{"role":"user","content":"12345678"}],
-            "stream":true,"stream_options":{"include_usage":true}}));
+        let r = req(
+            json!({"model":"pub","messages":[{"role":"user","content":"12345678"}],
+            "stream":true,"stream_options":{"include_usage":true}}),
+        );
         let mut t = OpenAiStream::new(&r, None);
         let mut out = Frames::default();
         for tok in ["a", "b", "c"] {
             t.on_event(&format!(r#"{{"id":"x","created":1,"choices":[{{"index":0,"delta":{{"content":"{tok}"}},"finish_reason":null}}]}}"#), &mut out).unwrap();
         }
-        t.on_event(r#"{"id":"x","created":1,"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#, &mut out).unwrap();
+        t.on_event(
+            r#"{"id":"x","created":1,"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#,
+            &mut out,
+        )
+        .unwrap();
         t.on_eof(&mut out).unwrap();
         let frames = frames_text(&mut out);
-        let usage: Value = serde_json::from_str(frames[4].trim_start_matches("data: ").trim()).unwrap();
-        assert_eq!(usage["usage"], json!({"prompt_tokens": 2 + 4, "completion_tokens": 3, "total_tokens": 9}));
+        let usage: Value =
+            serde_json::from_str(frames[4].trim_start_matches("data: ").trim()).unwrap();
+        assert_eq!(
+            usage["usage"],
+            json!({"prompt_tokens": 2 + 4, "completion_tokens": 3, "total_tokens": 9})
+        );
         assert_eq!(usage["choices"], json!([]));
         assert_eq!(frames[5], "data: [DONE]\n\n");
     }
 
     #[test]
     fn eof_without_finish_is_a_failure_and_error_chunks_fail() {
-        let r = req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
+        let r =
+            req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
         let mut t = OpenAiStream::new(&r, None);
         let mut out = Frames::default();
-        t.on_event(r#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#, &mut out).unwrap();
+        t.on_event(
+            r#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#,
+            &mut out,
+        )
+        .unwrap();
         assert!(t.on_eof(&mut out).is_err());
-        assert!(t.on_event(r#"{"error":{"message":"boom"}}"#, &mut out).is_err());
+        assert!(t
+            .on_event(r#"{"error":{"message":"boom"}}"#, &mut out)
+            .is_err());
         assert!(t.on_event("not json", &mut out).is_err());
     }
 
     #[test]
     fn llamacpp_gets_max_tokens_and_vllm_is_asked_for_usage() {
-        let r = req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true,
-            "max_completion_tokens":5,"custom":1}));
+        let r = req(
+            json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true,
+            "max_completion_tokens":5,"custom":1}),
+        );
         let spec: WorkerSpec = toml::from_str(
             "name='w'\nurl='http://x'\nruntime='llamacpp'\nmodel='pub'\nupstream_model='file.gguf'",
         )
@@ -279,6 +308,9 @@ mod tests {
         assert_eq!(body["custom"], json!(1));
         let mut vllm = spec.clone();
         vllm.runtime = switchyard_fleet::RuntimeKind::Vllm;
-        assert_eq!(request_body(&r, &vllm)["stream_options"], json!({"include_usage": true}));
+        assert_eq!(
+            request_body(&r, &vllm)["stream_options"],
+            json!({"include_usage": true})
+        );
     }
 }

@@ -48,7 +48,9 @@ pub fn render_chat(req: &InferenceRequest, format: PromptFormat) -> String {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
         let text = message_text(m.get("content"));
         match format {
-            PromptFormat::Chatml => out.push_str(&format!("<|im_start|>{role}\n{text}<|im_end|>\n")),
+            PromptFormat::Chatml => {
+                out.push_str(&format!("<|im_start|>{role}\n{text}<|im_end|>\n"))
+            }
             PromptFormat::Llama3 => out.push_str(&format!(
                 "<|start_header_id|>{role}<|end_header_id|>\n\n{text}<|eot_id|>"
             )),
@@ -82,7 +84,9 @@ mod tests {
 
     #[test]
     fn chat_templates_end_with_the_assistant_turn() {
-        let r = req( json!({"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]}));
+        let r = req(
+            json!({"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]}),
+        );
         assert!(render_chat(&r, PromptFormat::Chatml).ends_with("<|im_start|>assistant\n"));
         assert!(render_chat(&r, PromptFormat::Gemma).ends_with("<start_of_turn>model\n"));
         assert!(render_chat(&r, PromptFormat::Llama3).starts_with("<|begin_of_text|>"));

@@ -21,7 +21,11 @@ pub fn needed(req: &InferenceRequest, worker: &WorkerSpec) -> bool {
 
 /// The prompt's token count, or `None` if the worker could not say (the caller falls back to
 /// an estimate and marks it as such).
-pub async fn count(client: &reqwest::Client, req: &InferenceRequest, worker: &WorkerSpec) -> Option<u64> {
+pub async fn count(
+    client: &reqwest::Client,
+    req: &InferenceRequest,
+    worker: &WorkerSpec,
+) -> Option<u64> {
     let text = match req.endpoint {
         Endpoint::Chat => prompt::render_chat(req, worker.prompt_format),
         Endpoint::Completions => prompt::completion_text(req).ok()?,

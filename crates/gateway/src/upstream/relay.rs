@@ -77,7 +77,9 @@ impl Relay {
             Some(Ok(frame)) => Ok(frame),
             _ => Err(match std::mem::replace(&mut self.state, State::Finished) {
                 State::Failed(e) => e,
-                _ => GatewayError::UpstreamFailed("the worker closed the stream before the first token".into()),
+                _ => GatewayError::UpstreamFailed(
+                    "the worker closed the stream before the first token".into(),
+                ),
             }),
         }
     }
@@ -185,7 +187,9 @@ impl Stream for Relay {
                     this.handle_chunk(&chunk);
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    this.fail(GatewayError::UpstreamFailed(format!("connection to the worker broke mid-stream: {e}")));
+                    this.fail(GatewayError::UpstreamFailed(format!(
+                        "connection to the worker broke mid-stream: {e}"
+                    )));
                 }
                 Poll::Ready(None) => this.handle_eof(),
                 Poll::Pending => {

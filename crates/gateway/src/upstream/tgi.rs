@@ -88,18 +88,34 @@ fn ids(req: &InferenceRequest) -> (String, &'static str, &'static str, u64) {
         .unwrap_or(0);
     let uuid = uuid::Uuid::new_v4().simple().to_string();
     match req.endpoint {
-        Endpoint::Chat => (format!("chatcmpl-{uuid}"), "chat.completion", "chat.completion.chunk", created),
-        Endpoint::Completions => (format!("cmpl-{uuid}"), "text_completion", "text_completion", created),
+        Endpoint::Chat => (
+            format!("chatcmpl-{uuid}"),
+            "chat.completion",
+            "chat.completion.chunk",
+            created,
+        ),
+        Endpoint::Completions => (
+            format!("cmpl-{uuid}"),
+            "text_completion",
+            "text_completion",
+            created,
+        ),
     }
 }
 
 fn choice(endpoint: Endpoint, text: &str, finish: Option<&str>, streamed: bool) -> Value {
     match (endpoint, streamed) {
-        (Endpoint::Chat, false) => json!({"index": 0, "message": {"role": "assistant", "content": text},
-            "logprobs": null, "finish_reason": finish}),
-        (Endpoint::Chat, true) => json!({"index": 0, "delta": if finish.is_some() { json!({}) } else { json!({"content": text}) },
-            "logprobs": null, "finish_reason": finish}),
-        (Endpoint::Completions, _) => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish}),
+        (Endpoint::Chat, false) => {
+            json!({"index": 0, "message": {"role": "assistant", "content": text},
+            "logprobs": null, "finish_reason": finish})
+        }
+        (Endpoint::Chat, true) => {
+            json!({"index": 0, "delta": if finish.is_some() { json!({}) } else { json!({"content": text}) },
+            "logprobs": null, "finish_reason": finish})
+        }
+        (Endpoint::Completions, _) => {
+            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
+        }
     }
 }
 
@@ -114,7 +130,9 @@ pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Value, Usage, bo
     let text = v
         .get("generated_text")
         .and_then(Value::as_str)
-        .ok_or_else(|| GatewayError::UpstreamFailed("worker response has no generated_text".into()))?;
+        .ok_or_else(|| {
+            GatewayError::UpstreamFailed("worker response has no generated_text".into())
+        })?;
     let details = v.get("details");
     let completion = details
         .and_then(|d| d.get("generated_tokens"))
@@ -182,16 +200,26 @@ impl StreamTranslator for TgiStream {
         })?;
         if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
             return Err(GatewayError::UpstreamFailed(
-                err.as_str().map(str::to_string).unwrap_or_else(|| err.to_string()),
+                err.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| err.to_string()),
             ));
         }
         if !self.started && self.endpoint == Endpoint::Chat {
-            out.push_json(&self.chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                "logprobs": null, "finish_reason": null}])));
+            out.push_json(&self.chunk(
+                json!([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                "logprobs": null, "finish_reason": null}]),
+            ));
         }
         self.started = true;
-        let special = v.pointer("/token/special").and_then(Value::as_bool).unwrap_or(false);
-        let text = v.pointer("/token/text").and_then(Value::as_str).unwrap_or("");
+        let special = v
+            .pointer("/token/special")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let text = v
+            .pointer("/token/text")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !special && !text.is_empty() {
             self.account.content_chunks += 1;
             out.push_json(&self.chunk(json!([choice(self.endpoint, text, None, true)])));
@@ -244,7 +272,10 @@ mod tests {
 
     #[test]
     fn generate_answer_becomes_a_chat_completion_with_exact_usage() {
-        let r = req(Endpoint::Chat, json!({"model":"m","messages":[{"role":"user","content":"hi"}]}));
+        let r = req(
+            Endpoint::Chat,
+            json!({"model":"m","messages":[{"role":"user","content":"hi"}]}),
+        );
         let body = br#"{"generated_text":" a b","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[{},{},{},{},{}],"tokens":[]}}"#;
         let (v, usage, estimated) = complete(&r, body).unwrap();
         assert_eq!(usage, Usage::new(5, 3));
@@ -256,8 +287,12 @@ mod tests {
 
     #[test]
     fn sampling_parameters_map_to_tgi_rules() {
-        let r = req(Endpoint::Completions, json!({"model":"m","prompt":"p","temperature":0,"top_p":1.0,"stop":"x","max_tokens":9,"seed":4}));
-        let spec: WorkerSpec = toml::from_str("name='w'\nurl='http://x'\nruntime='tgi-native'\nmodel='m'").unwrap();
+        let r = req(
+            Endpoint::Completions,
+            json!({"model":"m","prompt":"p","temperature":0,"top_p":1.0,"stop":"x","max_tokens":9,"seed":4}),
+        );
+        let spec: WorkerSpec =
+            toml::from_str("name='w'\nurl='http://x'\nruntime='tgi-native'\nmodel='m'").unwrap();
         let b = request_body(&r, &spec).unwrap();
         assert_eq!(b["inputs"], "p");
         assert_eq!(b["parameters"]["do_sample"], false);
@@ -265,13 +300,19 @@ mod tests {
         assert!(b["parameters"].get("top_p").is_none());
         assert_eq!(b["parameters"]["stop"], json!(["x"]));
         assert_eq!(b["parameters"]["max_new_tokens"], 9);
-        let many = req(Endpoint::Chat, json!({"model":"m","messages":[{"role":"user","content":"hi"}],"n":2}));
+        let many = req(
+            Endpoint::Chat,
+            json!({"model":"m","messages":[{"role":"user","content":"hi"}],"n":2}),
+        );
         assert!(request_body(&many, &spec).is_err());
     }
 
     #[test]
     fn stream_events_become_chunks_with_usage_from_details() {
-        let r = req(Endpoint::Chat, json!({"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}));
+        let r = req(
+            Endpoint::Chat,
+            json!({"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}),
+        );
         let mut t = TgiStream::new(&r);
         let mut out = Frames::default();
         t.on_event(r#"{"index":1,"token":{"id":1,"text":" a","logprob":0.0,"special":false},"generated_text":null,"details":null}"#, &mut out).unwrap();

@@ -45,7 +45,9 @@ pub async fn start(config: Config) -> RunningGateway {
     let mut keys = KeyRing::default();
     keys.add("test", KEY);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    switchyard_gateway::start(config, keys, listener).await.unwrap()
+    switchyard_gateway::start(config, keys, listener)
+        .await
+        .unwrap()
 }
 
 pub fn client() -> reqwest::Client {
@@ -62,7 +64,11 @@ pub async fn post(gw: &RunningGateway, path: &str, body: &Value) -> reqwest::Res
         .unwrap()
 }
 
-pub async fn post_raw(gw: &RunningGateway, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+pub async fn post_raw(
+    gw: &RunningGateway,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
     client()
         .post(format!("{}{path}", gw.url()))
         .bearer_auth(KEY)
@@ -88,7 +94,10 @@ impl Event {
 
 /// Reads a whole event stream as a client would, noting when each event arrived. Bounded by
 /// a deadline so that a hanging stream fails the test instead of hanging it.
-pub async fn read_events(resp: reqwest::Response, deadline: Duration) -> (Vec<Event>, Option<String>) {
+pub async fn read_events(
+    resp: reqwest::Response,
+    deadline: Duration,
+) -> (Vec<Event>, Option<String>) {
     use futures::StreamExt;
     let mut parser = switchyard_protocol::SseParser::new();
     let mut items = Vec::new();
