@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use rand::Rng;
-use switchyard_gateway::{Config, KeyRing};
+use switchyard_gateway::{Config, Secrets};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -17,21 +17,23 @@ pub struct ServeArgs {
 }
 
 const DEV_KEY_ENV: &str = "SWITCHYARD_DEV_KEY";
-const MIN_KEY_LEN: usize = 20;
+pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
+const MIN_SECRET_LEN: usize = 20;
 
-fn dev_key() -> Result<String, String> {
-    match std::env::var(DEV_KEY_ENV) {
-        Ok(key) if key.chars().count() >= MIN_KEY_LEN && !key.chars().any(char::is_whitespace) => {
-            Ok(key)
+/// A secret from the environment (checked), or a random one with `prefix`.
+fn secret_from_env(var: &str, prefix: &str) -> Result<(String, bool), String> {
+    match std::env::var(var) {
+        Ok(s) if s.chars().count() >= MIN_SECRET_LEN && !s.chars().any(char::is_whitespace) => {
+            Ok((s, true))
         }
         Ok(_) => Err(format!(
-            "{DEV_KEY_ENV} must be at least {MIN_KEY_LEN} characters without spaces"
+            "{var} must be at least {MIN_SECRET_LEN} characters without spaces"
         )),
         Err(_) => {
             let mut bytes = [0u8; 24];
             rand::rng().fill(&mut bytes);
             let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            Ok(format!("sk-dev-{hex}"))
+            Ok((format!("{prefix}{hex}"), false))
         }
     }
 }
@@ -45,28 +47,33 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         config.server.listen = listen;
     }
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
-    let key = dev_key()?;
-    let mut keys = KeyRing::default();
-    keys.add("dev", &key);
+    let (key, _) = secret_from_env(DEV_KEY_ENV, "sk-dev-")?;
+    let (admin_token, admin_from_env) = secret_from_env(ADMIN_TOKEN_ENV, "sy-admin-")?;
+    let state_path = config.state.path.display().to_string();
+    let secrets = Secrets {
+        dev_key: Some(key.clone()),
+        admin_token: Some(admin_token.clone()),
+    };
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let gateway = switchyard_gateway::start(config, keys, listener)
+    let gateway = switchyard_gateway::start(config, secrets, listener)
         .await
         .map_err(|e| e.to_string())?;
-    let healthy = gateway
-        .state
-        .fleet
-        .workers()
-        .iter()
-        .filter(|w| w.is_healthy())
-        .count();
-    let total = gateway.state.fleet.workers().len();
+    let workers = gateway.state.fleet.workers();
+    let healthy = workers.iter().filter(|w| w.is_healthy()).count();
     println!("switchyard listening on {}", gateway.url());
     println!("dev API key: {key}");
+    if admin_from_env {
+        println!("admin token: from {ADMIN_TOKEN_ENV}");
+    } else {
+        println!("admin token: {admin_token}");
+    }
+    println!("state: {state_path}");
     println!(
-        "workers: {healthy}/{total} healthy{}",
+        "workers: {healthy}/{} healthy{}",
+        workers.len(),
         if gateway.sims.is_empty() {
             ""
         } else {

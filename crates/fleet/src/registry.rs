@@ -117,6 +117,7 @@ mod tests {
             region: "r".into(),
             gpu: "g".into(),
             price_per_hour: 1.0,
+            max_concurrency: 8,
             api_key: None,
             prompt_format: PromptFormat::default(),
         }

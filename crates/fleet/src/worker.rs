@@ -28,12 +28,20 @@ pub struct WorkerSpec {
     pub gpu: String,
     #[serde(default)]
     pub price_per_hour: f64,
+    /// Sequences the worker runs at once; its hourly price is shared among them when a
+    /// request's cost of goods is computed.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
     /// Bearer token the runtime expects, if any. Never logged.
     #[serde(default)]
     pub api_key: Option<String>,
     /// For `tgi-native` only: how chat messages are rendered into one prompt.
     #[serde(default)]
     pub prompt_format: PromptFormat,
+}
+
+fn default_max_concurrency() -> u32 {
+    8
 }
 
 fn unlabelled() -> String {
@@ -52,6 +60,7 @@ impl fmt::Debug for WorkerSpec {
             .field("region", &self.region)
             .field("gpu", &self.gpu)
             .field("price_per_hour", &self.price_per_hour)
+            .field("max_concurrency", &self.max_concurrency)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -73,6 +82,11 @@ impl WorkerSpec {
             return Err(format!(
                 "worker '{who}': url '{}' must be http:// or https:// with a host",
                 self.url
+            ));
+        }
+        if self.max_concurrency == 0 {
+            return Err(format!(
+                "worker '{who}': max_concurrency must be at least 1"
             ));
         }
         if !(self.price_per_hour.is_finite() && self.price_per_hour >= 0.0) {

@@ -1,88 +1,76 @@
-//! Step 2 of the request path: who is calling. Keys are kept only as SHA-256 digests; a
-//! presented key is hashed and looked up, so the comparison never touches the secret itself
-//! and its timing does not depend on how much of a stored key matched.
+//! Step "auth": who is calling, and may they call this endpoint. Keys are looked up in the
+//! directory by the SHA-256 of the presented secret (see `switchyard_metering::keys`).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::{header, HeaderMap};
-use sha2::{Digest, Sha256};
+use switchyard_metering::directory::{unix_ms, AuthError, Directory, KeyEntry};
 
 use crate::error::GatewayError;
 
-/// Who a request is from. Grows tenant, tier and scopes with the tenancy work.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub key_name: String,
+/// The endpoint names scopes speak of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Chat,
+    Completions,
+    Models,
 }
 
-#[derive(Debug, Default)]
-pub struct KeyRing {
-    by_digest: HashMap<[u8; 32], Principal>,
-}
-
-impl KeyRing {
-    pub fn add(&mut self, name: &str, secret: &str) {
-        self.by_digest.insert(
-            digest(secret),
-            Principal {
-                key_name: name.to_string(),
-            },
-        );
-    }
-
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<&Principal, GatewayError> {
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(GatewayError::MissingApiKey)?;
-        let key = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or(GatewayError::MissingApiKey)?;
-        self.by_digest
-            .get(&digest(key))
-            .ok_or(GatewayError::InvalidApiKey)
+impl Scope {
+    fn name(self) -> &'static str {
+        match self {
+            Scope::Chat => "chat",
+            Scope::Completions => "completions",
+            Scope::Models => "models",
+        }
     }
 }
 
-fn digest(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?
+        .trim();
+    (!token.is_empty()).then_some(token)
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn headers(auth: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, auth.parse().unwrap());
-        h
+pub fn authenticate(
+    directory: &Directory,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<Arc<KeyEntry>, GatewayError> {
+    let secret = bearer(headers).ok_or(GatewayError::MissingApiKey)?;
+    let key = directory
+        .authenticate(secret, unix_ms())
+        .map_err(|e| match e {
+            AuthError::Unknown => GatewayError::InvalidApiKey,
+            AuthError::Revoked => GatewayError::KeyRevoked,
+            AuthError::Expired => GatewayError::KeyExpired,
+        })?;
+    let endpoints = &key.key.scopes.endpoints;
+    if !endpoints.is_empty() && !endpoints.iter().any(|e| e == scope.name()) {
+        return Err(GatewayError::Forbidden(format!(
+            "This API key may not use the {} endpoint.",
+            scope.name()
+        )));
     }
+    Ok(key)
+}
 
-    #[test]
-    fn known_unknown_and_missing_keys() {
-        let mut ring = KeyRing::default();
-        ring.add("dev", "sk-dev-0123456789abcdef");
-        assert_eq!(
-            ring.authenticate(&headers("Bearer sk-dev-0123456789abcdef"))
-                .unwrap()
-                .key_name,
-            "dev"
-        );
-        assert!(matches!(
-            ring.authenticate(&headers("Bearer sk-dev-0123456789abcdeX")),
-            Err(GatewayError::InvalidApiKey)
-        ));
-        assert!(matches!(
-            ring.authenticate(&headers("Basic abc")),
-            Err(GatewayError::MissingApiKey)
-        ));
-        assert!(matches!(
-            ring.authenticate(&HeaderMap::new()),
-            Err(GatewayError::MissingApiKey)
-        ));
+/// Whether the key and its tenant's tier may use `model`.
+pub fn check_model(key: &KeyEntry, model: &str) -> Result<(), GatewayError> {
+    let allowed = |list: &[String]| list.is_empty() || list.iter().any(|m| m == model);
+    if !allowed(&key.key.scopes.models) {
+        return Err(GatewayError::Forbidden(format!(
+            "This API key may not use model '{model}'."
+        )));
     }
+    if !allowed(&key.limits.models) {
+        return Err(GatewayError::Forbidden(format!(
+            "Model '{model}' is not included in your tier ({}).",
+            key.tenant.tenant.tier
+        )));
+    }
+    Ok(())
 }

@@ -2,11 +2,13 @@
 //! error) → [`Config::validate`], which checks what types cannot. Nothing here is logged
 //! whole, because worker entries may carry secrets.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use switchyard_fleet::{HealthConfig, PromptFormat, RuntimeKind, WorkerSpec};
+use switchyard_metering::{CapPolicy, Limits};
 use switchyard_sim::SimConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,14 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    /// Tiers by name. Defining `[tiers.X]` replaces the built-in hobby/pro/business set.
+    #[serde(default = "default_tiers")]
+    pub tiers: BTreeMap<String, Limits>,
+    /// The tenant the dev key printed at start belongs to (created if missing).
+    #[serde(default)]
+    pub dev_tenant: DevTenantConfig,
     /// Real workers: vLLM, SGLang, TGI, llama.cpp servers.
     #[serde(default)]
     pub workers: Vec<WorkerSpec>,
@@ -57,6 +67,96 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 30_000,
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// SQLite file with tenants, keys and the usage ledger; ":memory:" for a throwaway one.
+    pub path: PathBuf,
+    /// Usage records waiting to be written; past this, settling waits in background tasks.
+    pub ledger_queue: usize,
+    /// Records per ledger transaction.
+    pub ledger_batch: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("switchyard.db"),
+            ledger_queue: 65_536,
+            ledger_batch: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevTenantConfig {
+    pub id: String,
+    pub tier: String,
+}
+
+impl Default for DevTenantConfig {
+    fn default() -> Self {
+        Self {
+            id: "dev".into(),
+            tier: "pro".into(),
+        }
+    }
+}
+
+/// The source document's three tiers: Hobby (small model, shared, 99.5%, p95 TTFT 2.5 s,
+/// $1.99/1M), Pro (99.9%, 1.5 s, $3.20/1M), Business (dedicated, 99.95%, volume pricing).
+pub fn default_tiers() -> BTreeMap<String, Limits> {
+    let hobby = Limits {
+        max_tokens: 1024,
+        max_prompt_tokens: 8192,
+        cap_policy: CapPolicy::Clamp,
+        requests_per_minute: 60,
+        tokens_per_minute: 100_000,
+        max_concurrent: 4,
+        monthly_tokens: 10_000_000,
+        price_input_per_million: 1.99,
+        price_output_per_million: 1.99,
+        slo_availability_bp: 9950,
+        slo_ttft_p95_ms: 2500,
+        default_max_tokens: 256,
+        ..Limits::default()
+    };
+    let pro = Limits {
+        max_tokens: 4096,
+        max_prompt_tokens: 32_768,
+        requests_per_minute: 600,
+        tokens_per_minute: 1_000_000,
+        max_concurrent: 32,
+        monthly_tokens: 0,
+        price_input_per_million: 3.20,
+        price_output_per_million: 3.20,
+        slo_availability_bp: 9990,
+        slo_ttft_p95_ms: 1500,
+        default_max_tokens: 512,
+        ..Limits::default()
+    };
+    let business = Limits {
+        max_tokens: 8192,
+        max_prompt_tokens: 131_072,
+        requests_per_minute: 3000,
+        tokens_per_minute: 5_000_000,
+        max_concurrent: 128,
+        monthly_tokens: 0,
+        price_input_per_million: 2.50,
+        price_output_per_million: 2.50,
+        slo_availability_bp: 9995,
+        slo_ttft_p95_ms: 1200,
+        default_max_tokens: 1024,
+        ..Limits::default()
+    };
+    BTreeMap::from([
+        ("hobby".to_string(), hobby),
+        ("pro".to_string(), pro),
+        ("business".to_string(), business),
+    ])
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +226,7 @@ impl SimWorkerConfig {
             region: self.region.clone(),
             gpu: "simulated".into(),
             price_per_hour: self.price_per_hour,
+            max_concurrency: 8,
             api_key: None,
             prompt_format: PromptFormat::default(),
         }
@@ -166,6 +267,9 @@ impl Config {
             server: ServerConfig::default(),
             upstream: UpstreamConfig::default(),
             health: HealthConfig::default(),
+            state: StateConfig::default(),
+            tiers: default_tiers(),
+            dev_tenant: DevTenantConfig::default(),
             workers: Vec::new(),
             sim_workers: vec![
                 sim("sim-a-1", "sim-provider-a", "sim-small", 10.0),
@@ -209,6 +313,30 @@ impl Config {
             return invalid("upstream.eject_after_failures must be at least 1".into());
         }
         self.health.validate().map_err(ConfigError::Invalid)?;
+        if self.state.ledger_queue == 0 || self.state.ledger_batch == 0 {
+            return invalid("state.ledger_queue and state.ledger_batch must be positive".into());
+        }
+        if self.tiers.is_empty() {
+            return invalid("at least one tier must be defined".into());
+        }
+        for (name, t) in &self.tiers {
+            let prices = [t.price_input_per_million, t.price_output_per_million];
+            if prices.iter().any(|p| !p.is_finite() || *p < 0.0) {
+                return invalid(format!("tiers.{name}: prices must be non-negative numbers"));
+            }
+            if t.max_tokens == 0 || t.default_max_tokens == 0 || t.max_concurrent == 0 {
+                return invalid(format!(
+                    "tiers.{name}: max_tokens, default_max_tokens and max_concurrent must be at least 1"
+                ));
+            }
+        }
+        if !self.tiers.contains_key(&self.dev_tenant.tier) {
+            return invalid(format!(
+                "dev_tenant.tier '{}' is not a defined tier ({})",
+                self.dev_tenant.tier,
+                self.tiers.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
         if self.workers.is_empty() && self.sim_workers.is_empty() {
             return invalid("no workers: add [[workers]] or [[sim_workers]] entries".into());
         }

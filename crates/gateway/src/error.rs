@@ -31,6 +31,25 @@ pub enum GatewayError {
     MissingApiKey,
     #[error("Incorrect API key provided.")]
     InvalidApiKey,
+    #[error("This API key has been revoked.")]
+    KeyRevoked,
+    #[error("This API key has expired.")]
+    KeyExpired,
+    #[error("{0}")]
+    Forbidden(String),
+    /// A limit refused the request; `retry_after` is `None` when waiting will not help.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        code: &'static str,
+        retry_after: Option<u64>,
+    },
+    #[error("Insufficient credit: this request may cost up to {needed}, and {balance} is available. Add credit to continue.")]
+    InsufficientCredit { balance: String, needed: String },
+    #[error("{message}")]
+    PromptTooLong { message: String },
+    #[error("Invalid admin token.")]
+    AdminUnauthorized,
     #[error("The model '{0}' does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("Unknown route: {method} {path}")]
@@ -72,7 +91,15 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::MissingApiKey | GatewayError::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            GatewayError::MissingApiKey
+            | GatewayError::InvalidApiKey
+            | GatewayError::KeyRevoked
+            | GatewayError::KeyExpired
+            | GatewayError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::InsufficientCredit { .. } => StatusCode::PAYMENT_REQUIRED,
+            GatewayError::PromptTooLong { .. } => StatusCode::BAD_REQUEST,
             GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -95,11 +122,19 @@ impl GatewayError {
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
+            | GatewayError::KeyRevoked
+            | GatewayError::KeyExpired
+            | GatewayError::AdminUnauthorized
             | GatewayError::ModelNotFound(_)
             | GatewayError::RouteNotFound { .. }
             | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::PromptTooLong { .. }
             | GatewayError::UpstreamRejected { .. } => Origin::Client,
-            GatewayError::NoHealthyWorker(_) | GatewayError::ShuttingDown => Origin::Policy,
+            GatewayError::NoHealthyWorker(_)
+            | GatewayError::ShuttingDown
+            | GatewayError::Forbidden(_)
+            | GatewayError::RateLimited { .. }
+            | GatewayError::InsufficientCredit { .. } => Origin::Policy,
             GatewayError::UpstreamTimeout(_) | GatewayError::UpstreamFailed(_) => Origin::Upstream,
             GatewayError::Internal(_) => Origin::Internal,
         }
@@ -118,9 +153,16 @@ impl GatewayError {
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
+            | GatewayError::KeyRevoked
+            | GatewayError::KeyExpired
+            | GatewayError::AdminUnauthorized
             | GatewayError::ModelNotFound(_)
             | GatewayError::RouteNotFound { .. }
-            | GatewayError::MethodNotAllowed { .. } => "invalid_request_error",
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::PromptTooLong { .. } => "invalid_request_error",
+            GatewayError::Forbidden(_) => "permission_error",
+            GatewayError::RateLimited { .. } => "rate_limit_error",
+            GatewayError::InsufficientCredit { .. } => "insufficient_quota",
             GatewayError::UpstreamRejected { kind, .. } => kind,
             GatewayError::NoHealthyWorker(_)
             | GatewayError::UpstreamTimeout(_)
@@ -137,6 +179,13 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => "request_too_large",
             GatewayError::MissingApiKey => "missing_api_key",
             GatewayError::InvalidApiKey => "invalid_api_key",
+            GatewayError::KeyRevoked => "api_key_revoked",
+            GatewayError::KeyExpired => "api_key_expired",
+            GatewayError::AdminUnauthorized => "invalid_admin_token",
+            GatewayError::Forbidden(_) => "permission_denied",
+            GatewayError::RateLimited { code, .. } => code,
+            GatewayError::InsufficientCredit { .. } => "insufficient_credit",
+            GatewayError::PromptTooLong { .. } => "context_length_exceeded",
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::RouteNotFound { .. } => "unknown_url",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -154,6 +203,7 @@ impl GatewayError {
             GatewayError::InvalidRequest { param, .. }
             | GatewayError::UpstreamRejected { param, .. } => param.as_deref(),
             GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::PromptTooLong { .. } => Some("messages"),
             _ => None,
         }
     }
@@ -171,6 +221,7 @@ impl GatewayError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             GatewayError::NoHealthyWorker(_) | GatewayError::ShuttingDown => Some(1),
+            GatewayError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

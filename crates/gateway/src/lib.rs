@@ -1,10 +1,11 @@
 //! Switchyard's request path, as a library so that tests can run the gateway in-process.
 //!
 //! A request meets the modules in this order:
-//! [`request_id`] → [`auth`] → parse ([`switchyard_protocol::request`]) → [`route`] →
-//! [`upstream`] (adapter, retry, stream relay) → [`settle`].
+//! [`request_id`] → [`auth`] → parse ([`switchyard_protocol::request`]) → [`shape`] →
+//! [`admit`] → [`route`] → [`upstream`] (adapter, retry, stream relay) → [`settle`].
 //! Errors on any step are one type, [`error::GatewayError`], mapped to HTTP in one place.
 
+pub mod admit;
 pub mod auth;
 mod body;
 pub mod config;
@@ -14,10 +15,10 @@ pub mod request_id;
 pub mod route;
 pub mod server;
 pub mod settle;
+pub mod shape;
 pub mod state;
 pub mod upstream;
 
-pub use auth::KeyRing;
 pub use config::Config;
 pub use error::GatewayError;
-pub use server::{start, RunningGateway, StartError};
+pub use server::{start, RunningGateway, Secrets, StartError};

@@ -14,7 +14,14 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::auth::KeyRing;
+use std::collections::BTreeMap;
+
+use switchyard_metering::directory::{unix_ms, Directory};
+use switchyard_metering::keys::{display_prefix, hash_secret};
+use switchyard_metering::ledger::{Ledger, LedgerConfig, LedgerTask};
+use switchyard_metering::store::sqlite::SqliteStore;
+use switchyard_metering::{ApiKey, LimitOverrides, Scopes, Store, StoreError, Tenant};
+
 use crate::config::Config;
 use crate::handlers::{inference, method_not_allowed, models, not_found, probes};
 use crate::state::AppState;
@@ -32,6 +39,17 @@ pub enum StartError {
     Client(#[from] reqwest::Error),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Secrets handed to the gateway at start, never read from the config file.
+#[derive(Default)]
+pub struct Secrets {
+    /// A key for the dev tenant that lives only in memory.
+    pub dev_key: Option<String>,
+    /// Enables the admin API.
+    pub admin_token: Option<String>,
 }
 
 pub struct RunningGateway {
@@ -42,6 +60,7 @@ pub struct RunningGateway {
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
     health: JoinHandle<()>,
+    ledger: Option<LedgerTask>,
     grace: Duration,
 }
 
@@ -77,11 +96,68 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let store = if config.state.path.as_os_str() == ":memory:" {
+        SqliteStore::in_memory().await?
+    } else {
+        SqliteStore::open(&config.state.path).await?
+    };
+    Ok(Arc::new(store))
+}
+
+/// The dev tenant exists so that the printed dev key works on a fresh state file.
+async fn ensure_dev_tenant(store: &dyn Store, config: &Config) -> Result<(), StoreError> {
+    let dev = &config.dev_tenant;
+    if store.get_tenant(&dev.id).await?.is_none() {
+        store
+            .create_tenant(&Tenant {
+                id: dev.id.clone(),
+                tier: dev.tier.clone(),
+                overrides: LimitOverrides::default(),
+                prepaid: false,
+                created_at: unix_ms(),
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+fn dev_key(secret: &str, tenant: &str) -> ApiKey {
+    ApiKey {
+        id: "key_dev".into(),
+        tenant_id: tenant.into(),
+        name: "dev key (memory only)".into(),
+        prefix: display_prefix(secret),
+        hash: hash_secret(secret),
+        scopes: Scopes::default(),
+        expires_at: None,
+        revoked_at: None,
+        created_at: unix_ms(),
+        limits: LimitOverrides::default(),
+    }
+}
+
 pub async fn start(
     config: Config,
-    keys: KeyRing,
+    secrets: Secrets,
     listener: TcpListener,
 ) -> Result<RunningGateway, StartError> {
+    let store = open_store(&config).await?;
+    ensure_dev_tenant(&*store, &config).await?;
+    let ephemeral = secrets
+        .dev_key
+        .iter()
+        .map(|k| dev_key(k, &config.dev_tenant.id))
+        .collect();
+    let tiers: BTreeMap<_, _> = config.tiers.clone();
+    let directory = Arc::new(Directory::load(store.clone(), tiers, ephemeral).await?);
+    let (ledger, ledger_task) = Ledger::spawn(
+        store,
+        LedgerConfig {
+            queue: config.state.ledger_queue,
+            batch: config.state.ledger_batch,
+        },
+    );
     let mut sims = Vec::new();
     let mut specs = config.workers.clone();
     for sim in &config.sim_workers {
@@ -104,7 +180,9 @@ pub async fn start(
     let state = Arc::new(AppState {
         config,
         fleet,
-        keys,
+        directory,
+        ledger,
+        admin_token: secrets.admin_token.as_deref().map(hash_secret),
         client,
     });
     let addr = listener.local_addr()?;
@@ -124,6 +202,7 @@ pub async fn start(
         stop: Some(stop),
         server,
         health,
+        ledger: Some(ledger_task),
         grace,
     })
 }
@@ -146,6 +225,11 @@ impl RunningGateway {
             }
         }
         self.health.abort();
+        // Every request has settled by now (or was aborted and settled on drop): write the
+        // queued usage records before returning.
+        if let Some(ledger) = self.ledger.take() {
+            ledger.shutdown().await;
+        }
         for sim in self.sims.drain(..) {
             sim.shutdown().await;
         }

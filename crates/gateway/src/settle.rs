@@ -1,73 +1,70 @@
-//! The last step of the request path: one record per request that reached the routing step,
-//! written exactly once whichever way the request ended. A `Settlement` that is dropped without
-//! being finished (the client disconnected and the handler was cancelled) records itself as a
-//! disconnect in `Drop`, so no path can skip it.
+//! Step "settle": one usage record per request that reached a worker, written exactly once
+//! whichever way the request ended, and the reservation settled with the real usage.
+//!
+//! A `Settlement` dropped without being finished (the client went away and the handler was
+//! cancelled) settles itself in `Drop` as a disconnect, so no path can skip it. Settling only
+//! computes and enqueues: the ledger writes in the background.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use switchyard_fleet::Worker;
+use switchyard_metering::admission::Reservation;
+use switchyard_metering::directory::{unix_ms, KeyEntry};
+use switchyard_metering::ledger::Ledger;
+use switchyard_metering::money::{token_cost, usd_to_nanos, worker_cost};
+use switchyard_metering::{UsageRecord, UsageStatus};
 use switchyard_protocol::{Endpoint, InferenceRequest, Usage};
 
 use crate::error::GatewayError;
 use crate::upstream::account::StreamAccount;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Completed,
-    /// The request was refused (client error, no worker, all attempts failed).
-    Failed,
-    /// The stream had started and the worker broke or stalled.
-    FailedMidStream,
-    ClientDisconnected,
-}
+pub use switchyard_metering::UsageStatus as Outcome;
 
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Completed => "completed",
-            Outcome::Failed => "failed",
-            Outcome::FailedMidStream => "failed_mid_stream",
-            Outcome::ClientDisconnected => "client_disconnected",
-        }
-    }
-}
-
-#[derive(Debug)]
 pub struct Settlement {
     request_id: String,
-    key_name: String,
+    key: Arc<KeyEntry>,
     endpoint: Endpoint,
     model: String,
     stream: bool,
+    prompt_estimate: u64,
     started: Instant,
+    started_at_ms: i64,
     ttft_ms: Option<f64>,
-    worker: Option<String>,
-    provider: Option<String>,
+    worker: Option<Arc<Worker>>,
     attempts: u32,
-    settled: bool,
+    reservation: Option<Reservation>,
+    ledger: Ledger,
 }
 
 impl Settlement {
-    pub fn start(request_id: &str, key_name: &str, req: &InferenceRequest) -> Self {
+    pub fn start(
+        request_id: &str,
+        key: Arc<KeyEntry>,
+        req: &InferenceRequest,
+        reservation: Reservation,
+        ledger: Ledger,
+    ) -> Self {
         Self {
             request_id: request_id.to_string(),
-            key_name: key_name.to_string(),
+            key,
             endpoint: req.endpoint,
             model: req.model.clone(),
             stream: req.stream,
+            prompt_estimate: crate::upstream::account::estimate_prompt_tokens(req),
             started: Instant::now(),
+            started_at_ms: unix_ms(),
             ttft_ms: None,
             worker: None,
-            provider: None,
             attempts: 0,
-            settled: false,
+            reservation: Some(reservation),
+            ledger,
         }
     }
 
-    pub fn attempt(&mut self, worker: &Worker) {
+    pub fn attempt(&mut self, worker: &Arc<Worker>) {
         self.attempts += 1;
-        self.worker = Some(worker.spec.name.clone());
-        self.provider = Some(worker.spec.provider.clone());
+        self.worker = Some(worker.clone());
     }
 
     /// When the first frame of a stream was ready for the client.
@@ -77,23 +74,17 @@ impl Settlement {
         }
     }
 
-    pub fn completed(mut self, usage: Usage, estimated: bool, status: u16) {
+    pub fn completed(mut self, usage: Usage, estimated: bool) {
         self.first_token_at(Instant::now());
-        self.record(
-            Outcome::Completed,
-            status,
-            Some(usage),
-            estimated,
-            None,
-            None,
-        );
+        self.record(Outcome::Completed, 200, usage, estimated, None, None);
     }
 
     pub fn failed(mut self, error: &GatewayError) {
+        let status = error.status().as_u16();
         self.record(
             Outcome::Failed,
-            error.status().as_u16(),
-            None,
+            status,
+            Usage::default(),
             false,
             None,
             Some(error.to_string()),
@@ -105,7 +96,7 @@ impl Settlement {
         self.record(
             outcome,
             200,
-            Some(usage),
+            usage,
             estimated,
             account.finish_reason.clone(),
             None,
@@ -114,44 +105,88 @@ impl Settlement {
 
     fn record(
         &mut self,
-        outcome: Outcome,
-        status: u16,
-        usage: Option<Usage>,
+        status: UsageStatus,
+        http_status: u16,
+        usage: Usage,
         usage_estimated: bool,
         finish_reason: Option<String>,
         error: Option<String>,
     ) {
-        if std::mem::replace(&mut self.settled, true) {
+        let Some(reservation) = self.reservation.take() else {
+            return; // already settled
+        };
+        let total_ms = self.started.elapsed().as_millis() as u64;
+        let Some(worker) = &self.worker else {
+            // Never reached a worker: nothing to bill; dropping the reservation refunds it.
+            tracing::info!(target: "switchyard::settle", request_id = %self.request_id, status = status.as_str(), http_status, error = error.as_deref().unwrap_or(""), "request refused before any worker");
             return;
-        }
-        let usage = usage.unwrap_or_default();
+        };
+        let limits = &self.key.limits;
+        let cost = token_cost(
+            usage.prompt_tokens,
+            usd_to_nanos(limits.price_input_per_million),
+        ) + token_cost(
+            usage.completion_tokens,
+            usd_to_nanos(limits.price_output_per_million),
+        );
+        let spec = &worker.spec;
+        let cogs = worker_cost(
+            total_ms,
+            usd_to_nanos(spec.price_per_hour),
+            spec.max_concurrency,
+        );
+        reservation.settle(usage.total_tokens, cost);
+        let record = UsageRecord {
+            request_id: self.request_id.clone(),
+            started_at_ms: self.started_at_ms,
+            tenant_id: self.key.tenant.tenant.id.clone(),
+            key_id: self.key.key.id.clone(),
+            model: self.model.clone(),
+            endpoint: self.endpoint.path().to_string(),
+            stream: self.stream,
+            worker: spec.name.clone(),
+            provider: spec.provider.clone(),
+            region: spec.region.clone(),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            usage_estimated,
+            ttft_ms: self.ttft_ms.map(|t| t as u64),
+            total_ms,
+            status,
+            http_status,
+            finish_reason,
+            cost,
+            cogs,
+        };
         tracing::info!(
             target: "switchyard::settle",
-            request_id = %self.request_id,
-            key = %self.key_name,
-            endpoint = self.endpoint.path(),
-            model = %self.model,
-            stream = self.stream,
-            worker = self.worker.as_deref().unwrap_or("-"),
-            provider = self.provider.as_deref().unwrap_or("-"),
+            request_id = %record.request_id,
+            tenant = %record.tenant_id,
+            key = %record.key_id,
+            model = %record.model,
+            stream = record.stream,
+            worker = %record.worker,
             attempts = self.attempts,
-            outcome = outcome.as_str(),
-            status,
-            prompt_tokens = usage.prompt_tokens,
-            completion_tokens = usage.completion_tokens,
+            status = status.as_str(),
+            http_status,
+            prompt_tokens = record.prompt_tokens,
+            completion_tokens = record.completion_tokens,
             usage_estimated,
-            finish_reason = finish_reason.as_deref().unwrap_or("-"),
-            ttft_ms = self.ttft_ms.unwrap_or(-1.0),
-            total_ms = self.started.elapsed().as_secs_f64() * 1e3,
+            ttft_ms = record.ttft_ms.unwrap_or(0),
+            total_ms,
             error = error.as_deref().unwrap_or(""),
             "request settled"
         );
+        self.ledger.record(record);
     }
 }
 
 impl Drop for Settlement {
     fn drop(&mut self) {
-        // Reached only when the handler was cancelled: the client went away before an answer.
-        self.record(Outcome::ClientDisconnected, 499, None, false, None, None);
+        // Reached unfinished only when the handler was cancelled: the client went away while
+        // a non-streamed answer was being generated. The worker processed the prompt; what it
+        // generated before the cancellation never reached us, so only the prompt is billed.
+        let prompt = Usage::new(self.prompt_estimate, 0);
+        self.record(Outcome::ClientDisconnected, 499, prompt, true, None, None);
     }
 }

@@ -3,13 +3,17 @@
 use std::sync::Arc;
 
 use switchyard_fleet::Fleet;
+use switchyard_metering::directory::Directory;
+use switchyard_metering::ledger::Ledger;
 
-use crate::auth::KeyRing;
 use crate::config::Config;
 
 pub struct AppState {
     pub config: Config,
     pub fleet: Arc<Fleet>,
-    pub keys: KeyRing,
+    pub directory: Arc<Directory>,
+    pub ledger: Ledger,
+    /// SHA-256 of the admin token; the admin API is off without one.
+    pub admin_token: Option<[u8; 32]>,
     pub client: reqwest::Client,
 }

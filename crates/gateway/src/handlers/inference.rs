@@ -1,5 +1,5 @@
 //! `POST /v1/chat/completions` and `POST /v1/completions`: the request path in order —
-//! request id (middleware) → auth → parse/validate → route + upstream → settle.
+//! request id (middleware) → auth → parse/validate → shape → admit → route + upstream → settle.
 
 use std::sync::Arc;
 
@@ -10,10 +10,15 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use switchyard_protocol::{Endpoint, InferenceRequest};
 
+use switchyard_metering::admission::{self, RateInfo};
+
+use crate::admit;
+use crate::auth::{self, Scope};
 use crate::body::read_limited;
 use crate::error::GatewayError;
 use crate::request_id::RequestId;
 use crate::settle::Settlement;
+use crate::shape::{self, Shaped};
 use crate::state::AppState;
 use crate::upstream::{self, Reply};
 
@@ -26,16 +31,23 @@ pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -
 }
 
 async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> Response {
-    match run(&state, endpoint, request).await {
+    // Rate-limit figures go on every response once the caller is known, errors included.
+    let mut rate = None;
+    let mut response = match run(&state, endpoint, request, &mut rate).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
+    };
+    if let Some(rate) = &rate {
+        admit::insert_headers(response.headers_mut(), rate);
     }
+    response
 }
 
 async fn run(
     state: &AppState,
     endpoint: Endpoint,
     request: Request,
+    rate: &mut Option<RateInfo>,
 ) -> Result<Response, GatewayError> {
     let (parts, body) = request.into_parts();
     let request_id = parts
@@ -43,14 +55,32 @@ async fn run(
         .get::<RequestId>()
         .map(|r| r.as_str().to_string())
         .unwrap_or_default();
-    let principal = state.keys.authenticate(&parts.headers)?;
+    let scope = match endpoint {
+        Endpoint::Chat => Scope::Chat,
+        Endpoint::Completions => Scope::Completions,
+    };
+    let key = auth::authenticate(&state.directory, &parts.headers, scope)?;
     let bytes = read_limited(&parts.headers, body, state.config.server.max_body_bytes).await?;
-    let req = InferenceRequest::parse(endpoint, &bytes)?;
+    let mut req = InferenceRequest::parse(endpoint, &bytes)?;
     if !state.fleet.serves(&req.model) {
+        *rate = Some(admission::peek(&key));
         return Err(GatewayError::ModelNotFound(req.model));
     }
+    auth::check_model(&key, &req.model)?;
+    let shaped = shape::shape(&mut req, &key.limits)?;
+    let reservation = match admit::admit(&key, &req, &shaped) {
+        Ok((reservation, info)) => {
+            *rate = Some(info);
+            reservation
+        }
+        Err((e, info)) => {
+            *rate = info;
+            return Err(e);
+        }
+    };
 
-    let mut settlement = Settlement::start(&request_id, &principal.key_name, &req);
+    let mut settlement =
+        Settlement::start(&request_id, key, &req, reservation, state.ledger.clone());
     let (reply, lease) = match upstream::forward(state, &req, &request_id, &mut settlement).await {
         Ok(ok) => ok,
         Err(e) => {
@@ -65,13 +95,14 @@ async fn run(
             estimated,
         } => {
             drop(lease);
-            settlement.completed(usage, estimated, 200);
+            settlement.completed(usage, estimated);
             let mut response = (StatusCode::OK, axum::Json(body)).into_response();
             if estimated {
                 response
                     .headers_mut()
                     .insert("x-switchyard-usage", HeaderValue::from_static("estimated"));
             }
+            shaping_headers(&mut response, &shaped);
             Ok(response)
         }
         Reply::Stream { first, mut relay } => {
@@ -87,7 +118,23 @@ async fn run(
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             // Tells nginx-style proxies in front of us not to buffer the stream either.
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            shaping_headers(&mut response, &shaped);
             Ok(response)
         }
+    }
+}
+
+/// Tells the client the completion cap it was held to, and whether the tier lowered it.
+fn shaping_headers(response: &mut Response, shaped: &Shaped) {
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-switchyard-max-tokens",
+        HeaderValue::from(shaped.max_tokens),
+    );
+    if shaped.clamped {
+        headers.insert(
+            "x-switchyard-max-tokens-clamped",
+            HeaderValue::from_static("true"),
+        );
     }
 }

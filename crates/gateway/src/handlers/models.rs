@@ -15,10 +15,11 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<ModelList>, GatewayError> {
-    state.keys.authenticate(&headers)?;
+    let key = crate::auth::authenticate(&state.directory, &headers, crate::auth::Scope::Models)?;
     let data = state
         .fleet
         .models()
+        .filter(|model| crate::auth::check_model(&key, model).is_ok())
         .map(|model| {
             let owners: Vec<&str> = state
                 .fleet

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use switchyard_fleet::RuntimeKind;
 use switchyard_gateway::config::SimWorkerConfig;
-use switchyard_gateway::{Config, KeyRing, RunningGateway};
+use switchyard_gateway::{Config, RunningGateway, Secrets};
 use switchyard_sim::SimConfig;
 
 pub const KEY: &str = "sk-test-0123456789abcdefghij";
+pub const ADMIN: &str = "sy-admin-test-0123456789abcdef";
 
 /// A sim with fast, deterministic timing unless the test says otherwise.
 pub fn sim(name: &str, tweak: impl FnOnce(&mut SimConfig)) -> SimWorkerConfig {
@@ -37,15 +38,18 @@ pub fn config(sims: Vec<SimWorkerConfig>) -> Config {
     c.health.interval_ms = 100;
     c.health.timeout_ms = 500;
     c.server.shutdown_grace_ms = 2_000;
+    c.state.path = ":memory:".into();
     c
 }
 
 pub async fn start(config: Config) -> RunningGateway {
     config.validate().unwrap();
-    let mut keys = KeyRing::default();
-    keys.add("test", KEY);
+    let secrets = Secrets {
+        dev_key: Some(KEY.into()),
+        admin_token: Some(ADMIN.into()),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    switchyard_gateway::start(config, keys, listener)
+    switchyard_gateway::start(config, secrets, listener)
         .await
         .unwrap()
 }

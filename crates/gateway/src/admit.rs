@@ -1,0 +1,137 @@
+//! Step "admit": reserve the request's worst case (prompt estimate + max completion, times
+//! `n`) against the tenant's and key's limits and prepaid credit, or refuse with 429/402 and
+//! the `x-ratelimit-*` figures.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue};
+use switchyard_metering::admission::{self, RateInfo, Refusal, Reservation};
+use switchyard_metering::directory::KeyEntry;
+use switchyard_metering::limiter::Denial;
+use switchyard_metering::money::{format_usd, token_cost, usd_to_nanos};
+use switchyard_protocol::InferenceRequest;
+
+use crate::error::GatewayError;
+use crate::shape::Shaped;
+
+pub fn admit(
+    key: &Arc<KeyEntry>,
+    req: &InferenceRequest,
+    shaped: &Shaped,
+) -> Result<(Reservation, RateInfo), (GatewayError, Option<RateInfo>)> {
+    let completion = u64::from(shaped.max_tokens) * u64::from(req.n);
+    let tokens = shaped.prompt_estimate + completion;
+    let limits = &key.limits;
+    let worst_cost = token_cost(
+        shaped.prompt_estimate,
+        usd_to_nanos(limits.price_input_per_million),
+    ) + token_cost(completion, usd_to_nanos(limits.price_output_per_million));
+    admission::admit(key, tokens, worst_cost).map_err(|refusal| match refusal {
+        Refusal::InsufficientCredit { balance, needed } => (
+            GatewayError::InsufficientCredit {
+                balance: format_usd(balance.max(0)),
+                needed: format_usd(needed),
+            },
+            None,
+        ),
+        Refusal::Limit { denial, rate } => (limit_error(&denial, tokens), Some(rate)),
+    })
+}
+
+fn secs_ceil(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn limit_error(denial: &Denial, tokens: u64) -> GatewayError {
+    let (message, code, retry_after) = match denial {
+        Denial::Requests { retry_after } => (
+            format!("Rate limit reached for requests per minute. Retry in {}.", format_duration(*retry_after)),
+            "rate_limit_exceeded",
+            Some(secs_ceil(*retry_after)),
+        ),
+        Denial::Tokens { retry_after } => (
+            format!(
+                "Rate limit reached for tokens per minute: this request reserves {tokens} tokens. Retry in {}.",
+                format_duration(*retry_after)
+            ),
+            "rate_limit_exceeded",
+            Some(secs_ceil(*retry_after)),
+        ),
+        Denial::TooLarge { needed, limit } => (
+            format!("Request too large: it reserves {needed} tokens, above your limit of {limit} tokens per minute. Lower max_tokens or the prompt."),
+            "request_too_large_for_limit",
+            None,
+        ),
+        Denial::Concurrency { limit } => (
+            format!("Too many concurrent requests: your limit is {limit}."),
+            "concurrency_limit_exceeded",
+            Some(1),
+        ),
+        Denial::MonthlyQuota { limit } => (
+            format!("Monthly token quota of {limit} tokens reached."),
+            "monthly_quota_exceeded",
+            None,
+        ),
+    };
+    GatewayError::RateLimited {
+        message,
+        code,
+        retry_after,
+    }
+}
+
+/// OpenAI's duration format for reset headers: "20ms", "1.5s", "6m0s".
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let s = format!("{:.3}", d.as_secs_f64());
+        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
+    } else {
+        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+pub fn insert_headers(headers: &mut HeaderMap, rate: &RateInfo) {
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    put(
+        "x-ratelimit-limit-requests",
+        rate.limit_requests.to_string(),
+    );
+    put(
+        "x-ratelimit-remaining-requests",
+        rate.remaining_requests.to_string(),
+    );
+    put(
+        "x-ratelimit-reset-requests",
+        format_duration(rate.reset_requests),
+    );
+    put("x-ratelimit-limit-tokens", rate.limit_tokens.to_string());
+    put(
+        "x-ratelimit-remaining-tokens",
+        rate.remaining_tokens.to_string(),
+    );
+    put(
+        "x-ratelimit-reset-tokens",
+        format_duration(rate.reset_tokens),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_look_like_openai_s() {
+        assert_eq!(format_duration(Duration::from_millis(20)), "20ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(1)), "1s");
+        assert_eq!(format_duration(Duration::from_secs(360)), "6m0s");
+    }
+}

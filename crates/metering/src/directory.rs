@@ -1,0 +1,222 @@
+//! The in-memory view of tenants and keys that the request path reads: one atomic pointer load
+//! and a hash lookup per request, no lock. Admin changes write the store, then rebuild the view
+//! and swap it in, so a revoked key stops working at once. Limit states and credit balances are
+//! carried over across rebuilds, so a reload neither resets nor forgets anyone's usage.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use crate::keys::{digests_equal, hash_secret};
+use crate::limiter::LimitState;
+use crate::model::{ApiKey, Limits, Tenant};
+use crate::money::Nanos;
+use crate::store::{Store, StoreError};
+
+pub struct TenantEntry {
+    pub tenant: Tenant,
+    /// The tier's limits with the tenant's overrides applied.
+    pub limits: Limits,
+    pub state: Arc<Mutex<LimitState>>,
+    /// Prepaid credit left, in nano-dollars: top-ups minus settled costs.
+    pub balance: Arc<AtomicI64>,
+    /// Credit held by requests in flight.
+    pub credit_reserved: Arc<AtomicI64>,
+}
+
+pub struct KeyEntry {
+    pub key: ApiKey,
+    pub tenant: Arc<TenantEntry>,
+    /// The tenant's limits with the key's overrides applied.
+    pub limits: Limits,
+    pub state: Arc<Mutex<LimitState>>,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    by_hash: HashMap<[u8; 32], Arc<KeyEntry>>,
+    by_id: HashMap<String, Arc<KeyEntry>>,
+    tenants: HashMap<String, Arc<TenantEntry>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("unknown key")]
+    Unknown,
+    #[error("key revoked")]
+    Revoked,
+    #[error("key expired")]
+    Expired,
+}
+
+pub struct Directory {
+    store: Arc<dyn Store>,
+    tiers: BTreeMap<String, Limits>,
+    /// Keys that live only in memory (the dev key printed at start).
+    ephemeral: Vec<ApiKey>,
+    snapshot: ArcSwap<Snapshot>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Unix ms of the first instant of the UTC month containing `ms`.
+pub fn month_start_ms(ms: i64) -> i64 {
+    let idx = crate::limiter::month_index(ms) as i64;
+    let (y, m) = (idx / 12, idx % 12 + 1);
+    // Days from civil (Howard Hinnant).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe - 719_468) * 86_400_000
+}
+
+impl Directory {
+    pub async fn load(
+        store: Arc<dyn Store>,
+        tiers: BTreeMap<String, Limits>,
+        ephemeral: Vec<ApiKey>,
+    ) -> Result<Self, StoreError> {
+        let dir = Self {
+            store,
+            tiers,
+            ephemeral,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            reload: tokio::sync::Mutex::new(()),
+        };
+        dir.reload().await?;
+        Ok(dir)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn tiers(&self) -> &BTreeMap<String, Limits> {
+        &self.tiers
+    }
+
+    /// Rebuilds the view from the store, keeping live limit states and balances.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.reload.lock().await;
+        let old = self.snapshot.load_full();
+        let now = Instant::now();
+        let now_ms = unix_ms();
+        let month_start = month_start_ms(now_ms);
+        let mut next = Snapshot::default();
+        for tenant in self.store.list_tenants().await? {
+            let Some(tier) = self.tiers.get(&tenant.tier) else {
+                tracing::warn!(tenant = %tenant.id, tier = %tenant.tier, "tenant's tier is not configured; its keys are disabled");
+                continue;
+            };
+            let limits = tenant.overrides.apply(tier);
+            let entry = match old.tenants.get(&tenant.id) {
+                Some(prev) => {
+                    lock(&prev.state).reconfigure(&limits, now);
+                    TenantEntry {
+                        tenant,
+                        limits,
+                        state: prev.state.clone(),
+                        balance: prev.balance.clone(),
+                        credit_reserved: prev.credit_reserved.clone(),
+                    }
+                }
+                None => {
+                    let used = self.store.tokens_since(&tenant.id, month_start).await?;
+                    let balance = self.store.credit_balance(&tenant.id).await?;
+                    TenantEntry {
+                        state: Arc::new(Mutex::new(LimitState::new(&limits, used, now, now_ms))),
+                        balance: Arc::new(AtomicI64::new(balance)),
+                        credit_reserved: Arc::new(AtomicI64::new(0)),
+                        tenant,
+                        limits,
+                    }
+                }
+            };
+            next.tenants
+                .insert(entry.tenant.id.clone(), Arc::new(entry));
+        }
+        let stored = self.store.list_keys(None).await?;
+        for key in stored.into_iter().chain(self.ephemeral.iter().cloned()) {
+            let Some(tenant) = next.tenants.get(&key.tenant_id).cloned() else {
+                continue;
+            };
+            let limits = key.limits.apply(&tenant.limits);
+            let state = match old.by_id.get(&key.id) {
+                Some(prev) => {
+                    lock(&prev.state).reconfigure(&limits, now);
+                    prev.state.clone()
+                }
+                None => Arc::new(Mutex::new(LimitState::new(&limits, 0, now, now_ms))),
+            };
+            let entry = Arc::new(KeyEntry {
+                key,
+                tenant,
+                limits,
+                state,
+            });
+            next.by_hash.insert(entry.key.hash, entry.clone());
+            next.by_id.insert(entry.key.id.clone(), entry);
+        }
+        self.snapshot.store(Arc::new(next));
+        Ok(())
+    }
+
+    pub fn authenticate(&self, secret: &str, now_ms: i64) -> Result<Arc<KeyEntry>, AuthError> {
+        let digest = hash_secret(secret);
+        let snapshot = self.snapshot.load();
+        let entry = snapshot.by_hash.get(&digest).ok_or(AuthError::Unknown)?;
+        if !digests_equal(&entry.key.hash, &digest) {
+            return Err(AuthError::Unknown);
+        }
+        if entry.key.revoked_at.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        if entry.key.expires_at.is_some_and(|t| t <= now_ms) {
+            return Err(AuthError::Expired);
+        }
+        Ok(entry.clone())
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<Arc<TenantEntry>> {
+        self.snapshot.load().tenants.get(id).cloned()
+    }
+
+    /// Adds credit to the live balance (the store is written by the caller first).
+    pub fn credit(&self, tenant_id: &str, amount: Nanos) {
+        if let Some(t) = self.tenant(tenant_id) {
+            t.balance
+                .fetch_add(amount, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// A poisoned limit state is still consistent (every update is a few arithmetic steps), so
+/// recover it rather than fail every later request of the tenant.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_start_is_midnight_utc_on_the_first() {
+        // 2026-11-28T08:00:00Z → 2026-11-01T00:00:00Z = 1793491200000.
+        assert_eq!(month_start_ms(1_795_852_800_000), 1_793_491_200_000);
+        assert_eq!(month_start_ms(1_793_491_200_000), 1_793_491_200_000);
+        assert_eq!(month_start_ms(0), 0);
+    }
+}

@@ -1,0 +1,119 @@
+//! The ledger writer: usage records leave the request path through a bounded queue and are
+//! written in batches by one task, off the hot path. A record is never dropped: when the queue
+//! is full, the record waits in a spawned task instead (the request itself is already done);
+//! a failed batch is retried until it is written; shutdown drains the queue before returning.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::model::UsageRecord;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    pub queue: usize,
+    pub batch: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            queue: 65_536,
+            batch: 512,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    tx: mpsc::Sender<UsageRecord>,
+}
+
+pub struct LedgerTask {
+    handle: JoinHandle<()>,
+    close: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Ledger {
+    pub fn spawn(store: Arc<dyn Store>, config: LedgerConfig) -> (Ledger, LedgerTask) {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let (close, closed) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(write_loop(store, rx, closed, config.batch.max(1)));
+        (Ledger { tx }, LedgerTask { handle, close })
+    }
+
+    pub fn record(&self, record: UsageRecord) {
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(record)) => {
+                tracing::warn!("ledger queue full; the record waits for space");
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = tx.send(record).await {
+                        tracing::error!(request_id = %e.0.request_id, "ledger closed before a usage record could be queued");
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(record)) => {
+                tracing::error!(request_id = %record.request_id, "ledger closed; usage record not written");
+            }
+        }
+    }
+}
+
+impl LedgerTask {
+    /// Stops taking records, writes everything queued, and returns when it is stored.
+    pub async fn shutdown(self) {
+        let _ = self.close.send(());
+        if let Err(e) = self.handle.await {
+            tracing::error!(error = %e, "ledger writer failed");
+        }
+    }
+}
+
+async fn write_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<UsageRecord>,
+    mut closed: tokio::sync::oneshot::Receiver<()>,
+    batch_size: usize,
+) {
+    let mut batch = Vec::with_capacity(batch_size);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, batch_size) => {
+                if n == 0 {
+                    break;
+                }
+                write(&*store, &mut batch).await;
+            }
+            _ = &mut closed => {
+                rx.close();
+                while rx.recv_many(&mut batch, batch_size).await > 0 {
+                    write(&*store, &mut batch).await;
+                }
+                break;
+            }
+        }
+    }
+}
+
+async fn write(store: &dyn Store, batch: &mut Vec<UsageRecord>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match store.insert_usage(batch).await {
+            Ok(()) => {
+                batch.clear();
+                return;
+            }
+            Err(e) => {
+                // Inserts are idempotent per request id, so retrying a half-applied batch is safe.
+                tracing::error!(error = %e, records = batch.len(), "ledger write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Metering: who may call (tenants, tiers, keys), how much (limits, reserve-then-settle), and
+//! what it cost (the usage ledger an operator invoices from).
+//!
+//! - [`model`]: tenants, tiers, keys and usage records as stored.
+//! - [`money`]: integer nano-dollars; prices and costs never touch floating point.
+//! - [`store`]: the [`Store`] trait and its SQLite implementation.
+
+pub mod admission;
+pub mod directory;
+pub mod keys;
+pub mod ledger;
+pub mod limiter;
+pub mod model;
+pub mod money;
+pub mod store;
+
+pub use model::*;
+pub use store::{Store, StoreError};

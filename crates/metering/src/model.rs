@@ -1,0 +1,206 @@
+//! Tenants, tiers, keys and usage records.
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Nanos;
+
+/// What a tier allows and costs. Defined in config; a tenant may override any limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Models this tier may use; empty = all.
+    pub models: Vec<String>,
+    /// Cap on `max_tokens`; what happens above it is `cap_policy`.
+    pub max_tokens: u32,
+    pub max_prompt_tokens: u32,
+    pub cap_policy: CapPolicy,
+    pub requests_per_minute: u32,
+    pub tokens_per_minute: u64,
+    pub max_concurrent: u32,
+    /// Tokens (prompt + completion) per calendar month; 0 = unlimited.
+    pub monthly_tokens: u64,
+    /// USD per 1M input / output tokens.
+    pub price_input_per_million: f64,
+    pub price_output_per_million: f64,
+    /// The tier's SLO: availability in basis points of a percent (9990 = 99.90%) and p95 TTFT.
+    pub slo_availability_bp: u32,
+    pub slo_ttft_p95_ms: u32,
+    /// A request with no `max_tokens` reserves this many completion tokens.
+    pub default_max_tokens: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            models: Vec::new(),
+            max_tokens: 4096,
+            max_prompt_tokens: 32_768,
+            cap_policy: CapPolicy::Clamp,
+            requests_per_minute: 600,
+            tokens_per_minute: 1_000_000,
+            max_concurrent: 64,
+            monthly_tokens: 0,
+            price_input_per_million: 3.20,
+            price_output_per_million: 3.20,
+            slo_availability_bp: 9990,
+            slo_ttft_p95_ms: 1500,
+            default_max_tokens: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapPolicy {
+    /// Lower `max_tokens` to the cap and say so in a response header.
+    Clamp,
+    /// Refuse the request with a 400 naming the cap.
+    Reject,
+}
+
+/// Per-tenant overrides of the tier's limits; every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prompt_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_input_per_million: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_output_per_million: Option<f64>,
+}
+
+impl LimitOverrides {
+    pub fn apply(&self, tier: &Limits) -> Limits {
+        let mut l = tier.clone();
+        if let Some(v) = &self.models {
+            l.models = v.clone();
+        }
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { l.$f = v; } )* };
+        }
+        over!(
+            max_tokens,
+            max_prompt_tokens,
+            requests_per_minute,
+            tokens_per_minute,
+            max_concurrent,
+            monthly_tokens,
+            price_input_per_million,
+            price_output_per_million
+        );
+        l
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Slug: lowercase letters, digits and dashes.
+    pub id: String,
+    pub tier: String,
+    pub overrides: LimitOverrides,
+    /// Whether requests are refused once prepaid credit is used up.
+    pub prepaid: bool,
+    pub created_at: i64,
+}
+
+/// What a key may do. Empty lists mean no restriction beyond the tenant's tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scopes {
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Endpoint names: "chat", "completions", "models".
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+}
+
+/// A key as stored: never the secret, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    /// The first characters of the secret, to recognise a key in a list.
+    pub prefix: String,
+    #[serde(skip_serializing)]
+    pub hash: [u8; 32],
+    pub scopes: Scopes,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub created_at: i64,
+    /// Per-key limits, tighter than the tenant's where set.
+    pub limits: LimitOverrides,
+}
+
+/// How a request ended, as the ledger records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageStatus {
+    Completed,
+    Failed,
+    FailedMidStream,
+    ClientDisconnected,
+}
+
+impl UsageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageStatus::Completed => "completed",
+            UsageStatus::Failed => "failed",
+            UsageStatus::FailedMidStream => "failed_mid_stream",
+            UsageStatus::ClientDisconnected => "client_disconnected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "completed" => UsageStatus::Completed,
+            "failed" => UsageStatus::Failed,
+            "failed_mid_stream" => UsageStatus::FailedMidStream,
+            "client_disconnected" => UsageStatus::ClientDisconnected,
+            _ => return None,
+        })
+    }
+}
+
+/// One row of the ledger: one request that reached a worker. `request_id` is unique, so a
+/// record written twice (a retried batch) is stored once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub request_id: String,
+    /// Unix milliseconds when the request arrived.
+    pub started_at_ms: i64,
+    pub tenant_id: String,
+    pub key_id: String,
+    pub model: String,
+    pub endpoint: String,
+    pub stream: bool,
+    pub worker: String,
+    pub provider: String,
+    pub region: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub usage_estimated: bool,
+    pub ttft_ms: Option<u64>,
+    pub total_ms: u64,
+    pub status: UsageStatus,
+    pub http_status: u16,
+    pub finish_reason: Option<String>,
+    /// What the tenant pays, at the tenant's prices.
+    pub cost: Nanos,
+    /// What the GPU time cost us, at the worker's price per hour.
+    pub cogs: Nanos,
+}

@@ -1,0 +1,115 @@
+//! Where tenants, keys, credits and the ledger live. A trait, so that a Postgres store (for
+//! several gateway replicas) can be added without touching the request path.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ApiKey, LimitOverrides, Tenant, UsageRecord};
+use crate::money::Nanos;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound("row".into()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            _ => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Aggregation period of a usage report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Day,
+    Month,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UsageQuery {
+    pub tenant_id: Option<String>,
+    /// Inclusive lower bound, unix ms.
+    pub from_ms: Option<i64>,
+    /// Exclusive upper bound, unix ms.
+    pub to_ms: Option<i64>,
+}
+
+/// Usage summed per tenant, period and model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub tenant_id: String,
+    /// "2026-11-28" for days, "2026-11" for months (UTC).
+    pub period: String,
+    pub model: String,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: Nanos,
+    pub cogs: Nanos,
+}
+
+/// Revenue against cost of goods per model and provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MarginRow {
+    pub model: String,
+    pub provider: String,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub revenue: Nanos,
+    pub cogs: Nanos,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Tenants.
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
+    async fn update_tenant(
+        &self,
+        id: &str,
+        tier: Option<&str>,
+        overrides: Option<&LimitOverrides>,
+        prepaid: Option<bool>,
+    ) -> Result<Tenant>;
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+
+    // Prepaid credit: the balance is top-ups minus the ledger's costs, so it cannot drift
+    // from what was billed.
+    async fn add_credit(&self, tenant_id: &str, amount: Nanos, note: &str) -> Result<()>;
+    async fn credit_balance(&self, tenant_id: &str) -> Result<Nanos>;
+
+    // Keys (hashes only).
+    async fn create_key(&self, key: &ApiKey) -> Result<()>;
+    async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ApiKey>>;
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKey>>;
+    async fn revoke_key(&self, id: &str, at: i64) -> Result<()>;
+
+    // The ledger.
+    /// Writes a batch in one transaction; records whose `request_id` is already stored are
+    /// skipped, so a retried batch never counts twice.
+    async fn insert_usage(&self, batch: &[UsageRecord]) -> Result<()>;
+    async fn usage(&self, query: &UsageQuery, period: Period) -> Result<Vec<UsageRow>>;
+    async fn usage_records(&self, query: &UsageQuery) -> Result<Vec<UsageRecord>>;
+    async fn margin(&self, query: &UsageQuery) -> Result<Vec<MarginRow>>;
+    /// Tokens (prompt + completion) a tenant used since `from_ms`, for monthly quotas.
+    async fn tokens_since(&self, tenant_id: &str, from_ms: i64) -> Result<u64>;
+}

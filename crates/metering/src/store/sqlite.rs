@@ -1,0 +1,590 @@
+//! The embedded ledger: [`Store`] on one SQLite file (or in memory, for tests).
+//!
+//! # Connections
+//! SQLite has one writer at a time. Writes go through a pool of exactly one connection, so
+//! writers in this process queue on the pool instead of racing for the file lock and getting
+//! `SQLITE_BUSY`; reads go through a small separate pool and, in WAL mode, never wait for the
+//! writer. Another process on the same file (the CLI next to a running server) is handled by
+//! `busy_timeout`, and write transactions start with `BEGIN IMMEDIATE`, so they take the write
+//! lock up front (where the busy handler applies) rather than upgrading from a read snapshot
+//! (which fails at once with `SQLITE_BUSY_SNAPSHOT` if another writer got in between).
+//!
+//! # Durability
+//! WAL journal with `synchronous = FULL`. With `NORMAL`, WAL is already safe against a crash of
+//! the process (a commit is in the OS's page cache before it returns), but a power loss or
+//! kernel crash can roll back the last few commits. This is the ledger an operator invoices
+//! from and the record of prepaid top-ups: a batch the writer was told is settled, or a top-up
+//! the admin API acknowledged, must survive the machine going down too. `FULL` costs one fsync
+//! of the WAL per commit, and usage arrives in batches (one transaction per batch), so that is
+//! one fsync per batch, not per request.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{MarginRow, Period, Result, Store, StoreError, UsageQuery, UsageRow};
+use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant, UsageRecord, UsageStatus};
+use crate::money::Nanos;
+
+/// The migrations, embedded in the binary at build time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a statement waits for another process's write lock before failing with
+/// `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read connections. Reads in WAL mode run concurrently with each other and with the writer;
+/// a few are enough for reports and auth lookups on a small machine.
+const READ_CONNECTIONS: u32 = 4;
+
+/// Rows per multi-row `INSERT` in [`Store::insert_usage`]. 20 columns each, so 50 rows bind
+/// 1,000 parameters, far below SQLite's limit of 32,766, and a batch of 1,000 records is 20
+/// statements in one transaction instead of 1,000 round trips to the connection's thread.
+const INSERT_CHUNK: usize = 50;
+
+const USAGE_COLUMNS: &str = "request_id, started_at_ms, tenant_id, key_id, model, endpoint, \
+     stream, worker, provider, region, prompt_tokens, completion_tokens, usage_estimated, \
+     ttft_ms, total_ms, status, http_status, finish_reason, cost_nanos, cogs_nanos";
+
+const KEY_COLUMNS: &str =
+    "id, tenant_id, name, prefix, hash, scopes, limits, expires_at, revoked_at, created_at";
+
+/// [`Store`] on SQLite. Cheap to clone (the pools are shared).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Exactly one connection: every write in this process goes through it.
+    writer: SqlitePool,
+    /// Reads. For an in-memory store this is the writer's pool (one connection, one database).
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the ledger at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| open_error(path, e))?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrating {}: {e}", path.display())))?;
+
+        // Opened after the migrations, so no reader ever sees an older schema. `query_only`
+        // makes a write sent to the wrong pool an error instead of a second writer.
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options.pragma("query_only", "ON"))
+            .await
+            .map_err(|e| open_error(path, e))?;
+
+        Ok(Self { writer, reader })
+    }
+
+    /// A private in-memory ledger, for tests and throwaway runs.
+    ///
+    /// Each SQLite connection to `:memory:` is its own database, so this store has exactly one
+    /// connection, used for reads and writes, which is never closed for being idle or old
+    /// (closing it would drop the database).
+    pub async fn in_memory() -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|e| StoreError::Database(e.to_string()))?
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrating in-memory ledger: {e}")))?;
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
+    /// Waits for queries in flight, then closes every connection (checkpointing the WAL).
+    /// Dropping the store without this is safe too: every acknowledged commit is durable.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn open_error(path: &Path, e: sqlx::Error) -> StoreError {
+    StoreError::Database(format!("opening {}: {e}", path.display()))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A `u64` as SQLite's `INTEGER` (an `i64`), refusing what would wrap.
+fn to_i64(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} = {v} does not fit in i64")))
+}
+
+/// An `INTEGER` read back as a count; negative means the file was written by something else.
+fn to_u64(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Database(format!("{what} is negative ({v})")))
+}
+
+fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("{what}: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Database(format!("stored {what}: {e}")))
+}
+
+/// Maps a constraint error to what the caller did wrong; anything else goes through the
+/// generic `From<sqlx::Error>`.
+fn constraint_error(
+    e: sqlx::Error,
+    conflict: impl FnOnce() -> String,
+    missing: &str,
+) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(conflict());
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::NotFound(missing.to_string());
+        }
+    }
+    e.into()
+}
+
+fn tenant_from_row(row: &SqliteRow) -> Result<Tenant> {
+    let overrides: String = row.try_get("overrides")?;
+    Ok(Tenant {
+        id: row.try_get("id")?,
+        tier: row.try_get("tier")?,
+        overrides: from_json(&overrides, "tenant overrides")?,
+        prepaid: row.try_get("prepaid")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<ApiKey> {
+    let id: String = row.try_get("id")?;
+    let hash: Vec<u8> = row.try_get("hash")?;
+    let hash: [u8; 32] = hash.try_into().map_err(|h: Vec<u8>| {
+        StoreError::Database(format!("key {id}: hash of {} bytes", h.len()))
+    })?;
+    let scopes: String = row.try_get("scopes")?;
+    let limits: String = row.try_get("limits")?;
+    Ok(ApiKey {
+        tenant_id: row.try_get("tenant_id")?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        hash,
+        scopes: from_json::<Scopes>(&scopes, "key scopes")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.try_get("created_at")?,
+        limits: from_json::<LimitOverrides>(&limits, "key limits")?,
+        id,
+    })
+}
+
+fn usage_from_row(row: &SqliteRow) -> Result<UsageRecord> {
+    let status: String = row.try_get("status")?;
+    let http_status: i64 = row.try_get("http_status")?;
+    let ttft_ms: Option<i64> = row.try_get("ttft_ms")?;
+    Ok(UsageRecord {
+        request_id: row.try_get("request_id")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        tenant_id: row.try_get("tenant_id")?,
+        key_id: row.try_get("key_id")?,
+        model: row.try_get("model")?,
+        endpoint: row.try_get("endpoint")?,
+        stream: row.try_get("stream")?,
+        worker: row.try_get("worker")?,
+        provider: row.try_get("provider")?,
+        region: row.try_get("region")?,
+        prompt_tokens: to_u64(row.try_get("prompt_tokens")?, "prompt_tokens")?,
+        completion_tokens: to_u64(row.try_get("completion_tokens")?, "completion_tokens")?,
+        usage_estimated: row.try_get("usage_estimated")?,
+        ttft_ms: ttft_ms.map(|v| to_u64(v, "ttft_ms")).transpose()?,
+        total_ms: to_u64(row.try_get("total_ms")?, "total_ms")?,
+        status: UsageStatus::parse(&status)
+            .ok_or_else(|| StoreError::Database(format!("unknown usage status {status:?}")))?,
+        http_status: u16::try_from(http_status)
+            .map_err(|_| StoreError::Database(format!("http_status {http_status}")))?,
+        finish_reason: row.try_get("finish_reason")?,
+        cost: row.try_get("cost_nanos")?,
+        cogs: row.try_get("cogs_nanos")?,
+    })
+}
+
+/// A usage record's integer columns, checked before anything is written.
+struct CheckedUsage<'a> {
+    rec: &'a UsageRecord,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    ttft_ms: Option<i64>,
+    total_ms: i64,
+}
+
+impl<'a> CheckedUsage<'a> {
+    fn new(rec: &'a UsageRecord) -> Result<Self> {
+        let what = |f: &str| format!("usage {}: {f}", rec.request_id);
+        Ok(Self {
+            rec,
+            prompt_tokens: to_i64(rec.prompt_tokens, &what("prompt_tokens"))?,
+            completion_tokens: to_i64(rec.completion_tokens, &what("completion_tokens"))?,
+            ttft_ms: rec
+                .ttft_ms
+                .map(|v| to_i64(v, &what("ttft_ms")))
+                .transpose()?,
+            total_ms: to_i64(rec.total_ms, &what("total_ms"))?,
+        })
+    }
+}
+
+/// Appends ` WHERE ...` for a usage query. Only the filters that are set are written, so
+/// SQLite can use the (tenant_id, started_at_ms) and (started_at_ms) indexes.
+fn push_usage_filter(qb: &mut QueryBuilder<'_, Sqlite>, q: &UsageQuery) {
+    qb.push(" WHERE 1 = 1");
+    if let Some(t) = &q.tenant_id {
+        qb.push(" AND tenant_id = ").push_bind(t.clone());
+    }
+    if let Some(from) = q.from_ms {
+        qb.push(" AND started_at_ms >= ").push_bind(from);
+    }
+    if let Some(to) = q.to_ms {
+        qb.push(" AND started_at_ms < ").push_bind(to);
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tenants (id, tier, overrides, prepaid, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&tenant.id)
+        .bind(&tenant.tier)
+        .bind(to_json(&tenant.overrides, "tenant overrides")?)
+        .bind(tenant.prepaid)
+        .bind(tenant.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| constraint_error(e, || format!("tenant {}", tenant.id), "tenant"))?;
+        Ok(())
+    }
+
+    async fn update_tenant(
+        &self,
+        id: &str,
+        tier: Option<&str>,
+        overrides: Option<&LimitOverrides>,
+        prepaid: Option<bool>,
+    ) -> Result<Tenant> {
+        let overrides = overrides
+            .map(|o| to_json(o, "tenant overrides"))
+            .transpose()?;
+        // One statement, so the read of the unchanged fields and the write are atomic.
+        let row = sqlx::query(
+            "UPDATE tenants SET \
+                 tier = COALESCE(?2, tier), \
+                 overrides = COALESCE(?3, overrides), \
+                 prepaid = COALESCE(?4, prepaid) \
+             WHERE id = ?1 \
+             RETURNING id, tier, overrides, prepaid, created_at",
+        )
+        .bind(id)
+        .bind(tier)
+        .bind(overrides)
+        .bind(prepaid)
+        .fetch_optional(&self.writer)
+        .await?;
+        match row {
+            Some(row) => tenant_from_row(&row),
+            None => Err(StoreError::NotFound(format!("tenant {id}"))),
+        }
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        let row = sqlx::query(
+            "SELECT id, tier, overrides, prepaid, created_at FROM tenants WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let rows =
+            sqlx::query("SELECT id, tier, overrides, prepaid, created_at FROM tenants ORDER BY id")
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn add_credit(&self, tenant_id: &str, amount: Nanos, note: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO credits (tenant_id, amount_nanos, note, created_at) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(tenant_id)
+        .bind(amount)
+        .bind(note)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await
+        .map_err(|e| {
+            constraint_error(
+                e,
+                || format!("credit for {tenant_id}"),
+                &format!("tenant {tenant_id}"),
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn credit_balance(&self, tenant_id: &str) -> Result<Nanos> {
+        // One statement, so both sums come from the same snapshot.
+        let row = sqlx::query(
+            "SELECT \
+                 EXISTS (SELECT 1 FROM tenants WHERE id = ?1) AS known, \
+                 (SELECT COALESCE(SUM(amount_nanos), 0) FROM credits WHERE tenant_id = ?1) \
+                     AS credits, \
+                 (SELECT COALESCE(SUM(cost_nanos), 0) FROM usage WHERE tenant_id = ?1) AS costs",
+        )
+        .bind(tenant_id)
+        .fetch_one(&self.reader)
+        .await?;
+        let known: bool = row.try_get("known")?;
+        if !known {
+            return Err(StoreError::NotFound(format!("tenant {tenant_id}")));
+        }
+        let credits: i64 = row.try_get("credits")?;
+        let costs: i64 = row.try_get("costs")?;
+        credits
+            .checked_sub(costs)
+            .ok_or_else(|| StoreError::Database(format!("balance of {tenant_id} overflows i64")))
+    }
+
+    async fn create_key(&self, key: &ApiKey) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        );
+        sqlx::query(&sql)
+            .bind(&key.id)
+            .bind(&key.tenant_id)
+            .bind(&key.name)
+            .bind(&key.prefix)
+            .bind(&key.hash[..])
+            .bind(to_json(&key.scopes, "key scopes")?)
+            .bind(to_json(&key.limits, "key limits")?)
+            .bind(key.expires_at)
+            .bind(key.revoked_at)
+            .bind(key.created_at)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| {
+                // The id and the hash are both unique; say which without echoing the hash.
+                constraint_error(
+                    e,
+                    || format!("key {} (or a key with the same secret)", key.id),
+                    &format!("tenant {}", key.tenant_id),
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ApiKey>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {KEY_COLUMNS} FROM api_keys"));
+        if let Some(t) = tenant_id {
+            qb.push(" WHERE tenant_id = ").push_bind(t);
+        }
+        qb.push(" ORDER BY tenant_id, created_at, id");
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKey>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn revoke_key(&self, id: &str, at: i64) -> Result<()> {
+        // Revoking twice keeps the first time: that is when the key stopped working.
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1")
+                .bind(id)
+                .bind(at)
+                .execute(&self.writer)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("key {id}")));
+        }
+        Ok(())
+    }
+
+    async fn insert_usage(&self, batch: &[UsageRecord]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Check every record before writing any, so a bad one fails the batch cleanly.
+        let checked = batch
+            .iter()
+            .map(CheckedUsage::new)
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        for chunk in checked.chunks(INSERT_CHUNK) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new(format!("INSERT INTO usage ({USAGE_COLUMNS}) "));
+            qb.push_values(chunk, |mut b, c| {
+                let r = c.rec;
+                b.push_bind(r.request_id.as_str())
+                    .push_bind(r.started_at_ms)
+                    .push_bind(r.tenant_id.as_str())
+                    .push_bind(r.key_id.as_str())
+                    .push_bind(r.model.as_str())
+                    .push_bind(r.endpoint.as_str())
+                    .push_bind(r.stream)
+                    .push_bind(r.worker.as_str())
+                    .push_bind(r.provider.as_str())
+                    .push_bind(r.region.as_str())
+                    .push_bind(c.prompt_tokens)
+                    .push_bind(c.completion_tokens)
+                    .push_bind(r.usage_estimated)
+                    .push_bind(c.ttft_ms)
+                    .push_bind(c.total_ms)
+                    .push_bind(r.status.as_str())
+                    .push_bind(i64::from(r.http_status))
+                    .push_bind(r.finish_reason.as_deref())
+                    .push_bind(r.cost)
+                    .push_bind(r.cogs);
+            });
+            qb.push(" ON CONFLICT (request_id) DO NOTHING");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn usage(&self, query: &UsageQuery, period: Period) -> Result<Vec<UsageRow>> {
+        // Integer division: whole seconds, then the UTC calendar day or month.
+        let format = match period {
+            Period::Day => "%Y-%m-%d",
+            Period::Month => "%Y-%m",
+        };
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT tenant_id, \
+                 strftime('{format}', started_at_ms / 1000, 'unixepoch') AS period, \
+                 model, \
+                 COUNT(*) AS requests, \
+                 SUM(prompt_tokens) AS prompt_tokens, \
+                 SUM(completion_tokens) AS completion_tokens, \
+                 SUM(cost_nanos) AS cost, \
+                 SUM(cogs_nanos) AS cogs \
+             FROM usage"
+        ));
+        push_usage_filter(&mut qb, query);
+        qb.push(" GROUP BY tenant_id, period, model ORDER BY tenant_id, period, model");
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UsageRow {
+                    tenant_id: row.try_get("tenant_id")?,
+                    period: row.try_get("period")?,
+                    model: row.try_get("model")?,
+                    requests: to_u64(row.try_get("requests")?, "requests")?,
+                    prompt_tokens: to_u64(row.try_get("prompt_tokens")?, "prompt_tokens")?,
+                    completion_tokens: to_u64(
+                        row.try_get("completion_tokens")?,
+                        "completion_tokens",
+                    )?,
+                    cost: row.try_get("cost")?,
+                    cogs: row.try_get("cogs")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn usage_records(&self, query: &UsageQuery) -> Result<Vec<UsageRecord>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {USAGE_COLUMNS} FROM usage"));
+        push_usage_filter(&mut qb, query);
+        qb.push(" ORDER BY started_at_ms, request_id");
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        rows.iter().map(usage_from_row).collect()
+    }
+
+    async fn margin(&self, query: &UsageQuery) -> Result<Vec<MarginRow>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT model, provider, \
+                 COUNT(*) AS requests, \
+                 SUM(prompt_tokens) AS prompt_tokens, \
+                 SUM(completion_tokens) AS completion_tokens, \
+                 SUM(cost_nanos) AS revenue, \
+                 SUM(cogs_nanos) AS cogs \
+             FROM usage",
+        );
+        push_usage_filter(&mut qb, query);
+        qb.push(" GROUP BY model, provider ORDER BY model, provider");
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MarginRow {
+                    model: row.try_get("model")?,
+                    provider: row.try_get("provider")?,
+                    requests: to_u64(row.try_get("requests")?, "requests")?,
+                    prompt_tokens: to_u64(row.try_get("prompt_tokens")?, "prompt_tokens")?,
+                    completion_tokens: to_u64(
+                        row.try_get("completion_tokens")?,
+                        "completion_tokens",
+                    )?,
+                    revenue: row.try_get("revenue")?,
+                    cogs: row.try_get("cogs")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn tokens_since(&self, tenant_id: &str, from_ms: i64) -> Result<u64> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage \
+             WHERE tenant_id = ?1 AND started_at_ms >= ?2",
+        )
+        .bind(tenant_id)
+        .bind(from_ms)
+        .fetch_one(&self.reader)
+        .await?;
+        to_u64(total, "tokens")
+    }
+}
