@@ -1,7 +1,11 @@
 //! The one `switchyard` binary.
 
+mod admin_client;
+mod keys;
 mod serve;
 mod sim;
+mod tenants;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -27,6 +31,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a simulated inference worker (OpenAI-compatible and TGI-native APIs).
     Sim(sim::SimArgs),
+    /// Create, list, change and credit tenants (admin API of a running gateway).
+    Tenants(tenants::TenantsArgs),
+    /// Create, list, rotate and revoke API keys (admin API of a running gateway).
+    Keys(keys::KeysArgs),
+    /// Usage reports, ledger exports, invoices and margins (admin API of a running gateway).
+    Usage(usage::UsageArgs),
 }
 
 fn init_logging(format: &str) {
@@ -49,6 +59,9 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Sim(args) => sim::run(args).await,
+        Command::Tenants(args) => tenants::run(args).await,
+        Command::Keys(args) => keys::run(args).await,
+        Command::Usage(args) => usage::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -50,6 +50,12 @@ pub enum GatewayError {
     PromptTooLong { message: String },
     #[error("Invalid admin token.")]
     AdminUnauthorized,
+    /// An admin API resource (tenant, key) that does not exist; the message names it.
+    #[error("{0}")]
+    NotFound(String),
+    /// An admin API change that clashes with what exists (a duplicate tenant id).
+    #[error("{0}")]
+    Conflict(String),
     #[error("The model '{0}' does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("Unknown route: {method} {path}")]
@@ -100,9 +106,10 @@ impl GatewayError {
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::InsufficientCredit { .. } => StatusCode::PAYMENT_REQUIRED,
             GatewayError::PromptTooLong { .. } => StatusCode::BAD_REQUEST,
-            GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            GatewayError::ModelNotFound(_)
+            | GatewayError::RouteNotFound { .. }
+            | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::Conflict(_) => StatusCode::CONFLICT,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::NoHealthyWorker(_) | GatewayError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -125,6 +132,8 @@ impl GatewayError {
             | GatewayError::KeyRevoked
             | GatewayError::KeyExpired
             | GatewayError::AdminUnauthorized
+            | GatewayError::NotFound(_)
+            | GatewayError::Conflict(_)
             | GatewayError::ModelNotFound(_)
             | GatewayError::RouteNotFound { .. }
             | GatewayError::MethodNotAllowed { .. }
@@ -156,6 +165,8 @@ impl GatewayError {
             | GatewayError::KeyRevoked
             | GatewayError::KeyExpired
             | GatewayError::AdminUnauthorized
+            | GatewayError::NotFound(_)
+            | GatewayError::Conflict(_)
             | GatewayError::ModelNotFound(_)
             | GatewayError::RouteNotFound { .. }
             | GatewayError::MethodNotAllowed { .. }
@@ -182,6 +193,8 @@ impl GatewayError {
             GatewayError::KeyRevoked => "api_key_revoked",
             GatewayError::KeyExpired => "api_key_expired",
             GatewayError::AdminUnauthorized => "invalid_admin_token",
+            GatewayError::NotFound(_) => "not_found",
+            GatewayError::Conflict(_) => "conflict",
             GatewayError::Forbidden(_) => "permission_denied",
             GatewayError::RateLimited { code, .. } => code,
             GatewayError::InsufficientCredit { .. } => "insufficient_credit",

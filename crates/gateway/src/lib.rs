@@ -5,6 +5,7 @@
 //! [`admit`] → [`route`] → [`upstream`] (adapter, retry, stream relay) → [`settle`].
 //! Errors on any step are one type, [`error::GatewayError`], mapped to HTTP in one place.
 
+pub mod admin;
 pub mod admit;
 pub mod auth;
 mod body;

@@ -71,6 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
+        .merge(crate::admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::request_id::assign))
@@ -228,7 +229,7 @@ impl RunningGateway {
         // Every request has settled by now (or was aborted and settled on drop): write the
         // queued usage records before returning.
         if let Some(ledger) = self.ledger.take() {
-            ledger.shutdown().await;
+            ledger.shutdown(self.grace).await;
         }
         for sim in self.sims.drain(..) {
             sim.shutdown().await;

@@ -35,6 +35,8 @@ pub struct Settlement {
     attempts: u32,
     reservation: Option<Reservation>,
     ledger: Ledger,
+    /// Keeps the ledger's shutdown waiting until this request is recorded.
+    _open: switchyard_metering::ledger::Open,
 }
 
 impl Settlement {
@@ -58,6 +60,7 @@ impl Settlement {
             worker: None,
             attempts: 0,
             reservation: Some(reservation),
+            _open: ledger.open(),
             ledger,
         }
     }

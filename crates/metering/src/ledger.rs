@@ -30,11 +30,38 @@ impl Default for LedgerConfig {
 #[derive(Clone)]
 pub struct Ledger {
     tx: mpsc::Sender<UsageRecord>,
+    open: Arc<OpenCount>,
+}
+
+/// Requests admitted but not yet settled: shutdown waits for them before the last flush.
+#[derive(Default)]
+struct OpenCount {
+    n: std::sync::atomic::AtomicUsize,
+    zero: tokio::sync::Notify,
+}
+
+/// A request that will produce a record; dropping it (after `record`) closes it.
+pub struct Open {
+    count: Arc<OpenCount>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if self
+            .count
+            .n
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.count.zero.notify_waiters();
+        }
+    }
 }
 
 pub struct LedgerTask {
     handle: JoinHandle<()>,
     close: tokio::sync::oneshot::Sender<()>,
+    open: Arc<OpenCount>,
 }
 
 impl Ledger {
@@ -42,7 +69,33 @@ impl Ledger {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let (close, closed) = tokio::sync::oneshot::channel();
         let handle = tokio::spawn(write_loop(store, rx, closed, config.batch.max(1)));
-        (Ledger { tx }, LedgerTask { handle, close })
+        let open = Arc::new(OpenCount::default());
+        (
+            Ledger {
+                tx,
+                open: open.clone(),
+            },
+            LedgerTask {
+                handle,
+                close,
+                open,
+            },
+        )
+    }
+
+    /// Notes a request that will settle later; hold the guard until its record is queued.
+    pub fn open(&self) -> Open {
+        self.open
+            .n
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Open {
+            count: self.open.clone(),
+        }
+    }
+
+    /// Requests admitted and not yet settled.
+    pub fn open_count(&self) -> usize {
+        self.open.n.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn record(&self, record: UsageRecord) {
@@ -65,8 +118,24 @@ impl Ledger {
 }
 
 impl LedgerTask {
-    /// Stops taking records, writes everything queued, and returns when it is stored.
-    pub async fn shutdown(self) {
+    /// Waits (at most `grace`) for open requests to settle, then stops taking records, writes
+    /// everything queued, and returns when it is stored.
+    pub async fn shutdown(self, grace: Duration) {
+        let settled = async {
+            loop {
+                let notified = self.open.zero.notified();
+                if self.open.n.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(grace, settled).await.is_err() {
+            tracing::error!(
+                open = self.open.n.load(std::sync::atomic::Ordering::Acquire),
+                "requests still unsettled at shutdown; their usage records will be missing"
+            );
+        }
         let _ = self.close.send(());
         if let Err(e) = self.handle.await {
             tracing::error!(error = %e, "ledger writer failed");

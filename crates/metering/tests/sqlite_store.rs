@@ -23,7 +23,8 @@ struct Db {
 
 fn temp_db() -> Db {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
+    // In a directory that does not exist yet: `open` creates it.
+    let path = dir.path().join("data").join("ledger.db");
     Db { _dir: dir, path }
 }
 

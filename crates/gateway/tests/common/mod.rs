@@ -36,7 +36,8 @@ pub fn config(sims: Vec<SimWorkerConfig>) -> Config {
     let mut c = Config::embedded_default();
     c.sim_workers = sims;
     c.health.interval_ms = 100;
-    c.health.timeout_ms = 500;
+    // Generous: tests load both cores, and a slow health answer must not eject a worker.
+    c.health.timeout_ms = 3_000;
     c.server.shutdown_grace_ms = 2_000;
     c.state.path = ":memory:".into();
     c

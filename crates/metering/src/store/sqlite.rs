@@ -66,8 +66,14 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating it if missing) the ledger at `path` and brings its schema up to date.
+    /// Opens the ledger at `path`, creating the file (and its directory) if missing, and
+    /// brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StoreError::Database(format!("creating {}: {e}", dir.display())))?;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
