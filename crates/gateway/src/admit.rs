@@ -15,11 +15,17 @@ use switchyard_protocol::InferenceRequest;
 use crate::error::GatewayError;
 use crate::shape::Shaped;
 
+/// A refusal, with the rate-limit figures to show when a limit (not credit) refused.
+pub struct Refused {
+    pub error: GatewayError,
+    pub rate: Option<RateInfo>,
+}
+
 pub fn admit(
     key: &Arc<KeyEntry>,
     req: &InferenceRequest,
     shaped: &Shaped,
-) -> Result<(Reservation, RateInfo), (GatewayError, Option<RateInfo>)> {
+) -> Result<(Reservation, RateInfo), Box<Refused>> {
     let completion = u64::from(shaped.max_tokens) * u64::from(req.n);
     let tokens = shaped.prompt_estimate + completion;
     let limits = &key.limits;
@@ -27,15 +33,20 @@ pub fn admit(
         shaped.prompt_estimate,
         usd_to_nanos(limits.price_input_per_million),
     ) + token_cost(completion, usd_to_nanos(limits.price_output_per_million));
-    admission::admit(key, tokens, worst_cost).map_err(|refusal| match refusal {
-        Refusal::InsufficientCredit { balance, needed } => (
-            GatewayError::InsufficientCredit {
-                balance: format_usd(balance.max(0)),
-                needed: format_usd(needed),
+    admission::admit(key, tokens, worst_cost).map_err(|refusal| {
+        Box::new(match refusal {
+            Refusal::InsufficientCredit { balance, needed } => Refused {
+                error: GatewayError::InsufficientCredit {
+                    balance: format_usd(balance.max(0)),
+                    needed: format_usd(needed),
+                },
+                rate: None,
             },
-            None,
-        ),
-        Refusal::Limit { denial, rate } => (limit_error(&denial, tokens), Some(rate)),
+            Refusal::Limit { denial, rate } => Refused {
+                error: limit_error(&denial, tokens),
+                rate: Some(rate),
+            },
+        })
     })
 }
 

@@ -104,10 +104,13 @@ impl Ledger {
             Err(mpsc::error::TrySendError::Full(record)) => {
                 tracing::warn!("ledger queue full; the record waits for space");
                 let tx = self.tx.clone();
+                // Counted as open until queued, so that shutdown waits for it too.
+                let open = self.open();
                 tokio::spawn(async move {
                     if let Err(e) = tx.send(record).await {
                         tracing::error!(request_id = %e.0.request_id, "ledger closed before a usage record could be queued");
                     }
+                    drop(open);
                 });
             }
             Err(mpsc::error::TrySendError::Closed(record)) => {

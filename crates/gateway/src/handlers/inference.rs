@@ -73,9 +73,9 @@ async fn run(
             *rate = Some(info);
             reservation
         }
-        Err((e, info)) => {
-            *rate = info;
-            return Err(e);
+        Err(refused) => {
+            *rate = refused.rate;
+            return Err(refused.error);
         }
     };
 
