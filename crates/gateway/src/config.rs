@@ -429,3 +429,21 @@ mod tests {
         Config::embedded_default().validate().unwrap();
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod readme_tests {
+    use super::*;
+
+    /// The configuration shown in the README parses and validates as it is written.
+    #[test]
+    fn the_readme_example_is_a_valid_config() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\n").unwrap() + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let config = Config::from_toml(&readme[start..end]).unwrap();
+        assert_eq!(config.workers[0].runtime, RuntimeKind::Llamacpp);
+        assert_eq!(config.workers[0].prompt_format, PromptFormat::Gemma);
+        assert_eq!(config.tiers["pro"].cap_policy, CapPolicy::Clamp);
+    }
+}
