@@ -43,6 +43,13 @@ impl HealthConfig {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Pass,
+    Fail,
+    TimedOut,
+}
+
 pub struct HealthChecker {
     fleet: Arc<Fleet>,
     client: reqwest::Client,
@@ -62,7 +69,7 @@ impl HealthChecker {
     /// the gateway starts listening so that the first request finds the ready workers.
     pub async fn check_all_once(&self) {
         let checks = self.fleet.workers().iter().map(|w| async move {
-            w.set_healthy(self.probe(w).await);
+            w.set_healthy(self.probe(w).await == Probe::Pass);
         });
         futures::future::join_all(checks).await;
     }
@@ -88,7 +95,14 @@ impl HealthChecker {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            if self.probe(&worker).await {
+            let verdict = self.probe(&worker).await;
+            // A probe that times out while the worker is serving our own requests says it is
+            // busy, not dead (llama-cpp-python answers nothing while it generates); live traffic
+            // already reports real failures, so such a probe counts neither way.
+            if verdict == Probe::TimedOut && worker.outstanding() > 0 {
+                continue;
+            }
+            if verdict == Probe::Pass {
                 passes += 1;
                 failures = 0;
                 if passes >= self.config.healthy_after {
@@ -104,7 +118,7 @@ impl HealthChecker {
         }
     }
 
-    async fn probe(&self, worker: &Worker) -> bool {
+    async fn probe(&self, worker: &Worker) -> Probe {
         let url = worker.spec.endpoint(worker.spec.runtime.health_path());
         let mut req = self
             .client
@@ -114,14 +128,15 @@ impl HealthChecker {
             req = req.bearer_auth(key);
         }
         match req.send().await {
-            Ok(resp) if resp.status().is_success() => true,
+            Ok(resp) if resp.status().is_success() => Probe::Pass,
             Ok(resp) => {
                 tracing::debug!(worker = %worker.spec.name, status = %resp.status(), "health check failed");
-                false
+                Probe::Fail
             }
+            Err(e) if e.is_timeout() => Probe::TimedOut,
             Err(e) => {
                 tracing::debug!(worker = %worker.spec.name, error = %e, "health check failed");
-                false
+                Probe::Fail
             }
         }
     }

@@ -68,6 +68,8 @@ pub enum GatewayError {
     UpstreamTimeout(String),
     #[error("The upstream worker failed: {0}")]
     UpstreamFailed(String),
+    #[error("Every worker for this model is busy. Try again shortly.")]
+    UpstreamOverloaded,
     /// A worker refused the request as the client's fault (4xx). Relayed as the worker said it.
     #[error("{message}")]
     UpstreamRejected {
@@ -111,9 +113,9 @@ impl GatewayError {
             | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::NoHealthyWorker(_) | GatewayError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::NoHealthyWorker(_)
+            | GatewayError::ShuttingDown
+            | GatewayError::UpstreamOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamRejected { status, .. } => {
@@ -144,7 +146,9 @@ impl GatewayError {
             | GatewayError::Forbidden(_)
             | GatewayError::RateLimited { .. }
             | GatewayError::InsufficientCredit { .. } => Origin::Policy,
-            GatewayError::UpstreamTimeout(_) | GatewayError::UpstreamFailed(_) => Origin::Upstream,
+            GatewayError::UpstreamTimeout(_)
+            | GatewayError::UpstreamFailed(_)
+            | GatewayError::UpstreamOverloaded => Origin::Upstream,
             GatewayError::Internal(_) => Origin::Internal,
         }
     }
@@ -178,6 +182,7 @@ impl GatewayError {
             GatewayError::NoHealthyWorker(_)
             | GatewayError::UpstreamTimeout(_)
             | GatewayError::UpstreamFailed(_)
+            | GatewayError::UpstreamOverloaded
             | GatewayError::ShuttingDown => "upstream_error",
             GatewayError::Internal(_) => "server_error",
         }
@@ -205,6 +210,7 @@ impl GatewayError {
             GatewayError::NoHealthyWorker(_) => "no_healthy_worker",
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
             GatewayError::UpstreamFailed(_) => "upstream_failed",
+            GatewayError::UpstreamOverloaded => "upstream_overloaded",
             GatewayError::UpstreamRejected { code, .. } => return code.as_deref(),
             GatewayError::ShuttingDown => "shutting_down",
             GatewayError::Internal(_) => "internal_error",
@@ -233,7 +239,9 @@ impl GatewayError {
     /// Seconds a client should wait before trying again, where waiting helps.
     fn retry_after(&self) -> Option<u64> {
         match self {
-            GatewayError::NoHealthyWorker(_) | GatewayError::ShuttingDown => Some(1),
+            GatewayError::NoHealthyWorker(_)
+            | GatewayError::ShuttingDown
+            | GatewayError::UpstreamOverloaded => Some(1),
             GatewayError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }

@@ -322,3 +322,32 @@ async fn shutdown_lets_an_in_flight_stream_finish() {
     assert!(err.is_none());
     assert_eq!(events.last().unwrap().data, "[DONE]");
 }
+
+#[tokio::test]
+async fn busy_workers_give_503_with_retry_after_and_stay_in_rotation() {
+    let busy = || {
+        faulty(FaultConfig {
+            refuse: 1.0,
+            ..FaultConfig::default()
+        })
+    };
+    let mut c = config(vec![sim("a", busy()), sim("b", busy())]);
+    c.upstream.eject_after_failures = 1;
+    let gw = start(c).await;
+    for _ in 0..3 {
+        let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({}))).await;
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "upstream_overloaded");
+        assert!(
+            !body["error"]["message"].as_str().unwrap().contains("sim-"),
+            "no worker names leak"
+        );
+    }
+    assert!(
+        gw.state.fleet.workers().iter().all(|w| w.is_healthy()),
+        "busy is not broken"
+    );
+    gw.shutdown().await;
+}

@@ -38,7 +38,13 @@ fn record(i: u64) -> UsageRecord {
 #[tokio::test]
 async fn a_full_queue_and_shutdown_lose_nothing_and_duplicates_count_once() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
-    let (ledger, task) = Ledger::spawn(store.clone(), LedgerConfig { queue: 4, batch: 16 });
+    let (ledger, task) = Ledger::spawn(
+        store.clone(),
+        LedgerConfig {
+            queue: 4,
+            batch: 16,
+        },
+    );
     for i in 0..2_000 {
         ledger.record(record(i));
     }

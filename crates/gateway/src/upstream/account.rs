@@ -28,9 +28,8 @@ pub struct StreamAccount {
 }
 
 impl StreamAccount {
-    pub fn new(req: &InferenceRequest, counted_prompt: Option<u64>) -> Self {
+    pub fn new(req: &InferenceRequest) -> Self {
         Self {
-            counted_prompt,
             prompt_estimate: estimate_prompt_tokens(req),
             ..Self::default()
         }

@@ -1,17 +1,22 @@
-//! What a worker's failure means: a transport error or a 5xx/429 is the worker's (retryable,
-//! counts against its health); any other 4xx is the client's, relayed as the worker said it.
+//! What a worker's failure means: a transport error or a 5xx is the worker's (retryable,
+//! counts against its health); a 429 or 503 means the worker is busy (retryable, not a health
+//! failure); any other 4xx is the client's, relayed as the worker said it.
+//!
+//! Worker names and runtime internals (stack traces, file paths) go to the log, never to the
+//! client: the client learns what kind of failure it was.
 
 use serde_json::Value;
 
 use crate::error::GatewayError;
 
 pub fn transport(worker: &str, e: reqwest::Error) -> GatewayError {
+    tracing::warn!(worker, error = %e, "worker transport error");
     if e.is_timeout() {
-        GatewayError::UpstreamTimeout(format!("worker '{worker}' timed out"))
+        GatewayError::UpstreamTimeout("the worker did not answer in time".into())
     } else if e.is_connect() {
-        GatewayError::UpstreamFailed(format!("cannot connect to worker '{worker}'"))
+        GatewayError::UpstreamFailed("could not connect to a worker".into())
     } else {
-        GatewayError::UpstreamFailed(format!("worker '{worker}': {e}"))
+        GatewayError::UpstreamFailed("the connection to the worker failed".into())
     }
 }
 
@@ -44,10 +49,13 @@ pub async fn rejection(worker: &str, response: reqwest::Response) -> GatewayErro
             .map(str::to_string)
     };
     let code = status.as_u16();
-    if status.is_server_error() || code == 408 || code == 429 {
-        return GatewayError::UpstreamFailed(format!(
-            "worker '{worker}' answered {status}: {message}"
-        ));
+    if code == 429 || code == 503 {
+        tracing::info!(worker, %status, %message, "worker busy");
+        return GatewayError::UpstreamOverloaded;
+    }
+    if status.is_server_error() || code == 408 {
+        tracing::warn!(worker, %status, %message, "worker error");
+        return GatewayError::UpstreamFailed(format!("the worker answered {status}"));
     }
     GatewayError::UpstreamRejected {
         status: code,

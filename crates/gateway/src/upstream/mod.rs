@@ -56,7 +56,10 @@ pub async fn forward(
             Ok(reply) => return Ok((reply, lease)),
             Err(e) if e.is_retryable() => {
                 tracing::warn!(request_id, worker = %worker.spec.name, error = %e, "attempt failed; trying another worker");
-                worker.record_failure(state.config.upstream.eject_after_failures);
+                // A busy worker is not a broken one: it stays in rotation.
+                if !matches!(e, GatewayError::UpstreamOverloaded) {
+                    worker.record_failure(state.config.upstream.eject_after_failures);
+                }
                 tried.push(worker);
                 last_error = Some(e);
             }
@@ -81,6 +84,13 @@ async fn attempt(
         ),
         WireApi::TgiNative => (tgi::path(req), tgi::request_body(req, spec)?),
     };
+    // Built now, polled only when the stream ends (see `prompt_count`).
+    let prompt_count = match &body {
+        Value::Object(map) if prompt_count::needed(req, spec) => {
+            prompt_count::count(&state.client, req.endpoint, map, spec)
+        }
+        _ => None,
+    };
     let body = serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?;
     let mut call = state
         .client
@@ -98,17 +108,9 @@ async fn attempt(
         upstream.request_timeout_ms
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(deadline);
-    let send = tokio::time::timeout_at(deadline, call.send());
-    // Counted concurrently with the request so that it adds no latency.
-    let (counted_prompt, sent) = if prompt_count::needed(req, spec) {
-        tokio::join!(prompt_count::count(&state.client, req, spec), send)
-    } else {
-        (None, send.await)
-    };
-    let response = sent
-        .map_err(|_| {
-            GatewayError::UpstreamTimeout(format!("no response from worker '{}'", spec.name))
-        })?
+    let response = tokio::time::timeout_at(deadline, call.send())
+        .await
+        .map_err(|_| GatewayError::UpstreamTimeout("no response from the worker".into()))?
         .map_err(|e| classify::transport(&spec.name, e))?;
     if !response.status().is_success() {
         return Err(classify::rejection(&spec.name, response).await);
@@ -137,19 +139,20 @@ async fn attempt(
     }
 
     let translator: Box<dyn translate::StreamTranslator> = match api {
-        WireApi::OpenAi => Box::new(openai::OpenAiStream::new(req, counted_prompt)),
+        WireApi::OpenAi => Box::new(openai::OpenAiStream::new(req)),
         WireApi::TgiNative => Box::new(tgi::TgiStream::new(req)),
     };
     let mut relay = Relay::new(
         response.bytes_stream().boxed(),
         translator,
+        prompt_count,
         Duration::from_millis(upstream.stall_timeout_ms),
         upstream.eject_after_failures,
     );
     let first = tokio::time::timeout_at(deadline, relay.first_frame())
         .await
         .map_err(|_| {
-            GatewayError::UpstreamTimeout(format!("no first token from worker '{}'", spec.name))
+            GatewayError::UpstreamTimeout("no first token from the worker in time".into())
         })??;
     Ok(Reply::Stream {
         first,

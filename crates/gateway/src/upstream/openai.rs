@@ -18,6 +18,13 @@ pub fn request_body(req: &InferenceRequest, worker: &WorkerSpec) -> Map<String, 
         "model".into(),
         Value::String(worker.upstream_model().to_string()),
     );
+    if worker.runtime == switchyard_fleet::RuntimeKind::Llamacpp {
+        // llama.cpp templates the chat itself from plain strings; see `normalize_messages`.
+        if req.endpoint == switchyard_protocol::Endpoint::Chat {
+            let messages = super::prompt::chat_messages(&req.body, worker.prompt_format);
+            body.insert("messages".into(), Value::Array(messages));
+        }
+    }
     if worker.runtime.wants_legacy_max_tokens() {
         if let Some(v) = body.remove("max_completion_tokens") {
             body.insert("max_tokens".into(), v);
@@ -97,13 +104,11 @@ pub struct OpenAiStream {
 }
 
 impl OpenAiStream {
-    /// `counted_prompt`: the prompt's token count from the worker's tokenizer, for runtimes
-    /// that stream no usage.
-    pub fn new(req: &InferenceRequest, counted_prompt: Option<u64>) -> Self {
+    pub fn new(req: &InferenceRequest) -> Self {
         Self {
             model: Value::String(req.model.clone()),
             client_wants_usage: req.include_usage,
-            account: StreamAccount::new(req, counted_prompt),
+            account: StreamAccount::new(req),
             usage_sent: false,
             last_id: Value::Null,
             last_created: Value::Null,
@@ -134,6 +139,14 @@ impl OpenAiStream {
 impl StreamTranslator for OpenAiStream {
     fn on_event(&mut self, data: &str, out: &mut Frames) -> Result<Flow, GatewayError> {
         if data.trim() == "[DONE]" {
+            // A runtime that aborts a generation (llama-cpp-python when another request
+            // interrupts it) still sends [DONE]; without a finish_reason the answer is cut off
+            // and must not reach the client as complete.
+            if self.account.finish_reason.is_none() {
+                return Err(GatewayError::UpstreamFailed(
+                    "the worker ended the stream before the answer finished".into(),
+                ));
+            }
             self.finish(out);
             return Ok(Flow::Done);
         }
@@ -209,6 +222,10 @@ impl StreamTranslator for OpenAiStream {
     fn account(&self) -> &StreamAccount {
         &self.account
     }
+
+    fn set_counted_prompt(&mut self, tokens: Option<u64>) {
+        self.account.counted_prompt = tokens;
+    }
 }
 
 #[cfg(test)]
@@ -233,7 +250,7 @@ mod tests {
     fn usage_chunk_is_dropped_unless_the_client_asked() {
         let r =
             req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
-        let mut t = OpenAiStream::new(&r, None);
+        let mut t = OpenAiStream::new(&r);
         let mut out = Frames::default();
         t.on_event(r#"{"id":"a","model":"internal","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}"#, &mut out).unwrap();
         t.on_event(r#"{"id":"a","model":"internal","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#, &mut out).unwrap();
@@ -251,7 +268,7 @@ mod tests {
             json!({"model":"pub","messages":[{"role":"user","content":"12345678"}],
             "stream":true,"stream_options":{"include_usage":true}}),
         );
-        let mut t = OpenAiStream::new(&r, None);
+        let mut t = OpenAiStream::new(&r);
         let mut out = Frames::default();
         for tok in ["a", "b", "c"] {
             t.on_event(&format!(r#"{{"id":"x","created":1,"choices":[{{"index":0,"delta":{{"content":"{tok}"}},"finish_reason":null}}]}}"#), &mut out).unwrap();
@@ -277,7 +294,7 @@ mod tests {
     fn eof_without_finish_is_a_failure_and_error_chunks_fail() {
         let r =
             req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
-        let mut t = OpenAiStream::new(&r, None);
+        let mut t = OpenAiStream::new(&r);
         let mut out = Frames::default();
         t.on_event(
             r#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#,
@@ -289,6 +306,20 @@ mod tests {
             .on_event(r#"{"error":{"message":"boom"}}"#, &mut out)
             .is_err());
         assert!(t.on_event("not json", &mut out).is_err());
+    }
+
+    #[test]
+    fn done_without_a_finish_reason_is_a_cut_stream_not_a_complete_one() {
+        let r =
+            req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
+        let mut t = OpenAiStream::new(&r);
+        let mut out = Frames::default();
+        t.on_event(
+            r#"{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}"#,
+            &mut out,
+        )
+        .unwrap();
+        assert!(t.on_event("[DONE]", &mut out).is_err());
     }
 
     #[test]

@@ -2,42 +2,55 @@
 //! usage. llama-cpp-python's server sends none in streams (it ignores `include_usage`) but has
 //! `/extras/tokenize/count`; the count of the prompt rendered in the model's chat format equals
 //! the `prompt_tokens` it reports for the same request unstreamed.
+//!
+//! The count is asked for only once the stream has ended: llama-cpp-python serves one request
+//! at a time and, by default, a new request interrupts the running one, so counting alongside
+//! the generation would delay or cut it. The future built here is lazy; the relay polls it when
+//! it reaches the end of the stream, with a deadline.
 
-use std::time::Duration;
-
-use serde_json::{json, Value};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::{json, Map, Value};
 use switchyard_fleet::{RuntimeKind, WorkerSpec};
 use switchyard_protocol::{Endpoint, InferenceRequest};
 
 use super::prompt;
-
-/// A count is cheap next to generation, but it must never hold a request up for long.
-const COUNT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether this worker's streams need a separate prompt count.
 pub fn needed(req: &InferenceRequest, worker: &WorkerSpec) -> bool {
     req.stream && worker.runtime == RuntimeKind::Llamacpp
 }
 
-/// The prompt's token count, or `None` if the worker could not say (the caller falls back to
-/// an estimate and marks it as such).
-pub async fn count(
+/// A lazy count of the prompt in `body` (the body as sent to the worker), or `None` if it
+/// cannot be counted; the future yields `None` if the worker cannot say.
+pub fn count(
     client: &reqwest::Client,
-    req: &InferenceRequest,
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
     worker: &WorkerSpec,
-) -> Option<u64> {
-    let text = match req.endpoint {
-        Endpoint::Chat => prompt::render_chat(req, worker.prompt_format),
-        Endpoint::Completions => prompt::completion_text(req).ok()?,
+) -> Option<BoxFuture<'static, Option<u64>>> {
+    let text = match endpoint {
+        Endpoint::Chat => {
+            let messages = body.get("messages").and_then(Value::as_array)?;
+            prompt::render_chat(messages, worker.prompt_format)
+        }
+        Endpoint::Completions => match body.get("prompt")? {
+            Value::String(s) => s.clone(),
+            _ => return None,
+        },
     };
     let mut call = client
         .post(worker.endpoint("/extras/tokenize/count"))
-        .timeout(COUNT_TIMEOUT)
         .json(&json!({ "input": text, "model": worker.upstream_model() }));
     if let Some(key) = &worker.api_key {
         call = call.bearer_auth(key);
     }
-    let response = call.send().await.ok()?.error_for_status().ok()?;
-    let body: Value = response.json().await.ok()?;
-    body.get("count").and_then(Value::as_u64)
+    Some(
+        async move {
+            let response = call.send().await.ok()?.error_for_status().ok()?;
+            let body: Value = response.json().await.ok()?;
+            body.get("count").and_then(Value::as_u64)
+        }
+        .boxed(),
+    )
 }

@@ -3,12 +3,17 @@
 //! error event, and holds the request's settlement and worker lease, so that whichever way the
 //! stream ends (completion, failure, or the client going away and dropping it) the worker is
 //! released, the upstream connection is closed and the request is settled exactly once.
+//!
+//! For runtimes whose streams carry no usage, a lazy prompt count is polled when the final
+//! event arrives, and that event waits for it (bounded by `COUNT_DEADLINE`).
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 use switchyard_fleet::WorkerLease;
@@ -22,18 +27,26 @@ use crate::settle::{Outcome, Settlement};
 
 type Upstream = BoxStream<'static, Result<Bytes, reqwest::Error>>;
 
+/// How long the end of a stream may wait for the worker's prompt count.
+const COUNT_DEADLINE: Duration = Duration::from_secs(2);
+
 enum State {
     Streaming,
     Finished,
-    /// The worker failed; `before_first_frame` failures are retried on another worker.
+    /// The worker failed; failures before the first frame are retried on another worker.
     Failed(GatewayError),
 }
 
 pub struct Relay {
     upstream: Upstream,
+    upstream_done: bool,
     parser: SseParser,
-    items: Vec<SseItem>,
+    parsed: Vec<SseItem>,
+    /// Parsed events not yet translated: the final one waits here for the prompt count.
+    pending: VecDeque<SseItem>,
     translator: Box<dyn StreamTranslator>,
+    prompt_count: Option<BoxFuture<'static, Option<u64>>>,
+    count_deadline: Option<Pin<Box<Sleep>>>,
     frames: Frames,
     frames_sent: u64,
     first_frame_at: Option<std::time::Instant>,
@@ -50,14 +63,19 @@ impl Relay {
     pub fn new(
         upstream: Upstream,
         translator: Box<dyn StreamTranslator>,
+        prompt_count: Option<BoxFuture<'static, Option<u64>>>,
         stall_timeout: Duration,
         eject_after: u32,
     ) -> Self {
         Self {
             upstream,
+            upstream_done: false,
             parser: SseParser::new(),
-            items: Vec::new(),
+            parsed: Vec::new(),
+            pending: VecDeque::new(),
             translator,
+            prompt_count,
+            count_deadline: None,
             frames: Frames::default(),
             frames_sent: 0,
             first_frame_at: None,
@@ -92,44 +110,54 @@ impl Relay {
         self.settlement = Some(settlement);
     }
 
-    fn handle_chunk(&mut self, chunk: &[u8]) {
-        self.parser.feed(chunk, &mut self.items);
-        self.process_items();
+    /// Whether the next event must wait for the prompt count; polls the count meanwhile.
+    fn waiting_for_count(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(count) = self.prompt_count.as_mut() else {
+            return false;
+        };
+        let at_end = match self.pending.front() {
+            Some(SseItem::Event { data, .. }) => self.translator.is_final(data),
+            Some(SseItem::Comment(_)) => false,
+            None => self.upstream_done,
+        };
+        if !at_end {
+            return false;
+        }
+        if let Poll::Ready(tokens) = count.poll_unpin(cx) {
+            self.translator.set_counted_prompt(tokens);
+            self.prompt_count = None;
+            return false;
+        }
+        let deadline = self
+            .count_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(COUNT_DEADLINE)));
+        if deadline.poll_unpin(cx).is_ready() {
+            tracing::warn!("the worker did not count the prompt in time; usage is estimated");
+            self.prompt_count = None;
+            return false;
+        }
+        true
     }
 
-    fn process_items(&mut self) {
-        let items = std::mem::take(&mut self.items);
-        for item in &items {
-            if !matches!(self.state, State::Streaming) {
-                break;
-            }
+    fn translate_pending(&mut self, cx: &mut Context<'_>) {
+        while matches!(self.state, State::Streaming) && !self.waiting_for_count(cx) {
+            let Some(item) = self.pending.pop_front() else {
+                return;
+            };
             match item {
                 // Keep-alives mean something only once the client's stream has started.
                 SseItem::Comment(text) => {
                     if self.frames_sent > 0 || !self.frames.is_empty() {
-                        self.frames.push_comment(text);
+                        self.frames.push_comment(&text);
                     }
                 }
                 SseItem::Event { data, .. } => {
-                    match self.translator.on_event(data, &mut self.frames) {
+                    match self.translator.on_event(&data, &mut self.frames) {
                         Ok(Flow::Continue) => {}
                         Ok(Flow::Done) => self.state = State::Finished,
                         Err(e) => self.fail(e),
                     }
                 }
-            }
-        }
-        self.items = items;
-        self.items.clear();
-    }
-
-    fn handle_eof(&mut self) {
-        self.parser.finish(&mut self.items);
-        self.process_items();
-        if matches!(self.state, State::Streaming) {
-            match self.translator.on_eof(&mut self.frames) {
-                Ok(()) => self.state = State::Finished,
-                Err(e) => self.fail(e),
             }
         }
     }
@@ -180,18 +208,40 @@ impl Stream for Relay {
                 this.settle();
                 return Poll::Ready(None);
             }
+            this.translate_pending(cx);
+            if !this.frames.is_empty() || !matches!(this.state, State::Streaming) {
+                continue;
+            }
+            if !this.pending.is_empty() {
+                return Poll::Pending; // the final event waits for the prompt count
+            }
+            if this.upstream_done {
+                if this.waiting_for_count(cx) {
+                    return Poll::Pending;
+                }
+                match this.translator.on_eof(&mut this.frames) {
+                    Ok(()) => this.state = State::Finished,
+                    Err(e) => this.fail(e),
+                }
+                continue;
+            }
             match this.upstream.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     let deadline = Instant::now() + this.stall_timeout;
                     this.stall.as_mut().reset(deadline);
-                    this.handle_chunk(&chunk);
+                    this.parser.feed(&chunk, &mut this.parsed);
+                    this.pending.extend(this.parsed.drain(..));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.fail(GatewayError::UpstreamFailed(format!(
                         "connection to the worker broke mid-stream: {e}"
                     )));
                 }
-                Poll::Ready(None) => this.handle_eof(),
+                Poll::Ready(None) => {
+                    this.parser.finish(&mut this.parsed);
+                    this.pending.extend(this.parsed.drain(..));
+                    this.upstream_done = true;
+                }
                 Poll::Pending => {
                     if this.stall.poll_unpin(cx).is_ready() {
                         let secs = this.stall_timeout.as_secs_f64();

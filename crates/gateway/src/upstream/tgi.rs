@@ -32,7 +32,10 @@ pub fn request_body(req: &InferenceRequest, worker: &WorkerSpec) -> Result<Value
         });
     }
     let inputs = match req.endpoint {
-        Endpoint::Chat => prompt::render_chat(req, worker.prompt_format),
+        Endpoint::Chat => prompt::render_chat(
+            &prompt::chat_messages(&req.body, worker.prompt_format),
+            worker.prompt_format,
+        ),
         Endpoint::Completions => prompt::completion_text(req)?,
     };
     let mut params = Map::new();
@@ -184,7 +187,7 @@ impl TgiStream {
             object,
             created,
             started: false,
-            account: StreamAccount::new(req, None),
+            account: StreamAccount::new(req),
         }
     }
 
