@@ -70,16 +70,16 @@ pub fn unix_ms() -> i64 {
 
 /// Unix ms of the first instant of the UTC month containing `ms`.
 pub fn month_start_ms(ms: i64) -> i64 {
-    let idx = crate::limiter::month_index(ms) as i64;
-    let (y, m) = (idx / 12, idx % 12 + 1);
-    // Days from civil (Howard Hinnant).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe - 719_468) * 86_400_000
+    let idx = crate::limiter::month_index(ms);
+    let first = i32::try_from(idx / 12)
+        .ok()
+        .zip(u8::try_from(idx % 12 + 1).ok())
+        .and_then(|(year, month)| {
+            let month = time::Month::try_from(month).ok()?;
+            time::Date::from_calendar_date(year, month, 1).ok()
+        })
+        .unwrap_or(time::Date::MIN);
+    first.midnight().assume_utc().unix_timestamp() * 1000
 }
 
 impl Directory {
@@ -218,5 +218,6 @@ mod tests {
         assert_eq!(month_start_ms(1_795_852_800_000), 1_793_491_200_000);
         assert_eq!(month_start_ms(1_793_491_200_000), 1_793_491_200_000);
         assert_eq!(month_start_ms(0), 0);
+        assert_eq!(month_start_ms(i64::MIN), -62_167_219_200_000); // 0000-01-01
     }
 }

@@ -129,19 +129,18 @@ pub struct LimitState {
     month: u32,
 }
 
-/// Months since year 0, from unix ms (UTC), to notice a new month.
+/// Months since year 0, from unix ms (UTC), to notice a new month: `year * 12 + (month - 1)`.
+/// Instants outside what `time` represents (years -9999..=9999) count as its first or last month.
 pub fn month_index(unix_ms: i64) -> u32 {
-    let days = unix_ms.div_euclid(86_400_000);
-    // Civil-from-days (Howard Hinnant), year and month only.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y * 12 + (m - 1)) as u32
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .unwrap_or(if unix_ms < 0 {
+            time::PrimitiveDateTime::MIN.assume_utc()
+        } else {
+            time::PrimitiveDateTime::MAX.assume_utc()
+        });
+    let index = i64::from(t.year()) * 12 + i64::from(u8::from(t.month())) - 1;
+    // Before year 0 there is no u32 index; those all share the first.
+    u32::try_from(index).unwrap_or(0)
 }
 
 impl LimitState {
@@ -260,6 +259,9 @@ mod tests {
             month_index(1_796_083_200_000)
         );
         assert_eq!(month_index(0), 1970 * 12);
+        // Out of range: clamped, not a panic.
+        assert_eq!(month_index(i64::MAX), 9999 * 12 + 11);
+        assert_eq!(month_index(i64::MIN), 0);
     }
 
     #[test]

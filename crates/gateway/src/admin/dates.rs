@@ -1,47 +1,41 @@
 //! Calendar arithmetic for the admin API, all in UTC: `YYYY-MM-DD` days, `YYYY-MM` months,
-//! RFC 3339 timestamps. Small enough to own rather than pull in a date crate, and tested below.
+//! RFC 3339 timestamps. The calendar itself is the `time` crate's; this module only adapts it to
+//! unix milliseconds and to the admin API's error messages.
+//!
+//! `time` (without its `large-dates` feature) covers the years -9999..=9999; instants outside
+//! that range are clamped to its ends rather than panicking.
+
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::parsing::Parsed;
+use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 use crate::error::GatewayError;
 
 const MS_PER_DAY: i64 = 86_400_000;
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let (m, d) = (i64::from(m), i64::from(d));
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// The UTC instant of unix ms `ms`, clamped to the range `time` supports.
+fn utc(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(if ms < 0 {
+        PrimitiveDateTime::MIN.assume_utc()
+    } else {
+        PrimitiveDateTime::MAX.assume_utc()
+    })
 }
 
-/// The date of a day number (inverse of [`days_from_civil`]).
+/// Unix ms of a date's first instant (UTC).
+fn midnight_ms(date: Date) -> i64 {
+    date.midnight().assume_utc().unix_timestamp() * 1000
+}
+
+/// The date of a day number (days since 1970-01-01, UTC) as (year, month, day).
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+    let date = utc(z.saturating_mul(MS_PER_DAY)).date();
+    (
+        i64::from(date.year()),
+        u32::from(u8::from(date.month())),
+        u32::from(date.day()),
+    )
 }
 
 /// A `YYYY-MM` month.
@@ -53,23 +47,34 @@ pub struct Month {
 
 impl Month {
     pub fn containing(ms: i64) -> Self {
-        let (year, month, _) = civil_from_days(ms.div_euclid(MS_PER_DAY));
-        Self { year, month }
+        let t = utc(ms);
+        Self {
+            year: i64::from(t.year()),
+            month: u32::from(u8::from(t.month())),
+        }
+    }
+
+    /// Its first day; a year or month outside `time`'s range is clamped into it.
+    fn first_day(self) -> Date {
+        let (min, max) = (Date::MIN.year(), Date::MAX.year());
+        let year = i32::try_from(self.year.clamp(i64::from(min), i64::from(max))).unwrap_or(min);
+        let month = u8::try_from(self.month.clamp(1, 12))
+            .ok()
+            .and_then(|m| time::Month::try_from(m).ok())
+            .unwrap_or(time::Month::January);
+        Date::from_calendar_date(year, month, 1).unwrap_or(Date::MIN)
     }
 
     /// Unix ms of its first instant.
     pub fn start_ms(self) -> i64 {
-        days_from_civil(self.year, self.month, 1) * MS_PER_DAY
+        midnight_ms(self.first_day())
     }
 
     /// Unix ms of the first instant of the next month (an exclusive bound).
     pub fn end_ms(self) -> i64 {
-        let (y, m) = if self.month == 12 {
-            (self.year + 1, 1)
-        } else {
-            (self.year, self.month + 1)
-        };
-        days_from_civil(y, m, 1) * MS_PER_DAY
+        let first = self.first_day();
+        // Added in ms rather than as a `Date`, so that 9999-12 still has an end.
+        self.start_ms() + i64::from(first.month().length(first.year())) * MS_PER_DAY
     }
 }
 
@@ -86,132 +91,107 @@ fn invalid(param: &str, message: String) -> GatewayError {
     }
 }
 
-/// Exactly `n` ASCII digits.
-fn digits(s: &str, n: usize) -> Option<u32> {
-    (s.len() == n && s.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| s.parse().ok())
-        .flatten()
-}
-
-/// "2026-11-28" → (2026, 11, 28), checking the day exists.
-fn parse_ymd(s: &str) -> Option<(i64, u32, u32)> {
-    let mut parts = s.split('-');
-    let y = digits(parts.next()?, 4)?;
-    let m = digits(parts.next()?, 2)?;
-    let d = digits(parts.next()?, 2)?;
-    if parts.next().is_some() || !(1..=12).contains(&m) {
-        return None;
-    }
-    let y = i64::from(y);
-    (1..=days_in_month(y, m)).contains(&d).then_some((y, m, d))
+/// `time` accepts a leading sign on `[year]`; the admin API takes plain four-digit years.
+fn starts_with_digit(s: &str) -> bool {
+    s.bytes().next().is_some_and(|b| b.is_ascii_digit())
 }
 
 /// A `YYYY-MM-DD` query parameter → unix ms of that day's first instant (UTC).
 pub fn parse_day(s: &str, param: &str) -> Result<i64, GatewayError> {
-    let (y, m, d) = parse_ymd(s).ok_or_else(|| {
-        invalid(
-            param,
-            format!("Invalid '{param}': '{s}' is not a date like 2026-11-28 (YYYY-MM-DD, UTC)."),
-        )
-    })?;
-    Ok(days_from_civil(y, m, d) * MS_PER_DAY)
+    starts_with_digit(s)
+        .then(|| Date::parse(s, format_description!("[year]-[month]-[day]")).ok())
+        .flatten()
+        .map(midnight_ms)
+        .ok_or_else(|| {
+            invalid(
+                param,
+                format!(
+                    "Invalid '{param}': '{s}' is not a date like 2026-11-28 (YYYY-MM-DD, UTC)."
+                ),
+            )
+        })
 }
 
 /// A `YYYY-MM` query parameter.
 pub fn parse_month(s: &str, param: &str) -> Result<Month, GatewayError> {
-    let bad = || {
-        invalid(
+    let mut parsed = Parsed::new();
+    let whole = starts_with_digit(s)
+        && parsed
+            .parse_items(s.as_bytes(), format_description!("[year]-[month]"))
+            .is_ok_and(<[u8]>::is_empty);
+    match (whole, parsed.year(), parsed.month()) {
+        (true, Some(year), Some(month)) => Ok(Month {
+            year: i64::from(year),
+            month: u32::from(u8::from(month)),
+        }),
+        _ => Err(invalid(
             param,
             format!("Invalid '{param}': '{s}' is not a month like 2026-11 (YYYY-MM, UTC)."),
-        )
-    };
-    let (y, m) = s.split_once('-').ok_or_else(bad)?;
-    let year = i64::from(digits(y, 4).ok_or_else(bad)?);
-    let month = digits(m, 2).ok_or_else(bad)?;
-    if !(1..=12).contains(&month) {
-        return Err(bad());
+        )),
     }
-    Ok(Month { year, month })
 }
 
 /// An RFC 3339 timestamp ("2026-11-28T08:00:00Z", "2026-11-28T09:00:00.250+01:00") → unix ms.
+/// Fractions finer than a millisecond are truncated.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    if s.len() < 20 || !s.is_ascii() {
+    // Stricter than `time`, as before: the date and time are separated by 'T', 't' or ' ' (time
+    // takes any byte), and there are no leap seconds (time reads :60 as :59.999999999).
+    let separated = matches!(s.as_bytes().get(10), Some(b'T' | b't' | b' '));
+    if !separated || s.get(17..19) == Some("60") {
         return None;
     }
-    let (date, rest) = s.split_at(10);
-    let (y, m, d) = parse_ymd(date)?;
-    let rest = rest.strip_prefix(['T', 't', ' '])?;
-    let (hh, rest) = rest.split_at_checked(2)?;
-    let rest = rest.strip_prefix(':')?;
-    let (mm, rest) = rest.split_at_checked(2)?;
-    let rest = rest.strip_prefix(':')?;
-    let (ss, mut rest) = rest.split_at_checked(2)?;
-    let (hh, mm, ss) = (digits(hh, 2)?, digits(mm, 2)?, digits(ss, 2)?);
-    if hh > 23 || mm > 59 || ss > 59 {
-        return None;
-    }
-    let mut millis = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 {
-            return None;
-        }
-        // Milliseconds: the first three digits; finer digits are truncated.
-        for (i, b) in frac.bytes().take(3).take(n).enumerate() {
-            millis += i64::from(b - b'0') * 10i64.pow(2 - i as u32);
-        }
-        rest = &frac[n..];
-    }
-    let offset_min = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (oh, om) = rest[1..].split_once(':')?;
-            let (oh, om) = (digits(oh, 2)?, digits(om, 2)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            sign * i64::from(oh * 60 + om)
-        }
-    };
-    let secs =
-        days_from_civil(y, m, d) * 86_400 + i64::from(hh * 3600 + mm * 60 + ss) - offset_min * 60;
-    Some(secs * 1000 + millis)
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
 /// Unix ms → "2026-11-28T08:00:00Z" (with ".250" when there are milliseconds).
 pub fn format_rfc3339(ms: i64) -> String {
-    let (y, m, d) = civil_from_days(ms.div_euclid(MS_PER_DAY));
-    let in_day = ms.rem_euclid(MS_PER_DAY);
-    let (secs, millis) = (in_day / 1000, in_day % 1000);
-    let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    if millis == 0 {
-        format!("{y:04}-{m:02}-{d:02}T{time}Z")
+    // Not `Rfc3339` itself: it trims the fraction's trailing zeros (".25"), and we keep three.
+    let t = utc(ms);
+    let formatted = if t.millisecond() == 0 {
+        t.format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
     } else {
-        format!("{y:04}-{m:02}-{d:02}T{time}.{millis:03}Z")
-    }
+        t.format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ))
+    };
+    // Formatting a complete UTC date-time into a String cannot fail.
+    formatted.unwrap_or_default()
 }
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn days_round_trip_through_the_calendar() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        for z in [
-            -719_468, -1, 0, 59, 11_016, 11_017, 20_000, 20_513, 2_932_896,
-        ] {
-            let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z, "{y}-{m}-{d}");
-        }
+    fn day_numbers_map_to_calendar_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(59), (1970, 3, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+        assert_eq!(civil_from_days(-719_468), (0, 3, 1));
+        assert_eq!(civil_from_days(2_932_896), (9999, 12, 31));
+        // Beyond `time`'s range: clamped, not a panic.
+        assert_eq!(civil_from_days(i64::MAX), (9999, 12, 31));
+        assert_eq!(civil_from_days(i64::MIN), (-9999, 1, 1));
+    }
+
+    #[test]
+    fn out_of_range_instants_clamp_instead_of_panicking() {
+        assert_eq!(Month::containing(i64::MAX).to_string(), "9999-12");
+        assert_eq!(format_rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        let last = Month {
+            year: 9999,
+            month: 12,
+        };
+        assert_eq!(last.end_ms() - last.start_ms(), 31 * MS_PER_DAY);
+        assert_eq!(parse_rfc3339("2026-11-28x08:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2026-11-30T23:59:60Z"), None);
+        assert!(parse_day("+2026-11-28", "from").is_err());
+        assert!(parse_month("+2026-11", "month").is_err());
     }
 
     #[test]
