@@ -237,7 +237,8 @@ async fn load_goes_to_the_least_busy_worker() {
         sim("b", |s| s.decode_ms_per_token = 10.0),
     ]))
     .await;
-    let body = chat("sim-small", json!({"max_tokens": 30}));
+    // Long enough (1 s) that all eight are in flight together even on a loaded machine.
+    let body = chat("sim-small", json!({"max_tokens": 100}));
     let requests = (0..8).map(|_| post(&gw, "/v1/chat/completions", &body));
     let responses = futures::future::join_all(requests).await;
     assert!(responses.iter().all(|r| r.status() == 200));
