@@ -20,9 +20,10 @@
 # Part 2, streamed time-to-first-token: `switchyard sim` (a SIMULATED worker: 5 ms prefill,
 # 5 ms per token, 8 tokens) called directly and through a second `switchyard serve` with the
 # sim as a runtime = "vllm" worker. The `ttft` binary (this crate) sends sequential streamed
-# requests, interleaved ABBA, twice: "paced" ($TTFT_REQUESTS per side, 50 ms idle before each,
-# the headline figure) and "back to back" ($TTFT_B2B_REQUESTS per side, no idle time), which
-# exposes Nagle/delayed-ACK stalls on servers that do not set TCP_NODELAY (see README.md).
+# requests twice: "paced" ($TTFT_REQUESTS per side, alternating in ABBA pairs, 50 ms idle before
+# each: the headline figure) and "back to back" ($TTFT_B2B_REQUESTS per side, in ABBA blocks so
+# that each side's requests follow each other on one connection, no idle time), which exposes
+# Nagle/delayed-ACK stalls on servers that do not set TCP_NODELAY (see README.md).
 #
 # CPU pinning (PIN=1, the default): this box has 2 cores shared with other work. Everything
 # that serves (both nginx instances, both switchyard instances, the sim) runs on CPU 0 and
@@ -38,14 +39,14 @@
 # Output: a table on stdout and the same figures as JSON in bench/out/gateway-<UTC time>.json.
 # PERF=1 adds one profiled saturated run of switchyard (perf record -g) and writes the top of
 # `perf report` to bench/out/gateway-<UTC time>-perf.txt.
-# Knobs (environment): ROUNDS=3 DURATION=8 HIGH_C=64 TTFT_REQUESTS=300 TTFT_B2B_REQUESTS=100
+# Knobs (environment): ROUNDS=5 DURATION=5 HIGH_C=64 TTFT_REQUESTS=300 TTFT_B2B_REQUESTS=100
 # PIN=1 PERF=0; CARGO_TARGET_DIR is honoured; BENCH_COMMIT names the code when it is not a
 # git checkout. Only 127.0.0.1 is ever targeted; every wrk run is time-bounded; every process
 # started here is stopped on exit. About 4 minutes after the release build.
 set -euo pipefail
 
-ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-8}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5}
 HIGH_C=${HIGH_C:-64}
 TTFT_REQUESTS=${TTFT_REQUESTS:-300}
 TTFT_B2B_REQUESTS=${TTFT_B2B_REQUESTS:-100}
@@ -122,9 +123,10 @@ cleanup() {
             sleep 0.1
         done
     done
-    if ((rc != 0)); then
+    if ((rc != 0 && rc != 130)); then
         log "failed (exit $rc); logs kept in $WORK"
     else
+        ((rc == 0)) || log "interrupted"
         rm -rf "$WORK"
     fi
     exit "$rc"
@@ -397,15 +399,16 @@ GW2_PID=$!
 PIDS+=("$GW2_PID")
 wait_http "http://127.0.0.1:$GW2_PORT/readyz" "switchyard (TTFT bench)" "$GW2_PID"
 
-run_ttft() { # name requests gap_ms
-    log "streamed TTFT ($1): $2 requests per side, sequential, ABBA-interleaved, $3 ms idle before each"
+run_ttft() { # name requests gap_ms order
+    log "streamed TTFT ($1): $2 requests per side, sequential, ABBA $4, $3 ms idle before each"
     SWITCHYARD_DEV_KEY=$KEY "${GEN[@]}" "$TTFT" --direct "http://127.0.0.1:$SIM_PORT" \
         --gateway "http://127.0.0.1:$GW2_PORT" --model sim-small --requests "$2" --gap-ms "$3" \
+        --order "$4" --stall-ms 30 \
         --warmup 20 --max-tokens 8 --json "$WORK/ttft-$1.json" --samples "$WORK/ttft-$1.csv" \
         >"$WORK/ttft-$1.txt" || die "ttft ($1) failed"
 }
-run_ttft paced "$TTFT_REQUESTS" 50
-run_ttft back_to_back "$TTFT_B2B_REQUESTS" 0
+run_ttft paced "$TTFT_REQUESTS" 50 pairs
+run_ttft back_to_back "$TTFT_B2B_REQUESTS" 0 blocks
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------------------------------
@@ -447,6 +450,10 @@ jq -s \
         http: $http,
         summary: {
           saturated_rps_switchyard_over_nginx_hop: ($http.switchyard[$hk].rps / $http.nginx_hop[$hk].rps | r3),
+          saturated_rps_switchyard_over_nginx_hop_per_round:
+            [range(1; $rounds + 1) as $r
+             | ([$rows[] | select(.target == "switchyard" and .c == $high and .round == $r)][0].rps
+                / [$rows[] | select(.target == "nginx_hop" and .c == $high and .round == $r)][0].rps) | r3],
           saturated_rps_nginx_hop_over_direct: ($http.nginx_hop[$hk].rps / $http.direct[$hk].rps | r3),
           proxy_cpu_us_per_req_switchyard: $http.switchyard[$hk].proxy_cpu_us_per_req,
           proxy_cpu_us_per_req_nginx_hop: $http.nginx_hop[$hk].proxy_cpu_us_per_req,
@@ -460,6 +467,8 @@ jq -s \
           ttft_added_p99_us: $paced[0].added.ttft_p99,
           ttft_added_paired_median_us: $paced[0].added.ttft_paired_median,
           ttft_back_to_back_added_p50_us: $b2b[0].added.ttft_p50,
+          ttft_back_to_back_stalled: { direct: $b2b[0].direct.stalled, gateway: $b2b[0].gateway.stalled,
+                                       of: $b2b[0].requests_per_side, above_ms: $b2b[0].stall_ms },
           targets: { saturated_rps_ratio_min: 0.75, added_p50_us_c1_max: 100 }
         },
         ttft: { paced: $paced[0], back_to_back: $b2b[0] }
@@ -474,10 +483,12 @@ jq -r --argjson high "$HIGH_C" '
     def rpad($n): tostring | . + (" " * ([$n - length, 0] | max));
     def names: {direct: "direct (nginx upstream)", nginx_hop: "nginx hop -> upstream", switchyard: "switchyard -> upstream"};
     def met: if . then "met" else "NOT met" end;
+    def sgn: if . >= 0 then "+\(.)" else "\(.)" end;
     def ttft_rows($t):
       ($t | ["direct", "gateway"][] as $s | .[$s] as $x
         | ((if $s == "direct" then "  sim direct" else "  switchyard -> sim" end) | rpad(26))
-          + ($x.ttft.p50 | pad(10)) + ($x.ttft.p99 | pad(10)) + ($x.total.p50 | pad(11)) + ($x.total.p99 | pad(11)));
+          + ($x.ttft.p50 | pad(10)) + ($x.ttft.p99 | pad(10)) + ($x.total.p50 | pad(11)) + ($x.total.p99 | pad(11))
+          + ("\($x.stalled)/\($t.requests_per_side)" | pad(14)));
     ("c\($high)") as $hk
     | .summary as $s
     | "",
@@ -493,18 +504,20 @@ jq -r --argjson high "$HIGH_C" '
           + (if $t == "direct" then "-" else $x.proxy_cpu_us_per_req end | pad(18)) + ($x.upstream_cpu_us_per_req | pad(21))),
       "",
       "saturated req/s (c=\($high)): switchyard / nginx hop = \($s.saturated_rps_switchyard_over_nginx_hop)  (target >= 0.75: \($s.meets_rps_target | met));  nginx hop / direct = \($s.saturated_rps_nginx_hop_over_direct)",
+      "  switchyard / nginx hop by round: \($s.saturated_rps_switchyard_over_nginx_hop_per_round | map(tostring) | join(", "))",
       "proxy CPU per request (c=\($high)): switchyard \($s.proxy_cpu_us_per_req_switchyard) us vs nginx hop \($s.proxy_cpu_us_per_req_nginx_hop) us  (x\($s.proxy_cpu_per_req_switchyard_over_nginx_hop))",
-      "added p50 at c=1 over direct: switchyard +\($s.added_p50_us_c1_switchyard) us  (target <= 100 us: \($s.meets_latency_target | met));  nginx hop +\($s.added_p50_us_c1_nginx_hop) us",
-      "added p99 at c=1 over direct: switchyard +\($s.added_p99_us_c1_switchyard) us;  nginx hop +\($s.added_p99_us_c1_nginx_hop) us",
+      "added p50 at c=1 over direct: switchyard \($s.added_p50_us_c1_switchyard | sgn) us  (target <= 100 us: \($s.meets_latency_target | met));  nginx hop \($s.added_p50_us_c1_nginx_hop | sgn) us",
+      "added p99 at c=1 over direct: switchyard \($s.added_p99_us_c1_switchyard | sgn) us;  nginx hop \($s.added_p99_us_c1_nginx_hop | sgn) us",
       "",
       "streamed chat via a SIMULATED worker (5 ms prefill, 5 ms/token, \(.ttft.paced.max_tokens) tokens), sequential, ABBA-interleaved (us):",
-      ("" | rpad(26)) + ("TTFT p50" | pad(10)) + ("TTFT p99" | pad(10)) + ("total p50" | pad(11)) + ("total p99" | pad(11)),
-      "paced: \(.ttft.paced.requests_per_side) requests per side, \(.ttft.paced.gap_ms) ms idle before each",
+      ("" | rpad(26)) + ("TTFT p50" | pad(10)) + ("TTFT p99" | pad(10)) + ("total p50" | pad(11)) + ("total p99" | pad(11))
+        + ("TTFT>\(.ttft.paced.stall_ms)ms" | pad(14)),
+      "paced: \(.ttft.paced.requests_per_side) requests per side, alternating in pairs, \(.ttft.paced.gap_ms) ms idle before each",
       ttft_rows(.ttft.paced),
-      "  TTFT added by switchyard: p50 +\(.ttft.paced.added.ttft_p50), p99 +\(.ttft.paced.added.ttft_p99), median of paired differences +\(.ttft.paced.added.ttft_paired_median)",
-      "back to back: \(.ttft.back_to_back.requests_per_side) requests per side, no idle time (Nagle/delayed-ACK exposure)",
+      "  TTFT added by switchyard: p50 \(.ttft.paced.added.ttft_p50 | sgn), p99 \(.ttft.paced.added.ttft_p99 | sgn), median of paired differences \(.ttft.paced.added.ttft_paired_median | sgn)",
+      "back to back: \(.ttft.back_to_back.requests_per_side) requests per side, in blocks, no idle time (exposes servers without TCP_NODELAY)",
       ttft_rows(.ttft.back_to_back),
-      "  TTFT added by switchyard: p50 +\(.ttft.back_to_back.added.ttft_p50), p99 +\(.ttft.back_to_back.added.ttft_p99), median of paired differences +\(.ttft.back_to_back.added.ttft_paired_median)",
+      "  TTFT added by switchyard: p50 \(.ttft.back_to_back.added.ttft_p50 | sgn), p99 \(.ttft.back_to_back.added.ttft_p99 | sgn), median of paired differences \(.ttft.back_to_back.added.ttft_paired_median | sgn)",
       (if .setup.perf_report then "", "perf profile: \(.setup.perf_report)" else empty end),
       ""
     ' "$OUT_JSON"

@@ -2,19 +2,21 @@
 //! streamed chat completion.
 //!
 //! It sends `--requests` streamed `POST /v1/chat/completions` to a worker directly and the
-//! same number through a gateway in front of that worker, one request at a time, interleaved
-//! in ABBA order (direct, gateway, gateway, direct, ...) so that drift of a shared, noisy
-//! machine falls on both sides alike. For each request it records:
+//! same number through a gateway in front of that worker, one request at a time, in ABBA order
+//! so that drift of a shared, noisy machine falls on both sides alike: `--order pairs`
+//! alternates which side goes first in each pair (D G, G D, D G, ...); `--order blocks` runs
+//! four blocks (N/2 direct, N/2 gateway, N/2 gateway, N/2 direct) so that each side's
+//! requests follow each other on the same connection. For each request it records:
 //!
 //! - TTFT: from just before the request is sent to the first SSE `data:` frame whose
 //!   `choices[].delta.content` (or `choices[].text`) is a non-empty string — a frame carrying
 //!   only the assistant role does not count;
 //! - total: to the end of the response body (after `data: [DONE]`).
 //!
-//! It prints p50/p90/p99 per side, the added p50/p99 (gateway minus direct), and the median of
-//! the per-pair differences (the most drift-proof figure), and with `--json PATH` writes them
-//! as JSON. Any failed request aborts the run with an error: a benchmark that quietly drops
-//! failures measures the wrong thing.
+//! It prints p50/p90/p99 per side, the added p50/p99 (gateway minus direct), the median of
+//! the per-pair differences (the most drift-proof figure) and how many requests had a TTFT
+//! above `--stall-ms`, and with `--json PATH` writes them as JSON. Any failed request aborts
+//! the run with an error: a benchmark that quietly drops failures measures the wrong thing.
 //!
 //! This is part of `bench/gateway/run.sh`; see `bench/gateway/README.md`.
 
@@ -57,6 +59,13 @@ struct Args {
     /// `max_tokens` of each request: the length of each stream.
     #[arg(long, default_value_t = 8)]
     max_tokens: u32,
+    /// How the two sides are interleaved: `pairs` (D G, G D, ...) or `blocks` (N/2 D, N/2 G,
+    /// N/2 G, N/2 D: each side's requests follow each other on its connection).
+    #[arg(long, value_enum, default_value_t = Order::Pairs)]
+    order: Order,
+    /// A request whose TTFT is above this many ms counts as stalled.
+    #[arg(long, default_value_t = 30)]
+    stall_ms: u64,
     /// Idle time before each request, in ms. With 0 (back to back), a request starts within
     /// the client's delayed-ACK time (40 ms on Linux) of the previous one's end, the kernel
     /// treats the connection as interactive and delays its ACKs, and a server that has not
@@ -83,6 +92,41 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ttft: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Order {
+    Pairs,
+    Blocks,
+}
+
+impl Order {
+    fn name(self) -> &'static str {
+        match self {
+            Order::Pairs => "pairs",
+            Order::Blocks => "blocks",
+        }
+    }
+}
+
+/// The order of the measured requests: `n` per side, ABBA either way.
+fn schedule(order: Order, n: u32) -> Vec<Side> {
+    use Side::{Direct as D, Gateway as G};
+    match order {
+        Order::Pairs => (0..n)
+            .flat_map(|i| if i % 2 == 0 { [D, G] } else { [G, D] })
+            .collect(),
+        Order::Blocks => {
+            let first = n / 2;
+            let second = n - first;
+            let block = |side, len| std::iter::repeat_n(side, len as usize);
+            block(D, first)
+                .chain(block(G, first))
+                .chain(block(G, second))
+                .chain(block(D, second))
+                .collect()
         }
     }
 }
@@ -173,33 +217,22 @@ async fn run(args: &Args) -> Result<()> {
         call(Side::Gateway).await?;
     }
 
+    // The k-th direct request is paired with the k-th gateway request.
+    let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+    for side in schedule(args.order, args.requests) {
+        let sample = call(side).await?;
+        samples[side as usize].push(sample);
+    }
+    let [d_samples, g_samples] = &samples;
     let mut direct = Series::new()?;
     let mut gateway = Series::new()?;
-    let mut pair_ttft: Vec<i64> = Vec::with_capacity(args.requests as usize);
-    let mut pair_total: Vec<i64> = Vec::with_capacity(args.requests as usize);
+    let mut pair_ttft: Vec<i64> = Vec::with_capacity(d_samples.len());
+    let mut pair_total: Vec<i64> = Vec::with_capacity(d_samples.len());
     let mut csv = String::from("pair,side,ttft_us,total_us\n");
-    for i in 0..args.requests {
-        // ABBA: the side that goes first alternates, so a trend favours neither.
-        let order = if i % 2 == 0 {
-            [Side::Direct, Side::Gateway]
-        } else {
-            [Side::Gateway, Side::Direct]
-        };
-        let mut d = None;
-        let mut g = None;
-        for side in order {
-            let sample = call(side).await?;
-            match side {
-                Side::Direct => d = Some(sample),
-                Side::Gateway => g = Some(sample),
-            }
-        }
-        let (Some(d), Some(g)) = (d, g) else {
-            return Err("internal: a pair is incomplete".into());
-        };
-        direct.record(&d)?;
-        gateway.record(&g)?;
-        for (side, s) in [("direct", &d), ("gateway", &g)] {
+    for (i, (d, g)) in d_samples.iter().zip(g_samples).enumerate() {
+        direct.record(d)?;
+        gateway.record(g)?;
+        for (side, s) in [("direct", d), ("gateway", g)] {
             csv.push_str(&format!(
                 "{i},{side},{},{}\n",
                 micros(s.ttft),
@@ -209,8 +242,18 @@ async fn run(args: &Args) -> Result<()> {
         pair_ttft.push(signed_micros(g.ttft) - signed_micros(d.ttft));
         pair_total.push(signed_micros(g.total) - signed_micros(d.total));
     }
+    let stall = Duration::from_millis(args.stall_ms);
+    let stalled = |v: &[Sample]| v.iter().filter(|s| s.ttft > stall).count();
+    let stalls = [stalled(d_samples), stalled(g_samples)];
 
-    let report = report(args, &direct, &gateway, &mut pair_ttft, &mut pair_total);
+    let report = report(
+        args,
+        &direct,
+        &gateway,
+        &mut pair_ttft,
+        &mut pair_total,
+        stalls,
+    );
     print_table(&report);
     if let Some(path) = &args.json {
         let mut text = serde_json::to_string_pretty(&report)?;
@@ -359,6 +402,7 @@ fn report(
     gateway: &Series,
     pair_ttft: &mut [i64],
     pair_total: &mut [i64],
+    [direct_stalls, gateway_stalls]: [usize; 2],
 ) -> Value {
     json!({
         "unit": "microseconds",
@@ -366,8 +410,10 @@ fn report(
         "warmup_per_side": args.warmup,
         "max_tokens": args.max_tokens,
         "gap_ms": args.gap_ms,
-        "direct": { "ttft": stats(&direct.ttft), "total": stats(&direct.total) },
-        "gateway": { "ttft": stats(&gateway.ttft), "total": stats(&gateway.total) },
+        "order": args.order.name(),
+        "stall_ms": args.stall_ms,
+        "direct": { "ttft": stats(&direct.ttft), "total": stats(&direct.total), "stalled": direct_stalls },
+        "gateway": { "ttft": stats(&gateway.ttft), "total": stats(&gateway.total), "stalled": gateway_stalls },
         "added": {
             "ttft_p50": added(&gateway.ttft, &direct.ttft, 0.50),
             "ttft_p99": added(&gateway.ttft, &direct.ttft, 0.99),
@@ -385,23 +431,30 @@ fn print_table(r: &Value) {
             .map_or_else(|| "-".to_string(), |us| format!("{:.3}", us / 1000.0))
     };
     println!(
-        "streamed chat, {} requests per side, max_tokens {}, {} ms idle before each (ms)",
-        r["requests_per_side"], r["max_tokens"], r["gap_ms"]
+        "streamed chat, {} requests per side ({} order), max_tokens {}, {} ms idle before each (ms)",
+        r["requests_per_side"], r["order"], r["max_tokens"], r["gap_ms"]
     );
     println!(
-        "{:<10} {:>10} {:>10} {:>10} {:>11} {:>11}",
-        "", "TTFT p50", "TTFT p90", "TTFT p99", "total p50", "total p99"
+        "{:<10} {:>10} {:>10} {:>10} {:>11} {:>11} {:>12}",
+        "",
+        "TTFT p50",
+        "TTFT p90",
+        "TTFT p99",
+        "total p50",
+        "total p99",
+        format!("TTFT>{}ms", r["stall_ms"])
     );
     for side in ["direct", "gateway"] {
         let s = &r[side];
         println!(
-            "{:<10} {:>10} {:>10} {:>10} {:>11} {:>11}",
+            "{:<10} {:>10} {:>10} {:>10} {:>11} {:>11} {:>12}",
             side,
             ms(&s["ttft"]["p50"]),
             ms(&s["ttft"]["p90"]),
             ms(&s["ttft"]["p99"]),
             ms(&s["total"]["p50"]),
             ms(&s["total"]["p99"]),
+            s["stalled"],
         );
     }
     let a = &r["added"];
@@ -445,6 +498,18 @@ mod tests {
         assert!(carries_content(token).unwrap());
         assert!(!carries_content(usage).unwrap());
         assert!(carries_content(r#"{"error":{"message":"boom"}}"#).is_err());
+    }
+
+    #[test]
+    fn schedules_are_abba_with_n_per_side() {
+        use Side::{Direct as D, Gateway as G};
+        assert_eq!(schedule(Order::Pairs, 3), vec![D, G, G, D, D, G]);
+        assert_eq!(schedule(Order::Blocks, 3), vec![D, G, G, G, D, D]);
+        for order in [Order::Pairs, Order::Blocks] {
+            let s = schedule(order, 301);
+            assert_eq!(s.iter().filter(|x| **x == D).count(), 301);
+            assert_eq!(s.iter().filter(|x| **x == G).count(), 301);
+        }
     }
 
     #[test]

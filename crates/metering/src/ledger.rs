@@ -12,6 +12,9 @@ use tokio::task::JoinHandle;
 use crate::model::UsageRecord;
 use crate::store::Store;
 
+/// How long the writer waits for more records before writing a partial batch.
+const LINGER: Duration = Duration::from_millis(25);
+
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
     pub queue: usize,
@@ -153,21 +156,39 @@ async fn write_loop(
     batch_size: usize,
 ) {
     let mut batch = Vec::with_capacity(batch_size);
+    let mut closing = false;
     loop {
+        if closing {
+            rx.close();
+            while rx.recv_many(&mut batch, batch_size).await > 0 {
+                write(&*store, &mut batch).await;
+            }
+            break;
+        }
         tokio::select! {
             n = rx.recv_many(&mut batch, batch_size) => {
                 if n == 0 {
                     break;
                 }
+                // Let a batch fill for a moment: one transaction per request would cost more
+                // CPU than the request itself (each is a round trip to SQLite's thread and a
+                // sync), and on a small machine that CPU is taken from the requests.
+                let linger = tokio::time::sleep(LINGER);
+                tokio::pin!(linger);
+                while batch.len() < batch_size {
+                    let room = batch_size - batch.len();
+                    tokio::select! {
+                        n = rx.recv_many(&mut batch, room) => if n == 0 { break },
+                        _ = &mut linger => break,
+                        _ = &mut closed => {
+                            closing = true;
+                            break;
+                        }
+                    }
+                }
                 write(&*store, &mut batch).await;
             }
-            _ = &mut closed => {
-                rx.close();
-                while rx.recv_many(&mut batch, batch_size).await > 0 {
-                    write(&*store, &mut batch).await;
-                }
-                break;
-            }
+            _ = &mut closed => closing = true,
         }
     }
 }
