@@ -190,6 +190,13 @@ pub async fn start(
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
     let server = tokio::spawn(async move {
+        // Streamed chunks are small writes: without TCP_NODELAY, Nagle's algorithm would hold
+        // each back until the client acknowledged the previous one (40 ms with delayed ACKs).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;

@@ -182,6 +182,9 @@ async fn accept_loop(
         };
         match accepted {
             Some(Ok((stream, _peer))) => {
+                // Tokens are small writes: without TCP_NODELAY, Nagle's algorithm holds each
+                // one back until the previous is acknowledged (40 ms with delayed ACKs).
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(serve_connection(
                     stream,
                     app.clone(),
