@@ -146,7 +146,14 @@ async fn bad_requests_get_openai_errors_and_never_reach_a_worker() {
         ("/v1/chat/completions", format!(r#"{{"model":"sim-small","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(5000)).into_bytes(), 413, Value::Null),
     ];
     for (path, body, status, param) in cases {
-        let (got, err) = error_of(post_raw(&gw, path, body.clone()).await).await;
+        let resp = post_raw(&gw, path, body.clone()).await;
+        // Every answer to an authenticated caller carries its rate-limit figures.
+        assert!(
+            resp.headers()
+                .contains_key("x-ratelimit-remaining-requests"),
+            "{status}"
+        );
+        let (got, err) = error_of(resp).await;
         assert_eq!(
             got,
             status,

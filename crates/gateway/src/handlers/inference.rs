@@ -11,6 +11,7 @@ use futures::StreamExt;
 use switchyard_protocol::{Endpoint, InferenceRequest};
 
 use switchyard_metering::admission::{self, RateInfo};
+use switchyard_metering::directory::KeyEntry;
 
 use crate::admit;
 use crate::auth::{self, Scope};
@@ -33,9 +34,16 @@ pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -
 async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> Response {
     // Rate-limit figures go on every response once the caller is known, errors included.
     let mut rate = None;
-    let mut response = match run(&state, endpoint, request, &mut rate).await {
+    let mut caller = None;
+    let mut response = match run(&state, endpoint, request, &mut rate, &mut caller).await {
         Ok(response) => response,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            // Refused after auth but before admission: show the caller's current figures.
+            if let (None, Some(key)) = (&rate, &caller) {
+                rate = Some(admission::peek(key));
+            }
+            e.into_response()
+        }
     };
     if let Some(rate) = &rate {
         admit::insert_headers(response.headers_mut(), rate);
@@ -48,6 +56,7 @@ async fn run(
     endpoint: Endpoint,
     request: Request,
     rate: &mut Option<RateInfo>,
+    caller: &mut Option<Arc<KeyEntry>>,
 ) -> Result<Response, GatewayError> {
     let (parts, body) = request.into_parts();
     let request_id = parts
@@ -60,10 +69,10 @@ async fn run(
         Endpoint::Completions => Scope::Completions,
     };
     let key = auth::authenticate(&state.directory, &parts.headers, scope)?;
+    *caller = Some(key.clone());
     let bytes = read_limited(&parts.headers, body, state.config.server.max_body_bytes).await?;
     let mut req = InferenceRequest::parse(endpoint, &bytes)?;
     if !state.fleet.serves(&req.model) {
-        *rate = Some(admission::peek(&key));
         return Err(GatewayError::ModelNotFound(req.model));
     }
     auth::check_model(&key, &req.model)?;
