@@ -178,6 +178,7 @@ cpu_ns() {
 nginx_pids() {
     local m
     m=$(cat "$1")
+    # shellcheck disable=SC2046 # one pid per word
     echo "$m" $(pgrep -P "$m" || true)
 }
 
