@@ -107,11 +107,22 @@ impl WorkerSpec {
     }
 }
 
+/// The paths the upstream adapters call on every request.
+const INFERENCE_PATHS: [&str; 4] = [
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/generate",
+    "/generate_stream",
+];
+
 /// A worker with its live state. Shared by every request through `Arc`; all state is atomic so
 /// that choosing and releasing a worker never takes a lock.
 #[derive(Debug)]
 pub struct Worker {
     pub spec: WorkerSpec,
+    /// The inference endpoints' URLs, parsed once: parsing a URL costs more than the rest of
+    /// building the upstream request.
+    urls: Vec<(&'static str, http::Uri)>,
     healthy: AtomicBool,
     outstanding: AtomicU32,
     consecutive_failures: AtomicU32,
@@ -119,8 +130,13 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(spec: WorkerSpec) -> Self {
+        let urls = INFERENCE_PATHS
+            .iter()
+            .filter_map(|path| Some((*path, spec.endpoint(path).parse().ok()?)))
+            .collect();
         Self {
             spec,
+            urls,
             // Not ready until a health check says so: never route to a node not yet up.
             healthy: AtomicBool::new(false),
             outstanding: AtomicU32::new(0),
@@ -130,6 +146,15 @@ impl Worker {
 
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// The URL of `path` on this worker; parsed once for the inference paths. `None` only
+    /// for a spec that skipped [`WorkerSpec::validate`].
+    pub fn uri(&self, path: &str) -> Option<http::Uri> {
+        match self.urls.iter().find(|(p, _)| *p == path) {
+            Some((_, uri)) => Some(uri.clone()),
+            None => self.spec.endpoint(path).parse().ok(),
+        }
     }
 
     pub fn is_healthy(&self) -> bool {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use switchyard_metering::admission::{self, RateInfo, Refusal, Reservation};
 use switchyard_metering::directory::KeyEntry;
 use switchyard_metering::limiter::Denial;
@@ -106,32 +106,27 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 pub fn insert_headers(headers: &mut HeaderMap, rate: &RateInfo) {
-    let mut put = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
-        }
+    // Names are constants and counts go through `HeaderValue::from(u64)`: this runs on every
+    // response, and parsing names or formatting numbers through `fmt` showed in profiles.
+    const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+    const REMAINING_REQUESTS: HeaderName =
+        HeaderName::from_static("x-ratelimit-remaining-requests");
+    const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+    const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+    const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+    const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+    let duration = |d: Duration| {
+        HeaderValue::from_str(&format_duration(d)).unwrap_or(HeaderValue::from_static("0s"))
     };
-    put(
-        "x-ratelimit-limit-requests",
-        rate.limit_requests.to_string(),
+    headers.insert(LIMIT_REQUESTS, HeaderValue::from(rate.limit_requests));
+    headers.insert(
+        REMAINING_REQUESTS,
+        HeaderValue::from(rate.remaining_requests),
     );
-    put(
-        "x-ratelimit-remaining-requests",
-        rate.remaining_requests.to_string(),
-    );
-    put(
-        "x-ratelimit-reset-requests",
-        format_duration(rate.reset_requests),
-    );
-    put("x-ratelimit-limit-tokens", rate.limit_tokens.to_string());
-    put(
-        "x-ratelimit-remaining-tokens",
-        rate.remaining_tokens.to_string(),
-    );
-    put(
-        "x-ratelimit-reset-tokens",
-        format_duration(rate.reset_tokens),
-    );
+    headers.insert(RESET_REQUESTS, duration(rate.reset_requests));
+    headers.insert(LIMIT_TOKENS, HeaderValue::from(rate.limit_tokens));
+    headers.insert(REMAINING_TOKENS, HeaderValue::from(rate.remaining_tokens));
+    headers.insert(RESET_TOKENS, duration(rate.reset_tokens));
 }
 
 #[cfg(test)]

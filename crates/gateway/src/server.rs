@@ -74,7 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(crate::request_id::assign))
+        .layer(crate::request_id::AssignRequestIdLayer)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             use axum::response::IntoResponse;
             crate::error::GatewayError::Internal(
@@ -94,6 +94,9 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
         // Workers are reached directly; an HTTP_PROXY meant for the operator's shell must not
         // silently reroute inference traffic.
         .no_proxy()
+        // A worker never has a reason to redirect an inference call, and following one would
+        // re-send the prompt somewhere the operator did not configure.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
 }
 
@@ -178,6 +181,7 @@ pub async fn start(
     let health = checker.spawn();
 
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let config_upstream = config.upstream.clone();
     let state = Arc::new(AppState {
         config,
         fleet,
@@ -185,6 +189,7 @@ pub async fn start(
         ledger,
         admin_token: secrets.admin_token.as_deref().map(hash_secret),
         client,
+        upstream: crate::upstream::client::UpstreamClient::new(&config_upstream),
     });
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();

@@ -15,5 +15,8 @@ pub struct AppState {
     pub ledger: Ledger,
     /// SHA-256 of the admin token; the admin API is off without one.
     pub admin_token: Option<[u8; 32]>,
+    /// For health probes and side calls (prompt counts).
     pub client: reqwest::Client,
+    /// For inference calls: see [`crate::upstream::client`].
+    pub upstream: crate::upstream::client::UpstreamClient,
 }

@@ -5,14 +5,18 @@
 //!   untouched; the fields we do know are validated with errors that name the parameter.
 //! - [`response`]: typed response objects, for adapters that translate from a native API.
 //! - [`sse`]: an incremental server-sent-events parser that survives any chunk boundary.
+//! - [`raw_object`]: a JSON object read one level deep, for relaying bodies with a few fields
+//!   changed and the rest copied byte for byte.
 //! - [`error`]: the OpenAI error body `{"error":{"message","type","param","code"}}`.
 
 pub mod error;
+pub mod raw_object;
 pub mod request;
 pub mod response;
 pub mod sse;
 
 pub use error::ErrorBody;
+pub use raw_object::RawObject;
 pub use request::{Endpoint, InferenceRequest, InvalidRequest};
 pub use response::Usage;
 pub use sse::{SseItem, SseParser};

@@ -105,7 +105,15 @@ async fn run(
         } => {
             drop(lease);
             settlement.completed(usage, estimated);
-            let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+            let mut response = (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response();
             if estimated {
                 response
                     .headers_mut()

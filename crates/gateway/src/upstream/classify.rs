@@ -5,27 +5,32 @@
 //! Worker names and runtime internals (stack traces, file paths) go to the log, never to the
 //! client: the client learns what kind of failure it was.
 
+use http::Response;
+use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::error::GatewayError;
 
-pub fn transport(worker: &str, e: reqwest::Error) -> GatewayError {
-    tracing::warn!(worker, error = %e, "worker transport error");
-    if e.is_timeout() {
-        GatewayError::UpstreamTimeout("the worker did not answer in time".into())
-    } else if e.is_connect() {
+/// Timeouts are ours (deadlines around the call), so a transport error is a connection that
+/// could not be made or broke.
+pub fn transport(worker: &str, e: &hyper_util::client::legacy::Error) -> GatewayError {
+    tracing::warn!(worker, error = %e, source = ?std::error::Error::source(e), "worker transport error");
+    if e.is_connect() {
         GatewayError::UpstreamFailed("could not connect to a worker".into())
     } else {
         GatewayError::UpstreamFailed("the connection to the worker failed".into())
     }
 }
 
-/// Reads an error response (bounded) and classifies it.
-pub async fn rejection(worker: &str, response: reqwest::Response) -> GatewayError {
+/// Reads an error response (at most 64 KiB of it) and classifies it.
+pub async fn rejection(worker: &str, response: Response<Incoming>) -> GatewayError {
     const MAX_ERROR_BODY: usize = 64 * 1024;
     let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
-    let body = &body[..body.len().min(MAX_ERROR_BODY)];
+    // An error body larger than the limit is not read at all; the status still classifies it.
+    let body = super::client::read_body(response.into_body(), MAX_ERROR_BODY)
+        .await
+        .unwrap_or_default();
+    let body = &body[..];
     let json: Option<Value> = serde_json::from_slice(body).ok();
     // OpenAI `{"error":{"message":..}}`, TGI `{"error":"..","error_type":..}`, FastAPI `{"detail":..}`.
     let detail = json

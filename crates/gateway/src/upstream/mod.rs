@@ -4,6 +4,7 @@
 
 pub mod account;
 mod classify;
+pub mod client;
 mod frames;
 pub mod openai;
 mod prompt;
@@ -26,10 +27,15 @@ use crate::settle::Settlement;
 use crate::state::AppState;
 use relay::Relay;
 
+/// A non-streamed answer larger than this is refused rather than held in memory. Generous: a
+/// long completion with logprobs for every token is a few MB.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 /// A worker's answer, ready for the client.
 pub enum Reply {
     Full {
-        body: Value,
+        /// The response body as JSON text.
+        body: Bytes,
         usage: Usage,
         estimated: bool,
     },
@@ -92,15 +98,9 @@ async fn attempt(
         _ => None,
     };
     let body = serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let mut call = state
-        .client
-        .post(spec.endpoint(path))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(crate::request_id::HEADER, request_id)
-        .body(body);
-    if let Some(key) = &spec.api_key {
-        call = call.bearer_auth(key);
-    }
+    let uri = worker.uri(path).ok_or_else(|| {
+        GatewayError::Internal(format!("worker '{}' has an invalid URL", spec.name))
+    })?;
     let upstream = &state.config.upstream;
     let deadline = if req.stream {
         upstream.first_token_timeout_ms
@@ -108,16 +108,17 @@ async fn attempt(
         upstream.request_timeout_ms
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(deadline);
-    let response = tokio::time::timeout_at(deadline, call.send())
+    let call = state.upstream.post_json(spec, uri, request_id, body);
+    let response = tokio::time::timeout_at(deadline, call)
         .await
-        .map_err(|_| GatewayError::UpstreamTimeout("no response from the worker".into()))?
-        .map_err(|e| classify::transport(&spec.name, e))?;
+        .map_err(|_| GatewayError::UpstreamTimeout("no response from the worker".into()))??;
     if !response.status().is_success() {
         return Err(classify::rejection(&spec.name, response).await);
     }
 
     if !req.stream {
-        let bytes = tokio::time::timeout_at(deadline, response.bytes())
+        let read = client::read_body(response.into_body(), MAX_RESPONSE_BYTES);
+        let bytes = tokio::time::timeout_at(deadline, read)
             .await
             .map_err(|_| {
                 GatewayError::UpstreamTimeout(format!(
@@ -125,7 +126,10 @@ async fn attempt(
                     spec.name
                 ))
             })?
-            .map_err(|e| classify::transport(&spec.name, e))?;
+            .map_err(|e| {
+                tracing::warn!(worker = %spec.name, error = %e, "reading the worker's response failed");
+                GatewayError::UpstreamFailed("the worker's response could not be read".into())
+            })?;
         let (body, usage, estimated) = match api {
             WireApi::OpenAi => openai::complete(req, &bytes)?,
             WireApi::TgiNative => tgi::complete(req, &bytes)?,
@@ -143,7 +147,7 @@ async fn attempt(
         WireApi::TgiNative => Box::new(tgi::TgiStream::new(req)),
     };
     let mut relay = Relay::new(
-        response.bytes_stream().boxed(),
+        http_body_util::BodyDataStream::new(response.into_body()).boxed(),
         translator,
         prompt_count,
         Duration::from_millis(upstream.stall_timeout_ms),

@@ -2,9 +2,10 @@
 //! API): the body goes through as the client sent it, with the model renamed and the runtime's
 //! quirks absorbed; responses come back with the client's model name and a `usage` always set.
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use switchyard_fleet::WorkerSpec;
-use switchyard_protocol::{InferenceRequest, Usage};
+use switchyard_protocol::{InferenceRequest, RawObject, Usage};
 
 use super::account::{estimate_prompt_tokens, StreamAccount};
 use super::frames::Frames;
@@ -45,34 +46,37 @@ pub fn request_body(req: &InferenceRequest, worker: &WorkerSpec) -> Map<String, 
     body
 }
 
-/// A non-streamed response, with the model renamed and `usage` guaranteed.
-pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Value, Usage, bool), GatewayError> {
-    let mut value: Value = serde_json::from_slice(body)
-        .map_err(|e| GatewayError::UpstreamFailed(format!("worker sent invalid JSON: {e}")))?;
-    let Value::Object(obj) = &mut value else {
-        return Err(GatewayError::UpstreamFailed(
-            "worker sent a non-object response".into(),
-        ));
-    };
-    if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
+/// A non-streamed response, with the model renamed and `usage` guaranteed. Only the top level
+/// is parsed: every other field goes back to the client as the worker wrote it.
+pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Usage, bool), GatewayError> {
+    let obj = RawObject::parse(body).map_err(|e| {
+        GatewayError::UpstreamFailed(format!("worker sent an invalid response object: {e}"))
+    })?;
+    if let Some(err) = obj.get_as::<Value>("error") {
         return Err(GatewayError::UpstreamFailed(format!(
             "worker reported an error: {err}"
         )));
     }
-    obj.insert("model".into(), Value::String(req.model.clone()));
-    let (usage, estimated) = match obj.get("usage").and_then(Usage::from_value) {
+    let (usage, estimated) = match obj
+        .get_as::<Value>("usage")
+        .as_ref()
+        .and_then(Usage::from_value)
+    {
         Some(u) => (u, false),
-        None => (estimate_usage(req, obj), true),
+        None => (estimate_usage(req, obj.get_as::<Value>("choices")), true),
     };
-    obj.insert("usage".into(), usage.to_value());
-    Ok((value, usage, estimated))
+    let model =
+        serde_json::to_string(&req.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let usage_json = usage.to_value().to_string();
+    let out = obj.write_with(&[("model", Some(&model)), ("usage", Some(&usage_json))]);
+    Ok((Bytes::from(out), usage, estimated))
 }
 
 /// Usage for a worker that reported none: our prompt estimate, and the generated text at the
 /// same four characters per token.
-fn estimate_usage(req: &InferenceRequest, obj: &Map<String, Value>) -> Usage {
-    let chars: usize = obj
-        .get("choices")
+fn estimate_usage(req: &InferenceRequest, choices: Option<Value>) -> Usage {
+    let chars: usize = choices
+        .as_ref()
         .and_then(Value::as_array)
         .map(|choices| {
             choices

@@ -25,7 +25,7 @@ use super::translate::{Flow, StreamTranslator};
 use crate::error::GatewayError;
 use crate::settle::{Outcome, Settlement};
 
-type Upstream = BoxStream<'static, Result<Bytes, reqwest::Error>>;
+type Upstream = BoxStream<'static, Result<Bytes, hyper::Error>>;
 
 /// How long the end of a stream may wait for the worker's prompt count.
 const COUNT_DEADLINE: Duration = Duration::from_secs(2);

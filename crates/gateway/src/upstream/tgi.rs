@@ -3,6 +3,7 @@
 //! (`details.generated_tokens`, `input_length` or the prefill list), so usage is never estimated
 //! when it answers in full.
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use switchyard_fleet::WorkerSpec;
 use switchyard_protocol::{Endpoint, InferenceRequest, Usage};
@@ -123,7 +124,7 @@ fn choice(endpoint: Endpoint, text: &str, finish: Option<&str>, streamed: bool) 
 }
 
 /// A `/generate` answer as an OpenAI response.
-pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Value, Usage, bool), GatewayError> {
+pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Usage, bool), GatewayError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| GatewayError::UpstreamFailed(format!("worker sent invalid JSON: {e}")))?;
     let v = match v {
@@ -161,7 +162,7 @@ pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Value, Usage, bo
         "choices": [choice(req.endpoint, text, Some(reason), false)],
         "usage": usage.to_value(),
     });
-    Ok((body, usage, estimated))
+    Ok((Bytes::from(body.to_string()), usage, estimated))
 }
 
 /// `/generate_stream` events as OpenAI chunks.
@@ -281,6 +282,7 @@ mod tests {
         );
         let body = br#"{"generated_text":" a b","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[{},{},{},{},{}],"tokens":[]}}"#;
         let (v, usage, estimated) = complete(&r, body).unwrap();
+        let v: Value = serde_json::from_slice(&v).unwrap();
         assert_eq!(usage, Usage::new(5, 3));
         assert!(!estimated);
         assert_eq!(v["choices"][0]["message"]["content"], " a b");

@@ -149,11 +149,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A `u64` as SQLite's `INTEGER` (an `i64`), refusing what would wrap.
-fn to_i64(v: u64, what: &str) -> Result<i64> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} = {v} does not fit in i64")))
-}
-
 /// An `INTEGER` read back as a count; negative means the file was written by something else.
 fn to_u64(v: i64, what: &str) -> Result<u64> {
     u64::try_from(v).map_err(|_| StoreError::Database(format!("{what} is negative ({v})")))
@@ -259,16 +254,21 @@ struct CheckedUsage<'a> {
 
 impl<'a> CheckedUsage<'a> {
     fn new(rec: &'a UsageRecord) -> Result<Self> {
-        let what = |f: &str| format!("usage {}: {f}", rec.request_id);
+        // The message is built only for a value that does not fit: this runs per record.
+        let fit = |v: u64, field: &str| {
+            i64::try_from(v).map_err(|_| {
+                StoreError::Invalid(format!(
+                    "usage {}: {field} = {v} does not fit in i64",
+                    rec.request_id
+                ))
+            })
+        };
         Ok(Self {
             rec,
-            prompt_tokens: to_i64(rec.prompt_tokens, &what("prompt_tokens"))?,
-            completion_tokens: to_i64(rec.completion_tokens, &what("completion_tokens"))?,
-            ttft_ms: rec
-                .ttft_ms
-                .map(|v| to_i64(v, &what("ttft_ms")))
-                .transpose()?,
-            total_ms: to_i64(rec.total_ms, &what("total_ms"))?,
+            prompt_tokens: fit(rec.prompt_tokens, "prompt_tokens")?,
+            completion_tokens: fit(rec.completion_tokens, "completion_tokens")?,
+            ttft_ms: rec.ttft_ms.map(|v| fit(v, "ttft_ms")).transpose()?,
+            total_ms: fit(rec.total_ms, "total_ms")?,
         })
     }
 }
