@@ -36,7 +36,7 @@ pub struct AdminClient {
 
 /// Loopback is reached directly: an HTTP(S)_PROXY meant for the outside world must not
 /// swallow calls to the gateway on this machine.
-fn is_loopback(url: &reqwest::Url) -> bool {
+pub fn is_loopback(url: &reqwest::Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };

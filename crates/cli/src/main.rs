@@ -1,7 +1,13 @@
 //! The one `switchyard` binary.
 
 mod admin_client;
+mod agent;
+mod bench;
+mod fleet;
+mod inputs;
 mod keys;
+mod plan;
+mod providers;
 mod serve;
 mod sim;
 mod tenants;
@@ -43,6 +49,16 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Usage reports, ledger exports, invoices and margins (admin API of a running gateway).
     Usage(usage::UsageArgs),
+    /// Keep a runtime beside this agent registered in a gateway's fleet; drain it on SIGTERM.
+    Agent(agent::AgentArgs),
+    /// The gateway's workers with their state; drain a worker, provider or region.
+    Fleet(fleet::FleetArgs),
+    /// Load-test any OpenAI-compatible endpoint: TTFT, inter-token latency, TTLT, tokens/s.
+    Bench(bench::BenchArgs),
+    /// Capacity planning and unit economics: VRAM fit, KV cache, GPUs needed, cost per 1M.
+    Plan(plan::PlanArgs),
+    /// Rank GPU providers by the rubric, from the ledger's measurements and your scores.
+    Providers(providers::ProvidersArgs),
 }
 
 fn init_logging(format: &str) {
@@ -68,6 +84,11 @@ async fn main() -> ExitCode {
         Command::Tenants(args) => tenants::run(args).await,
         Command::Keys(args) => keys::run(args).await,
         Command::Usage(args) => usage::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
+        Command::Fleet(args) => fleet::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Plan(args) => plan::run(args).await,
+        Command::Providers(args) => providers::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,9 @@ pub struct ServeArgs {
 
 const DEV_KEY_ENV: &str = "SWITCHYARD_DEV_KEY";
 pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
+/// Enables the registration API for `switchyard agent`; never generated, since agents on
+/// other machines must be given it.
+const FLEET_TOKEN_ENV: &str = "SWITCHYARD_FLEET_TOKEN";
 const MIN_SECRET_LEN: usize = 20;
 
 /// A secret from the environment (checked), or a random one with `prefix`.
@@ -49,10 +52,21 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
     let (key, _) = secret_from_env(DEV_KEY_ENV, "sk-dev-")?;
     let (admin_token, admin_from_env) = secret_from_env(ADMIN_TOKEN_ENV, "sy-admin-")?;
+    let fleet_token = match std::env::var(FLEET_TOKEN_ENV) {
+        Ok(_) => Some(secret_from_env(FLEET_TOKEN_ENV, "")?.0),
+        Err(_) => None,
+    };
+    if fleet_token.is_none() && config.workers.is_empty() && config.sim_workers.is_empty() {
+        return Err(format!(
+            "no workers: the config declares none, and without {FLEET_TOKEN_ENV} none can register"
+        ));
+    }
     let state_path = config.state.path.display().to_string();
+    let fleet_on = fleet_token.is_some();
     let secrets = Secrets {
         dev_key: Some(key.clone()),
         admin_token: Some(admin_token.clone()),
+        fleet_token,
     };
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -71,6 +85,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         println!("admin token: {admin_token}");
     }
     println!("state: {state_path}");
+    if fleet_on {
+        println!("fleet registration: on (token from {FLEET_TOKEN_ENV})");
+    }
     println!(
         "workers: {healthy}/{} healthy{}",
         workers.len(),

@@ -1,6 +1,7 @@
 //! Active health checks: each worker's health path is polled; a worker enters rotation after
 //! `healthy_after` passes in a row and leaves it after `unhealthy_after` failures in a row.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,23 +69,35 @@ impl HealthChecker {
     /// Checks every worker once, concurrently; a pass marks it healthy at once. Called before
     /// the gateway starts listening so that the first request finds the ready workers.
     pub async fn check_all_once(&self) {
-        let checks = self.fleet.workers().iter().map(|w| async move {
+        let workers = self.fleet.workers();
+        let checks = workers.iter().map(|w| async move {
             w.set_healthy(self.probe(w).await == Probe::Pass);
         });
         futures::future::join_all(checks).await;
     }
 
     /// Runs the checks forever (until the task is aborted), one loop per worker so that one
-    /// hung worker cannot delay the verdict on the others.
+    /// hung worker cannot delay the verdict on the others. Workers that join later get their
+    /// loop within one interval; a removed worker's loop ends.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         let this = Arc::new(self);
         tokio::spawn(async move {
-            let loops = this.fleet.workers().iter().map(|w| {
-                let this = this.clone();
-                let w = w.clone();
-                async move { this.watch(w).await }
-            });
-            futures::future::join_all(loops).await;
+            let mut watched: HashSet<usize> = HashSet::new();
+            let mut ticker =
+                tokio::time::interval(Duration::from_millis(this.config.interval_ms.min(1_000)));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let workers = this.fleet.workers();
+                // Keyed by address: a re-registered worker is a new `Worker` and gets a new loop.
+                watched.retain(|key| workers.iter().any(|w| Arc::as_ptr(w) as usize == *key));
+                for w in workers {
+                    if watched.insert(Arc::as_ptr(&w) as usize) {
+                        let this = this.clone();
+                        tokio::spawn(async move { this.watch(w).await });
+                    }
+                }
+            }
         })
     }
 
@@ -95,6 +108,9 @@ impl HealthChecker {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
+            if worker.is_removed() {
+                return;
+            }
             let verdict = self.probe(&worker).await;
             // A probe that times out while the worker is serving our own requests says it is
             // busy, not dead (llama-cpp-python answers nothing while it generates); live traffic
@@ -112,7 +128,7 @@ impl HealthChecker {
                 failures += 1;
                 passes = 0;
                 if failures >= self.config.unhealthy_after {
-                    worker.set_healthy(false);
+                    worker.health_failed(&format!("{failures} health checks failed in a row"));
                 }
             }
         }

@@ -3,14 +3,17 @@
 //! - [`runtime`]: the inference servers we speak to and their quirks.
 //! - [`worker`]: a worker's declared labels ([`WorkerSpec`]) and live state ([`Worker`]).
 //! - [`registry`]: the set of workers by model and the load-aware choice among them.
+//! - [`state`]: a worker's breaker: ready, unhealthy, ejected, probation, draining.
 //! - [`health`]: active health checks, and the passive signal from live traffic.
 
 pub mod health;
 pub mod registry;
 pub mod runtime;
+pub mod state;
 pub mod worker;
 
 pub use health::{HealthChecker, HealthConfig};
-pub use registry::{Fleet, FleetError, WorkerLease};
+pub use registry::{DrainTarget, Fleet, FleetError, Members, WorkerLease};
 pub use runtime::{PromptFormat, RuntimeKind, WireApi};
-pub use worker::{Worker, WorkerSpec};
+pub use state::{HealthView, OutlierConfig, WorkerState};
+pub use worker::{Worker, WorkerSource, WorkerSpec};

@@ -1,10 +1,18 @@
 //! The registry of workers by model, and the choice of one for a request.
+//!
+//! Membership changes (a worker registers, its lease runs out, an operator removes it) swap in
+//! a new immutable snapshot; requests read the current snapshot without a lock. Per-worker
+//! state lives in the shared [`Worker`]s, so a snapshot swap never loses it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::worker::{Worker, WorkerSpec};
+use arc_swap::ArcSwap;
+
+use crate::state::{OutlierConfig, WorkerState};
+use crate::worker::{Worker, WorkerSource, WorkerSpec};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FleetError {
@@ -12,68 +20,347 @@ pub enum FleetError {
     DuplicateName(String),
     #[error("{0}")]
     InvalidWorker(String),
+    #[error("worker '{0}' is declared in the config file; a registration cannot replace it")]
+    StaticName(String),
+    #[error("no worker named '{0}'")]
+    UnknownWorker(String),
 }
 
-/// Every worker, grouped by the model clients ask for. Built once from the config; the
-/// per-worker state it points to changes, the grouping does not.
+/// One immutable view of the fleet's membership.
 #[derive(Debug, Default)]
+pub struct Members {
+    pub workers: Vec<Arc<Worker>>,
+    pub by_model: BTreeMap<String, Vec<Arc<Worker>>>,
+}
+
+impl Members {
+    fn build(workers: Vec<Arc<Worker>>) -> Self {
+        let mut by_model: BTreeMap<String, Vec<Arc<Worker>>> = BTreeMap::new();
+        for w in &workers {
+            by_model
+                .entry(w.spec.model.clone())
+                .or_default()
+                .push(w.clone());
+        }
+        Self { workers, by_model }
+    }
+}
+
+/// What a drain command applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DrainTarget {
+    Worker(String),
+    Provider(String),
+    Region(String),
+}
+
+impl DrainTarget {
+    pub fn matches(&self, w: &Worker) -> bool {
+        match self {
+            DrainTarget::Worker(n) => &w.spec.name == n,
+            DrainTarget::Provider(p) => &w.spec.provider == p,
+            DrainTarget::Region(r) => &w.spec.region == r,
+        }
+    }
+}
+
+/// Every worker, grouped by the model clients ask for.
+#[derive(Debug)]
 pub struct Fleet {
-    workers: Vec<Arc<Worker>>,
-    by_model: BTreeMap<String, Vec<Arc<Worker>>>,
+    members: ArcSwap<Members>,
+    /// Serializes membership changes (rare); never taken by a request.
+    write: Mutex<()>,
+    policy: OutlierConfig,
     /// Rotates the scan start so that equally loaded workers take turns.
     cursor: AtomicUsize,
 }
 
+impl Default for Fleet {
+    fn default() -> Self {
+        Self::empty(OutlierConfig::default())
+    }
+}
+
 impl Fleet {
     pub fn new(specs: Vec<WorkerSpec>) -> Result<Self, FleetError> {
+        Self::with_policy(specs, OutlierConfig::default())
+    }
+
+    fn empty(policy: OutlierConfig) -> Self {
+        Self {
+            members: ArcSwap::from_pointee(Members::default()),
+            write: Mutex::new(()),
+            policy,
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn with_policy(specs: Vec<WorkerSpec>, policy: OutlierConfig) -> Result<Self, FleetError> {
         let mut names = HashSet::new();
-        let mut fleet = Fleet::default();
+        let mut workers = Vec::new();
         for spec in specs {
             spec.validate().map_err(FleetError::InvalidWorker)?;
             if !names.insert(spec.name.clone()) {
                 return Err(FleetError::DuplicateName(spec.name));
             }
-            let worker = Arc::new(Worker::new(spec));
-            fleet
-                .by_model
-                .entry(worker.spec.model.clone())
-                .or_default()
-                .push(worker.clone());
-            fleet.workers.push(worker);
+            workers.push(Arc::new(Worker::with(
+                spec,
+                WorkerSource::Static,
+                policy.clone(),
+                BTreeMap::new(),
+            )));
         }
+        let fleet = Self::empty(policy);
+        fleet.members.store(Arc::new(Members::build(workers)));
         Ok(fleet)
     }
 
-    pub fn workers(&self) -> &[Arc<Worker>] {
-        &self.workers
+    /// The current membership.
+    pub fn snapshot(&self) -> Arc<Members> {
+        self.members.load_full()
+    }
+
+    pub fn workers(&self) -> Vec<Arc<Worker>> {
+        self.members.load().workers.clone()
+    }
+
+    pub fn worker(&self, name: &str) -> Option<Arc<Worker>> {
+        self.members
+            .load()
+            .workers
+            .iter()
+            .find(|w| w.spec.name == name)
+            .cloned()
     }
 
     /// Models with at least one worker, healthy or not, in name order.
-    pub fn models(&self) -> impl Iterator<Item = &str> {
-        self.by_model.keys().map(String::as_str)
+    pub fn models(&self) -> Vec<String> {
+        self.members.load().by_model.keys().cloned().collect()
     }
 
     pub fn serves(&self, model: &str) -> bool {
-        self.by_model.contains_key(model)
+        self.members.load().by_model.contains_key(model)
     }
 
-    /// The healthy worker of `model` with the fewest outstanding requests, skipping those in
-    /// `tried` (workers that already failed this request). Ties go round-robin.
-    pub fn pick(&self, model: &str, tried: &[Arc<Worker>]) -> Option<WorkerLease> {
-        let candidates = self.by_model.get(model)?;
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        let mut best: Option<&Arc<Worker>> = None;
-        for i in 0..candidates.len() {
-            let w = &candidates[(start + i) % candidates.len()];
-            if !w.is_healthy() || tried.iter().any(|t| Arc::ptr_eq(t, w)) {
-                continue;
+    /// Adds a registered worker, or renews its lease when the same registration comes again.
+    /// A registration with changed labels replaces the worker (its counters start afresh; the
+    /// requests it is serving keep their hold on the old one). Returns the worker and whether
+    /// it is new.
+    pub fn register(
+        &self,
+        spec: WorkerSpec,
+        labels: BTreeMap<String, String>,
+        lease: Duration,
+    ) -> Result<(Arc<Worker>, bool), FleetError> {
+        spec.validate().map_err(FleetError::InvalidWorker)?;
+        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.members.load_full();
+        if let Some(existing) = current.workers.iter().find(|w| w.spec.name == spec.name) {
+            if existing.source == WorkerSource::Static {
+                return Err(FleetError::StaticName(spec.name));
             }
-            if best.is_none_or(|b| w.outstanding() < b.outstanding()) {
-                best = Some(w);
+            if same_registration(existing, &spec, &labels) {
+                existing.renew_lease(lease);
+                return Ok((existing.clone(), false));
             }
         }
-        best.map(|w| WorkerLease::new(w.clone()))
+        let worker = Arc::new(Worker::with(
+            spec,
+            WorkerSource::Registered,
+            self.policy.clone(),
+            labels,
+        ));
+        worker.renew_lease(lease);
+        let mut workers: Vec<Arc<Worker>> = Vec::with_capacity(current.workers.len() + 1);
+        for w in &current.workers {
+            if w.spec.name == worker.spec.name {
+                w.mark_removed();
+            } else {
+                workers.push(w.clone());
+            }
+        }
+        workers.push(worker.clone());
+        self.members.store(Arc::new(Members::build(workers)));
+        tracing::info!(worker = %worker.spec.name, model = %worker.spec.model, provider = %worker.spec.provider, "worker registered");
+        Ok((worker, true))
     }
+
+    /// Renews a registered worker's lease.
+    pub fn heartbeat(&self, name: &str, lease: Duration) -> Result<Arc<Worker>, FleetError> {
+        let worker = self
+            .worker(name)
+            .ok_or_else(|| FleetError::UnknownWorker(name.to_string()))?;
+        if worker.source == WorkerSource::Static {
+            return Err(FleetError::StaticName(name.to_string()));
+        }
+        worker.renew_lease(lease);
+        Ok(worker)
+    }
+
+    /// Takes a worker out of the registry. Requests it is serving finish (they hold it).
+    pub fn remove(&self, name: &str) -> Option<Arc<Worker>> {
+        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.members.load_full();
+        let gone = current
+            .workers
+            .iter()
+            .find(|w| w.spec.name == name)?
+            .clone();
+        gone.mark_removed();
+        let workers = current
+            .workers
+            .iter()
+            .filter(|w| !Arc::ptr_eq(w, &gone))
+            .cloned()
+            .collect();
+        self.members.store(Arc::new(Members::build(workers)));
+        tracing::warn!(worker = name, "worker removed from the fleet");
+        Some(gone)
+    }
+
+    /// Removes registered workers whose lease ran out; returns their names.
+    pub fn expire_leases(&self) -> Vec<String> {
+        let expired: Vec<String> = self
+            .members
+            .load()
+            .workers
+            .iter()
+            .filter(|w| w.lease_expired())
+            .map(|w| w.spec.name.clone())
+            .collect();
+        for name in &expired {
+            tracing::warn!(worker = %name, "lease expired: no heartbeat in time");
+            self.remove(name);
+        }
+        expired
+    }
+
+    /// Drains (or undrains) every worker `target` matches; returns how many changed.
+    pub fn drain(&self, target: &DrainTarget, draining: bool, why: &str) -> usize {
+        self.members
+            .load()
+            .workers
+            .iter()
+            .filter(|w| target.matches(w))
+            .filter(|w| w.set_draining(draining, why))
+            .count()
+    }
+
+    /// The worker of `model` a new request should go to, skipping those in `tried` (workers
+    /// that already failed it) and preferring providers none of them belong to.
+    ///
+    /// Among the routable workers the choice minimises the expected wait, (outstanding + 1) ×
+    /// TTFT EWMA; a worker without a (fresh) TTFT sample, or on probation, counts as the
+    /// fastest known, so that it gets traffic to be measured by. Ties go round-robin.
+    pub fn pick(&self, model: &str, tried: &[Arc<Worker>]) -> Option<WorkerLease> {
+        let members = self.members.load();
+        let candidates = members.by_model.get(model)?;
+        let fastest = candidates
+            .iter()
+            .filter_map(|w| w.ttft_ewma_us())
+            .min()
+            .unwrap_or(1);
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let mut best: Option<(bool, u128, &Arc<Worker>)> = None;
+        for i in 0..candidates.len() {
+            let w = &candidates[(start + i) % candidates.len()];
+            if !w.is_routable() || tried.iter().any(|t| Arc::ptr_eq(t, w)) {
+                continue;
+            }
+            let same_provider = tried.iter().any(|t| t.spec.provider == w.spec.provider);
+            // On probation a worker counts as the fastest too: it must get requests to prove
+            // itself (it takes only one at a time), or low traffic would keep it there.
+            let ewma = match w.state() {
+                WorkerState::Probation => fastest,
+                _ => w.ttft_ewma_us().unwrap_or(fastest),
+            };
+            let wait = u128::from(w.outstanding() + 1) * u128::from(ewma.max(1));
+            let better = match best {
+                None => true,
+                Some((b_same, b_wait, _)) => (same_provider, wait) < (b_same, b_wait),
+            };
+            if better {
+                best = Some((same_provider, wait, w));
+            }
+        }
+        best.map(|(_, _, w)| WorkerLease::new(w.clone()))
+    }
+
+    /// The next worker of `model` in turn that passes active health checks, ignoring load,
+    /// latency and live-traffic failures: the naive baseline `bench/chaos` compares against.
+    pub fn pick_round_robin(&self, model: &str) -> Option<WorkerLease> {
+        let members = self.members.load();
+        let candidates = members.by_model.get(model)?;
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        (0..candidates.len())
+            .map(|i| &candidates[(start + i) % candidates.len()])
+            .find(|w| w.passes_health_checks())
+            .map(|w| WorkerLease::new(w.clone()))
+    }
+
+    /// Ejects `worker` if its TTFT EWMA is far above its pool's median, unless that would
+    /// take out more of the pool than `max_ejected_percent`. Returns whether it did.
+    pub fn check_ttft_outlier(&self, worker: &Worker) -> bool {
+        let policy = &self.policy;
+        let Some(ewma) = worker.ttft_ewma_us() else {
+            return false;
+        };
+        if worker.health().ttft_samples() < policy.ttft_min_samples
+            || worker.state() != WorkerState::Ready
+        {
+            return false;
+        }
+        let members = self.members.load();
+        let Some(pool) = members.by_model.get(&worker.spec.model) else {
+            return false;
+        };
+        let mut ewmas: Vec<u64> = pool
+            .iter()
+            .filter(|w| w.is_healthy())
+            .filter_map(|w| w.ttft_ewma_us())
+            .collect();
+        if ewmas.len() < 2 {
+            return false; // no pool to compare with
+        }
+        ewmas.sort_unstable();
+        // The lower median: in a pool of two, the slow one is compared with the fast one.
+        let median = ewmas[(ewmas.len() - 1) / 2];
+        let excess_us = policy.ttft_min_excess_ms.saturating_mul(1000);
+        let slow = (ewma as f64) > median as f64 * policy.ttft_factor
+            && ewma > median.saturating_add(excess_us);
+        if !slow {
+            return false;
+        }
+        let out = pool.iter().filter(|w| !w.is_healthy()).count() + 1;
+        if out * 100 > pool.len() * policy.max_ejected_percent as usize {
+            return false;
+        }
+        worker.health().eject(
+            &worker.spec.name,
+            WorkerState::Ready,
+            &format!(
+                "TTFT outlier: EWMA {:.0} ms against the pool's median {:.0} ms",
+                ewma as f64 / 1000.0,
+                median as f64 / 1000.0
+            ),
+        )
+    }
+}
+
+fn same_registration(w: &Worker, spec: &WorkerSpec, labels: &BTreeMap<String, String>) -> bool {
+    let a = &w.spec;
+    a.url == spec.url
+        && a.runtime == spec.runtime
+        && a.model == spec.model
+        && a.upstream_model == spec.upstream_model
+        && a.provider == spec.provider
+        && a.region == spec.region
+        && a.gpu == spec.gpu
+        && a.price_per_hour == spec.price_per_hour
+        && a.max_concurrency == spec.max_concurrency
+        && a.api_key == spec.api_key
+        && a.prompt_format == spec.prompt_format
+        && &w.labels == labels
 }
 
 /// A request's hold on a worker: counts as outstanding until dropped, whatever path the

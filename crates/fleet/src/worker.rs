@@ -1,11 +1,14 @@
 //! A worker: its declared labels and its live state.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runtime::{PromptFormat, RuntimeKind};
+use crate::state::{mono_ms, Health, HealthView, OutlierConfig, WorkerState};
 
 /// A worker as the operator declares it in the config file.
 #[derive(Clone, Deserialize)]
@@ -115,32 +118,63 @@ const INFERENCE_PATHS: [&str; 4] = [
     "/generate_stream",
 ];
 
-/// A worker with its live state. Shared by every request through `Arc`; all state is atomic so
-/// that choosing and releasing a worker never takes a lock.
+/// Where a worker came from: the config file, or `switchyard agent` over the registration API
+/// (which must renew its lease).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerSource {
+    Static,
+    Registered,
+}
+
+/// A worker with its live state. Shared by every request through `Arc`; all state routing
+/// reads is atomic, so choosing and releasing a worker never takes a lock.
 #[derive(Debug)]
 pub struct Worker {
     pub spec: WorkerSpec,
+    pub source: WorkerSource,
     /// The inference endpoints' URLs, parsed once: parsing a URL costs more than the rest of
     /// building the upstream request.
     urls: Vec<(&'static str, http::Uri)>,
-    healthy: AtomicBool,
+    health: Health,
     outstanding: AtomicU32,
-    consecutive_failures: AtomicU32,
+    /// Registered workers only: when the lease runs out (monotonic ms, see `state::mono_ms`).
+    lease_expires_ms: AtomicU64,
+    /// Set when the worker leaves the registry, so that its health-check loop stops.
+    removed: AtomicBool,
+    /// Other fields a registration reported (VRAM, quantization...), shown by the admin API.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Worker {
     pub fn new(spec: WorkerSpec) -> Self {
+        Self::with(
+            spec,
+            WorkerSource::Static,
+            OutlierConfig::default(),
+            BTreeMap::new(),
+        )
+    }
+
+    pub fn with(
+        spec: WorkerSpec,
+        source: WorkerSource,
+        policy: OutlierConfig,
+        labels: BTreeMap<String, String>,
+    ) -> Self {
         let urls = INFERENCE_PATHS
             .iter()
             .filter_map(|path| Some((*path, spec.endpoint(path).parse().ok()?)))
             .collect();
         Self {
             spec,
+            source,
             urls,
-            // Not ready until a health check says so: never route to a node not yet up.
-            healthy: AtomicBool::new(false),
+            health: Health::new(policy),
             outstanding: AtomicU32::new(0),
-            consecutive_failures: AtomicU32::new(0),
+            lease_expires_ms: AtomicU64::new(u64::MAX),
+            removed: AtomicBool::new(false),
+            labels,
         }
     }
 
@@ -157,18 +191,40 @@ impl Worker {
         }
     }
 
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+    pub fn state(&self) -> WorkerState {
+        self.health.state()
     }
 
+    /// In rotation: ready, or on probation (which takes one request at a time).
+    pub fn is_healthy(&self) -> bool {
+        matches!(self.state(), WorkerState::Ready | WorkerState::Probation)
+    }
+
+    /// Whether active health checks currently pass (live-traffic ejections ignored).
+    pub fn passes_health_checks(&self) -> bool {
+        !matches!(
+            self.health.raw_state(),
+            WorkerState::Starting | WorkerState::Unhealthy
+        )
+    }
+
+    /// Whether a new request may go to it now.
+    pub fn is_routable(&self) -> bool {
+        self.health.routable(self.outstanding())
+    }
+
+    /// The verdict of active health checks.
     pub fn set_healthy(&self, healthy: bool) {
-        let was = self.healthy.swap(healthy, Ordering::Relaxed);
-        if was != healthy {
-            tracing::info!(worker = %self.spec.name, healthy, "worker health changed");
-        }
         if healthy {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.health.health_passed(&self.spec.name);
+        } else {
+            self.health
+                .health_failed(&self.spec.name, "health check failed");
         }
+    }
+
+    pub fn health_failed(&self, why: &str) {
+        self.health.health_failed(&self.spec.name, why);
     }
 
     pub fn outstanding(&self) -> u32 {
@@ -185,15 +241,66 @@ impl Worker {
 
     /// Live traffic saw the worker answer properly.
     pub fn record_success(&self) {
-        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.health.record_success(&self.spec.name);
     }
 
-    /// Live traffic saw the worker fail (transport error, 5xx, timeout; never a client's 4xx).
-    /// After `threshold` failures in a row it leaves rotation until a health check passes.
+    /// Live traffic saw the worker fail (transport error, 5xx, timeout, stall; never a
+    /// client's 4xx). After `threshold` failures in a row it is ejected (see [`crate::state`]).
     pub fn record_failure(&self, threshold: u32) {
-        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= threshold && self.healthy.swap(false, Ordering::Relaxed) {
-            tracing::warn!(worker = %self.spec.name, failures, "worker ejected after consecutive failures");
-        }
+        self.record_failure_because(threshold, "upstream failure");
+    }
+
+    pub fn record_failure_because(&self, threshold: u32, why: &str) {
+        self.health.record_failure(&self.spec.name, threshold, why);
+    }
+
+    /// Time to first token (or to the whole answer, unstreamed) of a successful request.
+    pub fn record_ttft(&self, ttft: Duration) {
+        self.health.record_ttft(ttft);
+    }
+
+    pub fn ttft_ewma_us(&self) -> Option<u64> {
+        self.health.ttft_ewma_us()
+    }
+
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
+
+    pub fn set_draining(&self, draining: bool, why: &str) -> bool {
+        self.health.set_draining(&self.spec.name, draining, why)
+    }
+
+    pub fn health_view(&self) -> HealthView {
+        self.health.view()
+    }
+
+    pub(crate) fn renew_lease(&self, ttl: Duration) {
+        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.lease_expires_ms
+            .store(mono_ms().saturating_add(ttl), Ordering::Relaxed);
+    }
+
+    pub(crate) fn lease_expired(&self) -> bool {
+        self.source == WorkerSource::Registered
+            && mono_ms() >= self.lease_expires_ms.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds left on a registered worker's lease.
+    pub fn lease_left_ms(&self) -> Option<u64> {
+        (self.source == WorkerSource::Registered).then(|| {
+            self.lease_expires_ms
+                .load(Ordering::Relaxed)
+                .saturating_sub(mono_ms())
+        })
+    }
+
+    pub(crate) fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the worker has left the registry (its health loop stops).
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 }

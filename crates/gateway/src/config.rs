@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use switchyard_fleet::{HealthConfig, PromptFormat, RuntimeKind, WorkerSpec};
+use switchyard_fleet::{HealthConfig, OutlierConfig, PromptFormat, RuntimeKind, WorkerSpec};
 use switchyard_metering::{CapPolicy, Limits};
 use switchyard_sim::SimConfig;
 
@@ -33,6 +33,11 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    /// Passive outlier detection: ejection, backoff, probation.
+    #[serde(default)]
+    pub outlier: OutlierConfig,
+    #[serde(default)]
+    pub routing: RoutingConfig,
     #[serde(default)]
     pub state: StateConfig,
     /// Tiers by name. Defining `[tiers.X]` replaces the built-in hobby/pro/business set.
@@ -47,6 +52,46 @@ pub struct Config {
     /// Simulated workers the gateway starts in-process on loopback (demo, tests, benchmarks).
     #[serde(default)]
     pub sim_workers: Vec<SimWorkerConfig>,
+    /// Workers that register themselves (`switchyard agent`). The section's presence also says
+    /// that a config without static workers is intended: they will join over the API.
+    #[serde(default)]
+    pub fleet: Option<FleetConfig>,
+}
+
+/// Leases of self-registered workers. The registration API itself is on only when the
+/// gateway is given a fleet token (`SWITCHYARD_FLEET_TOKEN`), never from this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// A registered worker that has not renewed its lease for this long leaves the fleet.
+    pub lease_ms: u64,
+    /// How often agents are told to renew; several heartbeats fit in one lease, so one lost
+    /// heartbeat does not cost a worker its place.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            lease_ms: 15_000,
+            heartbeat_ms: 5_000,
+        }
+    }
+}
+
+impl FleetConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_ms == 0 {
+            return Err("fleet.heartbeat_ms must be positive".into());
+        }
+        if self.heartbeat_ms >= self.lease_ms {
+            return Err(format!(
+                "fleet.heartbeat_ms ({}) must be less than fleet.lease_ms ({}): a worker must be able to renew before its lease runs out",
+                self.heartbeat_ms, self.lease_ms
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -57,6 +102,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// On shutdown, how long in-flight requests get to finish.
     pub shutdown_grace_ms: u64,
+    /// On shutdown, how long to keep serving with `/readyz` at 503 before the listener closes,
+    /// so that a load balancer polling it stops sending first.
+    pub shutdown_delay_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +113,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_ms: 30_000,
+            shutdown_delay_ms: 0,
         }
     }
 }
@@ -135,6 +184,7 @@ pub fn default_tiers() -> BTreeMap<String, Limits> {
         price_output_per_million: 3.20,
         slo_availability_bp: 9990,
         slo_ttft_p95_ms: 1500,
+        hedge_after_ms: 1000,
         default_max_tokens: 512,
         ..Limits::default()
     };
@@ -149,6 +199,7 @@ pub fn default_tiers() -> BTreeMap<String, Limits> {
         price_output_per_million: 2.50,
         slo_availability_bp: 9995,
         slo_ttft_p95_ms: 1200,
+        hedge_after_ms: 700,
         default_max_tokens: 1024,
         ..Limits::default()
     };
@@ -157,6 +208,24 @@ pub fn default_tiers() -> BTreeMap<String, Limits> {
         ("pro".to_string(), pro),
         ("business".to_string(), business),
     ])
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    pub policy: RoutingPolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingPolicy {
+    /// Expected wait ((outstanding + 1) × TTFT EWMA), other providers first on retry, hedging,
+    /// passive ejection: what an SLA needs.
+    #[default]
+    Adaptive,
+    /// A naive load balancer, for comparison only (`bench/chaos`): next worker in turn among
+    /// those passing active health checks; no retry, no hedge, no passive ejection.
+    RoundRobin,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +242,10 @@ pub struct UpstreamConfig {
     pub max_attempts: u32,
     /// Consecutive live-traffic failures that take a worker out of rotation.
     pub eject_after_failures: u32,
+    /// Retries and hedges allowed per request on average (0.2 = one per five requests)...
+    pub retry_budget_ratio: f64,
+    /// ...plus this many per second however little traffic there is.
+    pub retry_budget_min_per_sec: u32,
 }
 
 impl Default for UpstreamConfig {
@@ -184,6 +257,8 @@ impl Default for UpstreamConfig {
             request_timeout_ms: 300_000,
             max_attempts: 3,
             eject_after_failures: 3,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_sec: 10,
         }
     }
 }
@@ -267,10 +342,13 @@ impl Config {
             server: ServerConfig::default(),
             upstream: UpstreamConfig::default(),
             health: HealthConfig::default(),
+            outlier: OutlierConfig::default(),
+            routing: RoutingConfig::default(),
             state: StateConfig::default(),
             tiers: default_tiers(),
             dev_tenant: DevTenantConfig::default(),
             workers: Vec::new(),
+            fleet: None,
             sim_workers: vec![
                 sim("sim-a-1", "sim-provider-a", "sim-small", 10.0),
                 sim("sim-a-2", "sim-provider-a", "sim-small", 10.0),
@@ -278,6 +356,11 @@ impl Config {
                 sim("sim-b-2", "sim-provider-b", "sim-large", 25.0),
             ],
         }
+    }
+
+    /// Lease settings for registered workers (the defaults when there is no `[fleet]`).
+    pub fn fleet_settings(&self) -> FleetConfig {
+        self.fleet.clone().unwrap_or_default()
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -313,6 +396,10 @@ impl Config {
             return invalid("upstream.eject_after_failures must be at least 1".into());
         }
         self.health.validate().map_err(ConfigError::Invalid)?;
+        self.outlier.validate().map_err(ConfigError::Invalid)?;
+        if !(u.retry_budget_ratio.is_finite() && (0.0..=10.0).contains(&u.retry_budget_ratio)) {
+            return invalid("upstream.retry_budget_ratio must be between 0 and 10".into());
+        }
         if self.state.ledger_queue == 0 || self.state.ledger_batch == 0 {
             return invalid("state.ledger_queue and state.ledger_batch must be positive".into());
         }
@@ -337,9 +424,15 @@ impl Config {
                 self.tiers.keys().cloned().collect::<Vec<_>>().join(", ")
             ));
         }
-        if self.workers.is_empty() && self.sim_workers.is_empty() {
-            return invalid("no workers: add [[workers]] or [[sim_workers]] entries".into());
+        if self.workers.is_empty() && self.sim_workers.is_empty() && self.fleet.is_none() {
+            return invalid(
+                "no workers: add [[workers]] or [[sim_workers]] entries, or a [fleet] section for workers that register themselves"
+                    .into(),
+            );
         }
+        self.fleet_settings()
+            .validate()
+            .map_err(ConfigError::Invalid)?;
         for w in &self.workers {
             w.validate().map_err(ConfigError::Invalid)?;
         }
@@ -417,11 +510,22 @@ mod tests {
             ),
             (format!("{WORKER}{WORKER}"), "duplicate worker name 'w1'"),
             (String::new(), "no workers"),
+            (
+                "[fleet]\nlease_ms = 5000\nheartbeat_ms = 5000".into(),
+                "fleet.heartbeat_ms (5000) must be less than fleet.lease_ms (5000)",
+            ),
         ];
         for (text, needle) in cases {
             let err = Config::from_toml(&text).unwrap_err().to_string();
             assert!(err.contains(needle), "expected '{needle}' in: {err}");
         }
+    }
+
+    #[test]
+    fn a_fleet_section_alone_is_a_valid_config() {
+        let c = Config::from_toml("[fleet]\n").unwrap();
+        assert!(c.workers.is_empty());
+        assert_eq!(c.fleet_settings().lease_ms, 15_000);
     }
 
     #[test]

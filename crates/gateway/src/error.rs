@@ -50,6 +50,9 @@ pub enum GatewayError {
     PromptTooLong { message: String },
     #[error("Invalid admin token.")]
     AdminUnauthorized,
+    /// The registration API refused a missing or wrong fleet token.
+    #[error("Missing or invalid fleet token. Send it as 'Authorization: Bearer FLEET_TOKEN'.")]
+    FleetUnauthorized,
     /// An admin API resource (tenant, key) that does not exist; the message names it.
     #[error("{0}")]
     NotFound(String),
@@ -103,7 +106,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::KeyRevoked
             | GatewayError::KeyExpired
-            | GatewayError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            | GatewayError::AdminUnauthorized
+            | GatewayError::FleetUnauthorized => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::InsufficientCredit { .. } => StatusCode::PAYMENT_REQUIRED,
@@ -134,6 +138,7 @@ impl GatewayError {
             | GatewayError::KeyRevoked
             | GatewayError::KeyExpired
             | GatewayError::AdminUnauthorized
+            | GatewayError::FleetUnauthorized
             | GatewayError::NotFound(_)
             | GatewayError::Conflict(_)
             | GatewayError::ModelNotFound(_)
@@ -169,6 +174,7 @@ impl GatewayError {
             | GatewayError::KeyRevoked
             | GatewayError::KeyExpired
             | GatewayError::AdminUnauthorized
+            | GatewayError::FleetUnauthorized
             | GatewayError::NotFound(_)
             | GatewayError::Conflict(_)
             | GatewayError::ModelNotFound(_)
@@ -198,6 +204,7 @@ impl GatewayError {
             GatewayError::KeyRevoked => "api_key_revoked",
             GatewayError::KeyExpired => "api_key_expired",
             GatewayError::AdminUnauthorized => "invalid_admin_token",
+            GatewayError::FleetUnauthorized => "invalid_fleet_token",
             GatewayError::NotFound(_) => "not_found",
             GatewayError::Conflict(_) => "conflict",
             GatewayError::Forbidden(_) => "permission_denied",

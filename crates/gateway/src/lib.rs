@@ -11,6 +11,7 @@ pub mod auth;
 mod body;
 pub mod config;
 pub mod error;
+pub mod fleet_api;
 mod handlers;
 pub mod request_id;
 pub mod route;

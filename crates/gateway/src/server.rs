@@ -50,6 +50,8 @@ pub struct Secrets {
     pub dev_key: Option<String>,
     /// Enables the admin API.
     pub admin_token: Option<String>,
+    /// Enables the registration API (`/fleet/v1`) for `switchyard agent`.
+    pub fleet_token: Option<String>,
 }
 
 pub struct RunningGateway {
@@ -60,8 +62,12 @@ pub struct RunningGateway {
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
     health: JoinHandle<()>,
+    /// Removes registered workers whose lease ran out.
+    leases: JoinHandle<()>,
     ledger: Option<LedgerTask>,
     grace: Duration,
+    /// Serving with `/readyz` at 503 before the listener closes.
+    delay: Duration,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -72,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .merge(crate::admin::router())
+        .merge(crate::fleet_api::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(crate::request_id::AssignRequestIdLayer)
@@ -174,13 +181,15 @@ pub async fn start(
         specs.push(sim.to_worker_spec(handle.url()));
         sims.push(handle);
     }
-    let fleet = Arc::new(Fleet::new(specs)?);
+    let fleet = Arc::new(Fleet::with_policy(specs, config.outlier.clone())?);
     let client = http_client(&config)?;
     let checker = HealthChecker::new(fleet.clone(), client.clone(), config.health.clone());
     checker.check_all_once().await;
     let health = checker.spawn();
+    let leases = crate::fleet_api::leases::spawn(fleet.clone(), config.fleet_settings().lease_ms);
 
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let delay = Duration::from_millis(config.server.shutdown_delay_ms);
     let config_upstream = config.upstream.clone();
     let state = Arc::new(AppState {
         config,
@@ -188,8 +197,15 @@ pub async fn start(
         directory,
         ledger,
         admin_token: secrets.admin_token.as_deref().map(hash_secret),
+        fleet_token: secrets.fleet_token.as_deref().map(hash_secret),
+        registered_models: crate::fleet_api::RegisteredModels::default(),
+        shutting_down: std::sync::atomic::AtomicBool::new(false),
         client,
         upstream: crate::upstream::client::UpstreamClient::new(&config_upstream),
+        retry_budget: crate::upstream::budget::RetryBudget::new(
+            config_upstream.retry_budget_ratio,
+            config_upstream.retry_budget_min_per_sec,
+        ),
     });
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
@@ -215,8 +231,10 @@ pub async fn start(
         stop: Some(stop),
         server,
         health,
+        leases,
         ledger: Some(ledger_task),
         grace,
+        delay,
     })
 }
 
@@ -225,8 +243,20 @@ impl RunningGateway {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting connections and waits for in-flight requests, at most the grace period.
+    /// Reports not-ready (`/readyz` 503, `"draining": true`) and keeps serving for the
+    /// shutdown delay, so that load balancers stop sending; then stops accepting connections
+    /// and waits for in-flight requests, at most the grace period.
     pub async fn shutdown(mut self) {
+        self.state
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
+        if !self.delay.is_zero() {
+            tracing::info!(
+                delay_ms = self.delay.as_millis() as u64,
+                "draining: /readyz reports 503 before the listener closes"
+            );
+            tokio::time::sleep(self.delay).await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -238,6 +268,7 @@ impl RunningGateway {
             }
         }
         self.health.abort();
+        self.leases.abort();
         // Every request has settled by now (or was aborted and settled on drop): write the
         // queued usage records before returning.
         if let Some(ledger) = self.ledger.take() {

@@ -33,6 +33,7 @@ pub struct Settlement {
     ttft_ms: Option<f64>,
     worker: Option<Arc<Worker>>,
     attempts: u32,
+    hedged: bool,
     reservation: Option<Reservation>,
     ledger: Ledger,
     /// Keeps the ledger's shutdown waiting until this request is recorded.
@@ -59,6 +60,7 @@ impl Settlement {
             ttft_ms: None,
             worker: None,
             attempts: 0,
+            hedged: false,
             reservation: Some(reservation),
             _open: ledger.open(),
             ledger,
@@ -68,6 +70,15 @@ impl Settlement {
     pub fn attempt(&mut self, worker: &Arc<Worker>) {
         self.attempts += 1;
         self.worker = Some(worker.clone());
+    }
+
+    /// The worker whose answer the client gets (with hedging, not always the last one tried).
+    pub fn served_by(&mut self, worker: &Arc<Worker>) {
+        self.worker = Some(worker.clone());
+    }
+
+    pub fn hedged(&mut self) {
+        self.hedged = true;
     }
 
     /// When the first frame of a stream was ready for the client.
@@ -170,6 +181,7 @@ impl Settlement {
             stream = record.stream,
             worker = %record.worker,
             attempts = self.attempts,
+            hedged = self.hedged,
             status = status.as_str(),
             http_status,
             prompt_tokens = record.prompt_tokens,

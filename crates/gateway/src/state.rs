@@ -1,5 +1,6 @@
 //! What every request handler shares. Built once at start; nothing in it is locked per request.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use switchyard_fleet::Fleet;
@@ -15,8 +16,16 @@ pub struct AppState {
     pub ledger: Ledger,
     /// SHA-256 of the admin token; the admin API is off without one.
     pub admin_token: Option<[u8; 32]>,
+    /// SHA-256 of the fleet token; the registration API is off without one.
+    pub fleet_token: Option<[u8; 32]>,
+    /// Models registered workers have served (see [`crate::fleet_api::RegisteredModels`]).
+    pub registered_models: crate::fleet_api::RegisteredModels,
+    /// Set once shutdown begins: `/readyz` answers 503 so load balancers stop sending.
+    pub shutting_down: AtomicBool,
     /// For health probes and side calls (prompt counts).
     pub client: reqwest::Client,
     /// For inference calls: see [`crate::upstream::client`].
     pub upstream: crate::upstream::client::UpstreamClient,
+    /// Caps retries and hedges across all requests (see [`crate::upstream::budget`]).
+    pub retry_budget: crate::upstream::budget::RetryBudget,
 }

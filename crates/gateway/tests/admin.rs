@@ -276,6 +276,7 @@ async fn the_admin_token_is_required_and_without_one_there_is_no_admin_api() {
     let secrets = Secrets {
         dev_key: Some(KEY.into()),
         admin_token: None,
+        fleet_token: None,
     };
     let gw = switchyard_gateway::start(config(vec![sim("a", |_| {})]), secrets, listener)
         .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use switchyard_fleet::RuntimeKind;
+use switchyard_fleet::{RuntimeKind, WorkerState};
 use switchyard_sim::FaultConfig;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -94,7 +94,7 @@ async fn a_worker_that_keeps_failing_leaves_rotation() {
 }
 
 #[tokio::test]
-async fn an_ejected_worker_is_readmitted_when_its_health_check_passes() {
+async fn an_ejected_worker_serves_its_ejection_then_returns_on_probation() {
     let mut c = config(vec![
         sim(
             "flaky",
@@ -106,10 +106,13 @@ async fn an_ejected_worker_is_readmitted_when_its_health_check_passes() {
         sim("good", |_| {}),
     ]);
     c.upstream.eject_after_failures = 1;
-    c.health.interval_ms = 200;
+    c.health.interval_ms = 100;
+    c.outlier.base_ejection_ms = 1_500;
+    c.outlier.probation_successes = 2;
     let gw = start(c).await;
     let fleet = gw.state.fleet.clone();
-    while fleet.workers()[0].is_healthy() {
+    let flaky = fleet.worker("flaky").unwrap();
+    while flaky.is_healthy() {
         assert_eq!(
             post(&gw, "/v1/chat/completions", &chat("sim-small", json!({})))
                 .await
@@ -117,10 +120,43 @@ async fn an_ejected_worker_is_readmitted_when_its_health_check_passes() {
             200
         );
     }
-    gw.sims[0].set_faults(FaultConfig::default());
+    let ejected_at = std::time::Instant::now();
+    assert_eq!(flaky.state(), WorkerState::Ejected);
     assert!(
-        eventually(Duration::from_secs(5), || fleet.workers()[0].is_healthy()).await,
-        "back in rotation"
+        flaky.health_view().reason.contains("500"),
+        "{}",
+        flaky.health_view().reason
+    );
+    // Its health checks pass at once (the sim's faults hit inference only), but the ejection
+    // is served in full: live traffic is the stronger verdict.
+    gw.sims[0].set_faults(FaultConfig::default());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        flaky.state(),
+        WorkerState::Ejected,
+        "health checks do not cut an ejection short"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || flaky.state()
+            == WorkerState::Probation)
+        .await,
+        "back on probation after the ejection"
+    );
+    assert!(ejected_at.elapsed() >= Duration::from_millis(1_400));
+    // Probation: successes put it back in full rotation.
+    let before = gw.sims[0].stats().requests;
+    for _ in 0..20 {
+        let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({}))).await;
+        assert_eq!(resp.status(), 200);
+        if flaky.state() == WorkerState::Ready {
+            break;
+        }
+    }
+    assert_eq!(flaky.state(), WorkerState::Ready);
+    assert_eq!(
+        gw.sims[0].stats().requests - before,
+        2,
+        "two successes on probation"
     );
     gw.shutdown().await;
 }

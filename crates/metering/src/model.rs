@@ -25,6 +25,9 @@ pub struct Limits {
     /// The tier's SLO: availability in basis points of a percent (9990 = 99.90%) and p95 TTFT.
     pub slo_availability_bp: u32,
     pub slo_ttft_p95_ms: u32,
+    /// A request with no first token after this long is also sent to a second worker, and the
+    /// first to answer wins (billed once). 0 = no hedging. Should sit well under the TTFT SLO.
+    pub hedge_after_ms: u32,
     /// A request with no `max_tokens` reserves this many completion tokens.
     pub default_max_tokens: u32,
 }
@@ -44,6 +47,7 @@ impl Default for Limits {
             price_output_per_million: 3.20,
             slo_availability_bp: 9990,
             slo_ttft_p95_ms: 1500,
+            hedge_after_ms: 0,
             default_max_tokens: 512,
         }
     }

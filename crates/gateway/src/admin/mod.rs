@@ -1,5 +1,5 @@
 //! The admin API, under `/admin/v1` on the gateway's own listener: tenants, keys, credit,
-//! usage reports, invoices and margins.
+//! usage reports, invoices and margins; the fleet's workers, drained and undrained.
 //!
 //! - Every route takes `Authorization: Bearer <admin token>`, compared as SHA-256 digests in
 //!   constant time; a missing or wrong token is 401, and without a configured token the whole
@@ -12,7 +12,8 @@
 //!   from the ledger's integer nano-dollars, never through floating point.
 
 mod dates;
-mod extract;
+pub(crate) mod extract;
+mod fleet;
 mod keys;
 mod render;
 mod tenants;
@@ -49,6 +50,9 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/admin/v1/usage/records", get(usage::records))
         .route("/admin/v1/invoices/{tenant}", get(usage::invoice))
         .route("/admin/v1/margin", get(usage::margin))
+        .route("/admin/v1/fleet", get(fleet::list))
+        .route("/admin/v1/fleet/drain", post(fleet::drain))
+        .route("/admin/v1/fleet/undrain", post(fleet::undrain))
 }
 
 /// A store failure as the admin API reports it.

@@ -72,7 +72,8 @@ async fn run(
     *caller = Some(key.clone());
     let bytes = read_limited(&parts.headers, body, state.config.server.max_body_bytes).await?;
     let mut req = InferenceRequest::parse(endpoint, &bytes)?;
-    if !state.fleet.serves(&req.model) {
+    // A model whose registered workers are all gone for now is still ours: 503, not 404.
+    if !state.fleet.serves(&req.model) && !state.registered_models.contains(&req.model) {
         return Err(GatewayError::ModelNotFound(req.model));
     }
     auth::check_model(&key, &req.model)?;
@@ -88,15 +89,22 @@ async fn run(
         }
     };
 
+    // Streams only: an unstreamed answer arrives whole, so its wait is the generation's
+    // length, not a sign of a stuck worker, and hedging it would double every long request.
+    let hedge_after = match key.limits.hedge_after_ms {
+        ms if ms > 0 && req.stream => Some(std::time::Duration::from_millis(u64::from(ms))),
+        _ => None,
+    };
     let mut settlement =
         Settlement::start(&request_id, key, &req, reservation, state.ledger.clone());
-    let (reply, lease) = match upstream::forward(state, &req, &request_id, &mut settlement).await {
-        Ok(ok) => ok,
-        Err(e) => {
-            settlement.failed(&e);
-            return Err(e);
-        }
-    };
+    let (reply, lease) =
+        match upstream::forward(state, &req, &request_id, &mut settlement, hedge_after).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                settlement.failed(&e);
+                return Err(e);
+            }
+        };
     match reply {
         Reply::Full {
             body,

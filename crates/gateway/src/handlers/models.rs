@@ -16,18 +16,14 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<ModelList>, GatewayError> {
     let key = crate::auth::authenticate(&state.directory, &headers, crate::auth::Scope::Models)?;
-    let data = state
-        .fleet
-        .models()
-        .filter(|model| crate::auth::check_model(&key, model).is_ok())
-        .map(|model| {
-            let owners: Vec<&str> = state
-                .fleet
-                .workers()
-                .iter()
-                .filter(|w| w.spec.model == model)
-                .map(|w| w.spec.provider.as_str())
-                .collect();
+    let members = state.fleet.snapshot();
+    let data = members
+        .by_model
+        .iter()
+        .filter(|(model, _)| crate::auth::check_model(&key, model).is_ok())
+        .map(|(model, workers)| {
+            let model = model.as_str();
+            let owners: Vec<&str> = workers.iter().map(|w| w.spec.provider.as_str()).collect();
             let simulated = state
                 .config
                 .sim_workers

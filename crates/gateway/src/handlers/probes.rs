@@ -1,6 +1,7 @@
 //! Probes for the gateway itself: `/healthz` (the process answers) and `/readyz` (at least one
-//! worker is healthy, so requests can succeed).
+//! worker is healthy, so requests can succeed, and the gateway is not shutting down).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -17,13 +18,19 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let workers = state.fleet.workers();
     let healthy = workers.iter().filter(|w| w.is_healthy()).count();
-    let status = if healthy > 0 {
+    // Once shutdown has begun, a load balancer must send elsewhere, whatever the workers say.
+    let draining = state.shutting_down.load(Ordering::Acquire);
+    let status = if healthy > 0 && !draining {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        Json(json!({ "healthy_workers": healthy, "workers": workers.len() })),
+        Json(json!({
+            "healthy_workers": healthy,
+            "workers": workers.len(),
+            "draining": draining,
+        })),
     )
 }

@@ -3,6 +3,7 @@
 //! reached the client. After that point a failure can only end the stream (see [`relay`]).
 
 pub mod account;
+pub mod budget;
 mod classify;
 pub mod client;
 mod frames;
@@ -14,9 +15,10 @@ pub mod tgi;
 mod translate;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde_json::Value;
 use switchyard_fleet::{WireApi, Worker, WorkerLease};
@@ -43,33 +45,107 @@ pub enum Reply {
     Stream { first: Bytes, relay: Box<Relay> },
 }
 
-/// Tries up to `max_attempts` workers, never the same one twice, until one answers.
+/// Sends the request to a worker and returns the first answer that succeeds.
+///
+/// - A worker that fails before the first byte reached the client is replaced by another, on
+///   another provider when there is one, up to `max_attempts` workers in all, and only while the
+///   retry budget allows (see [`budget`]).
+/// - With `hedge_after` set (the tenant tier's TTFT hedge), a request that has no first frame
+///   by then is also sent to a second worker; whichever answers first wins and the other is
+///   cancelled (its future dropped: the connection closes and the worker stops generating).
+///   Only the winner's answer reaches the client and the ledger, so a hedge is billed once.
 pub async fn forward(
     state: &AppState,
     req: &InferenceRequest,
     request_id: &str,
     settlement: &mut Settlement,
+    hedge_after: Option<Duration>,
 ) -> Result<(Reply, WorkerLease), GatewayError> {
+    let upstream = &state.config.upstream;
+    let adaptive = crate::route::adaptive(state);
+    let hedge_after = hedge_after.filter(|_| adaptive);
+    state.retry_budget.deposit();
     let mut tried: Vec<Arc<Worker>> = Vec::new();
     let mut last_error = None;
-    for _ in 0..state.config.upstream.max_attempts {
-        let Some(lease) = crate::route::choose(state, req, &tried) else {
-            break;
-        };
+    let mut running = FuturesUnordered::new();
+    let mut hedge = hedge_after.map(|d| Box::pin(tokio::time::sleep(d)));
+
+    let start = |lease: WorkerLease, tried: &mut Vec<Arc<Worker>>, s: &mut Settlement| {
         let worker = lease.worker().clone();
-        settlement.attempt(&worker);
-        match attempt(state, req, request_id, &worker).await {
-            Ok(reply) => return Ok((reply, lease)),
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(request_id, worker = %worker.spec.name, error = %e, "attempt failed; trying another worker");
-                // A busy worker is not a broken one: it stays in rotation.
-                if !matches!(e, GatewayError::UpstreamOverloaded) {
-                    worker.record_failure(state.config.upstream.eject_after_failures);
-                }
-                tried.push(worker);
-                last_error = Some(e);
+        s.attempt(&worker);
+        tried.push(worker.clone());
+        async move {
+            let began = Instant::now();
+            let result = attempt(state, req, request_id, &worker).await;
+            (lease, began.elapsed(), result)
+        }
+    };
+
+    match crate::route::choose(state, req, &tried) {
+        Some(lease) => running.push(start(lease, &mut tried, settlement)),
+        None => return Err(GatewayError::NoHealthyWorker(req.model.clone())),
+    }
+    loop {
+        let single = running.len() == 1;
+        let hedge_due = async {
+            match hedge.as_mut() {
+                Some(timer) if single => timer.await,
+                _ => std::future::pending().await,
             }
-            Err(e) => return Err(e),
+        };
+        tokio::select! {
+            biased;
+            done = running.next() => {
+                let Some((lease, took, result)) = done else { break };
+                let worker = lease.worker().clone();
+                match result {
+                    Ok(reply) => {
+                        worker.record_ttft(took);
+                        // A stream's success is known at its end (the relay records it).
+                        if matches!(reply, Reply::Full { .. }) {
+                            worker.record_success();
+                        }
+                        state.fleet.check_ttft_outlier(&worker);
+                        settlement.served_by(&worker);
+                        // Dropping `running` cancels a hedge still in flight.
+                        return Ok((reply, lease));
+                    }
+                    Err(e) if e.is_retryable() => {
+                        tracing::warn!(request_id, worker = %worker.spec.name, error = %e, "attempt failed");
+                        // A busy worker is not a broken one: it stays in rotation.
+                        if adaptive && !matches!(e, GatewayError::UpstreamOverloaded) {
+                            worker.record_failure_because(upstream.eject_after_failures, &e.to_string());
+                        }
+                        last_error = Some(e);
+                        if running.is_empty() && tried.len() < upstream.max_attempts as usize {
+                            match crate::route::choose(state, req, &tried) {
+                                Some(next) if state.retry_budget.try_withdraw() => {
+                                    running.push(start(next, &mut tried, settlement));
+                                }
+                                Some(_) => {
+                                    tracing::warn!(request_id, "retry budget exhausted; not retrying");
+                                }
+                                None => {}
+                            }
+                        }
+                    }
+                    // The worker refused the request itself (a client error): no other worker
+                    // would answer differently.
+                    Err(e) => return Err(e),
+                }
+            }
+            () = hedge_due => {
+                hedge = None; // one hedge per request
+                if tried.len() < upstream.max_attempts as usize {
+                    if let Some(lease) = crate::route::choose(state, req, &tried) {
+                        if state.retry_budget.try_withdraw() {
+                            tracing::info!(request_id, worker = %lease.worker().spec.name, "no first token yet; hedging");
+                            settlement.hedged();
+                            running.push(start(lease, &mut tried, settlement));
+                        }
+                    }
+                }
+            }
         }
     }
     Err(last_error.unwrap_or_else(|| GatewayError::NoHealthyWorker(req.model.clone())))
@@ -134,7 +210,6 @@ async fn attempt(
             WireApi::OpenAi => openai::complete(req, &bytes)?,
             WireApi::TgiNative => tgi::complete(req, &bytes)?,
         };
-        worker.record_success();
         return Ok(Reply::Full {
             body,
             usage,
@@ -151,7 +226,12 @@ async fn attempt(
         translator,
         prompt_count,
         Duration::from_millis(upstream.stall_timeout_ms),
-        upstream.eject_after_failures,
+        // The naive baseline never ejects on live traffic.
+        if crate::route::adaptive(state) {
+            upstream.eject_after_failures
+        } else {
+            u32::MAX
+        },
     );
     let first = tokio::time::timeout_at(deadline, relay.first_frame())
         .await

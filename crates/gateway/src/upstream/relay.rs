@@ -164,7 +164,9 @@ impl Relay {
 
     fn fail(&mut self, error: GatewayError) {
         if let Some(lease) = &self.lease {
-            lease.worker().record_failure(self.eject_after);
+            lease
+                .worker()
+                .record_failure_because(self.eject_after, &error.to_string());
         }
         // After the first frame the only honest thing left is one error event, then the end.
         if self.frames_sent > 0 || !self.frames.is_empty() {

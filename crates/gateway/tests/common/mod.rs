@@ -44,11 +44,19 @@ pub fn config(sims: Vec<SimWorkerConfig>) -> Config {
 }
 
 pub async fn start(config: Config) -> RunningGateway {
+    start_with(
+        config,
+        Secrets {
+            dev_key: Some(KEY.into()),
+            admin_token: Some(ADMIN.into()),
+            fleet_token: None,
+        },
+    )
+    .await
+}
+
+pub async fn start_with(config: Config, secrets: Secrets) -> RunningGateway {
     config.validate().unwrap();
-    let secrets = Secrets {
-        dev_key: Some(KEY.into()),
-        admin_token: Some(ADMIN.into()),
-    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     switchyard_gateway::start(config, secrets, listener)
         .await

@@ -1,0 +1,266 @@
+//! `switchyard bench`: load against any OpenAI-compatible endpoint (the gateway, one worker,
+//! someone else's API), closed loop at a concurrency or open loop at a rate; TTFT,
+//! inter-token latency, TTLT, tokens/s and errors, as a table or `--json` (which
+//! `switchyard plan --bench` reads).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use switchyard_loadgen::{BenchConfig, BenchReport, Endpoint, LatencySummary, Load};
+
+use crate::admin_client::table;
+use crate::inputs::thousands;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Base URL of the server (`/v1/chat/completions` is appended) or the full endpoint URL.
+    #[arg(
+        long,
+        env = "SWITCHYARD_BENCH_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: String,
+    /// API key, sent as a bearer token.
+    #[arg(long, env = "SWITCHYARD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Model to ask for.
+    #[arg(long, default_value = "sim-small")]
+    model: String,
+    /// Closed loop: keep this many requests in flight (default 8).
+    #[arg(long, conflicts_with = "rate")]
+    concurrency: Option<u32>,
+    /// Open loop: start this many requests per second, on schedule, however the server copes.
+    #[arg(long, allow_negative_numbers = true)]
+    rate: Option<f64>,
+    /// Requests to send (default 100 unless --duration is given).
+    #[arg(long, short = 'n')]
+    requests: Option<u64>,
+    /// Stop starting requests after this many seconds.
+    #[arg(long, allow_negative_numbers = true)]
+    duration: Option<f64>,
+    /// max_tokens of each request.
+    #[arg(long, default_value_t = 64)]
+    max_tokens: u32,
+    /// The prompt (a user message, or the completion prompt).
+    #[arg(
+        long,
+        default_value = "Write a short note about rail yards and how trains are sorted."
+    )]
+    prompt: String,
+    /// Which API to call.
+    #[arg(long, value_enum, default_value_t = Api::Chat)]
+    endpoint: Api,
+    /// Ask for whole responses instead of streams (TTFT is then the whole response time).
+    #[arg(long)]
+    no_stream: bool,
+    /// Ask the server to ignore end-of-sequence (vLLM/SGLang), so each reply is max_tokens long.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// A request not finished within this many seconds counts as an error.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 60.0)]
+    timeout: f64,
+    /// Print the result as JSON (for `switchyard plan --bench`).
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON result to this file.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Api {
+    Chat,
+    Completions,
+}
+
+fn seconds(name: &str, v: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("--{name} must be a number of seconds > 0, got {v}"))
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let duration = args.duration.map(|d| seconds("duration", d)).transpose()?;
+    let requests = match (args.requests, duration) {
+        (None, None) => Some(100),
+        (n, _) => n,
+    };
+    let load = match args.rate {
+        Some(rate) => Load::Open { rate },
+        None => Load::Closed {
+            concurrency: args.concurrency.unwrap_or(8),
+        },
+    };
+    let cfg = BenchConfig {
+        url: args.url,
+        api_key: args.api_key.filter(|k| !k.trim().is_empty()),
+        model: args.model,
+        endpoint: match args.endpoint {
+            Api::Chat => Endpoint::Chat,
+            Api::Completions => Endpoint::Completions,
+        },
+        load,
+        requests,
+        duration,
+        prompt: args.prompt,
+        max_tokens: args.max_tokens,
+        stream: !args.no_stream,
+        ignore_eos: args.ignore_eos,
+        timeout: seconds("timeout", args.timeout)?,
+    };
+    cfg.validate()?;
+
+    // Drawn on stderr, and only when it is a terminal (indicatif hides it otherwise).
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        match requests {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::new_spinner(),
+        }
+    };
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let progress_bar = bar.clone();
+    let progress: switchyard_loadgen::Progress = Arc::new(move |c| {
+        progress_bar.set_position(c.sent);
+        if c.failed > 0 {
+            progress_bar.set_message(format!("({} failed)", c.failed));
+        }
+    });
+    let report = switchyard_loadgen::run(&cfg, Some(progress))
+        .await
+        .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    if let Some(path) = &args.output {
+        std::fs::write(path, format!("{json}\n"))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", render(&report));
+    }
+    // A run in which nothing worked is a failed run, whatever the report says, so that
+    // scripts and CI notice.
+    if report.requests.ok == 0 {
+        let why = errors(&report).map(|e| format!(" ({e})"));
+        return Err(format!("no request succeeded{}", why.unwrap_or_default()));
+    }
+    Ok(())
+}
+
+fn errors(r: &BenchReport) -> Option<String> {
+    (!r.requests.errors.is_empty()).then(|| {
+        r.requests
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+fn latency_row(name: &str, s: &LatencySummary) -> Vec<String> {
+    if s.count == 0 {
+        return vec![name.into(), "0".into()];
+    }
+    vec![
+        name.into(),
+        s.count.to_string(),
+        ms(s.mean),
+        ms(s.p50),
+        ms(s.p90),
+        ms(s.p95),
+        ms(s.p99),
+        ms(s.max),
+    ]
+}
+
+/// The human-readable report.
+pub fn render(r: &BenchReport) -> String {
+    let load = match (r.load.concurrency, r.load.rate) {
+        (Some(c), _) => format!("closed loop, concurrency {c}"),
+        (_, Some(rate)) => format!("open loop, {rate} requests/s"),
+        _ => r.load.mode.clone(),
+    };
+    let mut out = format!(
+        "{} {} to {} ({}, {}, max_tokens {})\n",
+        r.requests.sent,
+        if r.requests.sent == 1 {
+            "request"
+        } else {
+            "requests"
+        },
+        r.target.url,
+        r.target.model,
+        if r.target.stream {
+            "streamed"
+        } else {
+            "not streamed"
+        },
+        r.load.max_tokens,
+    );
+    if r.target.simulated {
+        out.push_str("note        the responses came from a SIMULATED worker (x-switchyard-sim)\n");
+    }
+    out.push_str(&format!("load        {load}, {:.2} s\n", r.elapsed_s));
+    out.push_str(&format!(
+        "requests    {} ok, {} failed{}\n",
+        r.requests.ok,
+        r.requests.failed,
+        errors(r).map(|e| format!(" ({e})")).unwrap_or_default()
+    ));
+    let counted = if r.tokens.counted > 0 {
+        format!(", {} without usage counted one per event", r.tokens.counted)
+    } else {
+        String::new()
+    };
+    out.push_str(&format!(
+        "tokens      {} prompt, {} completion ({} responses with usage{counted})\n",
+        thousands(r.tokens.prompt),
+        thousands(r.tokens.completion),
+        r.tokens.with_usage,
+    ));
+    out.push_str(&format!(
+        "throughput  {:.1} requests/s, {:.1} output tokens/s, {:.1} total tokens/s\n\n",
+        r.throughput.requests_per_s,
+        r.throughput.output_tokens_per_s,
+        r.throughput.total_tokens_per_s,
+    ));
+    out.push_str(&table(
+        &[
+            "LATENCY (ms)",
+            "COUNT",
+            "MEAN",
+            "P50",
+            "P90",
+            "P95",
+            "P99",
+            "MAX",
+        ],
+        &[
+            latency_row("TTFT", &r.latency_ms.ttft),
+            latency_row("inter-token", &r.latency_ms.itl),
+            latency_row("TTLT", &r.latency_ms.ttlt),
+        ],
+    ));
+    out
+}

@@ -1,0 +1,521 @@
+//! A worker's place in rotation, and how it moves: the circuit breaker of one worker.
+//!
+//! ```text
+//!  Starting ──health pass──▶ Ready ◀──probation passed── Probation
+//!                             │  ▲                          ▲   │
+//!          health fails ──────┘  └── health pass            │   │ one failure
+//!                ▼                      │                   │   ▼
+//!            Unhealthy ─────────────────┘     ejection over + health pass
+//!                                                           │
+//!  Ready ──failures in a row / TTFT outlier──▶ Ejected ─────┘
+//! ```
+//!
+//! Ejection lasts `base × 2^(n-1)` (capped) for the n-th ejection in a row, so a worker that
+//! keeps failing is tried less and less often. After it, the worker is on probation: it gets one
+//! request at a time, and `probation_successes` successes put it back in full rotation while a
+//! single failure ejects it again for longer. Probation always ends one way or the other within
+//! a few requests, so the breaker cannot stick half-open. Draining is separate from health: a
+//! draining worker finishes what it has and gets nothing new, whatever its health.
+//!
+//! Everything a request reads is atomic; the mutex holds only the human-readable reason, and is
+//! taken on transitions and admin reads, never to route.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Declared or registered, not yet seen healthy.
+    Starting,
+    Ready,
+    /// Failing active health checks.
+    Unhealthy,
+    /// Taken out by live traffic (failures in a row, TTFT far above the pool's).
+    Ejected,
+    /// Back after an ejection, one request at a time until it proves itself.
+    Probation,
+    /// Finishing its requests, getting no new ones.
+    Draining,
+}
+
+impl WorkerState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Ready,
+            2 => Self::Unhealthy,
+            3 => Self::Ejected,
+            4 => Self::Probation,
+            _ => Self::Starting,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            Self::Starting | Self::Draining => 0,
+            Self::Ready => 1,
+            Self::Unhealthy => 2,
+            Self::Ejected => 3,
+            Self::Probation => 4,
+        }
+    }
+}
+
+/// Passive outlier detection: when live traffic takes a worker out, and how it comes back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierConfig {
+    /// First ejection's length; doubles with each ejection in a row.
+    pub base_ejection_ms: u64,
+    pub max_ejection_ms: u64,
+    /// Successes on probation before full rotation.
+    pub probation_successes: u32,
+    /// A worker whose TTFT EWMA exceeds the pool's median by this factor *and* by
+    /// `ttft_min_excess_ms` is ejected as an outlier.
+    pub ttft_factor: f64,
+    pub ttft_min_excess_ms: u64,
+    /// TTFT samples a worker needs before it can be judged an outlier.
+    pub ttft_min_samples: u32,
+    /// Outlier detection never takes out more than this share of a model's workers: when the
+    /// whole pool is slow, the pool is the problem, and ejecting would turn slow into down.
+    pub max_ejected_percent: u32,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        Self {
+            base_ejection_ms: 10_000,
+            max_ejection_ms: 300_000,
+            probation_successes: 3,
+            ttft_factor: 3.0,
+            ttft_min_excess_ms: 500,
+            ttft_min_samples: 5,
+            max_ejected_percent: 50,
+        }
+    }
+}
+
+impl OutlierConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.base_ejection_ms == 0 || self.max_ejection_ms < self.base_ejection_ms {
+            return Err(
+                "outlier.base_ejection_ms must be positive and at most outlier.max_ejection_ms"
+                    .into(),
+            );
+        }
+        if self.probation_successes == 0 {
+            return Err("outlier.probation_successes must be at least 1".into());
+        }
+        if !(self.ttft_factor.is_finite() && self.ttft_factor >= 1.0) {
+            return Err("outlier.ttft_factor must be a number of at least 1".into());
+        }
+        if self.max_ejected_percent > 100 {
+            return Err("outlier.max_ejected_percent must be between 0 and 100".into());
+        }
+        Ok(())
+    }
+
+    fn ejection_length(&self, nth: u32) -> Duration {
+        let factor = 1u64 << nth.saturating_sub(1).min(20);
+        Duration::from_millis(
+            self.base_ejection_ms
+                .saturating_mul(factor)
+                .min(self.max_ejection_ms),
+        )
+    }
+}
+
+/// Milliseconds on a monotonic clock local to this process (for deadlines kept in atomics).
+pub(crate) fn mono_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(crate) fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Default)]
+struct Note {
+    reason: String,
+    since_unix_ms: i64,
+}
+
+/// One worker's breaker and the live figures routing reads.
+#[derive(Debug)]
+pub(crate) struct Health {
+    policy: OutlierConfig,
+    state: AtomicU8,
+    draining: AtomicBool,
+    /// Ejections in a row without a clean probation in between.
+    ejections: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    probation_passes: AtomicU32,
+    consecutive_failures: AtomicU32,
+    /// TTFT EWMA in microseconds; 0 = no sample yet.
+    ttft_ewma_us: AtomicU64,
+    ttft_samples: AtomicU32,
+    /// When the last TTFT sample came (monotonic ms).
+    ttft_at_ms: AtomicU64,
+    note: Mutex<Note>,
+}
+
+/// A TTFT EWMA older than this is forgotten. Routing prefers the fastest worker, so a worker
+/// measured slow once (a cold start, a noisy neighbour) would otherwise never be sent a request
+/// again to show it has recovered; forgotten, it counts as unmeasured and gets measured anew.
+const TTFT_STALE_MS: u64 = 10_000;
+
+/// What the admin API shows of a worker's breaker.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthView {
+    pub state: WorkerState,
+    pub reason: String,
+    pub since_unix_ms: i64,
+    pub ejections: u32,
+    /// How long an ejection has left, if ejected.
+    pub ejected_for_ms: Option<u64>,
+    pub consecutive_failures: u32,
+    pub ttft_ewma_ms: Option<f64>,
+    pub ttft_samples: u32,
+}
+
+impl Health {
+    pub(crate) fn new(policy: OutlierConfig) -> Self {
+        Self {
+            policy,
+            state: AtomicU8::new(WorkerState::Starting.as_u8()),
+            draining: AtomicBool::new(false),
+            ejections: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            probation_passes: AtomicU32::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ttft_ewma_us: AtomicU64::new(0),
+            ttft_samples: AtomicU32::new(0),
+            ttft_at_ms: AtomicU64::new(0),
+            note: Mutex::new(Note {
+                reason: "waiting for the first health check".into(),
+                since_unix_ms: unix_ms(),
+            }),
+        }
+    }
+
+    pub(crate) fn raw_state(&self) -> WorkerState {
+        WorkerState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn state(&self) -> WorkerState {
+        if self.draining.load(Ordering::Relaxed) {
+            WorkerState::Draining
+        } else {
+            self.raw_state()
+        }
+    }
+
+    /// Whether routing may send it a request, given what it already has.
+    pub(crate) fn routable(&self, outstanding: u32) -> bool {
+        if self.draining.load(Ordering::Relaxed) {
+            return false;
+        }
+        match self.raw_state() {
+            WorkerState::Ready => true,
+            WorkerState::Probation => outstanding == 0,
+            _ => false,
+        }
+    }
+
+    /// Moves `from` → `to` if the state is still `from`; logs and notes why.
+    fn transition(&self, name: &str, from: WorkerState, to: WorkerState, reason: &str) -> bool {
+        let moved = self
+            .state
+            .compare_exchange(
+                from.as_u8(),
+                to.as_u8(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if moved {
+            self.set_note(reason);
+            match to {
+                WorkerState::Ready => {
+                    tracing::info!(worker = name, from = ?from, reason, "worker in rotation")
+                }
+                _ => {
+                    tracing::warn!(worker = name, from = ?from, to = ?to, reason, "worker state changed")
+                }
+            }
+        }
+        moved
+    }
+
+    fn set_note(&self, reason: &str) {
+        if let Ok(mut note) = self.note.lock() {
+            note.reason = reason.to_string();
+            note.since_unix_ms = unix_ms();
+        }
+    }
+
+    /// An active health check passed (`healthy_after` in a row).
+    pub(crate) fn health_passed(&self, name: &str) {
+        match self.raw_state() {
+            s @ (WorkerState::Starting | WorkerState::Unhealthy) => {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+                self.transition(name, s, WorkerState::Ready, "health check passed");
+            }
+            WorkerState::Ejected if mono_ms() >= self.ejected_until_ms.load(Ordering::Relaxed) => {
+                self.probation_passes.store(0, Ordering::Relaxed);
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+                self.transition(
+                    name,
+                    WorkerState::Ejected,
+                    WorkerState::Probation,
+                    "ejection over and health check passed: one request at a time",
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Active health checks failed (`unhealthy_after` in a row). An ejected worker stays
+    /// ejected: its backoff is the longer verdict.
+    pub(crate) fn health_failed(&self, name: &str, why: &str) {
+        for s in [
+            WorkerState::Starting,
+            WorkerState::Ready,
+            WorkerState::Probation,
+        ] {
+            if self.transition(name, s, WorkerState::Unhealthy, why) {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn record_success(&self, name: &str) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        if self.raw_state() == WorkerState::Probation {
+            let passes = self.probation_passes.fetch_add(1, Ordering::Relaxed) + 1;
+            if passes >= self.policy.probation_successes
+                && self.transition(
+                    name,
+                    WorkerState::Probation,
+                    WorkerState::Ready,
+                    "probation passed",
+                )
+            {
+                // A clean return: the next ejection starts the backoff from the beginning.
+                self.ejections.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Live traffic saw the worker fail (never a client's 4xx). On probation one failure
+    /// ejects; in rotation, `threshold` in a row do.
+    pub(crate) fn record_failure(&self, name: &str, threshold: u32, why: &str) {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        match self.raw_state() {
+            WorkerState::Probation => {
+                self.eject(
+                    name,
+                    WorkerState::Probation,
+                    &format!("failed on probation: {why}"),
+                );
+            }
+            WorkerState::Ready if failures >= threshold => {
+                self.eject(
+                    name,
+                    WorkerState::Ready,
+                    &format!("{failures} failures in a row, last: {why}"),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Ejects from `from` (a no-op if another thread moved it first). Returns whether it did.
+    pub(crate) fn eject(&self, name: &str, from: WorkerState, why: &str) -> bool {
+        let nth = self.ejections.load(Ordering::Relaxed) + 1;
+        let length = self.policy.ejection_length(nth);
+        // Set the deadline before the state, so that no reader sees Ejected with an old one.
+        self.ejected_until_ms.store(
+            mono_ms().saturating_add(u64::try_from(length.as_millis()).unwrap_or(u64::MAX)),
+            Ordering::Relaxed,
+        );
+        let reason = format!("ejected for {} s: {why}", length.as_secs_f64());
+        if self.transition(name, from, WorkerState::Ejected, &reason) {
+            self.ejections.store(nth, Ordering::Relaxed);
+            self.probation_passes.store(0, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn record_ttft(&self, ttft: Duration) {
+        // EWMA with weight 1/5 for the new sample: a slow worker shows within a few requests,
+        // one slow request does not condemn a fast one.
+        let sample = u64::try_from(ttft.as_micros()).unwrap_or(u64::MAX).max(1);
+        let old = self.ttft_ewma_us().unwrap_or(0);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old.saturating_mul(4).saturating_add(sample)) / 5
+        };
+        if old == 0 {
+            self.ttft_samples.store(0, Ordering::Relaxed);
+        }
+        self.ttft_ewma_us.store(new, Ordering::Relaxed);
+        self.ttft_samples.fetch_add(1, Ordering::Relaxed);
+        self.ttft_at_ms.store(mono_ms(), Ordering::Relaxed);
+    }
+
+    /// TTFT EWMA in µs; `None` before the first sample and once it is stale.
+    pub(crate) fn ttft_ewma_us(&self) -> Option<u64> {
+        let v = self.ttft_ewma_us.load(Ordering::Relaxed);
+        let fresh =
+            mono_ms().saturating_sub(self.ttft_at_ms.load(Ordering::Relaxed)) < TTFT_STALE_MS;
+        (v > 0 && fresh).then_some(v)
+    }
+
+    /// Samples in the current (not stale) EWMA.
+    pub(crate) fn ttft_samples(&self) -> u32 {
+        if self.ttft_ewma_us().is_some() {
+            self.ttft_samples.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    pub(crate) fn set_draining(&self, name: &str, draining: bool, why: &str) -> bool {
+        let was = self.draining.swap(draining, Ordering::AcqRel);
+        if was != draining {
+            self.set_note(why);
+            tracing::warn!(
+                worker = name,
+                draining,
+                reason = why,
+                "worker drain changed"
+            );
+        }
+        was != draining
+    }
+
+    pub(crate) fn view(&self) -> HealthView {
+        let note = self.note.lock().map(|n| n.clone()).unwrap_or_default();
+        let state = self.state();
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        HealthView {
+            state,
+            reason: note.reason,
+            since_unix_ms: note.since_unix_ms,
+            ejections: self.ejections.load(Ordering::Relaxed),
+            ejected_for_ms: (state == WorkerState::Ejected)
+                .then(|| until.saturating_sub(mono_ms())),
+            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
+            ttft_ewma_ms: self.ttft_ewma_us().map(|us| us as f64 / 1000.0),
+            ttft_samples: self.ttft_samples(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn policy(base_ms: u64) -> OutlierConfig {
+        OutlierConfig {
+            base_ejection_ms: base_ms,
+            max_ejection_ms: base_ms * 4,
+            probation_successes: 2,
+            ..OutlierConfig::default()
+        }
+    }
+
+    #[test]
+    fn ejection_lengths_double_and_cap() {
+        let p = policy(100);
+        let ms: Vec<u128> = (1..=5).map(|n| p.ejection_length(n).as_millis()).collect();
+        assert_eq!(ms, vec![100, 200, 400, 400, 400]);
+    }
+
+    #[test]
+    fn failures_eject_and_probation_readmits_one_request_at_a_time() {
+        let h = Health::new(policy(30));
+        assert!(!h.routable(0), "starting workers get no traffic");
+        h.health_passed("w");
+        assert!(h.routable(5));
+        h.record_failure("w", 2, "500");
+        assert_eq!(h.state(), WorkerState::Ready);
+        h.record_failure("w", 2, "500");
+        assert_eq!(h.state(), WorkerState::Ejected);
+        h.health_passed("w");
+        assert_eq!(
+            h.state(),
+            WorkerState::Ejected,
+            "not before the ejection is over"
+        );
+        std::thread::sleep(Duration::from_millis(40));
+        h.health_passed("w");
+        assert_eq!(h.state(), WorkerState::Probation);
+        assert!(h.routable(0) && !h.routable(1), "one request at a time");
+        h.record_success("w");
+        assert_eq!(h.state(), WorkerState::Probation);
+        h.record_success("w");
+        assert_eq!(h.state(), WorkerState::Ready);
+        assert_eq!(h.view().ejections, 0, "a clean return resets the backoff");
+    }
+
+    #[test]
+    fn a_failure_on_probation_ejects_for_longer() {
+        let h = Health::new(policy(30));
+        h.health_passed("w");
+        h.record_failure("w", 1, "timeout");
+        std::thread::sleep(Duration::from_millis(40));
+        h.health_passed("w");
+        assert_eq!(h.state(), WorkerState::Probation);
+        h.record_failure("w", 1, "timeout");
+        let v = h.view();
+        assert_eq!(v.state, WorkerState::Ejected);
+        assert_eq!(v.ejections, 2);
+        assert!(v.ejected_for_ms.unwrap() > 30, "second ejection is 60 ms");
+        assert!(v.reason.contains("failed on probation"), "{}", v.reason);
+    }
+
+    #[test]
+    fn draining_overrides_health_and_health_checks_do_not_undo_it() {
+        let h = Health::new(policy(30));
+        h.health_passed("w");
+        assert!(h.set_draining("w", true, "provider drained by admin"));
+        assert_eq!(h.state(), WorkerState::Draining);
+        h.health_passed("w");
+        assert!(!h.routable(0));
+        h.set_draining("w", false, "undrained");
+        assert!(h.routable(0));
+    }
+
+    #[test]
+    fn health_failure_leaves_an_ejection_alone() {
+        let h = Health::new(policy(30));
+        h.health_passed("w");
+        h.record_failure("w", 1, "stall");
+        h.health_failed("w", "probe refused");
+        assert_eq!(h.state(), WorkerState::Ejected);
+    }
+
+    #[test]
+    fn ttft_ewma_follows_samples() {
+        let h = Health::new(policy(30));
+        assert_eq!(h.ttft_ewma_us(), None);
+        h.record_ttft(Duration::from_millis(100));
+        assert_eq!(h.ttft_ewma_us(), Some(100_000));
+        h.record_ttft(Duration::from_millis(600));
+        assert_eq!(h.ttft_ewma_us(), Some(200_000)); // (4 × 100 + 600) / 5
+    }
+}

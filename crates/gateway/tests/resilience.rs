@@ -1,0 +1,247 @@
+//! What keeps the SLA on unreliable workers: TTFT hedging (billed once), retries that prefer
+//! another provider, the retry budget, TTFT outlier ejection, and the naive baseline's lack of
+//! all of these (so that `bench/chaos` compares against something real).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+use switchyard_fleet::WorkerState;
+use switchyard_gateway::config::RoutingPolicy;
+use switchyard_metering::store::sqlite::SqliteStore;
+use switchyard_metering::store::UsageQuery;
+use switchyard_metering::Store;
+use switchyard_sim::FaultConfig;
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+fn failing_500() -> FaultConfig {
+    FaultConfig {
+        error_500: 1.0,
+        ..FaultConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_first_token_is_hedged_and_the_request_billed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    // "slow" takes 3 s to its first token; "fast" 2 ms. Every request that lands on "slow"
+    // first must be hedged to "fast" after 300 ms.
+    let mut c = config(vec![
+        sim("slow", |s| s.prefill_base_ms = 3_000.0),
+        sim("fast", |_| {}),
+    ]);
+    c.state.path = db.clone();
+    c.tiers.get_mut("pro").unwrap().hedge_after_ms = 300;
+    let gw = start(c).await;
+
+    let n = 6;
+    for _ in 0..n {
+        let began = Instant::now();
+        let resp = post(
+            &gw,
+            "/v1/chat/completions",
+            &chat("sim-small", json!({"stream": true, "max_tokens": 8})),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        let (events, err) = read_events(resp, DEADLINE).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(events.last().unwrap().data, "[DONE]");
+        let first = events.first().unwrap().at.duration_since(began);
+        assert!(
+            first < Duration::from_millis(2_000),
+            "first event after {first:?}: the hedge answered, not the 3 s worker"
+        );
+    }
+    let slow = gw.sims[0].stats();
+    let fast = gw.sims[1].stats();
+    assert!(
+        slow.requests >= 1,
+        "the slow worker was tried first at least once"
+    );
+    assert_eq!(fast.completed, n, "every answer came from the fast worker");
+    assert!(
+        eventually(Duration::from_secs(5), || gw.sims[0].stats().in_flight == 0).await,
+        "the losing attempts were cancelled, not left generating"
+    );
+    gw.shutdown().await;
+
+    // Billed once: one ledger row per client request, each naming the worker that answered.
+    let store = SqliteStore::open(&db).await.unwrap();
+    let rows = store.usage_records(&UsageQuery::default()).await.unwrap();
+    assert_eq!(rows.len() as u64, n, "one row per request, hedged or not");
+    assert!(rows.iter().all(|r| r.worker == "fast"), "{rows:?}");
+    let billed: u64 = rows.iter().map(|r| r.completion_tokens).sum();
+    assert_eq!(billed, 8 * n, "the hedge loser's tokens are not billed");
+}
+
+#[tokio::test]
+async fn unstreamed_requests_are_not_hedged() {
+    let mut c = config(vec![
+        sim("slow", |s| s.prefill_base_ms = 800.0),
+        sim("fast", |s| s.prefill_base_ms = 800.0),
+    ]);
+    c.tiers.get_mut("pro").unwrap().hedge_after_ms = 100;
+    let gw = start(c).await;
+    for _ in 0..2 {
+        let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({}))).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let total = gw.sims[0].stats().requests + gw.sims[1].stats().requests;
+    assert_eq!(
+        total, 2,
+        "an unstreamed answer arrives whole: waiting is not a symptom"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn retries_go_to_another_provider_first() {
+    // Two failing workers of provider "a" and one good worker of provider "b"; two attempts
+    // per request. A retry that stayed on provider "a" would fail the request.
+    let mut bad1 = sim("a1", |s| s.faults = failing_500());
+    bad1.provider = "a".into();
+    let mut bad2 = sim("a2", |s| s.faults = failing_500());
+    bad2.provider = "a".into();
+    let mut good = sim("b1", |_| {});
+    good.provider = "b".into();
+    let mut c = config(vec![bad1, bad2, good]);
+    c.upstream.max_attempts = 2;
+    c.upstream.eject_after_failures = 1_000; // keep the bad ones in rotation for the test
+    c.upstream.retry_budget_min_per_sec = 1_000;
+    let gw = start(c).await;
+    for _ in 0..12 {
+        let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({}))).await;
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(gw.sims[2].stats().completed, 12);
+    assert!(
+        gw.sims[0].stats().requests + gw.sims[1].stats().requests > 0,
+        "provider a was tried first for some requests"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_retry_budget_stops_retries_from_multiplying_an_outage() {
+    // Every worker fails. Without a budget each request would cost three upstream calls.
+    let mut c = config(vec![
+        sim("a", |s| s.faults = failing_500()),
+        sim("b", |s| s.faults = failing_500()),
+        sim("c", |s| s.faults = failing_500()),
+    ]);
+    c.upstream.max_attempts = 3;
+    c.upstream.eject_after_failures = 1_000;
+    c.upstream.retry_budget_ratio = 0.1;
+    c.upstream.retry_budget_min_per_sec = 0;
+    let gw = start(c).await;
+    let n = 40u64;
+    for _ in 0..n {
+        let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({}))).await;
+        assert_eq!(resp.status(), 502);
+    }
+    let upstream_calls: u64 = gw.sims.iter().map(|s| s.stats().requests).sum();
+    // One call per request, plus the starting balance of one retry, plus 10% of 40.
+    assert!(
+        upstream_calls <= n + 1 + n / 10,
+        "{upstream_calls} upstream calls for {n} requests"
+    );
+    assert!(upstream_calls > n, "the budget still allows some retries");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_worker_far_slower_than_its_pool_is_ejected_as_an_outlier() {
+    let mut c = config(vec![
+        sim("w1", |_| {}),
+        sim("w2", |_| {}),
+        sim("laggard", |s| s.prefill_base_ms = 400.0),
+    ]);
+    // Routing stops choosing the laggard as soon as it is measured slow, so here one sample
+    // must be enough to judge (the default, 5, matters under load).
+    c.outlier.ttft_min_samples = 1;
+    c.outlier.ttft_min_excess_ms = 100;
+    c.outlier.base_ejection_ms = 60_000;
+    let gw = start(c).await;
+    let laggard = gw.state.fleet.worker("laggard").unwrap();
+    for _ in 0..40 {
+        let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({}))).await;
+        assert_eq!(resp.status(), 200);
+        if laggard.state() == WorkerState::Ejected {
+            break;
+        }
+    }
+    assert_eq!(laggard.state(), WorkerState::Ejected);
+    let reason = laggard.health_view().reason;
+    assert!(reason.contains("TTFT outlier"), "{reason}");
+    let after = gw.sims[2].stats().requests;
+    for _ in 0..10 {
+        post(&gw, "/v1/chat/completions", &chat("sim-small", json!({}))).await;
+    }
+    assert_eq!(
+        gw.sims[2].stats().requests,
+        after,
+        "no traffic while ejected"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn outlier_ejection_never_takes_out_most_of_a_pool() {
+    // Two slow workers and one fast: ejecting both slow ones would leave a third of the pool.
+    let mut c = config(vec![
+        sim("fast", |_| {}),
+        sim("slow1", |s| s.prefill_base_ms = 300.0),
+        sim("slow2", |s| s.prefill_base_ms = 300.0),
+    ]);
+    c.outlier.ttft_min_samples = 1;
+    c.outlier.ttft_min_excess_ms = 100;
+    c.outlier.ttft_factor = 2.0;
+    c.outlier.base_ejection_ms = 60_000;
+    c.outlier.max_ejected_percent = 50;
+    let gw = start(c).await;
+    for _ in 0..40 {
+        post(&gw, "/v1/chat/completions", &chat("sim-small", json!({}))).await;
+    }
+    let ejected = gw
+        .state
+        .fleet
+        .workers()
+        .iter()
+        .filter(|w| w.state() == WorkerState::Ejected)
+        .count();
+    assert_eq!(
+        ejected, 1,
+        "the first slow worker goes, the second would be two thirds"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_round_robin_baseline_neither_retries_nor_ejects() {
+    let mut c = config(vec![
+        sim("bad", |s| s.faults = failing_500()),
+        sim("good", |_| {}),
+    ]);
+    c.routing.policy = RoutingPolicy::RoundRobin;
+    c.upstream.eject_after_failures = 1;
+    let gw = start(c).await;
+    let mut failed = 0;
+    for _ in 0..10 {
+        let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({}))).await;
+        if resp.status() != 200 {
+            failed += 1;
+        }
+    }
+    assert_eq!(
+        failed, 5,
+        "every other request fails: no retry, no ejection"
+    );
+    assert!(gw.state.fleet.worker("bad").unwrap().is_healthy());
+    gw.shutdown().await;
+}

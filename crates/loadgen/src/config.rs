@@ -1,0 +1,211 @@
+//! What to send, where, and how hard.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`
+    Chat,
+    /// `POST /v1/completions`
+    Completions,
+}
+
+impl Endpoint {
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Completions => "completions",
+        }
+    }
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/v1/chat/completions",
+            Endpoint::Completions => "/v1/completions",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// This many requests in flight at all times.
+    Closed { concurrency: u32 },
+    /// This many requests started per second, on schedule.
+    Open { rate: f64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The server's base URL (`http://host:8080`, with or without `/v1`) or the full
+    /// endpoint URL.
+    pub url: String,
+    /// Sent as `Authorization: Bearer`.
+    pub api_key: Option<String>,
+    pub model: String,
+    pub endpoint: Endpoint,
+    pub load: Load,
+    /// Stop after this many requests (at least one of `requests` and `duration`).
+    pub requests: Option<u64>,
+    /// Stop starting requests after this long.
+    pub duration: Option<Duration>,
+    pub prompt: String,
+    pub max_tokens: u32,
+    pub stream: bool,
+    /// Ask the server to ignore end-of-sequence tokens (vLLM/SGLang `ignore_eos`), so every
+    /// reply is `max_tokens` long.
+    pub ignore_eos: bool,
+    /// A request not finished within this long is an error (`timeout`).
+    pub timeout: Duration,
+}
+
+impl BenchConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.requests.is_none() && self.duration.is_none() {
+            return Err("give a number of requests or a duration".into());
+        }
+        if self.requests == Some(0) {
+            return Err("the number of requests must be at least 1".into());
+        }
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            return Err("the duration must be longer than 0".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("the timeout must be longer than 0".into());
+        }
+        match self.load {
+            Load::Closed { concurrency: 0 } => {
+                return Err("concurrency must be at least 1".into());
+            }
+            Load::Open { rate } if !(rate.is_finite() && rate > 0.0) => {
+                return Err(format!(
+                    "rate must be a number of requests/s > 0, got {rate}"
+                ));
+            }
+            _ => {}
+        }
+        if self.model.trim().is_empty() {
+            return Err("model must not be empty".into());
+        }
+        if self.max_tokens == 0 {
+            return Err("max_tokens must be at least 1".into());
+        }
+        endpoint_url(&self.url, self.endpoint).map(|_| ())
+    }
+
+    /// The request body.
+    pub fn body(&self) -> Value {
+        let mut body = match self.endpoint {
+            Endpoint::Chat => json!({
+                "model": self.model,
+                "messages": [{"role": "user", "content": self.prompt}],
+                "max_tokens": self.max_tokens,
+                "stream": self.stream,
+            }),
+            Endpoint::Completions => json!({
+                "model": self.model,
+                "prompt": self.prompt,
+                "max_tokens": self.max_tokens,
+                "stream": self.stream,
+            }),
+        };
+        if self.stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        if self.ignore_eos {
+            body["ignore_eos"] = json!(true);
+        }
+        body
+    }
+}
+
+/// The endpoint's full URL: a URL that already ends with the endpoint's path is used as is;
+/// otherwise the path is appended (without doubling a trailing `/v1`).
+pub fn endpoint_url(base: &str, endpoint: Endpoint) -> Result<reqwest::Url, String> {
+    let trimmed = base.trim().trim_end_matches('/');
+    let full = if trimmed.ends_with("/v1/chat/completions") || trimmed.ends_with("/v1/completions")
+    {
+        trimmed.to_string()
+    } else if let Some(root) = trimmed.strip_suffix("/v1") {
+        format!("{root}{}", endpoint.path())
+    } else {
+        format!("{trimmed}{}", endpoint.path())
+    };
+    let url = reqwest::Url::parse(&full).map_err(|e| format!("'{base}' is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("'{base}' is not an http(s) URL"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = |s| endpoint_url(s, Endpoint::Chat).unwrap().to_string();
+        assert_eq!(u("http://h:1"), "http://h:1/v1/chat/completions");
+        assert_eq!(u("http://h:1/v1/"), "http://h:1/v1/chat/completions");
+        assert_eq!(
+            u("http://h:1/v1/chat/completions"),
+            "http://h:1/v1/chat/completions"
+        );
+        assert_eq!(
+            endpoint_url("https://api.example/v1", Endpoint::Completions)
+                .unwrap()
+                .as_str(),
+            "https://api.example/v1/completions"
+        );
+        assert!(endpoint_url("localhost:8080", Endpoint::Chat).is_err());
+        assert!(endpoint_url("not a url", Endpoint::Chat).is_err());
+    }
+
+    #[test]
+    fn bodies_ask_for_usage_when_streaming() {
+        let cfg = BenchConfig {
+            url: "http://h".into(),
+            api_key: None,
+            model: "m".into(),
+            endpoint: Endpoint::Chat,
+            load: Load::Closed { concurrency: 1 },
+            requests: Some(1),
+            duration: None,
+            prompt: "hi".into(),
+            max_tokens: 8,
+            stream: true,
+            ignore_eos: false,
+            timeout: Duration::from_secs(1),
+        };
+        let b = cfg.body();
+        assert_eq!(b["stream_options"]["include_usage"], true);
+        assert_eq!(b["messages"][0]["content"], "hi");
+        assert!(b.get("ignore_eos").is_none());
+        assert!(cfg.validate().is_ok());
+        let bad = BenchConfig {
+            load: Load::Open { rate: 0.0 },
+            ..cfg.clone()
+        };
+        assert!(bad.validate().is_err());
+        let bad = BenchConfig {
+            requests: None,
+            ..cfg.clone()
+        };
+        assert!(bad.validate().is_err());
+        let bad = BenchConfig {
+            timeout: Duration::ZERO,
+            ..cfg.clone()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err(),
+            "the timeout must be longer than 0"
+        );
+        let c = BenchConfig {
+            endpoint: Endpoint::Completions,
+            stream: false,
+            ..cfg
+        };
+        assert_eq!(c.body()["prompt"], "hi");
+        assert!(c.body().get("stream_options").is_none());
+    }
+}

@@ -1,0 +1,39 @@
+//! # switchyard-loadgen: a load generator for OpenAI-compatible endpoints
+//!
+//! Sends chat or text completions to any OpenAI-compatible endpoint (the gateway, a single
+//! worker, someone else's API) and measures each request:
+//!
+//! - **TTFT**: from the request's start to the first event carrying generated text (a frame
+//!   with only the assistant role does not count);
+//! - **inter-token latency**: the gaps between successive text events;
+//! - **TTLT**: to the end of the response (after `data: [DONE]`);
+//! - **tokens**: from the response's `usage` (streams ask for it with `include_usage`); a
+//!   stream without usage counts one completion token per text event, and says so;
+//! - **errors**, by kind: `http_<status>`; `connect` (the server was not reached), `timeout`,
+//!   `transport` (no response); on a stream, `stream_cut` (the connection broke),
+//!   `stream_incomplete` (it ended without `data: [DONE]`), `stream_error` (an error event),
+//!   `bad_event` (not JSON), `not_a_stream` (a whole response instead); on a whole response,
+//!   `body_cut`, `bad_json`, `response_error` (an `error` object with status 200).
+//!
+//! Two ways to apply load: **closed loop** (`concurrency` requests in flight, each starting
+//! when another ends) and **open loop** (`rate` requests per second on a fixed schedule,
+//! whatever the server does). In open loop a request's latencies are measured from its
+//! scheduled start, so a server that falls behind is charged for the wait (no coordinated
+//! omission). Percentiles come from HDR histograms at microsecond resolution with 3
+//! significant digits. [`run`] returns a [`BenchReport`], which serializes to the JSON that
+//! `switchyard bench --json` prints and `switchyard plan` reads.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod config;
+mod report;
+mod request;
+mod run;
+
+pub use config::{endpoint_url, BenchConfig, Endpoint, Load};
+pub use report::{
+    BenchReport, Counts, Latencies, LatencySummary, LoadReport, TargetReport, Throughput, Tokens,
+    SCHEMA,
+};
+pub use request::Outcome;
+pub use run::{run, LoadgenError, Progress};
