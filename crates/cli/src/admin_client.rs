@@ -130,6 +130,13 @@ impl AdminClient {
             .map_err(|e| format!("the gateway's answer is not JSON: {e}"))
     }
 
+    pub async fn delete(&self, path: &str) -> Result<Value, String> {
+        let resp = self.send(reqwest::Method::DELETE, path, &[], None).await?;
+        resp.json()
+            .await
+            .map_err(|e| format!("the gateway's answer is not JSON: {e}"))
+    }
+
     pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, String> {
         let resp = self
             .send(reqwest::Method::PATCH, path, &[], Some(body))

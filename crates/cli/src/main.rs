@@ -6,10 +6,12 @@ mod bench;
 mod fleet;
 mod inputs;
 mod keys;
+mod maintenance;
 mod plan;
 mod providers;
 mod serve;
 mod sim;
+mod sla;
 mod tenants;
 mod usage;
 
@@ -49,6 +51,10 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Usage reports, ledger exports, invoices and margins (admin API of a running gateway).
     Usage(usage::UsageArgs),
+    /// The monthly SLA report: uptime, latency, budget and credits owed (admin API).
+    Sla(sla::SlaArgs),
+    /// Declare, list and delete maintenance windows the SLA report excludes (admin API).
+    Maintenance(maintenance::MaintenanceArgs),
     /// Keep a runtime beside this agent registered in a gateway's fleet; drain it on SIGTERM.
     Agent(agent::AgentArgs),
     /// The gateway's workers with their state; drain a worker, provider or region.
@@ -84,6 +90,8 @@ async fn main() -> ExitCode {
         Command::Tenants(args) => tenants::run(args).await,
         Command::Keys(args) => keys::run(args).await,
         Command::Usage(args) => usage::run(args).await,
+        Command::Sla(args) => sla::run(args).await,
+        Command::Maintenance(args) => maintenance::run(args).await,
         Command::Agent(args) => agent::run(args).await,
         Command::Fleet(args) => fleet::run(args).await,
         Command::Bench(args) => bench::run(args).await,

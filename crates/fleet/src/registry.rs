@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::signal::ReleaseSignal;
 use crate::state::{OutlierConfig, WorkerState};
 use crate::worker::{Worker, WorkerSource, WorkerSpec};
 
@@ -67,12 +68,13 @@ impl DrainTarget {
 /// Every worker, grouped by the model clients ask for.
 #[derive(Debug)]
 pub struct Fleet {
-    members: ArcSwap<Members>,
+    pub(crate) members: ArcSwap<Members>,
     /// Serializes membership changes (rare); never taken by a request.
     write: Mutex<()>,
     policy: OutlierConfig,
+    signal: Arc<ReleaseSignal>,
     /// Rotates the scan start so that equally loaded workers take turns.
-    cursor: AtomicUsize,
+    pub(crate) cursor: AtomicUsize,
 }
 
 impl Default for Fleet {
@@ -91,6 +93,7 @@ impl Fleet {
             members: ArcSwap::from_pointee(Members::default()),
             write: Mutex::new(()),
             policy,
+            signal: Arc::new(ReleaseSignal::default()),
             cursor: AtomicUsize::new(0),
         }
     }
@@ -111,8 +114,14 @@ impl Fleet {
             )));
         }
         let fleet = Self::empty(policy);
+        workers.iter().for_each(|w| w.adopt(&fleet.signal));
         fleet.members.store(Arc::new(Members::build(workers)));
         Ok(fleet)
+    }
+
+    /// Signalled when a worker slot comes free while requests queue for one.
+    pub fn release_signal(&self) -> &ReleaseSignal {
+        &self.signal
     }
 
     /// The current membership.
@@ -171,6 +180,7 @@ impl Fleet {
             labels,
         ));
         worker.renew_lease(lease);
+        worker.adopt(&self.signal);
         let mut workers: Vec<Arc<Worker>> = Vec::with_capacity(current.workers.len() + 1);
         for w in &current.workers {
             if w.spec.name == worker.spec.name {
@@ -244,46 +254,6 @@ impl Fleet {
             .filter(|w| target.matches(w))
             .filter(|w| w.set_draining(draining, why))
             .count()
-    }
-
-    /// The worker of `model` a new request should go to, skipping those in `tried` (workers
-    /// that already failed it) and preferring providers none of them belong to.
-    ///
-    /// Among the routable workers the choice minimises the expected wait, (outstanding + 1) ×
-    /// TTFT EWMA; a worker without a (fresh) TTFT sample, or on probation, counts as the
-    /// fastest known, so that it gets traffic to be measured by. Ties go round-robin.
-    pub fn pick(&self, model: &str, tried: &[Arc<Worker>]) -> Option<WorkerLease> {
-        let members = self.members.load();
-        let candidates = members.by_model.get(model)?;
-        let fastest = candidates
-            .iter()
-            .filter_map(|w| w.ttft_ewma_us())
-            .min()
-            .unwrap_or(1);
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        let mut best: Option<(bool, u128, &Arc<Worker>)> = None;
-        for i in 0..candidates.len() {
-            let w = &candidates[(start + i) % candidates.len()];
-            if !w.is_routable() || tried.iter().any(|t| Arc::ptr_eq(t, w)) {
-                continue;
-            }
-            let same_provider = tried.iter().any(|t| t.spec.provider == w.spec.provider);
-            // On probation a worker counts as the fastest too: it must get requests to prove
-            // itself (it takes only one at a time), or low traffic would keep it there.
-            let ewma = match w.state() {
-                WorkerState::Probation => fastest,
-                _ => w.ttft_ewma_us().unwrap_or(fastest),
-            };
-            let wait = u128::from(w.outstanding() + 1) * u128::from(ewma.max(1));
-            let better = match best {
-                None => true,
-                Some((b_same, b_wait, _)) => (same_provider, wait) < (b_same, b_wait),
-            };
-            if better {
-                best = Some((same_provider, wait, w));
-            }
-        }
-        best.map(|(_, _, w)| WorkerLease::new(w.clone()))
     }
 
     /// The next worker of `model` in turn that passes active health checks, ignoring load,
@@ -360,6 +330,8 @@ fn same_registration(w: &Worker, spec: &WorkerSpec, labels: &BTreeMap<String, St
         && a.max_concurrency == spec.max_concurrency
         && a.api_key == spec.api_key
         && a.prompt_format == spec.prompt_format
+        && a.tiers == spec.tiers
+        && a.pool == spec.pool
         && &w.labels == labels
 }
 
@@ -371,7 +343,7 @@ pub struct WorkerLease {
 }
 
 impl WorkerLease {
-    fn new(worker: Arc<Worker>) -> Self {
+    pub(crate) fn new(worker: Arc<Worker>) -> Self {
         worker.acquire();
         Self { worker }
     }
@@ -391,6 +363,14 @@ impl Drop for WorkerLease {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::pick::{Pick, Query};
+
+    fn lease(p: Pick) -> WorkerLease {
+        match p {
+            Pick::Worker(l) => l,
+            other => panic!("no worker: {other:?}"),
+        }
+    }
     use crate::runtime::{PromptFormat, RuntimeKind};
 
     fn spec(name: &str, model: &str) -> WorkerSpec {
@@ -407,6 +387,8 @@ mod tests {
             max_concurrency: 8,
             api_key: None,
             prompt_format: PromptFormat::default(),
+            tiers: Vec::new(),
+            pool: Default::default(),
         }
     }
 
@@ -419,13 +401,13 @@ mod tests {
     #[test]
     fn picks_the_least_loaded_healthy_worker() {
         let f = fleet(3);
-        let _a = f.pick("m", &[]).unwrap();
-        let _b = f.pick("m", &[]).unwrap();
-        let c = f.pick("m", &[]).unwrap();
+        let _a = lease(f.pick(&Query::new("m", "pro")));
+        let _b = lease(f.pick(&Query::new("m", "pro")));
+        let c = lease(f.pick(&Query::new("m", "pro")));
         // Three leases on three workers: each worker has exactly one.
         assert!(f.workers().iter().all(|w| w.outstanding() == 1));
         drop(c);
-        let d = f.pick("m", &[]).unwrap();
+        let d = lease(f.pick(&Query::new("m", "pro")));
         assert_eq!(
             d.worker().outstanding(),
             1,
@@ -438,17 +420,29 @@ mod tests {
         let f = fleet(2);
         f.workers()[0].set_healthy(false);
         for _ in 0..5 {
-            assert_eq!(f.pick("m", &[]).unwrap().worker().name(), "w1");
+            assert_eq!(lease(f.pick(&Query::new("m", "pro"))).worker().name(), "w1");
         }
         let tried = vec![f.workers()[1].clone()];
-        assert!(f.pick("m", &tried).is_none());
-        assert!(f.pick("other", &[]).is_none());
+        assert!(!matches!(
+            f.pick(&Query {
+                tried: &tried,
+                ..Query::new("m", "pro")
+            }),
+            Pick::Worker(_)
+        ));
+        assert!(matches!(
+            f.pick(&Query::new("other", "pro")),
+            Pick::Unavailable
+        ));
     }
 
     #[test]
     fn workers_start_unready_and_failures_eject() {
         let f = Fleet::new(vec![spec("w0", "m")]).unwrap();
-        assert!(f.pick("m", &[]).is_none(), "no health check yet");
+        assert!(
+            matches!(f.pick(&Query::new("m", "pro")), Pick::Unavailable),
+            "no health check yet"
+        );
         let w = &f.workers()[0];
         w.set_healthy(true);
         w.record_failure(2);

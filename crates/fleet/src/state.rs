@@ -165,6 +165,7 @@ pub(crate) struct Health {
     /// When the last TTFT sample came (monotonic ms).
     ttft_at_ms: AtomicU64,
     note: Mutex<Note>,
+    last_probe: Mutex<Option<ProbeView>>,
 }
 
 /// A TTFT EWMA older than this is forgotten. Routing prefers the fastest worker, so a worker
@@ -184,6 +185,18 @@ pub struct HealthView {
     pub consecutive_failures: u32,
     pub ttft_ewma_ms: Option<f64>,
     pub ttft_samples: u32,
+    /// The last synthetic probe (a known prompt sent by the gateway itself).
+    pub last_probe: Option<ProbeView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeView {
+    pub at_unix_ms: i64,
+    pub passed: bool,
+    pub ttft_ms: Option<f64>,
+    pub ttlt_ms: Option<f64>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
 }
 
 impl Health {
@@ -199,6 +212,7 @@ impl Health {
             ttft_ewma_us: AtomicU64::new(0),
             ttft_samples: AtomicU32::new(0),
             ttft_at_ms: AtomicU64::new(0),
+            last_probe: Mutex::new(None),
             note: Mutex::new(Note {
                 reason: "waiting for the first health check".into(),
                 since_unix_ms: unix_ms(),
@@ -392,6 +406,12 @@ impl Health {
         }
     }
 
+    pub(crate) fn set_probe(&self, probe: ProbeView) {
+        if let Ok(mut last) = self.last_probe.lock() {
+            *last = Some(probe);
+        }
+    }
+
     pub(crate) fn set_draining(&self, name: &str, draining: bool, why: &str) -> bool {
         let was = self.draining.swap(draining, Ordering::AcqRel);
         if was != draining {
@@ -420,6 +440,7 @@ impl Health {
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             ttft_ewma_ms: self.ttft_ewma_us().map(|us| us as f64 / 1000.0),
             ttft_samples: self.ttft_samples(),
+            last_probe: self.last_probe.lock().ok().and_then(|p| p.clone()),
         }
     }
 }

@@ -3,12 +3,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::{PromptFormat, RuntimeKind};
-use crate::state::{mono_ms, Health, HealthView, OutlierConfig, WorkerState};
+use crate::signal::ReleaseSignal;
+use crate::state::{mono_ms, Health, HealthView, OutlierConfig, ProbeView, WorkerState};
 
 /// A worker as the operator declares it in the config file.
 #[derive(Clone, Deserialize)]
@@ -41,6 +43,31 @@ pub struct WorkerSpec {
     /// For `tgi-native` only: how chat messages are rendered into one prompt.
     #[serde(default)]
     pub prompt_format: PromptFormat,
+    /// Capacity reserved for these tiers (e.g. `["business"]`: no noisy neighbours); empty =
+    /// shared by every tier.
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// `canary` puts the worker in the model's canary pool (see `[routing.canary]`).
+    #[serde(default)]
+    pub pool: Pool,
+}
+
+/// Which arm of a model's traffic split a worker serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pool {
+    #[default]
+    Main,
+    Canary,
+}
+
+impl Pool {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pool::Main => "main",
+            Pool::Canary => "canary",
+        }
+    }
 }
 
 fn default_max_concurrency() -> u32 {
@@ -65,6 +92,8 @@ impl fmt::Debug for WorkerSpec {
             .field("price_per_hour", &self.price_per_hour)
             .field("max_concurrency", &self.max_concurrency)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("tiers", &self.tiers)
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -98,6 +127,11 @@ impl WorkerSpec {
             ));
         }
         Ok(())
+    }
+
+    /// Whether a request of `tier` may use this worker.
+    pub fn serves_tier(&self, tier: &str) -> bool {
+        self.tiers.is_empty() || self.tiers.iter().any(|t| t == tier)
     }
 
     pub fn upstream_model(&self) -> &str {
@@ -142,6 +176,8 @@ pub struct Worker {
     lease_expires_ms: AtomicU64,
     /// Set when the worker leaves the registry, so that its health-check loop stops.
     removed: AtomicBool,
+    /// The fleet's signal to queued requests, set when the fleet adopts the worker.
+    released: OnceLock<Arc<ReleaseSignal>>,
     /// Other fields a registration reported (VRAM, quantization...), shown by the admin API.
     pub labels: BTreeMap<String, String>,
 }
@@ -174,6 +210,7 @@ impl Worker {
             outstanding: AtomicU32::new(0),
             lease_expires_ms: AtomicU64::new(u64::MAX),
             removed: AtomicBool::new(false),
+            released: OnceLock::new(),
             labels,
         }
     }
@@ -208,6 +245,12 @@ impl Worker {
         )
     }
 
+    /// At its declared concurrency: more would queue inside the runtime, where no SLO can
+    /// see it; the gateway queues instead (see the gateway's `route::queue`).
+    pub fn is_saturated(&self) -> bool {
+        self.outstanding() >= self.spec.max_concurrency
+    }
+
     /// Whether a new request may go to it now.
     pub fn is_routable(&self) -> bool {
         self.health.routable(self.outstanding())
@@ -237,6 +280,13 @@ impl Worker {
 
     pub(crate) fn release(&self) {
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if let Some(signal) = self.released.get() {
+            signal.released();
+        }
+    }
+
+    pub(crate) fn adopt(&self, signal: &Arc<ReleaseSignal>) {
+        let _ = self.released.set(signal.clone());
     }
 
     /// Live traffic saw the worker answer properly.
@@ -273,6 +323,12 @@ impl Worker {
 
     pub fn health_view(&self) -> HealthView {
         self.health.view()
+    }
+
+    /// Notes a synthetic probe's result (the verdict itself goes through
+    /// `record_success`/`record_failure`).
+    pub fn set_probe(&self, probe: ProbeView) {
+        self.health.set_probe(probe);
     }
 
     pub(crate) fn renew_lease(&self, ttl: Duration) {

@@ -38,6 +38,9 @@ pub struct Config {
     pub outlier: OutlierConfig,
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// Synthetic probes: a known prompt to every worker, checked against TTFT/TTLT limits.
+    #[serde(default)]
+    pub probes: crate::synthetic::ProbeConfig,
     #[serde(default)]
     pub state: StateConfig,
     /// Tiers by name. Defining `[tiers.X]` replaces the built-in hobby/pro/business set.
@@ -56,6 +59,9 @@ pub struct Config {
     /// that a config without static workers is intended: they will join over the API.
     #[serde(default)]
     pub fleet: Option<FleetConfig>,
+    /// `[metrics]`: access to `/metrics` and scraping of workers' own metrics.
+    #[serde(default)]
+    pub metrics: crate::metrics::config::MetricsConfig,
 }
 
 /// Leases of self-registered workers. The registration API itself is on only when the
@@ -210,10 +216,41 @@ pub fn default_tiers() -> BTreeMap<String, Limits> {
     ])
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
     pub policy: RoutingPolicy,
+    /// This gateway's region: workers there are preferred.
+    pub region: Option<String>,
+    /// Expected waits within this factor of the best count as equal, and the cheaper worker
+    /// wins (1.0 = latency only).
+    pub cost_slack: f64,
+    /// A conversation's turns go to the same worker while it stays eligible; forgotten after
+    /// this long idle. 0 = off.
+    pub sticky_idle_s: u64,
+    pub sticky_capacity: u64,
+    /// A saturated fleet: a request may wait for a worker this share of its tier's TTFT SLO,
+    /// then it is shed with 503 and Retry-After.
+    pub queue_slo_fraction: f64,
+    /// Requests waiting per model; beyond, the lowest priority is shed.
+    pub max_queue: usize,
+    /// `[[routing.canary]]`: share of a model's requests for its canary pool.
+    pub canary: Vec<crate::route::canary::CanarySplit>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            policy: RoutingPolicy::default(),
+            region: None,
+            cost_slack: 1.25,
+            sticky_idle_s: 600,
+            sticky_capacity: 100_000,
+            queue_slo_fraction: 0.5,
+            max_queue: 256,
+            canary: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -277,11 +314,23 @@ pub struct SimWorkerConfig {
     #[serde(default = "sim_runtime")]
     pub runtime: RuntimeKind,
     #[serde(default)]
+    pub tiers: Vec<String>,
+    #[serde(default)]
+    pub pool: switchyard_fleet::Pool,
+    #[serde(default = "sim_concurrency")]
+    pub max_concurrency: u32,
+    #[serde(default)]
     pub sim: SimConfig,
 }
 
 fn sim_label() -> String {
     "sim".into()
+}
+
+/// A simulated worker's KV cache, not this limit, is what bounds it; the limit only keeps the
+/// gateway's queue in charge under a load test.
+fn sim_concurrency() -> u32 {
+    32
 }
 
 fn sim_runtime() -> RuntimeKind {
@@ -301,9 +350,11 @@ impl SimWorkerConfig {
             region: self.region.clone(),
             gpu: "simulated".into(),
             price_per_hour: self.price_per_hour,
-            max_concurrency: 8,
+            max_concurrency: self.max_concurrency,
             api_key: None,
             prompt_format: PromptFormat::default(),
+            tiers: self.tiers.clone(),
+            pool: self.pool,
         }
     }
 }
@@ -332,6 +383,9 @@ impl Config {
             region: "local".into(),
             price_per_hour: 0.0,
             runtime: RuntimeKind::Vllm,
+            tiers: Vec::new(),
+            pool: Default::default(),
+            max_concurrency: 8,
             sim: SimConfig {
                 model: model.into(),
                 decode_ms_per_token: itl_ms,
@@ -344,11 +398,13 @@ impl Config {
             health: HealthConfig::default(),
             outlier: OutlierConfig::default(),
             routing: RoutingConfig::default(),
+            probes: crate::synthetic::ProbeConfig::default(),
             state: StateConfig::default(),
             tiers: default_tiers(),
             dev_tenant: DevTenantConfig::default(),
             workers: Vec::new(),
             fleet: None,
+            metrics: Default::default(),
             sim_workers: vec![
                 sim("sim-a-1", "sim-provider-a", "sim-small", 10.0),
                 sim("sim-a-2", "sim-provider-a", "sim-small", 10.0),
@@ -397,6 +453,23 @@ impl Config {
         }
         self.health.validate().map_err(ConfigError::Invalid)?;
         self.outlier.validate().map_err(ConfigError::Invalid)?;
+        self.probes.validate().map_err(ConfigError::Invalid)?;
+        self.metrics.validate().map_err(ConfigError::Invalid)?;
+        let r = &self.routing;
+        if !(r.cost_slack.is_finite() && (1.0..=10.0).contains(&r.cost_slack)) {
+            return invalid("routing.cost_slack must be between 1.0 and 10.0".into());
+        }
+        if !(r.queue_slo_fraction.is_finite() && (0.0..=10.0).contains(&r.queue_slo_fraction)) {
+            return invalid("routing.queue_slo_fraction must be between 0 and 10".into());
+        }
+        for c in &r.canary {
+            if !(c.weight.is_finite() && (0.0..=1.0).contains(&c.weight)) {
+                return invalid(format!(
+                    "routing.canary for model '{}': weight must be between 0.0 and 1.0",
+                    c.model
+                ));
+            }
+        }
         if !(u.retry_budget_ratio.is_finite() && (0.0..=10.0).contains(&u.retry_budget_ratio)) {
             return invalid("upstream.retry_budget_ratio must be between 0 and 10".into());
         }

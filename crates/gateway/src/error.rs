@@ -73,6 +73,9 @@ pub enum GatewayError {
     UpstreamFailed(String),
     #[error("Every worker for this model is busy. Try again shortly.")]
     UpstreamOverloaded,
+    /// Load shedding: the fleet was saturated and this request's place went to others.
+    #[error("The service is at capacity and shed this request ({0}). Try again shortly.")]
+    Shed(&'static str),
     /// A worker refused the request as the client's fault (4xx). Relayed as the worker said it.
     #[error("{message}")]
     UpstreamRejected {
@@ -119,7 +122,8 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::NoHealthyWorker(_)
             | GatewayError::ShuttingDown
-            | GatewayError::UpstreamOverloaded => StatusCode::SERVICE_UNAVAILABLE,
+            | GatewayError::UpstreamOverloaded
+            | GatewayError::Shed(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamRejected { status, .. } => {
@@ -148,6 +152,7 @@ impl GatewayError {
             | GatewayError::UpstreamRejected { .. } => Origin::Client,
             GatewayError::NoHealthyWorker(_)
             | GatewayError::ShuttingDown
+            | GatewayError::Shed(_)
             | GatewayError::Forbidden(_)
             | GatewayError::RateLimited { .. }
             | GatewayError::InsufficientCredit { .. } => Origin::Policy,
@@ -189,6 +194,7 @@ impl GatewayError {
             | GatewayError::UpstreamTimeout(_)
             | GatewayError::UpstreamFailed(_)
             | GatewayError::UpstreamOverloaded
+            | GatewayError::Shed(_)
             | GatewayError::ShuttingDown => "upstream_error",
             GatewayError::Internal(_) => "server_error",
         }
@@ -218,6 +224,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
             GatewayError::UpstreamFailed(_) => "upstream_failed",
             GatewayError::UpstreamOverloaded => "upstream_overloaded",
+            GatewayError::Shed(_) => "overloaded_shed",
             GatewayError::UpstreamRejected { code, .. } => return code.as_deref(),
             GatewayError::ShuttingDown => "shutting_down",
             GatewayError::Internal(_) => "internal_error",
@@ -249,6 +256,7 @@ impl GatewayError {
             GatewayError::NoHealthyWorker(_)
             | GatewayError::ShuttingDown
             | GatewayError::UpstreamOverloaded => Some(1),
+            GatewayError::Shed(_) => Some(2),
             GatewayError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }

@@ -13,13 +13,16 @@ pub mod config;
 pub mod error;
 pub mod fleet_api;
 mod handlers;
+pub mod metrics;
 pub mod request_id;
 pub mod route;
 pub mod server;
 pub mod settle;
 pub mod shape;
 pub mod state;
+pub mod synthetic;
 pub mod upstream;
+pub mod worker_scrape;
 
 pub use config::Config;
 pub use error::GatewayError;

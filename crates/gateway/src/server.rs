@@ -64,6 +64,10 @@ pub struct RunningGateway {
     health: JoinHandle<()>,
     /// Removes registered workers whose lease ran out.
     leases: JoinHandle<()>,
+    /// Synthetic probes (see [`crate::synthetic`]).
+    probes: JoinHandle<()>,
+    /// Reads workers' own `/metrics` (see [`crate::worker_scrape`]).
+    worker_scrape: JoinHandle<()>,
     ledger: Option<LedgerTask>,
     grace: Duration,
     /// Serving with `/readyz` at 503 before the listener closes.
@@ -77,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(crate::handlers::metrics::metrics))
         .merge(crate::admin::router())
         .merge(crate::fleet_api::router())
         .fallback(not_found)
@@ -191,6 +196,7 @@ pub async fn start(
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let delay = Duration::from_millis(config.server.shutdown_delay_ms);
     let config_upstream = config.upstream.clone();
+    let routing = config.routing.clone();
     let state = Arc::new(AppState {
         config,
         fleet,
@@ -206,7 +212,26 @@ pub async fn start(
             config_upstream.retry_budget_ratio,
             config_upstream.retry_budget_min_per_sec,
         ),
+        queue: crate::route::queue::WaitQueue::new(routing.max_queue),
+        sticky: crate::route::sticky::StickyTable::new(
+            Duration::from_secs(routing.sticky_idle_s.max(1)),
+            routing.sticky_capacity,
+        ),
+        canaries: crate::route::canary::Canaries::new(&routing.canary),
+        worker_metrics: Default::default(),
     });
+    crate::metrics::install();
+    let worker_scrape = {
+        let m = &state.config.metrics;
+        crate::worker_scrape::spawn(
+            state.fleet.clone(),
+            state.client.clone(),
+            state.worker_metrics.clone(),
+            Duration::from_millis(m.worker_scrape_interval_ms),
+            Duration::from_millis(m.worker_scrape_timeout_ms),
+        )
+    };
+    let probes = crate::synthetic::spawn(state.clone());
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
@@ -232,6 +257,8 @@ pub async fn start(
         server,
         health,
         leases,
+        probes,
+        worker_scrape,
         ledger: Some(ledger_task),
         grace,
         delay,
@@ -269,6 +296,8 @@ impl RunningGateway {
         }
         self.health.abort();
         self.leases.abort();
+        self.probes.abort();
+        self.worker_scrape.abort();
         // Every request has settled by now (or was aborted and settled on drop): write the
         // queued usage records before returning.
         if let Some(ledger) = self.ledger.take() {

@@ -13,6 +13,7 @@ use switchyard_metering::admission::Reservation;
 use switchyard_metering::directory::{unix_ms, KeyEntry};
 use switchyard_metering::ledger::Ledger;
 use switchyard_metering::money::{token_cost, usd_to_nanos, worker_cost};
+use switchyard_metering::sli::Refusal;
 use switchyard_metering::{UsageRecord, UsageStatus};
 use switchyard_protocol::{Endpoint, InferenceRequest, Usage};
 
@@ -34,6 +35,9 @@ pub struct Settlement {
     worker: Option<Arc<Worker>>,
     attempts: u32,
     hedged: bool,
+    /// Why a failed request failed, for the error metrics.
+    error_origin: Option<crate::error::Origin>,
+    arm: switchyard_fleet::Pool,
     reservation: Option<Reservation>,
     ledger: Ledger,
     /// Keeps the ledger's shutdown waiting until this request is recorded.
@@ -48,6 +52,7 @@ impl Settlement {
         reservation: Reservation,
         ledger: Ledger,
     ) -> Self {
+        crate::metrics::request_started();
         Self {
             request_id: request_id.to_string(),
             key,
@@ -61,6 +66,8 @@ impl Settlement {
             worker: None,
             attempts: 0,
             hedged: false,
+            error_origin: None,
+            arm: switchyard_fleet::Pool::Main,
             reservation: Some(reservation),
             _open: ledger.open(),
             ledger,
@@ -69,6 +76,10 @@ impl Settlement {
 
     pub fn attempt(&mut self, worker: &Arc<Worker>) {
         self.attempts += 1;
+        if self.attempts == 1 {
+            let tier = &self.key.tenant.tenant.tier;
+            crate::metrics::queue_time(&self.model, tier, self.started.elapsed());
+        }
         self.worker = Some(worker.clone());
     }
 
@@ -79,6 +90,11 @@ impl Settlement {
 
     pub fn hedged(&mut self) {
         self.hedged = true;
+    }
+
+    /// The canary split's arm this request took (logged for the A/B comparison).
+    pub fn arm(&mut self, pool: switchyard_fleet::Pool) {
+        self.arm = pool;
     }
 
     /// When the first frame of a stream was ready for the client.
@@ -94,6 +110,7 @@ impl Settlement {
     }
 
     pub fn failed(mut self, error: &GatewayError) {
+        self.error_origin = Some(error.origin());
         let status = error.status().as_u16();
         self.record(
             Outcome::Failed,
@@ -129,10 +146,19 @@ impl Settlement {
         let Some(reservation) = self.reservation.take() else {
             return; // already settled
         };
+        crate::metrics::request_finished(&self.metrics_view(status, http_status, &usage));
         let total_ms = self.started.elapsed().as_millis() as u64;
         let Some(worker) = &self.worker else {
             // Never reached a worker: nothing to bill; dropping the reservation refunds it.
             tracing::info!(target: "switchyard::settle", request_id = %self.request_id, status = status.as_str(), http_status, error = error.as_deref().unwrap_or(""), "request refused before any worker");
+            // Still an SLI: a 503 with no healthy worker is downtime for this tenant.
+            self.ledger.refused(Refusal {
+                request_id: self.request_id.clone(),
+                at_ms: self.started_at_ms,
+                tenant_id: self.key.tenant.tenant.id.clone(),
+                model: self.model.clone(),
+                http_status,
+            });
             return;
         };
         let limits = &self.key.limits;
@@ -182,6 +208,7 @@ impl Settlement {
             worker = %record.worker,
             attempts = self.attempts,
             hedged = self.hedged,
+            arm = self.arm.as_str(),
             status = status.as_str(),
             http_status,
             prompt_tokens = record.prompt_tokens,
@@ -193,6 +220,36 @@ impl Settlement {
             "request settled"
         );
         self.ledger.record(record);
+    }
+}
+
+impl Settlement {
+    /// What the metrics need of this request's end (see [`crate::metrics::request_finished`]).
+    fn metrics_view(
+        &self,
+        outcome: UsageStatus,
+        http_status: u16,
+        usage: &Usage,
+    ) -> crate::metrics::Finished<'_> {
+        crate::metrics::Finished {
+            route: self.endpoint.path(),
+            model: &self.model,
+            tier: &self.key.tenant.tenant.tier,
+            worker: self
+                .worker
+                .as_deref()
+                .map(|w| (w.spec.region.as_str(), w.spec.provider.as_str())),
+            http_status,
+            outcome,
+            error: self.error_origin,
+            stream: self.stream,
+            ttft: self
+                .ttft_ms
+                .map(|ms| std::time::Duration::from_secs_f64(ms / 1e3)),
+            total: self.started.elapsed(),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+        }
     }
 }
 

@@ -28,4 +28,11 @@ pub struct AppState {
     pub upstream: crate::upstream::client::UpstreamClient,
     /// Caps retries and hedges across all requests (see [`crate::upstream::budget`]).
     pub retry_budget: crate::upstream::budget::RetryBudget,
+    /// Requests waiting for a saturated fleet.
+    pub queue: crate::route::queue::WaitQueue,
+    /// Conversation → the worker that served its last turn.
+    pub sticky: crate::route::sticky::StickyTable,
+    pub canaries: crate::route::canary::Canaries,
+    /// The latest figures read from workers' own `/metrics` (see [`crate::worker_scrape`]).
+    pub worker_metrics: Arc<crate::worker_scrape::WorkerMetrics>,
 }

@@ -245,3 +245,45 @@ async fn the_round_robin_baseline_neither_retries_nor_ejects() {
     assert!(gw.state.fleet.worker("bad").unwrap().is_healthy());
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn synthetic_probes_eject_a_worker_too_slow_for_the_slo_and_pass_the_others() {
+    let mut c = config(vec![
+        sim("quick", |_| {}),
+        sim("sluggish", |s| s.prefill_base_ms = 700.0),
+    ]);
+    c.probes.interval_ms = 200;
+    c.probes.ttft_limit_ms = 300;
+    c.probes.ttlt_limit_ms = 2_000;
+    c.upstream.eject_after_failures = 1;
+    c.outlier.base_ejection_ms = 60_000;
+    let gw = start(c).await;
+    let sluggish = gw.state.fleet.worker("sluggish").unwrap();
+    let quick = gw.state.fleet.worker("quick").unwrap();
+    assert!(
+        eventually(Duration::from_secs(8), || sluggish.state()
+            == WorkerState::Ejected)
+        .await,
+        "ejected by a probe, without any client traffic"
+    );
+    let view = sluggish.health_view();
+    assert!(
+        view.reason.contains("synthetic probe: TTFT"),
+        "{}",
+        view.reason
+    );
+    let probe = view.last_probe.unwrap();
+    assert!(
+        !probe.passed && probe.ttft_ms.unwrap() >= 600.0,
+        "{probe:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || quick
+            .health_view()
+            .last_probe
+            .is_some_and(|p| p.passed))
+        .await
+    );
+    assert_eq!(quick.state(), WorkerState::Ready);
+    gw.shutdown().await;
+}

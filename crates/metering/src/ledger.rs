@@ -2,6 +2,10 @@
 //! written in batches by one task, off the hot path. A record is never dropped: when the queue
 //! is full, the record waits in a spawned task instead (the request itself is already done);
 //! a failed batch is retried until it is written; shutdown drains the queue before returning.
+//!
+//! Requests the gateway refused before any worker (a 503 with no healthy worker, a 429 from
+//! our limiter) take the same queue as a [`Refusal`]: they bill nothing but count for the SLA,
+//! and recording one must cost the request path no more than a usage record does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::model::UsageRecord;
+use crate::sli::Refusal;
 use crate::store::Store;
 
 /// How long the writer waits for more records before writing a partial batch.
@@ -30,9 +35,25 @@ impl Default for LedgerConfig {
     }
 }
 
+/// What the queue carries.
+#[derive(Debug)]
+enum Entry {
+    Usage(UsageRecord),
+    Refusal(Refusal),
+}
+
+impl Entry {
+    fn request_id(&self) -> &str {
+        match self {
+            Entry::Usage(r) => &r.request_id,
+            Entry::Refusal(r) => &r.request_id,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Ledger {
-    tx: mpsc::Sender<UsageRecord>,
+    tx: mpsc::Sender<Entry>,
     open: Arc<OpenCount>,
 }
 
@@ -102,22 +123,31 @@ impl Ledger {
     }
 
     pub fn record(&self, record: UsageRecord) {
-        match self.tx.try_send(record) {
+        self.push(Entry::Usage(record));
+    }
+
+    /// A request answered by the gateway itself, before any worker: no bill, but an SLI.
+    pub fn refused(&self, refusal: Refusal) {
+        self.push(Entry::Refusal(refusal));
+    }
+
+    fn push(&self, entry: Entry) {
+        match self.tx.try_send(entry) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(record)) => {
+            Err(mpsc::error::TrySendError::Full(entry)) => {
                 tracing::warn!("ledger queue full; the record waits for space");
                 let tx = self.tx.clone();
                 // Counted as open until queued, so that shutdown waits for it too.
                 let open = self.open();
                 tokio::spawn(async move {
-                    if let Err(e) = tx.send(record).await {
-                        tracing::error!(request_id = %e.0.request_id, "ledger closed before a usage record could be queued");
+                    if let Err(e) = tx.send(entry).await {
+                        tracing::error!(request_id = %e.0.request_id(), "ledger closed before a record could be queued");
                     }
                     drop(open);
                 });
             }
-            Err(mpsc::error::TrySendError::Closed(record)) => {
-                tracing::error!(request_id = %record.request_id, "ledger closed; usage record not written");
+            Err(mpsc::error::TrySendError::Closed(entry)) => {
+                tracing::error!(request_id = %entry.request_id(), "ledger closed; record not written");
             }
         }
     }
@@ -151,7 +181,7 @@ impl LedgerTask {
 
 async fn write_loop(
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<UsageRecord>,
+    mut rx: mpsc::Receiver<Entry>,
     mut closed: tokio::sync::oneshot::Receiver<()>,
     batch_size: usize,
 ) {
@@ -193,17 +223,38 @@ async fn write_loop(
     }
 }
 
-async fn write(store: &dyn Store, batch: &mut Vec<UsageRecord>) {
+async fn write(store: &dyn Store, batch: &mut Vec<Entry>) {
+    let mut usage = Vec::with_capacity(batch.len());
+    let mut refusals = Vec::new();
+    for entry in batch.drain(..) {
+        match entry {
+            Entry::Usage(r) => usage.push(r),
+            Entry::Refusal(r) => refusals.push(r),
+        }
+    }
+    // Two transactions, each idempotent per request id, so each may be retried on its own.
+    retry("usage", usage.len(), || store.insert_usage(&usage)).await;
+    retry("refusals", refusals.len(), || {
+        store.insert_refusals(&refusals)
+    })
+    .await;
+}
+
+async fn retry<'a, F, Fut>(what: &str, records: usize, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::store::Result<()>> + 'a,
+{
+    if records == 0 {
+        return;
+    }
     let mut backoff = Duration::from_millis(50);
     loop {
-        match store.insert_usage(batch).await {
-            Ok(()) => {
-                batch.clear();
-                return;
-            }
+        match attempt().await {
+            Ok(()) => return,
             Err(e) => {
                 // Inserts are idempotent per request id, so retrying a half-applied batch is safe.
-                tracing::error!(error = %e, records = batch.len(), "ledger write failed; retrying");
+                tracing::error!(error = %e, records, what, "ledger write failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

@@ -4,14 +4,18 @@
 //! - [`model`]: tenants, tiers, keys and usage records as stored.
 //! - [`money`]: integer nano-dollars; prices and costs never touch floating point.
 //! - [`store`]: the [`Store`] trait and its SQLite implementation.
+//! - [`sli`]: per-minute SLI rollups the SLA report is computed from; [`maintenance`]: the
+//!   windows it excludes.
 
 pub mod admission;
 pub mod directory;
 pub mod keys;
 pub mod ledger;
 pub mod limiter;
+pub mod maintenance;
 pub mod model;
 pub mod money;
+pub mod sli;
 pub mod store;
 
 pub use model::*;

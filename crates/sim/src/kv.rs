@@ -116,6 +116,11 @@ impl KvCache {
         self.capacity
     }
 
+    /// KV tokens reserved right now.
+    pub(crate) fn used(&self) -> u64 {
+        self.lock().used
+    }
+
     pub(crate) fn running_seqs(&self) -> u64 {
         self.running_seqs.load(Ordering::Relaxed)
     }
@@ -212,11 +217,6 @@ impl KvCache {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    #[cfg(test)]
-    fn used(&self) -> u64 {
-        self.lock().used
     }
 }
 

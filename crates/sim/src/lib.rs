@@ -49,7 +49,9 @@
 //! ## Control endpoints
 //! `GET /sim/stats` ([`SimStats`]), `GET`/`PUT /sim/faults` ([`FaultConfig`] JSON; missing
 //! fields take their defaults), `GET /sim/last_request` (`{"path", "headers", "body"}`
-//! of the last generation request, body verbatim).
+//! of the last generation request, body verbatim). `GET /metrics` answers like vLLM's own, with
+//! `vllm:gpu_cache_usage_perc`, `vllm:num_requests_running` and `vllm:num_requests_waiting`
+//! from the simulator's KV cache and queue.
 //!
 //! ## Stats
 //! Every generation request ends exactly once as `completed` or `failed` (rejections,
@@ -65,6 +67,7 @@ mod engine;
 mod error;
 mod faults;
 mod kv;
+mod metrics;
 mod openai;
 mod server;
 mod sse;

@@ -148,6 +148,7 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/generate", post(tgi::generate))
         .route("/generate_stream", post(tgi::generate_stream))
         .route("/", post(tgi::compat))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/sim/stats", get(control::stats))
         .route(
             "/sim/faults",

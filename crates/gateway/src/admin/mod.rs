@@ -1,5 +1,6 @@
 //! The admin API, under `/admin/v1` on the gateway's own listener: tenants, keys, credit,
-//! usage reports, invoices and margins; the fleet's workers, drained and undrained.
+//! usage reports, invoices and margins; maintenance windows and the monthly SLA report; the
+//! fleet's workers, drained and undrained.
 //!
 //! - Every route takes `Authorization: Bearer <admin token>`, compared as SHA-256 digests in
 //!   constant time; a missing or wrong token is 401, and without a configured token the whole
@@ -15,13 +16,15 @@ mod dates;
 pub(crate) mod extract;
 mod fleet;
 mod keys;
+mod maintenance;
 mod render;
+mod sla;
 mod tenants;
 mod usage;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use switchyard_metering::StoreError;
 
@@ -50,6 +53,12 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/admin/v1/usage/records", get(usage::records))
         .route("/admin/v1/invoices/{tenant}", get(usage::invoice))
         .route("/admin/v1/margin", get(usage::margin))
+        .route(
+            "/admin/v1/maintenance",
+            get(maintenance::list).post(maintenance::create),
+        )
+        .route("/admin/v1/maintenance/{id}", delete(maintenance::delete))
+        .route("/admin/v1/sla", get(sla::report))
         .route("/admin/v1/fleet", get(fleet::list))
         .route("/admin/v1/fleet/drain", post(fleet::drain))
         .route("/admin/v1/fleet/undrain", post(fleet::undrain))

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use switchyard_fleet::{PromptFormat, RuntimeKind, WorkerSpec};
+use switchyard_fleet::{Pool, PromptFormat, RuntimeKind, WorkerSpec};
 
 use crate::error::GatewayError;
 
@@ -141,6 +141,9 @@ impl Registration {
         let api_key: Option<String> = take(&mut body, "api_key", "a string")?;
         let prompt_format: Option<PromptFormat> =
             take(&mut body, "prompt_format", "one of chatml, llama3, gemma")?;
+        let tiers: Vec<String> =
+            take(&mut body, "tiers", "an array of tier names")?.unwrap_or_default();
+        let pool: Pool = take(&mut body, "pool", "main or canary")?.unwrap_or_default();
 
         let mut labels = BTreeMap::new();
         if let Some(network) = take::<String>(&mut body, "network", "a string")? {
@@ -221,6 +224,8 @@ impl Registration {
             max_concurrency,
             api_key,
             prompt_format: prompt_format.unwrap_or_default(),
+            tiers,
+            pool,
         };
         spec.validate()
             .map_err(|message| GatewayError::InvalidRequest {

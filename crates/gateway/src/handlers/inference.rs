@@ -12,6 +12,7 @@ use switchyard_protocol::{Endpoint, InferenceRequest};
 
 use switchyard_metering::admission::{self, RateInfo};
 use switchyard_metering::directory::KeyEntry;
+use switchyard_metering::sli::Refusal;
 
 use crate::admit;
 use crate::auth::{self, Scope};
@@ -35,9 +36,23 @@ async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
     // Rate-limit figures go on every response once the caller is known, errors included.
     let mut rate = None;
     let mut caller = None;
-    let mut response = match run(&state, endpoint, request, &mut rate, &mut caller).await {
+    // Set once a settlement exists: from then on the settlement records the request's metrics.
+    let mut settling = false;
+    let outcome = run(
+        &state,
+        endpoint,
+        request,
+        &mut rate,
+        &mut caller,
+        &mut settling,
+    )
+    .await;
+    let mut response = match outcome {
         Ok(response) => response,
         Err(e) => {
+            if !settling {
+                crate::metrics::request_refused(endpoint.path(), &e);
+            }
             // Refused after auth but before admission: show the caller's current figures.
             if let (None, Some(key)) = (&rate, &caller) {
                 rate = Some(admission::peek(key));
@@ -57,6 +72,7 @@ async fn run(
     request: Request,
     rate: &mut Option<RateInfo>,
     caller: &mut Option<Arc<KeyEntry>>,
+    settling: &mut bool,
 ) -> Result<Response, GatewayError> {
     let (parts, body) = request.into_parts();
     let request_id = parts
@@ -85,6 +101,14 @@ async fn run(
         }
         Err(refused) => {
             *rate = refused.rate;
+            // Not downtime (over the tenant's limits), but the SLA report shows the 429 rate.
+            state.ledger.refused(Refusal {
+                request_id: request_id.clone(),
+                at_ms: switchyard_metering::directory::unix_ms(),
+                tenant_id: key.tenant.tenant.id.clone(),
+                model: req.model.clone(),
+                http_status: refused.error.status().as_u16(),
+            });
             return Err(refused.error);
         }
     };
@@ -95,16 +119,27 @@ async fn run(
         ms if ms > 0 && req.stream => Some(std::time::Duration::from_millis(u64::from(ms))),
         _ => None,
     };
+    let route = crate::route::RouteCtx::new(state, &req, &key);
     let mut settlement =
         Settlement::start(&request_id, key, &req, reservation, state.ledger.clone());
-    let (reply, lease) =
-        match upstream::forward(state, &req, &request_id, &mut settlement, hedge_after).await {
-            Ok(ok) => ok,
-            Err(e) => {
-                settlement.failed(&e);
-                return Err(e);
-            }
-        };
+    *settling = true;
+    settlement.arm(route.pool);
+    let (reply, lease) = match upstream::forward(
+        state,
+        &req,
+        &route,
+        &request_id,
+        &mut settlement,
+        hedge_after,
+    )
+    .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            settlement.failed(&e);
+            return Err(e);
+        }
+    };
     match reply {
         Reply::Full {
             body,

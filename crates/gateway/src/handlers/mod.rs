@@ -1,6 +1,7 @@
 //! HTTP handlers: the routes of the OpenAI API and the gateway's own probes.
 
 pub mod inference;
+pub mod metrics;
 pub mod models;
 pub mod probes;
 

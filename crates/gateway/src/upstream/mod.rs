@@ -25,6 +25,7 @@ use switchyard_fleet::{WireApi, Worker, WorkerLease};
 use switchyard_protocol::{InferenceRequest, Usage};
 
 use crate::error::GatewayError;
+use crate::route::RouteCtx;
 use crate::settle::Settlement;
 use crate::state::AppState;
 use relay::Relay;
@@ -57,6 +58,7 @@ pub enum Reply {
 pub async fn forward(
     state: &AppState,
     req: &InferenceRequest,
+    route: &RouteCtx,
     request_id: &str,
     settlement: &mut Settlement,
     hedge_after: Option<Duration>,
@@ -81,10 +83,8 @@ pub async fn forward(
         }
     };
 
-    match crate::route::choose(state, req, &tried) {
-        Some(lease) => running.push(start(lease, &mut tried, settlement)),
-        None => return Err(GatewayError::NoHealthyWorker(req.model.clone())),
-    }
+    let lease = crate::route::first(state, route).await?;
+    running.push(start(lease, &mut tried, settlement));
     loop {
         let single = running.len() == 1;
         let hedge_due = async {
@@ -107,6 +107,7 @@ pub async fn forward(
                         }
                         state.fleet.check_ttft_outlier(&worker);
                         settlement.served_by(&worker);
+                        crate::route::served(state, route, &worker);
                         // Dropping `running` cancels a hedge still in flight.
                         return Ok((reply, lease));
                     }
@@ -118,14 +119,19 @@ pub async fn forward(
                         }
                         last_error = Some(e);
                         if running.is_empty() && tried.len() < upstream.max_attempts as usize {
-                            match crate::route::choose(state, req, &tried) {
-                                Some(next) if state.retry_budget.try_withdraw() => {
-                                    running.push(start(next, &mut tried, settlement));
+                            if !state.retry_budget.try_withdraw() {
+                                tracing::warn!(request_id, "retry budget exhausted; not retrying");
+                            } else {
+                                let deadline = tokio::time::Instant::now() + route.queue_for;
+                                match crate::route::retry(state, route, &tried, deadline).await {
+                                    Ok(next) => {
+                                        crate::metrics::retry(&req.model);
+                                        running.push(start(next, &mut tried, settlement));
+                                    }
+                                    // Nobody to retry on: the worker's error says more.
+                                    Err(GatewayError::NoHealthyWorker(_)) => {}
+                                    Err(shed) => last_error = Some(shed),
                                 }
-                                Some(_) => {
-                                    tracing::warn!(request_id, "retry budget exhausted; not retrying");
-                                }
-                                None => {}
                             }
                         }
                     }
@@ -137,10 +143,11 @@ pub async fn forward(
             () = hedge_due => {
                 hedge = None; // one hedge per request
                 if tried.len() < upstream.max_attempts as usize {
-                    if let Some(lease) = crate::route::choose(state, req, &tried) {
+                    if let Some(lease) = crate::route::hedge(state, route, &tried) {
                         if state.retry_budget.try_withdraw() {
                             tracing::info!(request_id, worker = %lease.worker().spec.name, "no first token yet; hedging");
                             settlement.hedged();
+                            crate::metrics::hedge(&req.model);
                             running.push(start(lease, &mut tried, settlement));
                         }
                     }
@@ -151,7 +158,7 @@ pub async fn forward(
     Err(last_error.unwrap_or_else(|| GatewayError::NoHealthyWorker(req.model.clone())))
 }
 
-async fn attempt(
+pub(crate) async fn attempt(
     state: &AppState,
     req: &InferenceRequest,
     request_id: &str,

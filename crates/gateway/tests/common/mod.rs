@@ -28,8 +28,50 @@ pub fn sim(name: &str, tweak: impl FnOnce(&mut SimConfig)) -> SimWorkerConfig {
         region: "local".into(),
         price_per_hour: 1.0,
         runtime: RuntimeKind::Vllm,
+        tiers: Vec::new(),
+        pool: Default::default(),
+        max_concurrency: 32,
         sim,
     }
+}
+
+/// A new tenant of `tier` with one key; returns the key's secret.
+pub async fn tenant_key(gw: &RunningGateway, tenant: &str, tier: &str) -> String {
+    let admin = |path: &str| {
+        client()
+            .post(format!("{}/admin/v1{path}", gw.url()))
+            .bearer_auth(ADMIN)
+    };
+    let resp = admin("/tenants")
+        .json(&serde_json::json!({"id": tenant, "tier": tier}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let resp = admin("/keys")
+        .json(&serde_json::json!({"tenant": tenant, "name": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    body["secret"].as_str().unwrap().to_string()
+}
+
+/// POSTs as the holder of `secret`.
+pub async fn post_as(
+    gw: &RunningGateway,
+    secret: &str,
+    path: &str,
+    body: &Value,
+) -> reqwest::Response {
+    client()
+        .post(format!("{}{path}", gw.url()))
+        .bearer_auth(secret)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 pub fn config(sims: Vec<SimWorkerConfig>) -> Config {
@@ -40,6 +82,11 @@ pub fn config(sims: Vec<SimWorkerConfig>) -> Config {
     c.health.timeout_ms = 3_000;
     c.server.shutdown_grace_ms = 2_000;
     c.state.path = ":memory:".into();
+    // Every test chat has the same opening, so stickiness would send them all to one worker;
+    // tests of stickiness turn it on.
+    c.routing.sticky_idle_s = 0;
+    // Probes would add requests the tests' counts do not expect; probe tests turn them on.
+    c.probes.interval_ms = 0;
     c
 }
 

@@ -6,8 +6,10 @@ pub mod sqlite;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::maintenance::{Maintenance, NewMaintenance};
 use crate::model::{ApiKey, LimitOverrides, Tenant, UsageRecord};
 use crate::money::Nanos;
+use crate::sli::{LatencyCount, MinuteCounts, Refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -105,11 +107,30 @@ pub trait Store: Send + Sync + 'static {
 
     // The ledger.
     /// Writes a batch in one transaction; records whose `request_id` is already stored are
-    /// skipped, so a retried batch never counts twice.
+    /// skipped, so a retried batch never counts twice. The per-minute SLI rollups of the
+    /// records actually inserted are updated in the same transaction.
     async fn insert_usage(&self, batch: &[UsageRecord]) -> Result<()>;
     async fn usage(&self, query: &UsageQuery, period: Period) -> Result<Vec<UsageRow>>;
     async fn usage_records(&self, query: &UsageQuery) -> Result<Vec<UsageRecord>>;
     async fn margin(&self, query: &UsageQuery) -> Result<Vec<MarginRow>>;
     /// Tokens (prompt + completion) a tenant used since `from_ms`, for monthly quotas.
     async fn tokens_since(&self, tenant_id: &str, from_ms: i64) -> Result<u64>;
+
+    // The SLA ledger.
+    /// Records requests refused before any worker, idempotently per `request_id`, and adds
+    /// the new ones to the per-minute SLI rollups in the same transaction.
+    async fn insert_refusals(&self, batch: &[Refusal]) -> Result<()>;
+    /// Per tenant and minute, summed over models, regions and providers; only minutes with
+    /// traffic. The query's bounds are unix ms, rounded down to their minute.
+    async fn sli_minutes(&self, query: &UsageQuery) -> Result<Vec<MinuteCounts>>;
+    /// Latency histograms per tenant, hour and metric.
+    async fn sli_latency(&self, query: &UsageQuery) -> Result<Vec<LatencyCount>>;
+    async fn add_maintenance(&self, window: &NewMaintenance) -> Result<Maintenance>;
+    /// Windows overlapping `[from_ms, to_ms)` (unbounded where `None`), by start.
+    async fn list_maintenance(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<Maintenance>>;
+    async fn delete_maintenance(&self, id: i64) -> Result<()>;
 }

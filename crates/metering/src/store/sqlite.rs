@@ -29,9 +29,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+mod sli;
+
 use super::{MarginRow, Period, Result, Store, StoreError, UsageQuery, UsageRow};
+use crate::maintenance::{Maintenance, NewMaintenance};
 use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant, UsageRecord, UsageStatus};
 use crate::money::Nanos;
+use crate::sli::{LatencyCount, MinuteCounts, Refusal};
 
 /// The migrations, embedded in the binary at build time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -471,6 +475,7 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>>>()?;
 
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut inserted = std::collections::HashSet::new();
         for chunk in checked.chunks(INSERT_CHUNK) {
             let mut qb =
                 QueryBuilder::<Sqlite>::new(format!("INSERT INTO usage ({USAGE_COLUMNS}) "));
@@ -497,9 +502,15 @@ impl Store for SqliteStore {
                     .push_bind(r.cost)
                     .push_bind(r.cogs);
             });
-            qb.push(" ON CONFLICT (request_id) DO NOTHING");
-            qb.build().execute(&mut *tx).await?;
+            // RETURNING names only the rows inserted: the SLI rollups count those alone, so
+            // a retried batch adds nothing twice.
+            qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+            for row in qb.build().fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get::<String, _>("request_id")?);
+            }
         }
+        let new = sli::fresh(batch, |r| r.request_id.as_str(), inserted);
+        sli::apply(&mut tx, &crate::sli::fold(new, [])).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -592,5 +603,33 @@ impl Store for SqliteStore {
         .fetch_one(&self.reader)
         .await?;
         to_u64(total, "tokens")
+    }
+
+    async fn insert_refusals(&self, batch: &[Refusal]) -> Result<()> {
+        sli::insert_refusals(&self.writer, batch).await
+    }
+
+    async fn sli_minutes(&self, query: &UsageQuery) -> Result<Vec<MinuteCounts>> {
+        sli::minutes(&self.reader, query).await
+    }
+
+    async fn sli_latency(&self, query: &UsageQuery) -> Result<Vec<LatencyCount>> {
+        sli::latency(&self.reader, query).await
+    }
+
+    async fn add_maintenance(&self, window: &NewMaintenance) -> Result<Maintenance> {
+        sli::add_maintenance(&self.writer, window).await
+    }
+
+    async fn list_maintenance(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<Maintenance>> {
+        sli::list_maintenance(&self.reader, from_ms, to_ms).await
+    }
+
+    async fn delete_maintenance(&self, id: i64) -> Result<()> {
+        sli::delete_maintenance(&self.writer, id).await
     }
 }

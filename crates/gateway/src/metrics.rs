@@ -1,0 +1,429 @@
+//! Step "observe": every metric the gateway exports is named here, with its labels, its
+//! buckets and its help text, and recorded through the small typed functions below, so that
+//! no other file spells a metric name or chooses a label (and a rename is one edit here,
+//! caught by the test that checks the Grafana dashboard and the alert rules against [`ALL`]).
+//!
+//! Two kinds of metrics:
+//! - **Events** (requests, latencies, tokens, retries...) are recorded when they happen,
+//!   through the `metrics` facade into a process-wide `metrics-exporter-prometheus` recorder.
+//!   Why that crate and not `prometheus`: both cost a hash of the label set and a sharded
+//!   read-locked map lookup per call (`prometheus` through `with_label_values`), then an
+//!   atomic add; histograms here append to a lock-free bucket drained at scrape time. That is
+//!   well under a microsecond per call, a handful of calls per request that itself lasts
+//!   hundreds of milliseconds, so the facade's cost does not matter on this hot path, and its
+//!   free functions need no registry threaded through every step.
+//! - **State** (worker states, outstanding requests, the retry budget, what workers' own
+//!   `/metrics` say) is read at scrape time from this gateway's fleet (see [`scrape_time`] and
+//!   [`crate::worker_scrape`]) instead of being pushed on every change: a worker that leaves
+//!   the fleet leaves the output with it, and two gateways in one process (tests) each show
+//!   their own fleet.
+//!
+//! Labels never carry an API key, a key id or a tenant id: tenants appear as their tier only.
+//! Models are labelled only once the fleet is known to serve them (a client's made-up model
+//! name must not create a series).
+
+pub mod config;
+pub mod exposition;
+pub mod scrape_time;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use switchyard_metering::UsageStatus;
+
+use crate::error::{GatewayError, Origin};
+
+// --- Recorded as events happen -------------------------------------------------------------
+
+/// Inference requests by `route`, `status` (the HTTP status the client got; 499 = the client
+/// went away), `model`, `region`, `provider` (`none` when no worker was reached).
+pub const REQUESTS: &str = "switchyard_requests_total";
+/// Failed requests by `class` (client, policy, upstream, internal) and `kind` (`429`, `4xx`,
+/// `5xx`, or `stream`: a stream that broke after its first token, so the client saw a 200).
+pub const ERRORS: &str = "switchyard_errors_total";
+/// Time to first token of streamed requests, by `model`, `tier`.
+pub const TTFT: &str = "switchyard_ttft_seconds";
+/// Time to last token of completed requests (streamed or not), by `model`, `tier`.
+pub const TTLT: &str = "switchyard_ttlt_seconds";
+/// Mean gap between tokens of each completed stream, by `model`.
+pub const INTER_TOKEN: &str = "switchyard_inter_token_seconds";
+/// From admission to the first attempt on a worker (routing, the gateway's queue), by
+/// `model`, `tier`.
+pub const QUEUE: &str = "switchyard_queue_seconds";
+/// Attempts sent to another worker after one failed, by `model`.
+pub const RETRIES: &str = "switchyard_retries_total";
+/// Second attempts started because a stream had no first token in time, by `model`.
+pub const HEDGES: &str = "switchyard_hedges_total";
+/// Requests turned away to protect the fleet, by `tier`, `reason`.
+pub const SHEDS: &str = "switchyard_sheds_total";
+/// Tokens billed, by `direction` (`input`, `output`), `tier`, `model`.
+pub const TOKENS: &str = "switchyard_tokens_total";
+/// Requests admitted and not yet settled (streams included until their end).
+pub const IN_FLIGHT: &str = "switchyard_in_flight_requests";
+
+// --- Read from the fleet at scrape time -----------------------------------------------------
+
+/// 1 for the state each worker is in, 0 for the others: `worker`, `model`, `provider`,
+/// `region`, `state` (starting, ready, unhealthy, ejected, probation, draining).
+pub const WORKER_STATE: &str = "switchyard_worker_state";
+/// Requests the gateway has outstanding on each worker.
+pub const WORKER_OUTSTANDING: &str = "switchyard_worker_outstanding_requests";
+/// Ejections in a row of each worker (0 once it has proved itself again).
+pub const WORKER_EJECTIONS: &str = "switchyard_worker_consecutive_ejections";
+/// Each worker's TTFT moving average, as routing sees it (absent until measured).
+pub const WORKER_TTFT_EWMA: &str = "switchyard_worker_ttft_ewma_seconds";
+/// Whole retries (or hedges) the retry budget allows right now.
+pub const RETRY_BUDGET: &str = "switchyard_retry_budget_available";
+
+// --- Scraped from workers' own /metrics (vLLM, SGLang, TGI) ---------------------------------
+
+/// Share of the worker's KV cache in use, 0 to 1 (`vllm:gpu_cache_usage_perc`,
+/// `vllm:kv_cache_usage_perc`, `sglang:token_usage`).
+pub const WORKER_KV_CACHE: &str = "switchyard_worker_kv_cache_usage_ratio";
+/// Requests the runtime is running (`vllm:num_requests_running`, `sglang:num_running_reqs`,
+/// `tgi_batch_current_size`).
+pub const WORKER_RUNNING: &str = "switchyard_worker_requests_running";
+/// Requests waiting in the runtime's own queue (`vllm:num_requests_waiting`,
+/// `sglang:num_queue_reqs`, `tgi_queue_size`).
+pub const WORKER_WAITING: &str = "switchyard_worker_requests_waiting";
+/// Whether the last scrape of the worker's `/metrics` succeeded (1) or not (0).
+pub const WORKER_SCRAPE_UP: &str = "switchyard_worker_metrics_up";
+
+/// Every metric family the gateway can export (histograms without their `_bucket`, `_sum`
+/// and `_count` suffixes). The dashboard and alert rules may reference only these.
+pub const ALL: &[&str] = &[
+    REQUESTS,
+    ERRORS,
+    TTFT,
+    TTLT,
+    INTER_TOKEN,
+    QUEUE,
+    RETRIES,
+    HEDGES,
+    SHEDS,
+    TOKENS,
+    IN_FLIGHT,
+    WORKER_STATE,
+    WORKER_OUTSTANDING,
+    WORKER_EJECTIONS,
+    WORKER_TTFT_EWMA,
+    RETRY_BUDGET,
+    WORKER_KV_CACHE,
+    WORKER_RUNNING,
+    WORKER_WAITING,
+    WORKER_SCRAPE_UP,
+];
+
+// --- Buckets --------------------------------------------------------------------------------
+
+/// TTFT and TTLT, in seconds. 1.5 s (the Pro TTFT SLO), 5 s (the SLA's "TTFT under 5 s")
+/// and 8 s (the TTLT SLO) are bucket bounds so those quantiles are exact at the threshold.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0,
+];
+/// Inter-token gaps: tens of milliseconds when healthy.
+const INTER_TOKEN_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0,
+];
+/// Queue time: near zero unless workers are saturated.
+const QUEUE_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Histograms drain their samples into buckets at scrape time; without a scrape they keep
+/// them, so something must drain them regularly.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls return the same handle). `None`
+/// when another recorder was installed first: events are then not ours to render.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = match builder() {
+                Ok(b) => b.build_recorder(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics disabled: invalid exporter settings");
+                    return None;
+                }
+            };
+            let handle = recorder.handle();
+            if let Err(e) = ::metrics::set_global_recorder(recorder) {
+                tracing::warn!(error = %e, "metrics disabled: another recorder is installed");
+                return None;
+            }
+            describe();
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "no metrics upkeep thread; histograms drain on scrape only");
+            }
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// What the events part of `/metrics` says now (empty when metrics are disabled).
+pub fn render_events() -> String {
+    install().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+fn builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(TTFT.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(TTLT.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(INTER_TOKEN.into()), INTER_TOKEN_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(QUEUE.into()), QUEUE_BUCKETS)
+}
+
+fn describe() {
+    use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        REQUESTS,
+        "Inference requests by route, HTTP status, model, region and provider."
+    );
+    describe_counter!(
+        ERRORS,
+        "Failed inference requests by origin class and kind (429, 4xx, 5xx, stream)."
+    );
+    describe_histogram!(
+        TTFT,
+        Unit::Seconds,
+        "Time to first token of streamed requests."
+    );
+    describe_histogram!(
+        TTLT,
+        Unit::Seconds,
+        "Time to last token of completed requests."
+    );
+    describe_histogram!(
+        INTER_TOKEN,
+        Unit::Seconds,
+        "Mean gap between tokens of each completed stream."
+    );
+    describe_histogram!(
+        QUEUE,
+        Unit::Seconds,
+        "Time from admission to the first attempt on a worker."
+    );
+    describe_counter!(RETRIES, "Attempts sent to another worker after one failed.");
+    describe_counter!(
+        HEDGES,
+        "Second attempts started because a stream had no first token in time."
+    );
+    describe_counter!(
+        SHEDS,
+        "Requests turned away to protect the fleet, by tier and reason."
+    );
+    describe_counter!(
+        TOKENS,
+        "Tokens billed, by direction (input, output), tier and model."
+    );
+    describe_gauge!(
+        IN_FLIGHT,
+        "Inference requests admitted and not yet settled."
+    );
+}
+
+// --- Recording -------------------------------------------------------------------------------
+
+/// How a request that reached settlement ended, as [`request_finished`] needs it.
+pub struct Finished<'a> {
+    pub route: &'static str,
+    pub model: &'a str,
+    pub tier: &'a str,
+    /// The serving worker's (region, provider); `None` when no worker was reached.
+    pub worker: Option<(&'a str, &'a str)>,
+    pub http_status: u16,
+    pub outcome: UsageStatus,
+    /// The origin of a failure (`Failed` only).
+    pub error: Option<Origin>,
+    pub stream: bool,
+    pub ttft: Option<Duration>,
+    pub total: Duration,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// A request was admitted (it will reach [`request_finished`] exactly once).
+pub fn request_started() {
+    ::metrics::gauge!(IN_FLIGHT).increment(1.0);
+}
+
+/// The one record of a settled request: its count, errors, latencies and tokens.
+pub fn request_finished(f: &Finished) {
+    ::metrics::gauge!(IN_FLIGHT).decrement(1.0);
+    let (region, provider) = f.worker.unwrap_or(("none", "none"));
+    count_request(f.route, f.http_status, f.model, region, provider);
+    match (f.outcome, f.error) {
+        (UsageStatus::Failed, Some(origin)) => count_error(origin, f.http_status),
+        (UsageStatus::Failed, None) => count_error(Origin::Internal, f.http_status),
+        (UsageStatus::FailedMidStream, _) => {
+            ::metrics::counter!(ERRORS, "class" => class(Origin::Upstream), "kind" => "stream")
+                .increment(1);
+        }
+        (UsageStatus::Completed | UsageStatus::ClientDisconnected, _) => {}
+    }
+    // A non-streamed answer's first token is its last: its TTFT would be its whole length.
+    if let (true, Some(ttft)) = (f.stream, f.ttft) {
+        ::metrics::histogram!(TTFT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned())
+            .record(ttft.as_secs_f64());
+    }
+    if f.outcome == UsageStatus::Completed {
+        ::metrics::histogram!(TTLT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned())
+            .record(f.total.as_secs_f64());
+        if let (true, Some(ttft), 2..) = (f.stream, f.ttft, f.completion_tokens) {
+            // One sample per stream, not per token: keeps the relay free of metric calls.
+            let gaps = (f.completion_tokens - 1) as f64;
+            let itl = f.total.saturating_sub(ttft).as_secs_f64() / gaps;
+            ::metrics::histogram!(INTER_TOKEN, "model" => f.model.to_owned()).record(itl);
+        }
+    }
+    // Only requests that reached a worker are billed (as the ledger does).
+    if f.worker.is_some() {
+        tokens(f.tier, f.model, f.prompt_tokens, f.completion_tokens);
+    }
+}
+
+/// A request refused before it was admitted (auth, validation, limits, unknown model): no
+/// model, region or provider is known to be real yet.
+pub fn request_refused(route: &'static str, error: &GatewayError) {
+    let status = error.status().as_u16();
+    count_request(route, status, "none", "none", "none");
+    count_error(error.origin(), status);
+}
+
+/// Time from admission to the first attempt on a worker.
+pub fn queue_time(model: &str, tier: &str, waited: Duration) {
+    ::metrics::histogram!(QUEUE, "model" => model.to_owned(), "tier" => tier.to_owned())
+        .record(waited.as_secs_f64());
+}
+
+/// Another worker is being tried after a failure.
+pub fn retry(model: &str) {
+    ::metrics::counter!(RETRIES, "model" => model.to_owned()).increment(1);
+}
+
+/// A second worker is being tried because the first was slow to its first token.
+pub fn hedge(model: &str) {
+    ::metrics::counter!(HEDGES, "model" => model.to_owned()).increment(1);
+}
+
+/// A request was shed; `reason` is a fixed word (`queue_full`, `queue_timeout`...).
+pub fn shed(tier: &str, reason: &'static str) {
+    ::metrics::counter!(SHEDS, "tier" => tier.to_owned(), "reason" => reason).increment(1);
+}
+
+fn count_request(route: &'static str, status: u16, model: &str, region: &str, provider: &str) {
+    ::metrics::counter!(
+        REQUESTS,
+        "route" => route,
+        "status" => status_label(status),
+        "model" => model.to_owned(),
+        "region" => region.to_owned(),
+        "provider" => provider.to_owned(),
+    )
+    .increment(1);
+}
+
+fn count_error(origin: Origin, status: u16) {
+    let kind = match status {
+        429 => "429",
+        500.. => "5xx",
+        _ => "4xx",
+    };
+    ::metrics::counter!(ERRORS, "class" => class(origin), "kind" => kind).increment(1);
+}
+
+fn tokens(tier: &str, model: &str, input: u64, output: u64) {
+    for (direction, n) in [("input", input), ("output", output)] {
+        ::metrics::counter!(
+            TOKENS,
+            "direction" => direction,
+            "tier" => tier.to_owned(),
+            "model" => model.to_owned(),
+        )
+        .increment(n);
+    }
+}
+
+fn class(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Client => "client",
+        Origin::Policy => "policy",
+        Origin::Upstream => "upstream",
+        Origin::Internal => "internal",
+    }
+}
+
+/// Status labels for the statuses the gateway answers with, without formatting a string per
+/// request; anything else is labelled by its class.
+fn status_label(status: u16) -> &'static str {
+    const KNOWN: &[(u16, &str)] = &[
+        (200, "200"),
+        (400, "400"),
+        (401, "401"),
+        (402, "402"),
+        (403, "403"),
+        (404, "404"),
+        (408, "408"),
+        (409, "409"),
+        (413, "413"),
+        (422, "422"),
+        (429, "429"),
+        (499, "499"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    match KNOWN.iter().find(|(s, _)| *s == status) {
+        Some((_, label)) => label,
+        None if (400..500).contains(&status) => "4xx",
+        None if (500..600).contains(&status) => "5xx",
+        None => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_prometheus_safe() {
+        let mut names = ALL.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        for name in ALL {
+            assert!(name.starts_with("switchyard_"), "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_are_labelled_without_unbounded_values() {
+        assert_eq!(status_label(429), "429");
+        assert_eq!(status_label(418), "4xx");
+        assert_eq!(status_label(599), "5xx");
+        assert_eq!(status_label(302), "other");
+    }
+
+    #[test]
+    fn buckets_ascend() {
+        for b in [LATENCY_BUCKETS, INTER_TOKEN_BUCKETS, QUEUE_BUCKETS] {
+            assert!(b.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+}

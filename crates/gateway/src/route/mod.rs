@@ -1,0 +1,160 @@
+//! Step "route": which worker gets the request.
+//!
+//! - [`RouteCtx`]: what routing needs to know of a request (model, tier, priority, canary arm,
+//!   conversation), built once per request.
+//! - [`first`]: the first worker, queueing while the fleet is saturated (see [`queue`]).
+//! - [`retry`]: another worker for a retry, other providers first, queued like a first attempt.
+//! - [`hedge`]: a second worker for a slow stream, only if one is free now.
+//! - The naive round-robin baseline, kept for `bench/chaos`.
+
+pub mod canary;
+pub mod queue;
+pub mod sticky;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_fleet::{Pick, Pool, Query, Worker, WorkerLease};
+use switchyard_metering::directory::KeyEntry;
+use switchyard_protocol::InferenceRequest;
+
+use crate::config::RoutingPolicy;
+use crate::error::GatewayError;
+use crate::state::AppState;
+use queue::Priority;
+
+/// What routing needs to know of one request.
+#[derive(Debug, Clone)]
+pub struct RouteCtx {
+    pub model: String,
+    pub tier: String,
+    pub priority: Priority,
+    pub pool: Pool,
+    pub conversation: Option<u64>,
+    /// How long the request may queue for a saturated fleet.
+    pub queue_for: Duration,
+}
+
+impl RouteCtx {
+    pub fn new(state: &AppState, req: &InferenceRequest, key: &KeyEntry) -> Self {
+        let routing = &state.config.routing;
+        let tier = key.tenant.tenant.tier.clone();
+        let prompt = crate::upstream::account::estimate_prompt_tokens(req);
+        let queue_ms = f64::from(key.limits.slo_ttft_p95_ms) * routing.queue_slo_fraction;
+        Self {
+            model: req.model.clone(),
+            priority: Priority::new(key.limits.slo_availability_bp, prompt),
+            pool: state.canaries.arm(&req.model),
+            conversation: (routing.sticky_idle_s > 0)
+                .then(|| sticky::conversation_key(&key.tenant.tenant.id, req))
+                .flatten(),
+            queue_for: Duration::from_millis(queue_ms.max(0.0) as u64),
+            tier,
+        }
+    }
+
+    fn query<'a>(&'a self, state: &'a AppState, tried: &'a [Arc<Worker>]) -> Query<'a> {
+        let routing = &state.config.routing;
+        Query {
+            model: &self.model,
+            tier: &self.tier,
+            pool: self.pool,
+            tried,
+            region: routing.region.as_deref(),
+            sticky: None,
+            cost_slack: routing.cost_slack,
+        }
+    }
+}
+
+/// Whether this policy retries, hedges, queues and ejects on live traffic.
+pub fn adaptive(state: &AppState) -> bool {
+    state.config.routing.policy == RoutingPolicy::Adaptive
+}
+
+/// The first worker for a request; waits while the fleet is saturated, at most `queue_for`.
+pub async fn first(state: &AppState, ctx: &RouteCtx) -> Result<WorkerLease, GatewayError> {
+    if !adaptive(state) {
+        return state
+            .fleet
+            .pick_round_robin(&ctx.model)
+            .ok_or_else(|| GatewayError::NoHealthyWorker(ctx.model.clone()));
+    }
+    let sticky = ctx.conversation.and_then(|k| state.sticky.get(k));
+    let query = Query {
+        sticky: sticky.as_deref(),
+        ..ctx.query(state, &[])
+    };
+    let deadline = tokio::time::Instant::now() + ctx.queue_for;
+    pick_or_wait(state, ctx, query, deadline).await
+}
+
+/// Another worker for a retry, other providers first; waits for a saturated fleet until
+/// `deadline` like a first attempt does (a retry under load is still worth more than a 502).
+pub async fn retry(
+    state: &AppState,
+    ctx: &RouteCtx,
+    tried: &[Arc<Worker>],
+    deadline: tokio::time::Instant,
+) -> Result<WorkerLease, GatewayError> {
+    if !adaptive(state) {
+        return Err(GatewayError::NoHealthyWorker(ctx.model.clone()));
+    }
+    pick_or_wait(state, ctx, ctx.query(state, tried), deadline).await
+}
+
+/// A worker for a hedge: only one that is free now (a hedge is an extra, never worth a wait).
+pub fn hedge(state: &AppState, ctx: &RouteCtx, tried: &[Arc<Worker>]) -> Option<WorkerLease> {
+    if !adaptive(state) {
+        return None;
+    }
+    match state.fleet.pick(&ctx.query(state, tried)) {
+        Pick::Worker(lease) => Some(lease),
+        _ => None,
+    }
+}
+
+async fn pick_or_wait(
+    state: &AppState,
+    ctx: &RouteCtx,
+    query: Query<'_>,
+    deadline: tokio::time::Instant,
+) -> Result<WorkerLease, GatewayError> {
+    match state.fleet.pick(&query) {
+        Pick::Worker(lease) => Ok(lease),
+        Pick::Unavailable if query.pool == Pool::Canary => {
+            // No canary in rotation: the request is not the canary's to fail.
+            let main = Query {
+                pool: Pool::Main,
+                ..query
+            };
+            Box::pin(pick_or_wait(state, ctx, main, deadline)).await
+        }
+        Pick::Unavailable => Err(GatewayError::NoHealthyWorker(ctx.model.clone())),
+        Pick::Saturated => {
+            let began = std::time::Instant::now();
+            let waited = state
+                .queue
+                .wait(&state.fleet, &query, ctx.priority, deadline)
+                .await;
+            crate::metrics::queue_time(&ctx.model, &ctx.tier, began.elapsed());
+            waited.map_err(|shed| {
+                tracing::warn!(model = %ctx.model, tier = %ctx.tier, reason = shed.as_str(), "request shed");
+                match shed {
+                    queue::Shed::Unavailable => GatewayError::NoHealthyWorker(ctx.model.clone()),
+                    other => {
+                        crate::metrics::shed(&ctx.tier, other.as_str());
+                        GatewayError::Shed(other.as_str())
+                    }
+                }
+            })
+        }
+    }
+}
+
+/// Notes which worker served this conversation, for its next turn.
+pub fn served(state: &AppState, ctx: &RouteCtx, worker: &Worker) {
+    if let Some(key) = ctx.conversation {
+        state.sticky.remember(key, &worker.spec.name);
+    }
+}

@@ -1,0 +1,185 @@
+//! Synthetic probes: every `interval_ms` the gateway sends each worker in rotation a known,
+//! short, streamed prompt through the same adapter live traffic uses, and checks the answer
+//! against the SLO's limits (TTFT and TTLT). A health endpoint says the process is up; a probe
+//! says it answers a prompt in time — the source document's "page yourself before the
+//! customer does".
+//!
+//! A failed probe counts against the worker like a failed request (it can eject it); a passed
+//! probe refreshes its TTFT EWMA (so routing has a current figure for idle workers) and counts
+//! toward probation. Probes are not billed and never reach the ledger.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use switchyard_fleet::{ProbeView, Worker, WorkerState};
+use switchyard_protocol::{Endpoint, InferenceRequest};
+
+use crate::state::AppState;
+use crate::upstream::Reply;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// 0 = no synthetic probes.
+    pub interval_ms: u64,
+    pub ttft_limit_ms: u64,
+    pub ttlt_limit_ms: u64,
+    pub prompt: String,
+    pub max_tokens: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 30_000,
+            // The Pro tier's p95 TTFT and the source document's TTLT at 256 tokens: a probe
+            // of a few tokens that misses them is a worker in trouble.
+            ttft_limit_ms: 1_500,
+            ttlt_limit_ms: 8_000,
+            prompt: "Reply with one word: OK.".into(),
+            max_tokens: 8,
+        }
+    }
+}
+
+impl ProbeConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval_ms > 0
+            && (self.ttft_limit_ms == 0 || self.ttlt_limit_ms < self.ttft_limit_ms)
+        {
+            return Err(
+                "probes.ttft_limit_ms must be positive and at most probes.ttlt_limit_ms".into(),
+            );
+        }
+        if self.max_tokens == 0 {
+            return Err("probes.max_tokens must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Runs the probes until the task is aborted.
+pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let config = state.config.probes.clone();
+        if config.interval_ms == 0 {
+            return;
+        }
+        let mut ticker = tokio::time::interval(Duration::from_millis(config.interval_ms));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await; // the first tick is immediate; workers were just health-checked
+        loop {
+            ticker.tick().await;
+            let workers: Vec<Arc<Worker>> = state
+                .fleet
+                .workers()
+                .into_iter()
+                .filter(|w| matches!(w.state(), WorkerState::Ready | WorkerState::Probation))
+                .collect();
+            futures::future::join_all(workers.iter().map(|w| probe(&state, w))).await;
+        }
+    })
+}
+
+/// Probes one worker and records the verdict.
+pub async fn probe(state: &AppState, worker: &Worker) -> ProbeView {
+    let config = &state.config.probes;
+    let view = match run(state, worker).await {
+        Ok((ttft, ttlt)) => {
+            let (ttft_ms, ttlt_ms) = (ms(ttft), ms(ttlt));
+            let error = if ttft > Duration::from_millis(config.ttft_limit_ms) {
+                Some(format!(
+                    "TTFT {ttft_ms:.0} ms over the {} ms limit",
+                    config.ttft_limit_ms
+                ))
+            } else if ttlt > Duration::from_millis(config.ttlt_limit_ms) {
+                Some(format!(
+                    "TTLT {ttlt_ms:.0} ms over the {} ms limit",
+                    config.ttlt_limit_ms
+                ))
+            } else {
+                None
+            };
+            worker.record_ttft(ttft);
+            ProbeView {
+                at_unix_ms: switchyard_metering::directory::unix_ms(),
+                passed: error.is_none(),
+                ttft_ms: Some(ttft_ms),
+                ttlt_ms: Some(ttlt_ms),
+                error,
+            }
+        }
+        Err(e) => ProbeView {
+            at_unix_ms: switchyard_metering::directory::unix_ms(),
+            passed: false,
+            ttft_ms: None,
+            ttlt_ms: None,
+            error: Some(e),
+        },
+    };
+    match &view.error {
+        None => worker.record_success(),
+        Some(why) => {
+            tracing::warn!(worker = %worker.spec.name, error = %why, "synthetic probe failed");
+            worker.record_failure_because(
+                state.config.upstream.eject_after_failures,
+                &format!("synthetic probe: {why}"),
+            );
+        }
+    }
+    worker.set_probe(view.clone());
+    view
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Sends the probe prompt; returns (TTFT, TTLT) of a complete answer.
+async fn run(state: &AppState, worker: &Worker) -> Result<(Duration, Duration), String> {
+    let config = &state.config.probes;
+    let body = json!({
+        "model": worker.spec.model,
+        "messages": [{"role": "user", "content": config.prompt}],
+        "max_tokens": config.max_tokens,
+        "temperature": 0,
+        "stream": true,
+    });
+    let req = InferenceRequest::parse(Endpoint::Chat, body.to_string().as_bytes())
+        .map_err(|e| format!("probe request: {e}"))?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let began = Instant::now();
+    // Twice the limit: a probe that takes longer has failed either way, and must not pile up.
+    let limit = Duration::from_millis(config.ttlt_limit_ms.saturating_mul(2));
+    let answer = async {
+        let reply = crate::upstream::attempt(state, &req, &id, worker)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Reply::Stream { first, mut relay } = reply else {
+            return Err("the worker did not stream".to_string());
+        };
+        let ttft = began.elapsed();
+        let mut done = false;
+        let mut frames = futures::stream::once(async { Ok(first) })
+            .chain(&mut *relay)
+            .boxed();
+        while let Some(frame) = frames.next().await {
+            let frame: bytes::Bytes = frame.map_err(|e: std::io::Error| e.to_string())?;
+            if frame.windows(6).any(|w| w == b"[DONE]") {
+                done = true;
+            } else if frame.windows(9).any(|w| w == b"\"error\":{") {
+                return Err(String::from_utf8_lossy(&frame).trim().to_string());
+            }
+        }
+        if !done {
+            return Err("the stream ended without [DONE]".into());
+        }
+        Ok((ttft, began.elapsed()))
+    };
+    tokio::time::timeout(limit, answer)
+        .await
+        .map_err(|_| format!("no complete answer within {} ms", limit.as_millis()))?
+}

@@ -1,0 +1,260 @@
+//! The SLA ledger's tables on SQLite: per-minute SLI rollups (updated inside the usage and
+//! refusal transactions), their report queries, and maintenance windows.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::{now_ms, to_u64, INSERT_CHUNK};
+use crate::maintenance::{Maintenance, MaintenanceScope, NewMaintenance};
+use crate::sli::{
+    fold, minute_of, LatencyCount, Metric, MinuteCounts, Refusal, SliCounts, SliDelta, SliKey,
+};
+use crate::store::{Result, StoreError, UsageQuery};
+
+/// The tenant's tier as of this write; '' for a tenant the store does not know (the dev
+/// tenant of a throwaway run, a since-deleted one): its minutes still count.
+const TIER: &str = "COALESCE((SELECT tier FROM tenants WHERE id = ?2), '')";
+
+fn count(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} = {v} does not fit in i64")))
+}
+
+/// Adds a batch's deltas to the rollups. Runs inside the caller's transaction, after the rows
+/// they come from were inserted, so both commit or neither does.
+pub(super) async fn apply(
+    conn: &mut SqliteConnection,
+    deltas: &BTreeMap<SliKey, SliDelta>,
+) -> Result<()> {
+    let minutes_sql = format!(
+        "INSERT INTO sli_minutes (minute, tenant_id, tier, model, region, provider, \
+             requests, ok, errors_5xx, errors_429, ttft_slow) \
+         VALUES (?1, ?2, {TIER}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (minute, tenant_id, tier, model, region, provider) DO UPDATE SET \
+             requests = requests + excluded.requests, \
+             ok = ok + excluded.ok, \
+             errors_5xx = errors_5xx + excluded.errors_5xx, \
+             errors_429 = errors_429 + excluded.errors_429, \
+             ttft_slow = ttft_slow + excluded.ttft_slow"
+    );
+    let latency_sql = format!(
+        "INSERT INTO sli_latency (minute, tenant_id, tier, model, region, provider, metric, \
+             le_ms, count) \
+         VALUES (?1, ?2, {TIER}, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (minute, tenant_id, tier, model, region, provider, metric, le_ms) \
+         DO UPDATE SET count = count + excluded.count"
+    );
+    for (key, delta) in deltas {
+        let c = &delta.counts;
+        sqlx::query(&minutes_sql)
+            .bind(key.minute)
+            .bind(&key.tenant_id)
+            .bind(&key.model)
+            .bind(&key.region)
+            .bind(&key.provider)
+            .bind(count(c.requests, "requests")?)
+            .bind(count(c.ok, "ok")?)
+            .bind(count(c.errors_5xx, "errors_5xx")?)
+            .bind(count(c.errors_429, "errors_429")?)
+            .bind(count(c.ttft_slow, "ttft_slow")?)
+            .execute(&mut *conn)
+            .await?;
+        for ((metric, le_ms), n) in &delta.latency {
+            sqlx::query(&latency_sql)
+                .bind(key.minute)
+                .bind(&key.tenant_id)
+                .bind(&key.model)
+                .bind(&key.region)
+                .bind(&key.provider)
+                .bind(metric.as_str())
+                .bind(*le_ms)
+                .bind(count(*n, "latency count")?)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes each inserted id once: a batch holding the same id twice inserted it once.
+pub(super) fn fresh<'a, T>(
+    items: impl IntoIterator<Item = &'a T>,
+    id: impl Fn(&T) -> &str,
+    mut inserted: HashSet<String>,
+) -> Vec<&'a T>
+where
+    T: 'a,
+{
+    items
+        .into_iter()
+        .filter(|item| inserted.remove(id(item)))
+        .collect()
+}
+
+pub(super) async fn insert_refusals(writer: &SqlitePool, batch: &[Refusal]) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut inserted = HashSet::new();
+    for chunk in batch.chunks(INSERT_CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO sli_refusals (request_id, at_ms, tenant_id, model, http_status) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(r.request_id.as_str())
+                .push_bind(r.at_ms)
+                .push_bind(r.tenant_id.as_str())
+                .push_bind(r.model.as_str())
+                .push_bind(i64::from(r.http_status));
+        });
+        qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+        for row in qb.build().fetch_all(&mut *tx).await? {
+            inserted.insert(row.try_get::<String, _>("request_id")?);
+        }
+    }
+    let new = fresh(batch, |r| r.request_id.as_str(), inserted);
+    apply(&mut tx, &fold([], new)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, q: &UsageQuery) {
+    qb.push(" WHERE 1 = 1");
+    if let Some(t) = &q.tenant_id {
+        qb.push(" AND tenant_id = ").push_bind(t.clone());
+    }
+    if let Some(from) = q.from_ms {
+        qb.push(" AND minute >= ").push_bind(minute_of(from));
+    }
+    if let Some(to) = q.to_ms {
+        qb.push(" AND minute < ").push_bind(minute_of(to));
+    }
+}
+
+fn counts_from_row(row: &SqliteRow) -> Result<SliCounts> {
+    Ok(SliCounts {
+        requests: to_u64(row.try_get("requests")?, "requests")?,
+        ok: to_u64(row.try_get("ok")?, "ok")?,
+        errors_5xx: to_u64(row.try_get("errors_5xx")?, "errors_5xx")?,
+        errors_429: to_u64(row.try_get("errors_429")?, "errors_429")?,
+        ttft_slow: to_u64(row.try_get("ttft_slow")?, "ttft_slow")?,
+    })
+}
+
+pub(super) async fn minutes(reader: &SqlitePool, q: &UsageQuery) -> Result<Vec<MinuteCounts>> {
+    let mut qb = QueryBuilder::<Sqlite>::new(
+        "SELECT tenant_id, minute, SUM(requests) AS requests, SUM(ok) AS ok, \
+             SUM(errors_5xx) AS errors_5xx, SUM(errors_429) AS errors_429, \
+             SUM(ttft_slow) AS ttft_slow \
+         FROM sli_minutes",
+    );
+    push_filter(&mut qb, q);
+    qb.push(" GROUP BY tenant_id, minute ORDER BY tenant_id, minute");
+    let rows = qb.build().fetch_all(reader).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(MinuteCounts {
+                tenant_id: row.try_get("tenant_id")?,
+                minute: row.try_get("minute")?,
+                counts: counts_from_row(row)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn latency(reader: &SqlitePool, q: &UsageQuery) -> Result<Vec<LatencyCount>> {
+    let mut qb = QueryBuilder::<Sqlite>::new(
+        "SELECT tenant_id, minute / 60 AS hour, metric, le_ms, SUM(count) AS count \
+         FROM sli_latency",
+    );
+    push_filter(&mut qb, q);
+    qb.push(" GROUP BY tenant_id, hour, metric, le_ms ORDER BY tenant_id, hour, metric, le_ms");
+    let rows = qb.build().fetch_all(reader).await?;
+    rows.iter()
+        .map(|row| {
+            let metric: String = row.try_get("metric")?;
+            Ok(LatencyCount {
+                tenant_id: row.try_get("tenant_id")?,
+                hour: row.try_get("hour")?,
+                metric: Metric::parse(&metric)
+                    .ok_or_else(|| StoreError::Database(format!("unknown metric {metric:?}")))?,
+                le_ms: row.try_get("le_ms")?,
+                count: to_u64(row.try_get("count")?, "count")?,
+            })
+        })
+        .collect()
+}
+
+const MAINTENANCE_COLUMNS: &str =
+    "id, start_ms, end_ms, scope, note, announced_at_ms, created_at_ms";
+
+fn maintenance_from_row(row: &SqliteRow) -> Result<Maintenance> {
+    let scope: String = row.try_get("scope")?;
+    Ok(Maintenance {
+        id: row.try_get("id")?,
+        start_ms: row.try_get("start_ms")?,
+        end_ms: row.try_get("end_ms")?,
+        scope: MaintenanceScope::parse(&scope)
+            .ok_or_else(|| StoreError::Database(format!("unknown maintenance scope {scope:?}")))?,
+        note: row.try_get("note")?,
+        announced_at_ms: row.try_get("announced_at_ms")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+pub(super) async fn add_maintenance(
+    writer: &SqlitePool,
+    w: &NewMaintenance,
+) -> Result<Maintenance> {
+    if w.end_ms <= w.start_ms {
+        return Err(StoreError::Invalid(
+            "a maintenance window must end after it starts".into(),
+        ));
+    }
+    let sql = format!(
+        "INSERT INTO maintenance (start_ms, end_ms, scope, note, announced_at_ms, created_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {MAINTENANCE_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(w.start_ms)
+        .bind(w.end_ms)
+        .bind(w.scope.to_string())
+        .bind(&w.note)
+        .bind(w.announced_at_ms)
+        .bind(now_ms())
+        .fetch_one(writer)
+        .await?;
+    maintenance_from_row(&row)
+}
+
+pub(super) async fn list_maintenance(
+    reader: &SqlitePool,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+) -> Result<Vec<Maintenance>> {
+    let mut qb = QueryBuilder::<Sqlite>::new(format!(
+        "SELECT {MAINTENANCE_COLUMNS} FROM maintenance WHERE 1 = 1"
+    ));
+    if let Some(from) = from_ms {
+        qb.push(" AND end_ms > ").push_bind(from);
+    }
+    if let Some(to) = to_ms {
+        qb.push(" AND start_ms < ").push_bind(to);
+    }
+    qb.push(" ORDER BY start_ms, id");
+    let rows = qb.build().fetch_all(reader).await?;
+    rows.iter().map(maintenance_from_row).collect()
+}
+
+pub(super) async fn delete_maintenance(writer: &SqlitePool, id: i64) -> Result<()> {
+    let done = sqlx::query("DELETE FROM maintenance WHERE id = ?1")
+        .bind(id)
+        .execute(writer)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("maintenance window {id}")));
+    }
+    Ok(())
+}

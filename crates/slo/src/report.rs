@@ -1,0 +1,360 @@
+//! One tenant's SLA month, from its per-minute counts, latency histograms and the declared
+//! maintenance windows. The caller fetches the rows and the fee; this only computes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use switchyard_metering::maintenance::Maintenance;
+use switchyard_metering::money::Nanos;
+use switchyard_metering::sli::{minute_of, LatencyCount, Metric, MinuteCounts, SliCounts};
+
+use crate::availability::{
+    availability_ppm, budget_left_bp, budget_left_minutes, budget_minutes, format_bp_percent,
+    format_ppm_percent, ratio_ppm,
+};
+use crate::credit::{
+    availability_credit_bp, credit_amount, latency_credit_bp, steps_below, PartialStep,
+};
+use crate::exclusions::exclusions;
+use crate::percentile::{percentile, Percentile};
+
+/// The addendum's "p95 TTLT ≤ 8s @ 256 tokens".
+pub const TTLT_256_SLO_MS: u64 = 8_000;
+
+/// `[start_ms, end_ms)`; for a month in progress the caller ends it at the current minute
+/// (minutes still to come are not "up" yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// What the tenant bought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantTerms {
+    pub tenant_id: String,
+    pub tier: String,
+    pub slo_availability_bp: u32,
+    pub slo_ttft_p95_ms: u32,
+    /// The month's invoice total: the "monthly fee" credits are a share of.
+    pub fee: Nanos,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub partial_step: PartialStep,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantSla {
+    pub tenant: String,
+    pub tier: String,
+    pub slo_availability_bp: u32,
+    pub slo_availability_pct: String,
+    /// Minutes in the period, those excluded (qualifying maintenance), and the rest.
+    pub minutes: u64,
+    pub minutes_excluded: u64,
+    /// Minutes of maintenance declared for this tenant that could not be excluded (under 48 h
+    /// notice, or over 60 minutes in the month).
+    pub minutes_maintenance_not_excluded: u64,
+    pub minutes_eligible: u64,
+    pub minutes_bad: u64,
+    pub minutes_with_traffic: u64,
+    pub availability_ppm: u64,
+    pub availability_pct: String,
+    pub error_budget_minutes: i64,
+    pub error_budget_left_minutes: i64,
+    /// Share of the budget left in basis points (10,000 = untouched; negative = overspent).
+    pub error_budget_left_bp: Option<i64>,
+    pub requests: u64,
+    pub ok: u64,
+    pub errors_5xx: u64,
+    pub errors_429: u64,
+    pub ttft_slow: u64,
+    pub rate_5xx_ppm: u64,
+    pub rate_429_ppm: u64,
+    pub p95_ttft: Percentile,
+    pub p95_ttlt: Percentile,
+    pub p95_ttlt_256: Percentile,
+    pub slo_ttft_p95_ms: u32,
+    pub ttft_slo_met: bool,
+    pub ttlt_256_slo_ms: u64,
+    pub ttlt_256_slo_met: bool,
+    /// Longest run of consecutive hours whose p95 TTFT exceeded the SLO.
+    pub ttft_breach_hours_in_a_row: u64,
+    pub partial_step: PartialStep,
+    pub steps_below_slo: u64,
+    pub availability_credit_bp: u64,
+    pub latency_credit_bp: u64,
+    /// Both credits: each is capped as the addendum says (25% and 5%); they add up.
+    pub credit_bp: u64,
+    pub fee_nanos: Nanos,
+    pub credit_nanos: Nanos,
+}
+
+/// `minutes` and `latency` may hold other tenants' rows; only `terms.tenant_id`'s are used.
+pub fn tenant_report(
+    period: Period,
+    terms: &TenantTerms,
+    minutes: &[MinuteCounts],
+    latency: &[LatencyCount],
+    windows: &[Maintenance],
+    settings: Settings,
+) -> TenantSla {
+    let (from, to) = (
+        minute_of(period.start_ms),
+        minute_of(period.end_ms).max(minute_of(period.start_ms)),
+    );
+    let total = u64::try_from(to - from).unwrap_or(0);
+    let ex = exclusions(windows, &terms.tenant_id, from, to);
+
+    let mut sum = SliCounts::default();
+    let (mut bad, mut with_traffic) = (0u64, 0u64);
+    for m in minutes
+        .iter()
+        .filter(|m| m.tenant_id == terms.tenant_id && (from..to).contains(&m.minute))
+    {
+        // Traffic in excluded minutes still shows in the rates; only the uptime skips it.
+        sum.add(&m.counts);
+        with_traffic += 1;
+        if !ex.excluded.contains(&m.minute) && m.counts.is_bad() {
+            bad += 1;
+        }
+    }
+    let excluded = ex.excluded.len() as u64;
+    let eligible = total.saturating_sub(excluded);
+    let good = eligible.saturating_sub(bad);
+    let slo = terms.slo_availability_bp;
+
+    let (hists, hourly_ttft) = histograms(latency, &terms.tenant_id, from, to);
+    let p95 = |m: Metric| hists.get(&m).map(|h| percentile(h, 95)).unwrap_or_default();
+    let (p95_ttft, p95_ttlt, p95_ttlt_256) =
+        (p95(Metric::Ttft), p95(Metric::Ttlt), p95(Metric::Ttlt256));
+    let breach_run = longest_breach(&hourly_ttft, u64::from(terms.slo_ttft_p95_ms));
+
+    let steps = steps_below(slo, good, eligible, settings.partial_step);
+    let availability_credit = availability_credit_bp(steps);
+    let latency_credit = latency_credit_bp(breach_run);
+    let credit_bp = availability_credit + latency_credit;
+    let ppm = availability_ppm(good, eligible);
+    TenantSla {
+        tenant: terms.tenant_id.clone(),
+        tier: terms.tier.clone(),
+        slo_availability_bp: slo,
+        slo_availability_pct: format_bp_percent(u64::from(slo)),
+        minutes: total,
+        minutes_excluded: excluded,
+        minutes_maintenance_not_excluded: ex.not_excluded,
+        minutes_eligible: eligible,
+        minutes_bad: bad,
+        minutes_with_traffic: with_traffic,
+        availability_ppm: ppm,
+        availability_pct: format_ppm_percent(ppm),
+        error_budget_minutes: budget_minutes(slo, eligible),
+        error_budget_left_minutes: budget_left_minutes(slo, eligible, bad),
+        error_budget_left_bp: budget_left_bp(slo, eligible, bad),
+        requests: sum.requests,
+        ok: sum.ok,
+        errors_5xx: sum.errors_5xx,
+        errors_429: sum.errors_429,
+        ttft_slow: sum.ttft_slow,
+        rate_5xx_ppm: ratio_ppm(sum.errors_5xx, sum.requests),
+        rate_429_ppm: ratio_ppm(sum.errors_429, sum.requests),
+        ttft_slo_met: p95_ttft.within(u64::from(terms.slo_ttft_p95_ms)),
+        ttlt_256_slo_met: p95_ttlt_256.within(TTLT_256_SLO_MS),
+        p95_ttft,
+        p95_ttlt,
+        p95_ttlt_256,
+        slo_ttft_p95_ms: terms.slo_ttft_p95_ms,
+        ttlt_256_slo_ms: TTLT_256_SLO_MS,
+        ttft_breach_hours_in_a_row: breach_run,
+        partial_step: settings.partial_step,
+        steps_below_slo: steps,
+        availability_credit_bp: availability_credit,
+        latency_credit_bp: latency_credit,
+        credit_bp,
+        fee_nanos: terms.fee,
+        credit_nanos: credit_amount(terms.fee, credit_bp),
+    }
+}
+
+type Histogram = BTreeMap<i64, u64>;
+
+/// The period's histogram per metric, and the TTFT histogram per hour.
+fn histograms(
+    latency: &[LatencyCount],
+    tenant_id: &str,
+    from_minute: i64,
+    to_minute: i64,
+) -> (BTreeMap<Metric, Histogram>, BTreeMap<i64, Histogram>) {
+    let mut month: BTreeMap<Metric, Histogram> = BTreeMap::new();
+    let mut hourly: BTreeMap<i64, Histogram> = BTreeMap::new();
+    // Rows come per hour: an hour is in the period if it starts in it (months are whole hours).
+    for l in latency
+        .iter()
+        .filter(|l| l.tenant_id == tenant_id && (from_minute..to_minute).contains(&(l.hour * 60)))
+    {
+        *month
+            .entry(l.metric)
+            .or_default()
+            .entry(l.le_ms)
+            .or_default() += l.count;
+        if l.metric == Metric::Ttft {
+            *hourly
+                .entry(l.hour)
+                .or_default()
+                .entry(l.le_ms)
+                .or_default() += l.count;
+        }
+    }
+    (month, hourly)
+}
+
+/// Longest run of consecutive hours (with traffic) whose p95 TTFT is over `slo_ms`. An hour
+/// without traffic ends a run: nothing was slow in it.
+fn longest_breach(hourly: &BTreeMap<i64, Histogram>, slo_ms: u64) -> u64 {
+    let (mut best, mut run, mut last) = (0u64, 0u64, None::<i64>);
+    for (&hour, h) in hourly {
+        if percentile(h, 95).within(slo_ms) {
+            run = 0;
+        } else {
+            run = if last == Some(hour - 1) && run > 0 {
+                run + 1
+            } else {
+                1
+            };
+        }
+        last = Some(hour);
+        best = best.max(run);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_metering::maintenance::MaintenanceScope;
+    use switchyard_metering::money::NANOS_PER_USD;
+    use switchyard_metering::sli::MS_PER_MINUTE;
+
+    const M: i64 = MS_PER_MINUTE;
+
+    fn terms() -> TenantTerms {
+        TenantTerms {
+            tenant_id: "acme".into(),
+            tier: "pro".into(),
+            slo_availability_bp: 9_990,
+            slo_ttft_p95_ms: 1_500,
+            fee: 200 * NANOS_PER_USD,
+        }
+    }
+
+    fn bad_minute(minute: i64) -> MinuteCounts {
+        MinuteCounts {
+            tenant_id: "acme".into(),
+            minute,
+            counts: SliCounts {
+                requests: 2,
+                ok: 1,
+                errors_5xx: 1,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn ttft(hour: i64, le_ms: i64, count: u64) -> LatencyCount {
+        LatencyCount {
+            tenant_id: "acme".into(),
+            hour,
+            metric: Metric::Ttft,
+            le_ms,
+            count,
+        }
+    }
+
+    #[test]
+    fn a_thirty_day_month_with_maintenance_and_slow_hours() {
+        // 30 days from minute 0: 43,200 minutes.
+        let period = Period {
+            start_ms: 0,
+            end_ms: 43_200 * M,
+        };
+        // 150 bad minutes, 10 of them inside a 30-minute window announced days before (excluded).
+        let minutes: Vec<_> = (10_000..10_150).map(bad_minute).collect();
+        let windows = [Maintenance {
+            id: 1,
+            start_ms: 10_140 * M,
+            end_ms: 10_170 * M,
+            scope: MaintenanceScope::All,
+            note: String::new(),
+            announced_at_ms: 0,
+            created_at_ms: 0,
+        }];
+        // Hours 5, 6, 7 with p95 TTFT 2 s (over 1.5 s); hour 9 fine.
+        let latency = [
+            ttft(5, 2_000, 10),
+            ttft(6, 2_000, 10),
+            ttft(7, 2_000, 10),
+            ttft(9, 500, 10),
+        ];
+        let r = tenant_report(
+            period,
+            &terms(),
+            &minutes,
+            &latency,
+            &windows,
+            Settings::default(),
+        );
+        // Eligible: 43,200 − 30 = 43,170; bad: 140; good 43,030.
+        assert_eq!(
+            (r.minutes_eligible, r.minutes_bad, r.minutes_excluded),
+            (43_170, 140, 30)
+        );
+        // 43,030 / 43,170 = 0.99675700… → 996,757 ppm.
+        assert_eq!(r.availability_pct, "99.6757");
+        // (9,990·43,170 − 10,000·43,030) / (10·43,170) = (431,268,300 − 430,300,000) / 431,700
+        // = 968,300 / 431,700 = 2.24 → 2 steps → 10%.
+        assert_eq!(r.steps_below_slo, 2);
+        assert_eq!(r.availability_credit_bp, 1_000);
+        // Budget: 43,170 × 10 / 10,000 = 43.17 → 43; left 43.17 − 140 = −96.83 → −97.
+        assert_eq!(
+            (r.error_budget_minutes, r.error_budget_left_minutes),
+            (43, -97)
+        );
+        // Three slow hours in a row: the latency credit.
+        assert_eq!(r.ttft_breach_hours_in_a_row, 3);
+        assert_eq!(r.latency_credit_bp, 500);
+        // 15% of $200 = $30.
+        assert_eq!(r.credit_nanos, 30 * NANOS_PER_USD);
+        // Month p95 TTFT: 40 samples, rank 38 → in the 2,000 ms bucket.
+        assert_eq!(r.p95_ttft.le_ms, Some(2_000));
+        assert!(!r.ttft_slo_met);
+        // Rates over all traffic: 150 of 300 requests were 5xx = 500,000 ppm.
+        assert_eq!(
+            (r.requests, r.errors_5xx, r.rate_5xx_ppm),
+            (300, 150, 500_000)
+        );
+    }
+
+    #[test]
+    fn a_quiet_month_is_all_up_and_owes_nothing() {
+        let period = Period {
+            start_ms: 0,
+            end_ms: 43_200 * M,
+        };
+        let r = tenant_report(period, &terms(), &[], &[], &[], Settings::default());
+        assert_eq!(r.availability_pct, "100.0000");
+        assert_eq!((r.credit_bp, r.credit_nanos), (0, 0));
+        assert_eq!(r.error_budget_left_bp, Some(10_000));
+        assert!(r.ttft_slo_met && r.ttlt_256_slo_met);
+    }
+
+    #[test]
+    fn a_gap_hour_breaks_a_breach_run() {
+        let hourly: BTreeMap<i64, Histogram> = [1, 2, 4, 5]
+            .into_iter()
+            .map(|h| (h, BTreeMap::from([(2_000, 1)])))
+            .collect();
+        assert_eq!(longest_breach(&hourly, 1_500), 2);
+    }
+}
