@@ -283,6 +283,8 @@ pub struct UpstreamConfig {
     pub retry_budget_ratio: f64,
     /// ...plus this many per second however little traffic there is.
     pub retry_budget_min_per_sec: u32,
+    /// Hedges allowed per hedgeable (streamed) request on average.
+    pub hedge_budget_ratio: f64,
 }
 
 impl Default for UpstreamConfig {
@@ -296,6 +298,7 @@ impl Default for UpstreamConfig {
             eject_after_failures: 3,
             retry_budget_ratio: 0.2,
             retry_budget_min_per_sec: 10,
+            hedge_budget_ratio: 0.1,
         }
     }
 }
@@ -469,6 +472,9 @@ impl Config {
                     c.model
                 ));
             }
+        }
+        if !(u.hedge_budget_ratio.is_finite() && (0.0..=1.0).contains(&u.hedge_budget_ratio)) {
+            return invalid("upstream.hedge_budget_ratio must be between 0 and 1".into());
         }
         if !(u.retry_budget_ratio.is_finite() && (0.0..=10.0).contains(&u.retry_budget_ratio)) {
             return invalid("upstream.retry_budget_ratio must be between 0 and 10".into());

@@ -212,6 +212,10 @@ pub async fn start(
             config_upstream.retry_budget_ratio,
             config_upstream.retry_budget_min_per_sec,
         ),
+        hedge_budget: crate::upstream::budget::RetryBudget::new(
+            config_upstream.hedge_budget_ratio,
+            1,
+        ),
         queue: crate::route::queue::WaitQueue::new(routing.max_queue),
         sticky: crate::route::sticky::StickyTable::new(
             Duration::from_secs(routing.sticky_idle_s.max(1)),

@@ -28,6 +28,8 @@ pub struct AppState {
     pub upstream: crate::upstream::client::UpstreamClient,
     /// Caps retries and hedges across all requests (see [`crate::upstream::budget`]).
     pub retry_budget: crate::upstream::budget::RetryBudget,
+    /// Caps hedges separately, at `hedge_budget_ratio` of the hedgeable requests.
+    pub hedge_budget: crate::upstream::budget::RetryBudget,
     /// Requests waiting for a saturated fleet.
     pub queue: crate::route::queue::WaitQueue,
     /// Conversation → the worker that served its last turn.

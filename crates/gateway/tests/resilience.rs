@@ -287,3 +287,48 @@ async fn synthetic_probes_eject_a_worker_too_slow_for_the_slo_and_pass_the_other
     assert_eq!(quick.state(), WorkerState::Ready);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_hung_worker_whose_requests_are_hedged_away_is_still_ejected() {
+    let hang = FaultConfig {
+        hang: 1.0,
+        ..FaultConfig::default()
+    };
+    let mut c = config(vec![
+        sim("hung", |s| s.faults = hang),
+        sim("ok1", |_| {}),
+        sim("ok2", |_| {}),
+    ]);
+    c.tiers.get_mut("pro").unwrap().hedge_after_ms = 200;
+    c.upstream.hedge_budget_ratio = 1.0;
+    c.outlier.ttft_min_samples = 1;
+    c.outlier.ttft_min_excess_ms = 100;
+    c.outlier.base_ejection_ms = 60_000;
+    let gw = start(c).await;
+    let hung = gw.state.fleet.worker("hung").unwrap();
+    for _ in 0..12 {
+        let resp = post(
+            &gw,
+            "/v1/chat/completions",
+            &chat("sim-small", json!({"stream": true})),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        let (events, _) = read_events(resp, DEADLINE).await;
+        assert_eq!(
+            events.last().unwrap().data,
+            "[DONE]",
+            "hedged to a live worker"
+        );
+        if hung.state() == WorkerState::Ejected {
+            break;
+        }
+    }
+    assert_eq!(hung.state(), WorkerState::Ejected);
+    assert!(
+        hung.health_view().reason.contains("TTFT outlier"),
+        "{}",
+        hung.health_view().reason
+    );
+    gw.shutdown().await;
+}

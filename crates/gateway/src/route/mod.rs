@@ -103,13 +103,19 @@ pub async fn retry(
     pick_or_wait(state, ctx, ctx.query(state, tried), deadline).await
 }
 
-/// A worker for a hedge: only one that is free now (a hedge is an extra, never worth a wait).
+/// A worker for a hedge: only one at most half busy now (a hedge is an extra: never worth a
+/// wait, and never worth filling the last slots of a busy fleet).
 pub fn hedge(state: &AppState, ctx: &RouteCtx, tried: &[Arc<Worker>]) -> Option<WorkerLease> {
     if !adaptive(state) {
         return None;
     }
     match state.fleet.pick(&ctx.query(state, tried)) {
-        Pick::Worker(lease) => Some(lease),
+        // The lease counts itself in `outstanding`.
+        Pick::Worker(lease)
+            if lease.worker().outstanding() * 2 <= lease.worker().spec.max_concurrency =>
+        {
+            Some(lease)
+        }
         _ => None,
     }
 }

@@ -67,15 +67,24 @@ pub async fn forward(
     let adaptive = crate::route::adaptive(state);
     let hedge_after = hedge_after.filter(|_| adaptive);
     state.retry_budget.deposit();
+    if hedge_after.is_some() {
+        state.hedge_budget.deposit();
+    }
     let mut tried: Vec<Arc<Worker>> = Vec::new();
     let mut last_error = None;
     let mut running = FuturesUnordered::new();
     let mut hedge = hedge_after.map(|d| Box::pin(tokio::time::sleep(d)));
 
-    let start = |lease: WorkerLease, tried: &mut Vec<Arc<Worker>>, s: &mut Settlement| {
+    // Attempts in flight and when they began, to judge the losers of a hedge.
+    let mut began_at: Vec<(Arc<Worker>, Instant)> = Vec::new();
+    let start = |lease: WorkerLease,
+                 tried: &mut Vec<Arc<Worker>>,
+                 began_at: &mut Vec<(Arc<Worker>, Instant)>,
+                 s: &mut Settlement| {
         let worker = lease.worker().clone();
         s.attempt(&worker);
         tried.push(worker.clone());
+        began_at.push((worker.clone(), Instant::now()));
         async move {
             let began = Instant::now();
             let result = attempt(state, req, request_id, &worker).await;
@@ -84,7 +93,7 @@ pub async fn forward(
     };
 
     let lease = crate::route::first(state, route).await?;
-    running.push(start(lease, &mut tried, settlement));
+    running.push(start(lease, &mut tried, &mut began_at, settlement));
     loop {
         let single = running.len() == 1;
         let hedge_due = async {
@@ -98,14 +107,33 @@ pub async fn forward(
             done = running.next() => {
                 let Some((lease, took, result)) = done else { break };
                 let worker = lease.worker().clone();
+                let winner_began = began_at
+                    .iter()
+                    .position(|(w, _)| Arc::ptr_eq(w, &worker))
+                    .map(|i| began_at.swap_remove(i).1);
                 match result {
                     Ok(reply) => {
                         worker.record_ttft(took);
+                        // An attempt still running that began before the winner has been slower
+                        // than it: its elapsed time is a lower bound of its TTFT. Without this a
+                        // hung worker whose requests are always hedged away is never measured,
+                        // and never ejected.
+                        // `began_at` now holds only the attempts still running.
+                        for (loser, at) in &began_at {
+                            if winner_began.is_some_and(|w| *at < w) {
+                                loser.record_ttft(at.elapsed());
+                                if adaptive {
+                                    state.fleet.check_ttft_outlier(loser);
+                                }
+                            }
+                        }
                         // A stream's success is known at its end (the relay records it).
                         if matches!(reply, Reply::Full { .. }) {
                             worker.record_success();
                         }
-                        state.fleet.check_ttft_outlier(&worker);
+                        if adaptive {
+                            state.fleet.check_ttft_outlier(&worker);
+                        }
                         settlement.served_by(&worker);
                         crate::route::served(state, route, &worker);
                         // Dropping `running` cancels a hedge still in flight.
@@ -126,7 +154,7 @@ pub async fn forward(
                                 match crate::route::retry(state, route, &tried, deadline).await {
                                     Ok(next) => {
                                         crate::metrics::retry(&req.model);
-                                        running.push(start(next, &mut tried, settlement));
+                                        running.push(start(next, &mut tried, &mut began_at, settlement));
                                     }
                                     // Nobody to retry on: the worker's error says more.
                                     Err(GatewayError::NoHealthyWorker(_)) => {}
@@ -144,11 +172,16 @@ pub async fn forward(
                 hedge = None; // one hedge per request
                 if tried.len() < upstream.max_attempts as usize {
                     if let Some(lease) = crate::route::hedge(state, route, &tried) {
-                        if state.retry_budget.try_withdraw() {
+                        // Hedges have their own, smaller budget: under load every request is
+                        // slow, and hedging them all would add load exactly when there is none
+                        // to spare.
+                        if state.hedge_budget.try_withdraw() {
                             tracing::info!(request_id, worker = %lease.worker().spec.name, "no first token yet; hedging");
                             settlement.hedged();
                             crate::metrics::hedge(&req.model);
-                            running.push(start(lease, &mut tried, settlement));
+                            running.push(start(lease, &mut tried, &mut began_at, settlement));
+                        } else {
+                            tracing::info!(request_id, "no first token yet; hedge budget exhausted");
                         }
                     }
                 }
