@@ -250,6 +250,8 @@ pub struct Finished<'a> {
     pub total: Duration,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// The canary split's arm (`main`, `canary`), for the A/B comparison of TTFT and TTLT.
+    pub arm: &'static str,
 }
 
 /// A request was admitted (it will reach [`request_finished`] exactly once).
@@ -273,11 +275,11 @@ pub fn request_finished(f: &Finished) {
     }
     // A non-streamed answer's first token is its last: its TTFT would be its whole length.
     if let (true, Some(ttft)) = (f.stream, f.ttft) {
-        ::metrics::histogram!(TTFT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned())
+        ::metrics::histogram!(TTFT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned(), "arm" => f.arm)
             .record(ttft.as_secs_f64());
     }
     if f.outcome == UsageStatus::Completed {
-        ::metrics::histogram!(TTLT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned())
+        ::metrics::histogram!(TTLT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned(), "arm" => f.arm)
             .record(f.total.as_secs_f64());
         if let (true, Some(ttft), 2..) = (f.stream, f.ttft, f.completion_tokens) {
             // One sample per stream, not per token: keeps the relay free of metric calls.
@@ -289,6 +291,19 @@ pub fn request_finished(f: &Finished) {
     // Only requests that reached a worker are billed (as the ledger does).
     if f.worker.is_some() {
         tokens(f.tier, f.model, f.prompt_tokens, f.completion_tokens);
+    }
+}
+
+/// A shadow request (a copy sent to the canary pool, answer discarded) finished.
+pub fn shadow_finished(model: &str, ok: bool, ttft: Option<Duration>, total: Duration) {
+    let arm = "shadow";
+    if let Some(ttft) = ttft {
+        ::metrics::histogram!(TTFT, "model" => model.to_owned(), "tier" => "shadow", "arm" => arm)
+            .record(ttft.as_secs_f64());
+    }
+    if ok {
+        ::metrics::histogram!(TTLT, "model" => model.to_owned(), "tier" => "shadow", "arm" => arm)
+            .record(total.as_secs_f64());
     }
 }
 

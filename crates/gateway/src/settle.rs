@@ -247,6 +247,7 @@ impl Settlement {
                 .ttft_ms
                 .map(|ms| std::time::Duration::from_secs_f64(ms / 1e3)),
             total: self.started.elapsed(),
+            arm: self.arm.as_str(),
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
         }

@@ -158,28 +158,37 @@ async fn run(state: &AppState, worker: &Worker) -> Result<(Duration, Duration), 
         let reply = crate::upstream::attempt(state, &req, &id, worker)
             .await
             .map_err(|e| e.to_string())?;
-        let Reply::Stream { first, mut relay } = reply else {
-            return Err("the worker did not stream".to_string());
-        };
-        let ttft = began.elapsed();
-        let mut done = false;
-        let mut frames = futures::stream::once(async { Ok(first) })
-            .chain(&mut *relay)
-            .boxed();
-        while let Some(frame) = frames.next().await {
-            let frame: bytes::Bytes = frame.map_err(|e: std::io::Error| e.to_string())?;
-            if frame.windows(6).any(|w| w == b"[DONE]") {
-                done = true;
-            } else if frame.windows(9).any(|w| w == b"\"error\":{") {
-                return Err(String::from_utf8_lossy(&frame).trim().to_string());
-            }
-        }
-        if !done {
-            return Err("the stream ended without [DONE]".into());
-        }
+        let ttft = consume(reply, began)
+            .await?
+            .ok_or_else(|| "the worker did not stream".to_string())?;
         Ok((ttft, began.elapsed()))
     };
     tokio::time::timeout(limit, answer)
         .await
         .map_err(|_| format!("no complete answer within {} ms", limit.as_millis()))?
+}
+
+/// Reads a worker's answer to the end, as a client would, and checks it is complete. Returns
+/// the time to the first frame for a stream (`None` for a whole answer).
+pub(crate) async fn consume(reply: Reply, began: Instant) -> Result<Option<Duration>, String> {
+    let Reply::Stream { first, mut relay } = reply else {
+        return Ok(None);
+    };
+    let ttft = began.elapsed();
+    let mut done = false;
+    let mut frames = futures::stream::once(async { Ok(first) })
+        .chain(&mut *relay)
+        .boxed();
+    while let Some(frame) = frames.next().await {
+        let frame: bytes::Bytes = frame.map_err(|e: std::io::Error| e.to_string())?;
+        if frame.windows(6).any(|w| w == b"[DONE]") {
+            done = true;
+        } else if frame.windows(9).any(|w| w == b"\"error\":{") {
+            return Err(String::from_utf8_lossy(&frame).trim().to_string());
+        }
+    }
+    if !done {
+        return Err("the stream ended without [DONE]".into());
+    }
+    Ok(Some(ttft))
 }

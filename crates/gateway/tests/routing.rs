@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 use switchyard_fleet::Pool;
-use switchyard_gateway::route::canary::CanarySplit;
+use switchyard_gateway::route::canary::{CanaryMode, CanarySplit};
 
 async fn error_code(resp: reqwest::Response) -> (u16, Option<String>, String) {
     let status = resp.status().as_u16();
@@ -164,6 +164,7 @@ async fn a_canary_gets_its_configured_share() {
     c.routing.canary = vec![CanarySplit {
         model: "sim-small".into(),
         weight: 0.25,
+        mode: CanaryMode::Split,
     }];
     let gw = start(c).await;
     for _ in 0..40 {
@@ -212,6 +213,53 @@ async fn reserved_capacity_serves_only_its_tier() {
     assert!(
         gw.sims[0].stats().requests > 0,
         "business uses its reserved worker"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn shadow_mode_copies_requests_to_the_canary_without_serving_or_billing_them() {
+    let mut canary = sim("canary", |s| s.decode_ms_per_token = 1.0);
+    canary.pool = Pool::Canary;
+    let mut c = config(vec![sim("main", |_| {}), canary]);
+    c.routing.canary = vec![CanarySplit {
+        model: "sim-small".into(),
+        weight: 0.5,
+        mode: CanaryMode::Shadow,
+    }];
+    let gw = start(c).await;
+    for _ in 0..10 {
+        let resp = post(
+            &gw,
+            "/v1/chat/completions",
+            &chat("sim-small", json!({"stream": true})),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        let (events, _) = read_events(resp, Duration::from_secs(10)).await;
+        assert_eq!(events.last().unwrap().data, "[DONE]");
+    }
+    assert_eq!(
+        gw.sims[0].stats().completed,
+        10,
+        "every client answer came from main"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || gw.sims[1].stats().completed == 5).await,
+        "half the requests were copied to the canary: {:?}",
+        gw.sims[1].stats()
+    );
+    let metrics = client()
+        .get(format!("{}/metrics", gw.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"arm="shadow""#) && metrics.contains(r#"arm="main""#),
+        "TTFT/TTLT per arm"
     );
     gw.shutdown().await;
 }

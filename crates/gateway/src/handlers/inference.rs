@@ -67,7 +67,7 @@ async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
 }
 
 async fn run(
-    state: &AppState,
+    state: &Arc<AppState>,
     endpoint: Endpoint,
     request: Request,
     rate: &mut Option<RateInfo>,
@@ -120,6 +120,7 @@ async fn run(
         _ => None,
     };
     let route = crate::route::RouteCtx::new(state, &req, &key);
+    crate::route::shadow::maybe_spawn(state, &req);
     let mut settlement =
         Settlement::start(&request_id, key, &req, reservation, state.ledger.clone());
     *settling = true;

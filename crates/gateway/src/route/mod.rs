@@ -9,6 +9,7 @@
 
 pub mod canary;
 pub mod queue;
+pub mod shadow;
 pub mod sticky;
 
 use std::sync::Arc;
