@@ -4,6 +4,7 @@ mod admin_client;
 mod agent;
 mod bench;
 mod fleet;
+mod incidents;
 mod inputs;
 mod keys;
 mod maintenance;
@@ -55,6 +56,8 @@ enum Command {
     Sla(sla::SlaArgs),
     /// Declare, list and delete maintenance windows the SLA report excludes (admin API).
     Maintenance(maintenance::MaintenanceArgs),
+    /// Incidents opened by alerts; `show ID` prints a post-mortem template (admin API).
+    Incidents(incidents::IncidentsArgs),
     /// Keep a runtime beside this agent registered in a gateway's fleet; drain it on SIGTERM.
     Agent(agent::AgentArgs),
     /// The gateway's workers with their state; drain a worker, provider or region.
@@ -92,6 +95,7 @@ async fn main() -> ExitCode {
         Command::Usage(args) => usage::run(args).await,
         Command::Sla(args) => sla::run(args).await,
         Command::Maintenance(args) => maintenance::run(args).await,
+        Command::Incidents(args) => incidents::run(args).await,
         Command::Agent(args) => agent::run(args).await,
         Command::Fleet(args) => fleet::run(args).await,
         Command::Bench(args) => bench::run(args).await,

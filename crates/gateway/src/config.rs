@@ -62,6 +62,9 @@ pub struct Config {
     /// `[metrics]`: access to `/metrics` and scraping of workers' own metrics.
     #[serde(default)]
     pub metrics: crate::metrics::config::MetricsConfig,
+    /// `[alerts]`: SLO burn-rate, probe and rotation alerts, their webhook, incidents.
+    #[serde(default)]
+    pub alerts: crate::alerting::config::AlertsConfig,
 }
 
 /// Leases of self-registered workers. The registration API itself is on only when the
@@ -408,6 +411,7 @@ impl Config {
             workers: Vec::new(),
             fleet: None,
             metrics: Default::default(),
+            alerts: Default::default(),
             sim_workers: vec![
                 sim("sim-a-1", "sim-provider-a", "sim-small", 10.0),
                 sim("sim-a-2", "sim-provider-a", "sim-small", 10.0),
@@ -458,6 +462,7 @@ impl Config {
         self.outlier.validate().map_err(ConfigError::Invalid)?;
         self.probes.validate().map_err(ConfigError::Invalid)?;
         self.metrics.validate().map_err(ConfigError::Invalid)?;
+        self.alerts.validate().map_err(ConfigError::Invalid)?;
         let r = &self.routing;
         if !(r.cost_slack.is_finite() && (1.0..=10.0).contains(&r.cost_slack)) {
             return invalid("routing.cost_slack must be between 1.0 and 10.0".into());

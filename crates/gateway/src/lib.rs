@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod admit;
+pub mod alerting;
 pub mod auth;
 mod body;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod server;
 pub mod settle;
 pub mod shape;
 pub mod state;
+pub mod status;
 pub mod synthetic;
 pub mod upstream;
 pub mod worker_scrape;

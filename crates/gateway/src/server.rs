@@ -66,6 +66,8 @@ pub struct RunningGateway {
     leases: JoinHandle<()>,
     /// Synthetic probes (see [`crate::synthetic`]).
     probes: JoinHandle<()>,
+    /// The SLO evaluator (see [`crate::alerting`]).
+    alerts: JoinHandle<()>,
     /// Reads workers' own `/metrics` (see [`crate::worker_scrape`]).
     worker_scrape: JoinHandle<()>,
     ledger: Option<LedgerTask>,
@@ -84,6 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(crate::handlers::metrics::metrics))
         .merge(crate::admin::router())
         .merge(crate::fleet_api::router())
+        .merge(crate::status::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(crate::request_id::AssignRequestIdLayer)
@@ -236,6 +239,7 @@ pub async fn start(
         )
     };
     let probes = crate::synthetic::spawn(state.clone());
+    let alerts = crate::alerting::spawn(state.clone());
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
@@ -262,6 +266,7 @@ pub async fn start(
         health,
         leases,
         probes,
+        alerts,
         worker_scrape,
         ledger: Some(ledger_task),
         grace,
@@ -301,6 +306,7 @@ impl RunningGateway {
         self.health.abort();
         self.leases.abort();
         self.probes.abort();
+        self.alerts.abort();
         self.worker_scrape.abort();
         // Every request has settled by now (or was aborted and settled on drop): write the
         // queued usage records before returning.

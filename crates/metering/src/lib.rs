@@ -5,10 +5,11 @@
 //! - [`money`]: integer nano-dollars; prices and costs never touch floating point.
 //! - [`store`]: the [`Store`] trait and its SQLite implementation.
 //! - [`sli`]: per-minute SLI rollups the SLA report is computed from; [`maintenance`]: the
-//!   windows it excludes.
+//!   windows it excludes; [`incident`]: incidents opened by the gateway's alerts.
 
 pub mod admission;
 pub mod directory;
+pub mod incident;
 pub mod keys;
 pub mod ledger;
 pub mod limiter;

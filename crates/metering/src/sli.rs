@@ -173,6 +173,32 @@ pub struct LatencyCount {
     pub count: u64,
 }
 
+/// Counts of one minute over the whole fleet (every tenant, model, region and provider summed):
+/// what the public status page charts, with no tenant in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetMinute {
+    pub minute: i64,
+    pub counts: SliCounts,
+}
+
+/// Counts of one model in one region over a span of minutes, every tenant summed. Requests
+/// refused before any worker have region `""`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeCounts {
+    pub model: String,
+    pub region: String,
+    pub counts: SliCounts,
+}
+
+/// One latency bucket of the whole fleet in one chart bucket: `bucket` counts `bucket_minutes`
+/// from the query's first minute (0 is the first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketLatency {
+    pub bucket: i64,
+    pub le_ms: i64,
+    pub count: u64,
+}
+
 /// Sums records and refusals per key: one upsert per key and bucket instead of per request.
 pub fn fold<'a>(
     records: impl IntoIterator<Item = &'a UsageRecord>,

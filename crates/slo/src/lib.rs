@@ -6,12 +6,14 @@
 //! - [`percentile`]: p95s from the rollups' latency histograms.
 //! - [`exclusions`]: which declared maintenance minutes the addendum lets us exclude.
 //! - [`report`]: one tenant's month, put together.
+//! - [`burn`]: error-budget burn rates and the multi-window page/ticket decision.
 //!
 //! Units: availability targets are basis points of a percent (9990 = 99.90%), measured
 //! availability is parts per million (999_004 = 99.9004%), credits are basis points of the fee,
 //! money is nano-dollars. Nothing here touches floating point.
 
 pub mod availability;
+pub mod burn;
 pub mod credit;
 pub mod exclusions;
 pub mod percentile;

@@ -15,10 +15,11 @@
 mod dates;
 pub(crate) mod extract;
 mod fleet;
+mod incidents;
 mod keys;
 mod maintenance;
-mod render;
-mod sla;
+pub(crate) mod render;
+pub(crate) mod sla;
 mod tenants;
 mod usage;
 
@@ -59,6 +60,12 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/admin/v1/maintenance/{id}", delete(maintenance::delete))
         .route("/admin/v1/sla", get(sla::report))
+        .route("/admin/v1/incidents", get(incidents::list))
+        .route("/admin/v1/incidents/{id}", get(incidents::show))
+        .route(
+            "/admin/v1/incidents/{id}/postmortem",
+            get(incidents::postmortem),
+        )
         .route("/admin/v1/fleet", get(fleet::list))
         .route("/admin/v1/fleet/drain", post(fleet::drain))
         .route("/admin/v1/fleet/undrain", post(fleet::undrain))

@@ -12,9 +12,9 @@ use serde_json::{json, Map, Value};
 use switchyard_metering::directory::unix_ms;
 use switchyard_metering::money::Nanos;
 use switchyard_metering::sli::{minute_of, MS_PER_MINUTE};
-use switchyard_metering::store::{Period, UsageQuery};
+use switchyard_metering::store::{Period, UsageQuery, UsageRow};
 use switchyard_metering::{Limits, Tenant};
-use switchyard_slo::{tenant_report, PartialStep, Settings, TenantTerms};
+use switchyard_slo::{tenant_report, PartialStep, Settings, TenantSla, TenantTerms};
 
 use super::extract::{Admin, Params};
 use super::render::put_money;
@@ -38,21 +38,28 @@ fn limits_of(state: &AppState, tenant: &Tenant) -> Limits {
         .unwrap_or_default()
 }
 
-pub async fn report(
-    _: Admin,
-    State(state): State<Arc<AppState>>,
-    params: Params,
-) -> Result<Json<Value>, GatewayError> {
-    params.only(&["month", "tenant", "partial_step"])?;
-    let month = match params.get("month") {
-        Some(m) => parse_month(m, "month")?,
-        None => Month::containing(unix_ms()),
-    };
-    let partial_step =
-        PartialStep::parse(params.choice("partial_step", &["floor", "ceil"])?).unwrap_or_default();
+/// One month's SLA figures per tenant, and the month's usage rows they were priced from: the
+/// JSON report below and the admin status page (`crate::status::admin_view`) both show this.
+pub(crate) struct SlaMonth {
+    pub month: Month,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub partial_step: PartialStep,
+    pub tenants: Vec<TenantSla>,
+    /// The whole month's usage per tenant and model (also for a month in progress, so far).
+    pub usage: Vec<UsageRow>,
+}
+
+/// Computes the month's report for one tenant or all of them, through the async store API.
+pub(crate) async fn compute(
+    state: &AppState,
+    month: Month,
+    tenant: Option<&str>,
+    partial_step: PartialStep,
+) -> Result<SlaMonth, GatewayError> {
     let store = state.directory.store();
-    let tenants = match params.get("tenant") {
-        Some(t) => vec![get_tenant(&state, t).await?],
+    let tenants = match tenant {
+        Some(t) => vec![get_tenant(state, t).await?],
         None => store.list_tenants().await.map_err(store_error)?,
     };
     let start_ms = month.start_ms();
@@ -60,7 +67,7 @@ pub async fn report(
     let now_minute_ms = minute_of(unix_ms()) * MS_PER_MINUTE;
     let end_ms = month.end_ms().min(now_minute_ms).max(start_ms);
     let q = UsageQuery {
-        tenant_id: params.get("tenant").map(str::to_string),
+        tenant_id: tenant.map(str::to_string),
         from_ms: Some(start_ms),
         to_ms: Some(end_ms),
     };
@@ -75,32 +82,61 @@ pub async fn report(
         to_ms: Some(month.end_ms()),
         ..q.clone()
     };
-    let mut fees: BTreeMap<String, Nanos> = BTreeMap::new();
-    for row in store
+    let usage = store
         .usage(&invoice_q, Period::Month)
         .await
-        .map_err(store_error)?
-    {
-        *fees.entry(row.tenant_id).or_default() += row.cost;
+        .map_err(store_error)?;
+    let mut fees: BTreeMap<&str, Nanos> = BTreeMap::new();
+    for row in &usage {
+        *fees.entry(row.tenant_id.as_str()).or_default() += row.cost;
     }
 
     let period = switchyard_slo::Period { start_ms, end_ms };
     let settings = Settings { partial_step };
-    let mut data = Vec::with_capacity(tenants.len());
+    let reports = tenants
+        .iter()
+        .map(|tenant| {
+            let limits = limits_of(state, tenant);
+            let terms = TenantTerms {
+                tenant_id: tenant.id.clone(),
+                tier: tenant.tier.clone(),
+                slo_availability_bp: limits.slo_availability_bp,
+                slo_ttft_p95_ms: limits.slo_ttft_p95_ms,
+                fee: fees.get(tenant.id.as_str()).copied().unwrap_or(0),
+            };
+            tenant_report(period, &terms, &minutes, &latency, &windows, settings)
+        })
+        .collect();
+    Ok(SlaMonth {
+        month,
+        start_ms,
+        end_ms,
+        partial_step,
+        tenants: reports,
+        usage,
+    })
+}
+
+pub async fn report(
+    _: Admin,
+    State(state): State<Arc<AppState>>,
+    params: Params,
+) -> Result<Json<Value>, GatewayError> {
+    params.only(&["month", "tenant", "partial_step"])?;
+    let month = match params.get("month") {
+        Some(m) => parse_month(m, "month")?,
+        None => Month::containing(unix_ms()),
+    };
+    let partial_step =
+        PartialStep::parse(params.choice("partial_step", &["floor", "ceil"])?).unwrap_or_default();
+    let sla = compute(&state, month, params.get("tenant"), partial_step).await?;
+
+    let mut data = Vec::with_capacity(sla.tenants.len());
     let (mut total_fee, mut total_credit) = (0, 0);
-    for tenant in &tenants {
-        let limits = limits_of(&state, tenant);
-        let terms = TenantTerms {
-            tenant_id: tenant.id.clone(),
-            tier: tenant.tier.clone(),
-            slo_availability_bp: limits.slo_availability_bp,
-            slo_ttft_p95_ms: limits.slo_ttft_p95_ms,
-            fee: fees.get(&tenant.id).copied().unwrap_or(0),
-        };
-        let r = tenant_report(period, &terms, &minutes, &latency, &windows, settings);
+    for r in &sla.tenants {
         total_fee += r.fee_nanos;
         total_credit += r.credit_nanos;
-        let mut obj = match serde_json::to_value(&r) {
+        let mut obj = match serde_json::to_value(r) {
             Ok(Value::Object(obj)) => obj,
             _ => Map::new(),
         };
@@ -113,10 +149,10 @@ pub async fn report(
     put_money(&mut totals, "credit", total_credit);
     Ok(Json(json!({
         "object": "sla_report",
-        "month": month.to_string(),
-        "from": format_rfc3339(start_ms),
-        "to": format_rfc3339(end_ms),
-        "partial_step": partial_step.as_str(),
+        "month": sla.month.to_string(),
+        "from": format_rfc3339(sla.start_ms),
+        "to": format_rfc3339(sla.end_ms),
+        "partial_step": sla.partial_step.as_str(),
         "currency": "USD",
         "data": data,
         "totals": totals,

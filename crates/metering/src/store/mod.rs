@@ -6,10 +6,13 @@ pub mod sqlite;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident, ScopedCounts};
 use crate::maintenance::{Maintenance, NewMaintenance};
 use crate::model::{ApiKey, LimitOverrides, Tenant, UsageRecord};
 use crate::money::Nanos;
-use crate::sli::{LatencyCount, MinuteCounts, Refusal};
+use crate::sli::{
+    BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, Refusal, ScopeCounts,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -125,6 +128,20 @@ pub trait Store: Send + Sync + 'static {
     async fn sli_minutes(&self, query: &UsageQuery) -> Result<Vec<MinuteCounts>>;
     /// Latency histograms per tenant, hour and metric.
     async fn sli_latency(&self, query: &UsageQuery) -> Result<Vec<LatencyCount>>;
+    /// Fleet-wide counts per minute over `[from_ms, to_ms)` (every tenant, model, region
+    /// summed), only minutes with traffic: the public status page's history, tenant-free.
+    async fn sli_fleet_minutes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<FleetMinute>>;
+    /// Fleet-wide histogram of `metric` per chart bucket of `bucket_minutes` minutes counted
+    /// from `from_ms`'s minute, summed in the database so a month is a few thousand rows.
+    async fn sli_fleet_latency(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        metric: Metric,
+        bucket_minutes: i64,
+    ) -> Result<Vec<BucketLatency>>;
+    /// Counts per model and region over `[from_ms, to_ms)`, every tenant summed.
+    async fn sli_scopes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ScopeCounts>>;
     async fn add_maintenance(&self, window: &NewMaintenance) -> Result<Maintenance>;
     /// Windows overlapping `[from_ms, to_ms)` (unbounded where `None`), by start.
     async fn list_maintenance(
@@ -133,4 +150,39 @@ pub trait Store: Send + Sync + 'static {
         to_ms: Option<i64>,
     ) -> Result<Vec<Maintenance>>;
     async fn delete_maintenance(&self, id: i64) -> Result<()>;
+
+    // Alerts and incidents (see [`crate::incident`]).
+    /// Counts per tier and model over `[from_ms, to_ms)`, exact to the millisecond: whole
+    /// minutes from the rollups, the edges from raw rows. What burn-rate alerts are made of.
+    async fn sli_window(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ScopedCounts>>;
+    /// Opens an incident with its first alert; returns its id. At most one is open at a time.
+    async fn open_incident(&self, incident: &NewIncident) -> Result<i64>;
+    /// Adds (or updates: same name, scope and firing time) an alert of incident `id`, widening
+    /// its scopes, severity and SLO, and moving its start back to `started_at_ms` if earlier.
+    async fn put_incident_alert(
+        &self,
+        id: i64,
+        alert: &IncidentAlert,
+        slo_bp: u32,
+        started_at_ms: i64,
+    ) -> Result<()>;
+    /// Ends an incident with its impact.
+    async fn close_incident(&self, id: i64, ended_at_ms: i64, impact: &Impact) -> Result<()>;
+    async fn get_incident(&self, id: i64) -> Result<Option<Incident>>;
+    /// The open incident, if any.
+    async fn open_incident_now(&self) -> Result<Option<Incident>>;
+    /// Incidents overlapping `[from_ms, to_ms)` (unbounded where `None`), newest first.
+    async fn list_incidents(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<Incident>>;
+    /// Requests, failures, bad minutes and tenants hit in `[from_ms, to_ms)` within `scope`
+    /// (`budget_spent_bp` is left 0: it needs the SLO and the month).
+    async fn incident_impact(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        scope: &ImpactScope,
+    ) -> Result<Impact>;
 }

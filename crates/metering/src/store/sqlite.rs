@@ -29,13 +29,19 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+mod incidents;
 mod sli;
+mod sli_fleet;
+mod sli_window;
 
 use super::{MarginRow, Period, Result, Store, StoreError, UsageQuery, UsageRow};
+use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident, ScopedCounts};
 use crate::maintenance::{Maintenance, NewMaintenance};
 use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant, UsageRecord, UsageStatus};
 use crate::money::Nanos;
-use crate::sli::{LatencyCount, MinuteCounts, Refusal};
+use crate::sli::{
+    BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, Refusal, ScopeCounts,
+};
 
 /// The migrations, embedded in the binary at build time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -617,6 +623,24 @@ impl Store for SqliteStore {
         sli::latency(&self.reader, query).await
     }
 
+    async fn sli_fleet_minutes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<FleetMinute>> {
+        sli_fleet::minutes(&self.reader, from_ms, to_ms).await
+    }
+
+    async fn sli_fleet_latency(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        metric: Metric,
+        bucket_minutes: i64,
+    ) -> Result<Vec<BucketLatency>> {
+        sli_fleet::latency(&self.reader, from_ms, to_ms, metric, bucket_minutes).await
+    }
+
+    async fn sli_scopes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ScopeCounts>> {
+        sli_fleet::scopes(&self.reader, from_ms, to_ms).await
+    }
+
     async fn add_maintenance(&self, window: &NewMaintenance) -> Result<Maintenance> {
         sli::add_maintenance(&self.writer, window).await
     }
@@ -631,5 +655,52 @@ impl Store for SqliteStore {
 
     async fn delete_maintenance(&self, id: i64) -> Result<()> {
         sli::delete_maintenance(&self.writer, id).await
+    }
+
+    async fn sli_window(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ScopedCounts>> {
+        sli_window::window(&self.reader, from_ms, to_ms).await
+    }
+
+    async fn open_incident(&self, incident: &NewIncident) -> Result<i64> {
+        incidents::open(&self.writer, incident).await
+    }
+
+    async fn put_incident_alert(
+        &self,
+        id: i64,
+        alert: &IncidentAlert,
+        slo_bp: u32,
+        started_at_ms: i64,
+    ) -> Result<()> {
+        incidents::put_alert(&self.writer, id, alert, slo_bp, started_at_ms).await
+    }
+
+    async fn close_incident(&self, id: i64, ended_at_ms: i64, impact: &Impact) -> Result<()> {
+        incidents::close(&self.writer, id, ended_at_ms, impact).await
+    }
+
+    async fn get_incident(&self, id: i64) -> Result<Option<Incident>> {
+        incidents::get(&self.reader, id).await
+    }
+
+    async fn open_incident_now(&self) -> Result<Option<Incident>> {
+        incidents::open_one(&self.reader).await
+    }
+
+    async fn list_incidents(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<Incident>> {
+        incidents::list(&self.reader, from_ms, to_ms).await
+    }
+
+    async fn incident_impact(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        scope: &ImpactScope,
+    ) -> Result<Impact> {
+        incidents::impact(&self.reader, from_ms, to_ms, scope).await
     }
 }

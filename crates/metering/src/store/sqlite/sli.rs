@@ -133,7 +133,7 @@ fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, q: &UsageQuery) {
     }
 }
 
-fn counts_from_row(row: &SqliteRow) -> Result<SliCounts> {
+pub(super) fn counts_from_row(row: &SqliteRow) -> Result<SliCounts> {
     Ok(SliCounts {
         requests: to_u64(row.try_get("requests")?, "requests")?,
         ok: to_u64(row.try_get("ok")?, "ok")?,

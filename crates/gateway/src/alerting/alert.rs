@@ -1,0 +1,43 @@
+//! What an alert is: a named condition on a scope, with a severity and what it saw.
+
+use switchyard_slo::burn::{Burns, Severity};
+
+/// Error budget burning too fast for a scope (`all`, `tier:<t>`, `model:<m>`).
+pub const SLO_BURN: &str = "slo_burn_rate";
+/// A worker's last synthetic probe failed (`worker:<w>`).
+pub const PROBE_FAILED: &str = "probe_failed";
+/// A model has no worker in rotation (`model:<m>`).
+pub const MODEL_UNAVAILABLE: &str = "model_unavailable";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub name: &'static str,
+    pub scope: String,
+    pub severity: Severity,
+    pub summary: String,
+    /// When the trouble began as far as this alert can tell: the failed probe, the moment
+    /// the model's last worker left rotation, the start of the short burn window.
+    pub began_at_ms: i64,
+    /// The SLO its budget figures are against, in bp.
+    pub slo_bp: u32,
+    /// Burn rates, for burn alerts.
+    pub burns: Option<Burns>,
+    /// Narrower scopes burning as well, folded into this one.
+    pub affected: Vec<String>,
+}
+
+impl Alert {
+    pub fn key(&self) -> (String, String) {
+        (self.name.to_string(), self.scope.clone())
+    }
+}
+
+/// An alert's name as stored back to the `&'static` one (unknown names: the burn alert, so
+/// that an incident left open by a newer version still resolves).
+pub fn static_name(name: &str) -> &'static str {
+    match name {
+        PROBE_FAILED => PROBE_FAILED,
+        MODEL_UNAVAILABLE => MODEL_UNAVAILABLE,
+        _ => SLO_BURN,
+    }
+}

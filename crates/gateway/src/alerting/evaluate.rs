@@ -1,0 +1,77 @@
+//! One evaluation: read the windows, decide which alerts hold, turn that into transitions,
+//! write them to the incident log and send them out.
+
+use std::sync::Arc;
+
+use switchyard_metering::directory::unix_ms;
+use switchyard_slo::burn::Policy;
+
+use super::alert::SLO_BURN;
+use super::config::AlertsConfig;
+use super::notify::Notifier;
+use super::recorder::Recorder;
+use super::tracker::Tracker;
+use super::{burn_alerts, fleet_alerts, windows};
+use crate::state::AppState;
+
+pub struct Evaluator {
+    state: Arc<AppState>,
+    config: AlertsConfig,
+    policy: Policy,
+    tracker: Tracker,
+    recorder: Recorder,
+    notifier: Notifier,
+}
+
+impl Evaluator {
+    pub async fn new(state: Arc<AppState>, config: AlertsConfig) -> Self {
+        let (recorder, active) = Recorder::load(&**state.directory.store()).await;
+        let mut tracker = Tracker::default();
+        for a in active {
+            tracker.adopt(a);
+        }
+        Self {
+            notifier: Notifier::new(&config, state.client.clone()),
+            policy: config.policy(),
+            state,
+            config,
+            tracker,
+            recorder,
+        }
+    }
+
+    pub async fn tick(&mut self) {
+        let now = unix_ms();
+        let store = self.state.directory.store().clone();
+        let tiers = self.state.directory.tiers();
+        let scopes = match windows::read(&*store, now, &self.config, tiers).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Without the numbers, nothing is decided: resolving everything because a
+                // query failed would announce a recovery that did not happen.
+                tracing::error!(target: "switchyard::alerts", error = %e, "cannot read SLIs; alerts not evaluated");
+                return;
+            }
+        };
+        let active_burns = self.tracker.scopes_of(SLO_BURN);
+        let mut holding =
+            burn_alerts::alerts(&scopes, &self.config, &self.policy, &active_burns, now);
+        let strictest = tiers
+            .values()
+            .map(|l| l.slo_availability_bp)
+            .max()
+            .unwrap_or_else(|| switchyard_metering::Limits::default().slo_availability_bp);
+        holding.extend(fleet_alerts::alerts(
+            &self.state.fleet,
+            &self.config,
+            strictest,
+        ));
+        for t in self.tracker.update(holding, now) {
+            let incident = self.recorder.record(&*store, &t).await;
+            self.notifier.send(&t, incident, &self.config);
+        }
+        if self.tracker.is_empty() {
+            self.recorder.close(&*store, now).await;
+        }
+    }
+}
