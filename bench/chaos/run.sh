@@ -11,9 +11,10 @@
 #                provider under a retry budget, TTFT hedging, passive outlier ejection
 #   round_robin  `[routing] policy = "round_robin"`: the naive baseline (next worker passing
 #                active health checks; no retry, hedge or passive ejection)
-# each with a fresh gateway and freshly started sims. The `chaos` binary (this crate) drives the
-# load and records every request; `chaos report` prints both phases side by side and writes
-# bench/out/chaos-<UTC time>.json (and the raw records and gateway logs next to it).
+# each with a fresh gateway and freshly started sims. `switchyard bench` drives the load (open
+# loop, seeded Poisson arrivals, `--records`: one JSON line per request); `chaos report` (this
+# crate's binary) prints both phases side by side and writes bench/out/chaos-<UTC time>.json
+# (and the raw records, bench results and gateway logs next to it).
 #
 # This is a benchmark, not a test: it exits non-zero only when a measurement is invalid (the
 # fleet or gateway did not come up, the load generator fell behind its schedule, nothing
@@ -38,8 +39,9 @@ SEED=${SEED:-1}
 BUILD=${BUILD:-1}
 MIN_TOKENS=64
 MAX_TOKENS=128
-# The sim counts a chat prompt as ceil(chars / 4) + 3 per message; the load's prompts are
-# about 75 characters, so 22 tokens.
+# The sim counts a chat prompt as ceil(chars / 4) + 3 per message; the load's prompt is 75
+# characters, so 22 tokens.
+PROMPT="Write a short note about how rail yards sort freight cars into their trains."
 PROMPT_TOKENS=22
 MODEL=sim-small
 
@@ -85,6 +87,8 @@ else
 fi
 SWITCHYARD="$TARGET_DIR/release/switchyard"
 CHAOS="$TARGET_DIR/release/chaos"
+awk -v p="$PROMPT" -v t="$PROMPT_TOKENS" 'BEGIN { n = length(p); exit !(int((n + 3) / 4) + 3 == t) }' ||
+    die "PROMPT is not $PROMPT_TOKENS tokens by the sim's count"
 [[ -x $SWITCHYARD && -x $CHAOS ]] || die "missing $SWITCHYARD or $CHAOS (run with BUILD=1)"
 
 # ---------------------------------------------------------------------------------------
@@ -117,7 +121,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     local p
-    for p in "${PIDS[@]}"; do stop_pid "$p"; done # schedule, load generator, gateway
+    for p in "${PIDS[@]}"; do stop_pid "$p"; done # schedule, switchyard bench, gateway
     stop_sims
     if ((rc != 0 && rc != 130)); then
         log "failed (exit $rc); logs kept in $WORK"
@@ -398,17 +402,28 @@ for POLICY in $PHASES; do
     T0=$(($(now_ms) + 1000))
     printf '{"policy":"%s","t0_ms":%s}\n' "$POLICY" "$T0" >"$PHASE_DIR/phase.json"
     log "phase $POLICY: $RATE req/s for $DURATION s (open loop, streamed, max_tokens $MIN_TOKENS..$MAX_TOKENS), faults on schedule"
-    CHAOS_API_KEY=$KEY "$CHAOS" load --url "http://127.0.0.1:$GW_PORT" --model "$MODEL" \
-        --rate "$RATE" --duration "$DURATION" --t0-ms "$T0" --min-tokens "$MIN_TOKENS" \
-        --max-tokens "$MAX_TOKENS" --timeout "$TIMEOUT" --seed "$SEED" \
-        --out "$PHASE_DIR/requests.jsonl" --label "$POLICY" &
+    # Open loop from the phase's time zero, the same seeded schedule in every phase; one JSON
+    # line per request in requests.jsonl, the summary in bench.json / bench.txt.
+    SWITCHYARD_API_KEY=$KEY SWITCHYARD_LOG=warn "$SWITCHYARD" bench --url "http://127.0.0.1:$GW_PORT" \
+        --model "$MODEL" --prompt "$PROMPT" --rate "$RATE" --arrivals poisson --seed "$SEED" \
+        --duration "$DURATION" --start-at "$T0" --max-tokens "$MIN_TOKENS-$MAX_TOKENS" \
+        --timeout "$TIMEOUT" --records "$PHASE_DIR/requests.jsonl" --output "$PHASE_DIR/bench.json" \
+        --quiet >"$PHASE_DIR/bench.txt" 2>"$PHASE_DIR/bench.log" &
     LOAD_PID=$!
     PIDS+=("$LOAD_PID")
     run_schedule &
     SCHED_PID=$!
     PIDS+=("$SCHED_PID")
     wait "$SCHED_PID" || die "the fault schedule failed"
-    wait "$LOAD_PID" || die "the load generator failed (phase $POLICY)"
+    if ! wait "$LOAD_PID"; then
+        # It exits non-zero also when no request succeeded; its records then still say what
+        # happened, and the report judges them (such a run is invalid).
+        [[ -s $PHASE_DIR/requests.jsonl ]] ||
+            die "switchyard bench failed (phase $POLICY): $(cat "$PHASE_DIR/bench.log")"
+        log "phase $POLICY: switchyard bench: $(tail -n1 "$PHASE_DIR/bench.log")"
+    fi
+    log "phase $POLICY: $(jq -r '"\(.requests.sent) requests sent, \(.requests.ok) ok, \(.requests.failed) failed"' \
+        "$PHASE_DIR/bench.json" 2>/dev/null || echo "no bench.json")"
     stop_pid "$GW_PID"
     stop_sims
     PIDS=()
@@ -458,6 +473,7 @@ jq -n --arg stamp "$STAMP" --arg commit "$COMMIT" --argjson nproc "$(nproc)" --a
       fleet: $fleet,
       load: { capacity_req_per_s: $capacity, capacity_without_provider_c: $cap_no_c, load_share: $load,
               rate_req_per_s: $rate, arrivals: "Poisson (open loop)", seconds: $duration,
+              generator: "switchyard bench --arrivals poisson --records",
               max_tokens: [$lo, $hi], prompt_tokens: $pt, client_timeout_s: $timeout, seed: $seed },
       gateway: { hedge_after_ms: $hedge, health_interval_ms: 1000, outlier_base_ejection_ms: 5000,
                  upstream: "defaults (max_attempts 3, retry budget 20% + 10/s, first-token and stall timeouts 30 s)" },
@@ -465,12 +481,13 @@ jq -n --arg stamp "$STAMP" --arg commit "$COMMIT" --argjson nproc "$(nproc)" --a
       summary: "12 simulated workers on 3 simulated providers, ~\($capacity) req/s capacity; open-loop \($rate) req/s (\($load) x) for \($duration) s per phase, streamed, max_tokens \($lo)-\($hi); same faults in both phases" }' \
     >"$WORK/meta.json"
 
-# The raw material stays next to the JSON, for a closer look: per-request records, fault
-# events and the gateway's JSON log of each phase.
+# The raw material stays next to the JSON, for a closer look: per-request records, the bench
+# result, fault events and the gateway's JSON log of each phase.
 RAW_DIR="$OUT_DIR/chaos-$STAMP"
 for POLICY in $PHASES; do
     mkdir -p "$RAW_DIR/$POLICY"
     cp "$WORK/$POLICY"/{requests.jsonl,events.jsonl,phase.json,gateway.log,gateway.toml} "$RAW_DIR/$POLICY/"
+    cp "$WORK/$POLICY"/bench.{json,txt,log} "$RAW_DIR/$POLICY/" 2>/dev/null || true
 done
 cp "$WORK/meta.json" "$RAW_DIR/"
 

@@ -7,13 +7,13 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::{json, Map, Value};
-
-use crate::load::Record;
+use switchyard_loadgen::RequestRecord as Record;
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// A phase as NAME=DIR; DIR holds requests.jsonl, events.jsonl, gateway.log (JSON lines)
-    /// and phase.json (`{"t0_ms": ...}`). In the order they are to be shown.
+    /// A phase as NAME=DIR; DIR holds requests.jsonl (`switchyard bench --records`, started at
+    /// the phase's t0), events.jsonl, gateway.log (JSON lines) and phase.json
+    /// (`{"t0_ms": ...}`). In the order they are to be shown.
     #[arg(long = "phase", required = true)]
     phases: Vec<String>,
     /// JSON object describing the setup, copied into the output under `setup`.
@@ -233,7 +233,7 @@ fn phase_stats(dir: &Path) -> Result<Value, String> {
 
     let sent = records.len();
     let ok = records.iter().filter(|r| r.ok).count();
-    let lost = records.iter().filter(|r| r.lost()).count();
+    let lost = records.iter().filter(|r| r.lost).count();
     let failed_mid = records
         .iter()
         .filter(|r| !r.ok && r.ttft_ms.is_some())
@@ -246,7 +246,7 @@ fn phase_stats(dir: &Path) -> Result<Value, String> {
     }
     let short = records
         .iter()
-        .filter(|r| r.ok && r.tokens < r.max_tokens)
+        .filter(|r| r.ok && r.text_events < u64::from(r.max_tokens))
         .count();
     let ttft: Vec<f64> = records.iter().filter_map(|r| r.ttft_ms).collect();
     let ttft_ok: Vec<f64> = records
@@ -255,7 +255,11 @@ fn phase_stats(dir: &Path) -> Result<Value, String> {
         .filter_map(|r| r.ttft_ms)
         .collect();
     let ttlt: Vec<f64> = records.iter().filter_map(|r| r.ttlt_ms).collect();
-    let late: Vec<f64> = records.iter().map(|r| r.late_ms).collect();
+    // How late the load generator sent each request, after its scheduled start.
+    let late: Vec<f64> = records
+        .iter()
+        .map(|r| (r.sent_ms - r.scheduled_ms).max(0.0))
+        .collect();
 
     let wins = windows(&events);
     // Stretches with no fault active, each its own window, between and around the faults.
@@ -277,7 +281,7 @@ fn phase_stats(dir: &Path) -> Result<Value, String> {
         .map(|(name, s, e)| {
             let recs: Vec<&Record> = records
                 .iter()
-                .filter(|r| r.start_ms >= *s && r.start_ms < *e)
+                .filter(|r| r.scheduled_ms >= *s && r.scheduled_ms < *e)
                 .collect();
             window_stats(name, *s, *e, &recs)
         })
@@ -581,6 +585,7 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -592,5 +597,55 @@ mod tests {
         assert_eq!(pct(&v, 95.0), Some(95.0));
         assert_eq!(pct(&v, 99.0), Some(99.0));
         assert_eq!(pct(&[], 50.0), None);
+    }
+
+    #[test]
+    fn phase_from_bench_records() {
+        let dir = std::env::temp_dir().join(format!("chaos-report-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // As `switchyard bench --records` writes them: a success, a stream cut after its
+        // first token (in a fault window), a lost request; the generator 2 ms late once.
+        let lines = [
+            r#"{"id":0,"scheduled_ms":0.0,"sent_ms":0.1,"max_tokens":8,"ok":true,"error":null,"lost":false,"status":200,"ttft_ms":50.0,"ttlt_ms":200.0,"prompt_tokens":22,"completion_tokens":8,"text_events":8}"#,
+            r#"{"id":1,"scheduled_ms":1500.0,"sent_ms":1502.0,"max_tokens":8,"ok":false,"error":"stream_cut","lost":false,"status":200,"ttft_ms":60.0,"ttlt_ms":null,"prompt_tokens":null,"completion_tokens":null,"text_events":3}"#,
+            r#"{"id":2,"scheduled_ms":2500.0,"sent_ms":2500.0,"max_tokens":8,"ok":false,"error":"timeout","lost":true,"status":null,"ttft_ms":null,"ttlt_ms":null,"prompt_tokens":null,"completion_tokens":null,"text_events":0}"#,
+        ];
+        std::fs::write(dir.join("requests.jsonl"), lines.join("\n") + "\n").unwrap();
+        std::fs::write(
+            dir.join("events.jsonl"),
+            "{\"t_ms\":1000,\"fault\":\"cut_streams\",\"what\":\"start\"}\n{\"t_ms\":2000,\"fault\":\"cut_streams\",\"what\":\"end\"}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("phase.json"), r#"{"policy":"adaptive","t0_ms":0}"#).unwrap();
+        let p = phase_stats(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(p["sent"], 3);
+        assert_eq!(p["succeeded"], 1);
+        assert_eq!(p["lost"], 1);
+        assert_eq!(p["failed_after_first_token"], 1);
+        assert_eq!(p["failed_before_first_token"], 1);
+        assert_eq!(p["errors"], json!({"stream_cut": 1, "timeout": 1}));
+        assert_eq!(p["short_streams"], 0);
+        assert_eq!(p["ttft_ms"]["count"], 2);
+        assert_eq!(p["loadgen_late_ms"]["max"], 2.0);
+        let w: Vec<(String, u64)> = p["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                (
+                    w["window"].as_str().unwrap().to_owned(),
+                    w["sent"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            w,
+            [
+                ("no fault active".to_owned(), 1),
+                ("cut_streams".to_owned(), 1),
+                ("no fault active".to_owned(), 1)
+            ]
+        );
     }
 }

@@ -41,6 +41,7 @@ async fn key_entry(store: Arc<dyn Store>) -> Result<Arc<KeyEntry>, Error> {
             overrides: LimitOverrides::default(),
             prepaid: true,
             created_at: unix_ms(),
+            content_logging: Default::default(),
         })
         .await?;
     store.add_credit("bench", i64::MAX / 4, "bench").await?;

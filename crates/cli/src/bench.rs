@@ -4,12 +4,13 @@
 //! `switchyard plan --bench` reads).
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use switchyard_loadgen::{BenchConfig, BenchReport, Endpoint, LatencySummary, Load};
+use switchyard_loadgen::{Arrivals, BenchConfig, BenchReport, Endpoint, LatencySummary, Load};
 
 use crate::admin_client::table;
 use crate::inputs::thousands;
@@ -41,9 +42,25 @@ pub struct BenchArgs {
     /// Stop starting requests after this many seconds.
     #[arg(long, allow_negative_numbers = true)]
     duration: Option<f64>,
-    /// max_tokens of each request.
-    #[arg(long, default_value_t = 64)]
-    max_tokens: u32,
+    /// max_tokens of each request: N, or LO-HI for a draw per request, uniform in LO..=HI
+    /// (from --seed).
+    #[arg(long, default_value = "64", value_name = "N|LO-HI")]
+    max_tokens: MaxTokens,
+    /// Open loop: how starts are spaced: `uniform` (exactly 1/rate apart) or `poisson` (a
+    /// Poisson process at the rate, from --seed).
+    #[arg(long, value_enum, default_value_t = ArrivalsArg::Uniform)]
+    arrivals: ArrivalsArg,
+    /// Seed of the Poisson arrivals and the max_tokens draws: the same seed, the same schedule.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Start the run at this wall-clock time (Unix time in ms) instead of now, e.g. to line it
+    /// up with other timed events; the schedule and the records count from it.
+    #[arg(long, value_name = "UNIX_MS")]
+    start_at: Option<u64>,
+    /// Write one JSON object per request to FILE (JSON Lines, in order of completion):
+    /// scheduled and actual send offsets, TTFT, TTLT, tokens, HTTP status, error kind, lost.
+    #[arg(long, value_name = "FILE")]
+    records: Option<PathBuf>,
     /// The prompt (a user message, or the completion prompt).
     #[arg(
         long,
@@ -71,6 +88,41 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ArrivalsArg {
+    Uniform,
+    Poisson,
+}
+
+/// `N` or `LO-HI`.
+#[derive(Clone, Copy, Debug)]
+struct MaxTokens {
+    low: Option<u32>,
+    high: u32,
+}
+
+impl FromStr for MaxTokens {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let n = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("'{s}' is not a number of tokens or a range LO-HI"))
+        };
+        match s.split_once('-') {
+            Some((lo, hi)) => Ok(Self {
+                low: Some(n(lo)?),
+                high: n(hi)?,
+            }),
+            None => Ok(Self {
+                low: None,
+                high: n(s)?,
+            }),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -110,11 +162,32 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         requests,
         duration,
         prompt: args.prompt,
-        max_tokens: args.max_tokens,
+        max_tokens: args.max_tokens.high,
+        max_tokens_min: args.max_tokens.low,
+        arrivals: match args.arrivals {
+            ArrivalsArg::Uniform => Arrivals::Uniform,
+            ArrivalsArg::Poisson => Arrivals::Poisson,
+        },
+        seed: args.seed,
+        start_at: args
+            .start_at
+            .map(|ms| {
+                UNIX_EPOCH
+                    .checked_add(Duration::from_millis(ms))
+                    .ok_or_else(|| format!("--start-at {ms} is not a time"))
+            })
+            .transpose()?,
+        records: args.records,
         stream: !args.no_stream,
         ignore_eos: args.ignore_eos,
         timeout: seconds("timeout", args.timeout)?,
     };
+    if let Some(at) = cfg.start_at {
+        // Far ahead is almost certainly a unit mistake (seconds for ms would be in the past).
+        if at.duration_since(SystemTime::now()).unwrap_or_default() > Duration::from_secs(86_400) {
+            return Err("--start-at is more than a day away (it is Unix time in ms)".into());
+        }
+    }
     cfg.validate()?;
 
     // Drawn on stderr, and only when it is a terminal (indicatif hides it otherwise).
@@ -198,11 +271,21 @@ fn latency_row(name: &str, s: &LatencySummary) -> Vec<String> {
 pub fn render(r: &BenchReport) -> String {
     let load = match (r.load.concurrency, r.load.rate) {
         (Some(c), _) => format!("closed loop, concurrency {c}"),
-        (_, Some(rate)) => format!("open loop, {rate} requests/s"),
+        (_, Some(rate)) => match r.load.arrivals.as_deref() {
+            Some("poisson") => format!(
+                "open loop, {rate} requests/s, Poisson arrivals (seed {})",
+                r.load.seed.unwrap_or_default()
+            ),
+            _ => format!("open loop, {rate} requests/s"),
+        },
         _ => r.load.mode.clone(),
     };
+    let max_tokens = match r.load.max_tokens_min {
+        Some(lo) => format!("{lo}-{}", r.load.max_tokens),
+        None => r.load.max_tokens.to_string(),
+    };
     let mut out = format!(
-        "{} {} to {} ({}, {}, max_tokens {})\n",
+        "{} {} to {} ({}, {}, max_tokens {max_tokens})\n",
         r.requests.sent,
         if r.requests.sent == 1 {
             "request"
@@ -216,7 +299,6 @@ pub fn render(r: &BenchReport) -> String {
         } else {
             "not streamed"
         },
-        r.load.max_tokens,
     );
     if r.target.simulated {
         out.push_str("note        the responses came from a SIMULATED worker (x-switchyard-sim)\n");

@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
+use switchyard_metering::content::ContentLogging;
 
 use crate::admin_client::{
     cell, money, print_fields, print_json, print_table, AdminArgs, AdminClient,
@@ -30,6 +31,9 @@ enum TenantsCommand {
         /// Limit overrides as JSON, e.g. '{"requests_per_minute": 100}'.
         #[arg(long)]
         overrides: Option<String>,
+        /// Keep prompts and completions (redacted) for 7 or 30 days; off by default.
+        #[arg(long, value_name = "off|7|30", value_parser = content_logging)]
+        content_logging: Option<ContentLogging>,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -47,7 +51,7 @@ enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a tenant's tier, prepaid flag or limit overrides.
+    /// Change a tenant's tier, prepaid flag, limit overrides or content logging.
     Set {
         id: String,
         #[arg(long)]
@@ -57,6 +61,9 @@ enum TenantsCommand {
         /// Replaces all overrides; '{}' clears them.
         #[arg(long)]
         overrides: Option<String>,
+        /// Keep prompts and completions (redacted) for 7 or 30 days, or turn it off.
+        #[arg(long, value_name = "off|7|30", value_parser = content_logging)]
+        content_logging: Option<ContentLogging>,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -73,6 +80,17 @@ enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn content_logging(s: &str) -> Result<ContentLogging, String> {
+    ContentLogging::parse(s).ok_or_else(|| format!("'{s}' is not one of: off, 7, 30"))
+}
+
+fn content_logging_summary(v: &Value) -> String {
+    match v.as_i64() {
+        Some(days) => format!("on, kept {days} days (redacted)"),
+        None => "off".into(),
+    }
 }
 
 fn overrides_json(s: &str) -> Result<Value, String> {
@@ -145,6 +163,10 @@ fn print_tenant(t: &Value) {
             ),
         ),
         ("overrides", t["overrides"].to_string()),
+        (
+            "content logging",
+            content_logging_summary(&t["content_logging"]),
+        ),
         ("created", cell(&t["created_at"])),
     ]);
 }
@@ -157,11 +179,15 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             tier,
             prepaid,
             overrides,
+            content_logging,
             json,
         } => {
             let mut body = json!({"id": id, "tier": tier, "prepaid": prepaid});
             if let Some(o) = overrides {
                 body["overrides"] = overrides_json(&o)?;
+            }
+            if let Some(c) = content_logging {
+                body["content_logging"] = json!(c);
             }
             let t = client.post("/tenants", &body).await?;
             if json {
@@ -224,6 +250,7 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             tier,
             prepaid,
             overrides,
+            content_logging,
             json,
         } => {
             let mut body = json!({});
@@ -236,8 +263,14 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             if let Some(o) = overrides {
                 body["overrides"] = overrides_json(&o)?;
             }
+            if let Some(c) = content_logging {
+                body["content_logging"] = json!(c);
+            }
             if body.as_object().is_some_and(|o| o.is_empty()) {
-                return Err("nothing to change: give --tier, --prepaid or --overrides".into());
+                return Err(
+                    "nothing to change: give --tier, --prepaid, --overrides or --content-logging"
+                        .into(),
+                );
             }
             let t = client.patch(&format!("/tenants/{id}"), &body).await?;
             if json {

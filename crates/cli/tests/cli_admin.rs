@@ -156,6 +156,25 @@ async fn tenants_keys_and_usage_through_the_cli() {
     );
     assert!(list.lines().any(|l| l.starts_with("acme ")), "{list}");
 
+    // Content logging: off by default, on for 30 days, and only off/7/30 accepted.
+    let out = ok(&server, &["tenants", "show", "acme"]).await;
+    assert_eq!(field(&out, "content logging"), "off", "{out}");
+    let out = ok(
+        &server,
+        &["tenants", "set", "acme", "--content-logging", "30"],
+    )
+    .await;
+    assert!(
+        field(&out, "content logging").starts_with("on, kept 30 days"),
+        "{out}"
+    );
+    let bad = cli(
+        &server,
+        &["tenants", "set", "acme", "--content-logging", "14"],
+    )
+    .await;
+    assert!(!bad.status.success());
+
     let created = cli(
         &server,
         &["keys", "create", "--tenant", "acme", "--name", "cli-test"],

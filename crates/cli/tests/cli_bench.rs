@@ -1,7 +1,8 @@
 //! `switchyard bench` against real servers started as subprocesses: a `switchyard sim`
 //! (the JSON result's counts must equal what the sim reports in `GET /sim/stats`), and a
 //! `switchyard serve` gateway whose ledger then feeds `switchyard plan` and
-//! `switchyard providers`.
+//! `switchyard providers`; `--records` with seeded Poisson arrivals against the sim and
+//! against a server that is not there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -232,6 +233,20 @@ async fn impossible_bench_settings_are_refused_before_any_request() {
             &["--duration", "0"],
             "--duration must be a number of seconds > 0, got 0",
         ),
+        (
+            &["--arrivals", "poisson"],
+            "Poisson arrivals need an open-loop rate",
+        ),
+        (
+            &["--max-tokens", "9-3"],
+            "the max_tokens range 9-3 is empty",
+        ),
+        (&["--max-tokens", "1-0"], "max_tokens must be at least 1"),
+        (&["--max-tokens", "lots"], "is not a number of tokens"),
+        (
+            &["--start-at", "99999999999999"],
+            "--start-at is more than a day away",
+        ),
     ] {
         let mut all = vec!["bench", "--quiet"];
         all.extend_from_slice(args);
@@ -244,6 +259,213 @@ async fn impossible_bench_settings_are_refused_before_any_request() {
         assert!(err.contains(message), "{all:?}: {err}");
         assert!(out.stdout.is_empty(), "{all:?}");
     }
+}
+
+/// The records file's lines, by request id.
+fn records(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut v: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    v.sort_by_key(|r| r["id"].as_u64().unwrap());
+    v
+}
+
+#[tokio::test]
+async fn bench_records_every_request_of_a_seeded_poisson_run() {
+    let port = free_port();
+    let (mut sim, url) = start(
+        &[
+            "sim".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--decode-ms".into(),
+            "1".into(),
+        ],
+        "listening on ",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: &str| {
+        let path = dir.path().join(name);
+        let url = url.clone();
+        let seed = seed.to_string();
+        async move {
+            let r = json(&[
+                "bench",
+                "--url",
+                &url,
+                "--rate",
+                "40",
+                "--arrivals",
+                "poisson",
+                "--seed",
+                &seed,
+                "-n",
+                "30",
+                "--max-tokens",
+                "2-9",
+                "--records",
+                path.to_str().unwrap(),
+                "--json",
+                "--quiet",
+            ])
+            .await;
+            (r, records(&path))
+        }
+    };
+    let (r, a) = run("a.jsonl", "5").await;
+    assert_eq!(r["load"]["arrivals"], "poisson", "{r}");
+    assert_eq!(r["load"]["seed"], 5);
+    assert_eq!(r["load"]["max_tokens_min"], 2);
+    assert_eq!(r["load"]["max_tokens"], 9);
+    assert_eq!(n(&r["requests"]["ok"]), 30, "{r}");
+
+    // One line per request, every field there.
+    assert_eq!(a.len(), 30);
+    let mut completion = 0;
+    for (i, rec) in a.iter().enumerate() {
+        assert_eq!(n(&rec["id"]), i as u64, "{rec}");
+        assert_eq!(rec["ok"], true, "{rec}");
+        assert_eq!(rec["error"], Value::Null, "{rec}");
+        assert_eq!(rec["lost"], false, "{rec}");
+        assert_eq!(rec["status"], 200, "{rec}");
+        let max_tokens = n(&rec["max_tokens"]);
+        assert!((2..=9).contains(&max_tokens), "{rec}");
+        // The sim's replies are exactly max_tokens long: each request asked for its own.
+        assert_eq!(n(&rec["completion_tokens"]), max_tokens, "{rec}");
+        assert_eq!(n(&rec["text_events"]), max_tokens, "{rec}");
+        completion += max_tokens;
+        let f = |k: &str| {
+            rec[k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{k} missing: {rec}"))
+        };
+        assert!(f("sent_ms") >= f("scheduled_ms"), "{rec}");
+        assert!(f("ttft_ms") > 0.0 && f("ttft_ms") <= f("ttlt_ms"), "{rec}");
+        assert!(n(&rec["prompt_tokens"]) > 0, "{rec}");
+    }
+    assert_eq!(n(&r["tokens"]["completion"]), completion);
+    assert!(a
+        .windows(2)
+        .all(|w| w[0]["scheduled_ms"].as_f64() <= w[1]["scheduled_ms"].as_f64()));
+    assert!(a.iter().any(|x| x["max_tokens"] != a[0]["max_tokens"]));
+
+    // The same seed: the same schedule and max_tokens; another seed: others.
+    let plan = |v: &[Value]| -> Vec<(String, u64)> {
+        v.iter()
+            .map(|x| (x["scheduled_ms"].to_string(), n(&x["max_tokens"])))
+            .collect()
+    };
+    let (_, b) = run("b.jsonl", "5").await;
+    assert_eq!(plan(&a), plan(&b));
+    let (_, c) = run("c.jsonl", "6").await;
+    assert_ne!(plan(&a), plan(&c));
+
+    // The table says how the load was shaped.
+    let table = ok(&[
+        "bench",
+        "--url",
+        &url,
+        "--rate",
+        "50",
+        "--arrivals",
+        "poisson",
+        "-n",
+        "3",
+        "--max-tokens",
+        "2-4",
+        "--quiet",
+    ])
+    .await;
+    assert!(
+        table.contains("open loop, 50 requests/s, Poisson arrivals (seed 1)"),
+        "{table}"
+    );
+    assert!(table.contains("max_tokens 2-4"), "{table}");
+
+    // --start-at: nothing is sent before it.
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 1_500;
+    let before = std::time::Instant::now();
+    let path = dir.path().join("later.jsonl");
+    let r = json(&[
+        "bench",
+        "--url",
+        &url,
+        "-n",
+        "2",
+        "--concurrency",
+        "1",
+        "--max-tokens",
+        "2",
+        "--start-at",
+        &at.to_string(),
+        "--records",
+        path.to_str().unwrap(),
+        "--json",
+    ])
+    .await;
+    assert!(before.elapsed() >= Duration::from_millis(1_400));
+    assert_eq!(n(&r["requests"]["ok"]), 2, "{r}");
+    let later = records(&path);
+    assert_eq!(later.len(), 2);
+    assert!(
+        later[0]["scheduled_ms"].as_f64().unwrap() < 100.0,
+        "{later:?}"
+    );
+    sim.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn bench_records_failures_against_a_dead_server() {
+    // Nobody listens: every request is lost (no HTTP response), as a `connect` error.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dead.jsonl");
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let out = switchyard(&[
+        "bench",
+        "--url",
+        &url,
+        "-n",
+        "3",
+        "--rate",
+        "100",
+        "--records",
+        path.to_str().unwrap(),
+        "--json",
+    ])
+    .await;
+    assert!(!out.status.success());
+    let recs = records(&path);
+    assert_eq!(recs.len(), 3);
+    for r in &recs {
+        assert_eq!(r["error"], "connect", "{r}");
+        assert_eq!(r["lost"], true, "{r}");
+        assert_eq!(r["ok"], false, "{r}");
+        assert_eq!(r["status"], Value::Null, "{r}");
+        assert_eq!(r["ttft_ms"], Value::Null, "{r}");
+        assert_eq!(r["ttlt_ms"], Value::Null, "{r}");
+    }
+
+    // A records file that cannot be written is refused before any request.
+    let out = switchyard(&[
+        "bench",
+        "--url",
+        &url,
+        "-n",
+        "1",
+        "--records",
+        dir.path().join("no/such/dir.jsonl").to_str().unwrap(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("request records: cannot write"), "{err}");
 }
 
 fn gateway_config(dir: &Path) -> std::path::PathBuf {

@@ -65,6 +65,9 @@ pub struct Config {
     /// `[alerts]`: SLO burn-rate, probe and rotation alerts, their webhook, incidents.
     #[serde(default)]
     pub alerts: crate::alerting::config::AlertsConfig,
+    /// `[content_log]`: the sweep of expired opt-in content logs.
+    #[serde(default)]
+    pub content_log: crate::content_log::config::ContentLogConfig,
 }
 
 /// Leases of self-registered workers. The registration API itself is on only when the
@@ -412,6 +415,7 @@ impl Config {
             fleet: None,
             metrics: Default::default(),
             alerts: Default::default(),
+            content_log: Default::default(),
             sim_workers: vec![
                 sim("sim-a-1", "sim-provider-a", "sim-small", 10.0),
                 sim("sim-a-2", "sim-provider-a", "sim-small", 10.0),
@@ -463,6 +467,7 @@ impl Config {
         self.probes.validate().map_err(ConfigError::Invalid)?;
         self.metrics.validate().map_err(ConfigError::Invalid)?;
         self.alerts.validate().map_err(ConfigError::Invalid)?;
+        self.content_log.validate().map_err(ConfigError::Invalid)?;
         let r = &self.routing;
         if !(r.cost_slack.is_finite() && (1.0..=10.0).contains(&r.cost_slack)) {
             return invalid("routing.cost_slack must be between 1.0 and 10.0".into());

@@ -11,6 +11,7 @@ pub mod alerting;
 pub mod auth;
 mod body;
 pub mod config;
+pub mod content_log;
 pub mod error;
 pub mod fleet_api;
 mod handlers;

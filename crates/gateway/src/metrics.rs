@@ -59,6 +59,9 @@ pub const HEDGES: &str = "switchyard_hedges_total";
 pub const SHEDS: &str = "switchyard_sheds_total";
 /// Tokens billed, by `direction` (`input`, `output`), `tier`, `model`.
 pub const TOKENS: &str = "switchyard_tokens_total";
+/// Opt-in content log records not stored, by `reason` (`queue_full`: the writer is behind;
+/// `redaction_unavailable`). Usage records are never dropped; content records may be.
+pub const CONTENT_LOG_DROPPED: &str = "switchyard_content_log_dropped_total";
 /// Requests admitted and not yet settled (streams included until their end).
 pub const IN_FLIGHT: &str = "switchyard_in_flight_requests";
 
@@ -103,6 +106,7 @@ pub const ALL: &[&str] = &[
     HEDGES,
     SHEDS,
     TOKENS,
+    CONTENT_LOG_DROPPED,
     IN_FLIGHT,
     WORKER_STATE,
     WORKER_OUTSTANDING,
@@ -223,6 +227,10 @@ fn describe() {
         "Requests turned away to protect the fleet, by tier and reason."
     );
     describe_counter!(
+        CONTENT_LOG_DROPPED,
+        "Opt-in content log records dropped instead of stored, by reason."
+    );
+    describe_counter!(
         TOKENS,
         "Tokens billed, by direction (input, output), tier and model."
     );
@@ -329,6 +337,11 @@ pub fn retry(model: &str) {
 /// A second worker is being tried because the first was slow to its first token.
 pub fn hedge(model: &str) {
     ::metrics::counter!(HEDGES, "model" => model.to_owned()).increment(1);
+}
+
+/// A content log record was dropped; `reason` is a fixed word (`queue_full`...).
+pub fn content_log_dropped(reason: &'static str) {
+    ::metrics::counter!(CONTENT_LOG_DROPPED, "reason" => reason).increment(1);
 }
 
 /// A request was shed; `reason` is a fixed word (`queue_full`, `queue_timeout`...).

@@ -70,6 +70,8 @@ pub struct RunningGateway {
     alerts: JoinHandle<()>,
     /// Reads workers' own `/metrics` (see [`crate::worker_scrape`]).
     worker_scrape: JoinHandle<()>,
+    /// Deletes expired content logs (see [`crate::content_log::sweep`]).
+    content_sweep: JoinHandle<()>,
     ledger: Option<LedgerTask>,
     grace: Duration,
     /// Serving with `/readyz` at 503 before the listener closes.
@@ -135,6 +137,7 @@ async fn ensure_dev_tenant(store: &dyn Store, config: &Config) -> Result<(), Sto
                 overrides: LimitOverrides::default(),
                 prepaid: false,
                 created_at: unix_ms(),
+                content_logging: Default::default(),
             })
             .await?;
     }
@@ -238,6 +241,10 @@ pub async fn start(
             Duration::from_millis(m.worker_scrape_timeout_ms),
         )
     };
+    let content_sweep = crate::content_log::sweep::spawn(
+        state.directory.store().clone(),
+        Duration::from_millis(state.config.content_log.sweep_interval_ms),
+    );
     let probes = crate::synthetic::spawn(state.clone());
     let alerts = crate::alerting::spawn(state.clone());
     let addr = listener.local_addr()?;
@@ -268,6 +275,7 @@ pub async fn start(
         probes,
         alerts,
         worker_scrape,
+        content_sweep,
         ledger: Some(ledger_task),
         grace,
         delay,
@@ -308,6 +316,7 @@ impl RunningGateway {
         self.probes.abort();
         self.alerts.abort();
         self.worker_scrape.abort();
+        self.content_sweep.abort();
         // Every request has settled by now (or was aborted and settled on drop): write the
         // queued usage records before returning.
         if let Some(ledger) = self.ledger.take() {

@@ -17,6 +17,7 @@ use switchyard_metering::sli::Refusal;
 use switchyard_metering::{UsageRecord, UsageStatus};
 use switchyard_protocol::{Endpoint, InferenceRequest, Usage};
 
+use crate::content_log::{self, Completion, Draft};
 use crate::error::GatewayError;
 use crate::upstream::account::StreamAccount;
 
@@ -40,6 +41,9 @@ pub struct Settlement {
     arm: switchyard_fleet::Pool,
     reservation: Option<Reservation>,
     ledger: Ledger,
+    /// The prompt and, later, the completion, for a tenant who opted in to content logging;
+    /// `None` (nothing captured) for everyone else.
+    content: Option<Box<Draft>>,
     /// Keeps the ledger's shutdown waiting until this request is recorded.
     _open: switchyard_metering::ledger::Open,
 }
@@ -53,6 +57,8 @@ impl Settlement {
         ledger: Ledger,
     ) -> Self {
         crate::metrics::request_started();
+        // Checked once here: for tenants with logging off nothing else is captured.
+        let content = Draft::start(key.tenant.tenant.content_logging.ttl_ms(), req);
         Self {
             request_id: request_id.to_string(),
             key,
@@ -69,6 +75,7 @@ impl Settlement {
             error_origin: None,
             arm: switchyard_fleet::Pool::Main,
             reservation: Some(reservation),
+            content,
             _open: ledger.open(),
             ledger,
         }
@@ -86,6 +93,18 @@ impl Settlement {
     /// The worker whose answer the client gets (with hedging, not always the last one tried).
     pub fn served_by(&mut self, worker: &Arc<Worker>) {
         self.worker = Some(worker.clone());
+    }
+
+    /// Whether this request's content is logged: streams then capture their deltas.
+    pub fn logs_content(&self) -> bool {
+        self.content.is_some()
+    }
+
+    /// A non-streamed response as sent to the client, for the content log (if on).
+    pub fn response_body(&mut self, body: &bytes::Bytes) {
+        if let Some(draft) = &mut self.content {
+            draft.completion = Completion::Body(body.clone());
+        }
     }
 
     pub fn hedged(&mut self) {
@@ -123,6 +142,9 @@ impl Settlement {
     }
 
     pub fn stream_ended(&mut self, account: &StreamAccount, outcome: Outcome) {
+        if let (Some(draft), Some(text)) = (&mut self.content, &account.completion) {
+            draft.completion = Completion::Streamed(text.clone());
+        }
         let (usage, estimated) = account.usage();
         self.record(
             outcome,
@@ -219,6 +241,18 @@ impl Settlement {
             error = error.as_deref().unwrap_or(""),
             "request settled"
         );
+        if let Some(draft) = self.content.take() {
+            let meta = content_log::Meta {
+                request_id: record.request_id.clone(),
+                tenant_id: record.tenant_id.clone(),
+                model: record.model.clone(),
+                endpoint: self.endpoint.path(),
+                stream: record.stream,
+                status: status.as_str(),
+                created_at_ms: record.started_at_ms,
+            };
+            content_log::submit(&self.ledger, draft, meta);
+        }
         self.ledger.record(record);
     }
 }

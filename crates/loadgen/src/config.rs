@@ -1,8 +1,11 @@
 //! What to send, where, and how hard.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
+
+use crate::schedule::draw_in;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -35,6 +38,26 @@ pub enum Load {
     Open { rate: f64 },
 }
 
+/// How an open-loop run spaces its starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arrivals {
+    /// Exactly `1 / rate` apart.
+    #[default]
+    Uniform,
+    /// A Poisson process at `rate`: exponentially distributed gaps, drawn from the seed, so the
+    /// same seed gives the same schedule.
+    Poisson,
+}
+
+impl Arrivals {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arrivals::Uniform => "uniform",
+            Arrivals::Poisson => "poisson",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
     /// The server's base URL (`http://host:8080`, with or without `/v1`) or the full
@@ -50,7 +73,20 @@ pub struct BenchConfig {
     /// Stop starting requests after this long.
     pub duration: Option<Duration>,
     pub prompt: String,
+    /// Every request's max_tokens, or with `max_tokens_min` the top of its range.
     pub max_tokens: u32,
+    /// Each request's max_tokens is drawn uniformly from `max_tokens_min..=max_tokens` (from
+    /// the seed and the request's number, so the same seed gives the same draws).
+    pub max_tokens_min: Option<u32>,
+    /// Open loop only: how starts are spaced.
+    pub arrivals: Arrivals,
+    /// Seeds the Poisson arrivals and the max_tokens draws.
+    pub seed: u64,
+    /// The run's time zero on the wall clock (the first request is due then; a time already
+    /// past makes the schedule's earlier starts late). `None`: now.
+    pub start_at: Option<SystemTime>,
+    /// Write one JSON object per request to this file (JSON Lines, in order of completion).
+    pub records: Option<PathBuf>,
     pub stream: bool,
     /// Ask the server to ignore end-of-sequence tokens (vLLM/SGLang `ignore_eos`), so every
     /// reply is `max_tokens` long.
@@ -87,13 +123,30 @@ impl BenchConfig {
         if self.model.trim().is_empty() {
             return Err("model must not be empty".into());
         }
-        if self.max_tokens == 0 {
+        if self.max_tokens == 0 || self.max_tokens_min == Some(0) {
             return Err("max_tokens must be at least 1".into());
+        }
+        if let Some(lo) = self.max_tokens_min.filter(|lo| *lo > self.max_tokens) {
+            return Err(format!(
+                "the max_tokens range {lo}-{} is empty (low above high)",
+                self.max_tokens
+            ));
+        }
+        if self.arrivals == Arrivals::Poisson && !matches!(self.load, Load::Open { .. }) {
+            return Err("Poisson arrivals need an open-loop rate".into());
         }
         endpoint_url(&self.url, self.endpoint).map(|_| ())
     }
 
-    /// The request body.
+    /// The max_tokens of the request numbered `i` (from 0, in order of scheduled start).
+    pub fn max_tokens_of(&self, i: u64) -> u32 {
+        match self.max_tokens_min {
+            Some(lo) if lo < self.max_tokens => draw_in(self.seed, i, lo, self.max_tokens),
+            _ => self.max_tokens,
+        }
+    }
+
+    /// The request body (with `max_tokens` as the body's; see [`BenchConfig::max_tokens_of`]).
     pub fn body(&self) -> Value {
         let mut body = match self.endpoint {
             Endpoint::Chat => json!({
@@ -176,6 +229,11 @@ mod tests {
             stream: true,
             ignore_eos: false,
             timeout: Duration::from_secs(1),
+            max_tokens_min: None,
+            arrivals: Arrivals::Uniform,
+            seed: 1,
+            start_at: None,
+            records: None,
         };
         let b = cfg.body();
         assert_eq!(b["stream_options"]["include_usage"], true);
@@ -200,6 +258,41 @@ mod tests {
             bad.validate().unwrap_err(),
             "the timeout must be longer than 0"
         );
+        let bad = BenchConfig {
+            arrivals: Arrivals::Poisson,
+            ..cfg.clone()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err(),
+            "Poisson arrivals need an open-loop rate"
+        );
+        let bad = BenchConfig {
+            max_tokens_min: Some(9),
+            ..cfg.clone()
+        };
+        assert!(bad.validate().unwrap_err().contains("9-8 is empty"));
+        // A range: every draw within it, both ends reached, the same for the same seed.
+        let ranged = BenchConfig {
+            max_tokens_min: Some(4),
+            ..cfg.clone()
+        };
+        let draws: Vec<u32> = (0..1000).map(|i| ranged.max_tokens_of(i)).collect();
+        assert!(draws.iter().all(|m| (4..=8).contains(m)));
+        assert!(draws.contains(&4) && draws.contains(&8));
+        assert_eq!(
+            draws,
+            (0..1000)
+                .map(|i| ranged.max_tokens_of(i))
+                .collect::<Vec<_>>()
+        );
+        let other_seed = BenchConfig { seed: 2, ..ranged };
+        assert_ne!(
+            draws,
+            (0..1000)
+                .map(|i| other_seed.max_tokens_of(i))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(cfg.max_tokens_of(7), 8);
         let c = BenchConfig {
             endpoint: Endpoint::Completions,
             stream: false,

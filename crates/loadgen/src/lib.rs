@@ -19,21 +19,28 @@
 //! when another ends) and **open loop** (`rate` requests per second on a fixed schedule,
 //! whatever the server does). In open loop a request's latencies are measured from its
 //! scheduled start, so a server that falls behind is charged for the wait (no coordinated
-//! omission). Percentiles come from HDR histograms at microsecond resolution with 3
-//! significant digits. [`run`] returns a [`BenchReport`], which serializes to the JSON that
+//! omission). Open-loop starts are evenly spaced or, with [`Arrivals::Poisson`], a Poisson
+//! process drawn from a seed (the same seed gives the same [`Schedule`]); each request's
+//! `max_tokens` can be drawn from a range, from the same seed. With [`BenchConfig::records`]
+//! every request is also written as one [`RequestRecord`] (JSON Lines). Percentiles come from
+//! HDR histograms at microsecond resolution with 3 significant digits. [`run`] returns a [`BenchReport`], which serializes to the JSON that
 //! `switchyard bench --json` prints and `switchyard plan` reads.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod config;
+mod record;
 mod report;
 mod request;
 mod run;
+mod schedule;
 
-pub use config::{endpoint_url, BenchConfig, Endpoint, Load};
+pub use config::{endpoint_url, Arrivals, BenchConfig, Endpoint, Load};
+pub use record::RequestRecord;
 pub use report::{
     BenchReport, Counts, Latencies, LatencySummary, LoadReport, TargetReport, Throughput, Tokens,
     SCHEMA,
 };
 pub use request::Outcome;
 pub use run::{run, LoadgenError, Progress};
+pub use schedule::Schedule;

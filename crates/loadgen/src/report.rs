@@ -45,7 +45,17 @@ pub struct LoadReport {
     pub rate: Option<f64>,
     pub requests: Option<u64>,
     pub duration_s: Option<f64>,
+    /// Each request's, or the top of their range.
     pub max_tokens: u32,
+    /// The bottom of the range each request's max_tokens was drawn from, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_min: Option<u32>,
+    /// Open loop: "uniform" or "poisson".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<String>,
+    /// The seed of the Poisson arrivals and max_tokens draws, when either was drawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -211,6 +221,8 @@ mod tests {
             completion_tokens: Some(completion),
             text_events: gaps_ms.len() as u64 + 1,
             simulated: false,
+            status: Some(200),
+            sent: Duration::ZERO,
         }
     }
 

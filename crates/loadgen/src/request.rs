@@ -24,6 +24,19 @@ pub struct Outcome {
     pub text_events: u64,
     /// The response said it came from a simulated worker (`x-switchyard-sim`).
     pub simulated: bool,
+    /// The response's HTTP status; `None` when none arrived (the request was lost).
+    pub status: Option<u16>,
+    /// From the request's start to when it was handed to the HTTP client: how late the
+    /// generator was (open loop), about nothing when it keeps up.
+    pub sent: Duration,
+}
+
+impl Outcome {
+    /// Failed without any HTTP response: the connection failed, or the timeout passed before
+    /// a status line arrived.
+    pub fn lost(&self) -> bool {
+        self.error.is_some() && self.status.is_none()
+    }
 }
 
 /// The generated text of one streamed event or response, if any (chat `delta.content` /
@@ -87,7 +100,10 @@ pub(crate) async fn send(
     start: Instant,
     timeout: Duration,
 ) -> Outcome {
-    let mut out = Outcome::default();
+    let mut out = Outcome {
+        sent: Instant::now().saturating_duration_since(start),
+        ..Outcome::default()
+    };
     let work = attempt(client, url, api_key, body, stream, start, &mut out);
     // A timeout too long for the clock to represent is no timeout at all.
     let timed_out = match start.checked_add(timeout) {
@@ -129,6 +145,7 @@ async fn attempt(
     };
     out.simulated = resp.headers().contains_key("x-switchyard-sim");
     let status = resp.status();
+    out.status = Some(status.as_u16());
     if !status.is_success() {
         out.error = Some(format!("http_{}", status.as_u16()));
         // Read the body so the connection can be reused.

@@ -1,17 +1,22 @@
 //! Applying the load: closed loop (a fixed number of requests in flight) or open loop (a fixed
-//! schedule of starts), and gathering the outcomes into a report.
+//! schedule of starts), and gathering the outcomes into a report (and, if asked, a record per
+//! request).
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::config::{endpoint_url, BenchConfig, Load};
+use crate::config::{endpoint_url, Arrivals, BenchConfig, Load};
+use crate::record::RequestRecord;
 use crate::report::{Aggregate, BenchReport, Counts, LoadReport, TargetReport, Throughput, SCHEMA};
 use crate::request::{send, Outcome};
+use crate::schedule::Schedule;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadgenError {
@@ -19,6 +24,8 @@ pub enum LoadgenError {
     Config(String),
     #[error("cannot build an HTTP client: {0}")]
     Client(String),
+    #[error("request records: {0}")]
+    Records(String),
 }
 
 /// Called after each request ends, with the counts so far (for a progress bar).
@@ -30,22 +37,107 @@ struct Shared {
     url: reqwest::Url,
     api_key: Option<String>,
     body: Value,
+    /// The body's max_tokens; a request asking for another gets its own copy of the body.
+    max_tokens: u32,
     stream: bool,
     timeout: Duration,
 }
 
+/// Which request an outcome belongs to.
+struct Meta {
+    id: u64,
+    scheduled: Duration,
+    max_tokens: u32,
+}
+
 impl Shared {
-    async fn send(&self, start: Instant) -> Outcome {
+    async fn send(&self, start: Instant, max_tokens: u32) -> Outcome {
+        let own;
+        let body = if max_tokens == self.max_tokens {
+            &self.body
+        } else {
+            let mut b = self.body.clone();
+            b["max_tokens"] = json!(max_tokens);
+            own = b;
+            &own
+        };
         send(
             &self.client,
             &self.url,
             self.api_key.as_deref(),
-            &self.body,
+            body,
             self.stream,
             start,
             self.timeout,
         )
         .await
+    }
+}
+
+/// The run's time zero as an [`Instant`]: now, or the wall-clock time asked for (which may be
+/// in the past; one the clock cannot represent is now).
+fn time_zero(start_at: Option<SystemTime>) -> Instant {
+    let now = Instant::now();
+    let Some(at) = start_at else {
+        return now;
+    };
+    match at.duration_since(SystemTime::now()) {
+        Ok(ahead) => now.checked_add(ahead),
+        Err(e) => now.checked_sub(e.duration()),
+    }
+    .unwrap_or(now)
+}
+
+/// Writes records as they come; the first failure stops the writing and is reported at the
+/// end of the run.
+struct Records {
+    path: String,
+    out: Option<BufWriter<File>>,
+    error: Option<String>,
+}
+
+impl Records {
+    fn open(cfg: &BenchConfig) -> Result<Self, LoadgenError> {
+        let Some(path) = &cfg.records else {
+            return Ok(Self {
+                path: String::new(),
+                out: None,
+                error: None,
+            });
+        };
+        let file = File::create(path)
+            .map_err(|e| LoadgenError::Records(format!("cannot write {}: {e}", path.display())))?;
+        Ok(Self {
+            path: path.display().to_string(),
+            out: Some(BufWriter::new(file)),
+            error: None,
+        })
+    }
+
+    fn write(&mut self, rec: &RequestRecord) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        let written = serde_json::to_writer(&mut *out, rec)
+            .map_err(|e| e.to_string())
+            .and_then(|()| out.write_all(b"\n").map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            self.error = Some(format!("writing {}: {e}", self.path));
+            self.out = None;
+        }
+    }
+
+    fn finish(mut self) -> Result<(), LoadgenError> {
+        if let Some(mut out) = self.out.take() {
+            if let Err(e) = out.flush() {
+                self.error
+                    .get_or_insert(format!("writing {}: {e}", self.path));
+            }
+        }
+        match self.error {
+            Some(e) => Err(LoadgenError::Records(e)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -84,13 +176,16 @@ pub async fn run(
         url: url.clone(),
         api_key: cfg.api_key.clone(),
         body: cfg.body(),
+        max_tokens: cfg.max_tokens,
         stream: cfg.stream,
         timeout: cfg.timeout,
     });
     let mut agg = Aggregate::new().map_err(LoadgenError::Config)?;
+    let mut records = Records::open(cfg)?;
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
-    let start = Instant::now();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Meta, Outcome)>();
+    let start = time_zero(cfg.start_at);
+    let cfg = Arc::new(cfg.clone());
     // A duration too long for the clock to represent is no deadline at all.
     let deadline = cfg.duration.and_then(|d| start.checked_add(d));
     let limit = cfg.requests.unwrap_or(u64::MAX);
@@ -101,14 +196,25 @@ pub async fn run(
             // No more workers than requests: the rest would only exit at once.
             for _ in 0..u64::from(concurrency).min(limit) {
                 let (shared, next, tx) = (Arc::clone(&shared), Arc::clone(&next), tx.clone());
+                let cfg = Arc::clone(&cfg);
                 tokio::spawn(async move {
-                    while next.fetch_add(1, Ordering::Relaxed) < limit {
+                    tokio::time::sleep_until(start).await;
+                    loop {
+                        let id = next.fetch_add(1, Ordering::Relaxed);
+                        if id >= limit {
+                            break;
+                        }
                         let now = Instant::now();
                         if past(now) {
                             break;
                         }
-                        let outcome = shared.send(now).await;
-                        if tx.send(outcome).is_err() {
+                        let meta = Meta {
+                            id,
+                            scheduled: now.saturating_duration_since(start),
+                            max_tokens: cfg.max_tokens_of(id),
+                        };
+                        let outcome = shared.send(now, meta.max_tokens).await;
+                        if tx.send((meta, outcome)).is_err() {
                             break;
                         }
                     }
@@ -117,38 +223,49 @@ pub async fn run(
         }
         Load::Open { rate } => {
             let (shared, tx) = (Arc::clone(&shared), tx.clone());
+            let schedule = Schedule::new(cfg.arrivals, rate, cfg.seed);
+            let cfg = Arc::clone(&cfg);
             tokio::spawn(async move {
-                for i in 0..limit {
-                    // The i-th start is due at i / rate from the start, computed afresh each
-                    // time so that rounding does not accumulate. A start beyond what the clock
-                    // can represent (an absurdly low rate) is never due.
-                    let Some(due) = Duration::try_from_secs_f64(i as f64 / rate)
-                        .ok()
-                        .and_then(|offset| start.checked_add(offset))
-                    else {
+                // A start beyond what the clock can represent (an absurdly low rate) is never
+                // due.
+                for (id, offset) in (0..limit).zip(schedule) {
+                    let Some(due) = start.checked_add(offset) else {
                         break;
                     };
                     if past(due) {
                         break;
                     }
                     tokio::time::sleep_until(due).await;
+                    let meta = Meta {
+                        id,
+                        scheduled: offset,
+                        max_tokens: cfg.max_tokens_of(id),
+                    };
                     let (shared, tx) = (Arc::clone(&shared), tx.clone());
                     // Each request runs on its own task, so a slow server delays none of the
                     // later starts; its latencies count from `due`, not from when the task ran.
                     tokio::spawn(async move {
-                        let _ = tx.send(shared.send(due).await);
+                        let outcome = shared.send(due, meta.max_tokens).await;
+                        let _ = tx.send((meta, outcome));
                     });
                 }
             });
         }
     }
     drop(tx);
-    while let Some(outcome) = rx.recv().await {
+    while let Some((meta, outcome)) = rx.recv().await {
         agg.add(&outcome);
+        records.write(&RequestRecord::new(
+            meta.id,
+            meta.scheduled,
+            meta.max_tokens,
+            &outcome,
+        ));
         if let Some(p) = &progress {
             p(&agg.counts);
         }
     }
+    records.finish()?;
     let elapsed = start.elapsed().as_secs_f64();
     let per_s = |n: u64| {
         if elapsed > 0.0 {
@@ -177,6 +294,10 @@ pub async fn run(
             requests: cfg.requests,
             duration_s: cfg.duration.map(|d| d.as_secs_f64()),
             max_tokens: cfg.max_tokens,
+            max_tokens_min: cfg.max_tokens_min,
+            arrivals: rate.map(|_| cfg.arrivals.name().to_string()),
+            seed: (cfg.max_tokens_min.is_some() || cfg.arrivals == Arrivals::Poisson)
+                .then_some(cfg.seed),
         },
         elapsed_s: elapsed,
         throughput: Throughput {

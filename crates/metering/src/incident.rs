@@ -101,8 +101,12 @@ impl ImpactScope {
 /// One (tier, model)'s counts over a window, for burn rates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopedCounts {
+    pub tenant_id: String,
     /// The tenant's tier ('' for a tenant the store does not know).
     pub tier: String,
     pub model: String,
+    /// The serving worker's region and provider ('' for requests refused before any worker).
+    pub region: String,
+    pub provider: String,
     pub counts: SliCounts,
 }

@@ -6,6 +6,9 @@
 //! Requests the gateway refused before any worker (a 503 with no healthy worker, a 429 from
 //! our limiter) take the same queue as a [`Refusal`]: they bill nothing but count for the SLA,
 //! and recording one must cost the request path no more than a usage record does.
+//!
+//! Opt-in content records (see [`crate::content`]) have a queue and writer of their own, started
+//! and drained with the ledger: they may be dropped, usage records may not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::content::{ContentConfig, ContentQueue, ContentTask};
 use crate::model::UsageRecord;
 use crate::sli::Refusal;
 use crate::store::Store;
@@ -55,6 +59,7 @@ impl Entry {
 pub struct Ledger {
     tx: mpsc::Sender<Entry>,
     open: Arc<OpenCount>,
+    content: ContentQueue,
 }
 
 /// Requests admitted but not yet settled: shutdown waits for them before the last flush.
@@ -86,23 +91,27 @@ pub struct LedgerTask {
     handle: JoinHandle<()>,
     close: tokio::sync::oneshot::Sender<()>,
     open: Arc<OpenCount>,
+    content: ContentTask,
 }
 
 impl Ledger {
     pub fn spawn(store: Arc<dyn Store>, config: LedgerConfig) -> (Ledger, LedgerTask) {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let (close, closed) = tokio::sync::oneshot::channel();
+        let (content, content_task) = ContentQueue::spawn(store.clone(), ContentConfig::default());
         let handle = tokio::spawn(write_loop(store, rx, closed, config.batch.max(1)));
         let open = Arc::new(OpenCount::default());
         (
             Ledger {
                 tx,
                 open: open.clone(),
+                content,
             },
             LedgerTask {
                 handle,
                 close,
                 open,
+                content: content_task,
             },
         )
     }
@@ -115,6 +124,11 @@ impl Ledger {
         Open {
             count: self.open.clone(),
         }
+    }
+
+    /// The queue of (redacted) content records, for tenants who opted in.
+    pub fn content(&self) -> &ContentQueue {
+        &self.content
     }
 
     /// Requests admitted and not yet settled.
@@ -176,6 +190,8 @@ impl LedgerTask {
         if let Err(e) = self.handle.await {
             tracing::error!(error = %e, "ledger writer failed");
         }
+        // After the open requests settled, so their content records are queued too.
+        self.content.shutdown().await;
     }
 }
 

@@ -118,6 +118,9 @@ pub struct Tenant {
     /// Whether requests are refused once prepaid credit is used up.
     pub prepaid: bool,
     pub created_at: i64,
+    /// Whether (and how long) this tenant's prompts and completions are kept; off by default.
+    #[serde(default)]
+    pub content_logging: crate::content::ContentLogging,
 }
 
 /// What a key may do. Empty lists mean no restriction beyond the tenant's tier.

@@ -35,6 +35,7 @@ fn tenant(id: &str) -> Tenant {
         overrides: LimitOverrides::default(),
         prepaid: false,
         created_at: 1_700_000_000_000,
+        content_logging: Default::default(),
     }
 }
 
@@ -191,7 +192,7 @@ async fn tenants_round_trip() {
 
     // Only the given fields change.
     let t = store
-        .update_tenant("acme", Some("business"), None, None)
+        .update_tenant("acme", Some("business"), None, None, None)
         .await
         .unwrap();
     assert_eq!(t.tier, "business");
@@ -204,7 +205,7 @@ async fn tenants_round_trip() {
         ..Default::default()
     };
     let t = store
-        .update_tenant("acme", None, Some(&over), Some(true))
+        .update_tenant("acme", None, Some(&over), Some(true), None)
         .await
         .unwrap();
     assert_eq!(t.tier, "business");
@@ -213,7 +214,9 @@ async fn tenants_round_trip() {
     assert_eq!(t.created_at, acme.created_at);
     assert_eq!(store.get_tenant("acme").await.unwrap(), Some(t));
 
-    let missing = store.update_tenant("nobody", Some("pro"), None, None).await;
+    let missing = store
+        .update_tenant("nobody", Some("pro"), None, None, None)
+        .await;
     assert!(
         matches!(missing, Err(StoreError::NotFound(_))),
         "{missing:?}"

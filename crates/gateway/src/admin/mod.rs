@@ -1,6 +1,6 @@
 //! The admin API, under `/admin/v1` on the gateway's own listener: tenants, keys, credit,
 //! usage reports, invoices and margins; maintenance windows and the monthly SLA report; the
-//! fleet's workers, drained and undrained.
+//! fleet's workers, drained and undrained; tenants' opt-in content logs, read and erased.
 //!
 //! - Every route takes `Authorization: Bearer <admin token>`, compared as SHA-256 digests in
 //!   constant time; a missing or wrong token is 401, and without a configured token the whole
@@ -12,6 +12,7 @@
 //! - Money goes out as `*_usd` decimal strings (six decimals) and `*_nanos` integers, summed
 //!   from the ledger's integer nano-dollars, never through floating point.
 
+mod content;
 mod dates;
 pub(crate) mod extract;
 mod fleet;
@@ -65,6 +66,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/admin/v1/incidents/{id}/postmortem",
             get(incidents::postmortem),
+        )
+        .route(
+            "/admin/v1/content",
+            get(content::list).delete(content::erase),
         )
         .route("/admin/v1/fleet", get(fleet::list))
         .route("/admin/v1/fleet/drain", post(fleet::drain))

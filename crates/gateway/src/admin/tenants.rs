@@ -1,4 +1,5 @@
-//! `/admin/v1/tenants`: create, list, show, change (tier, prepaid, overrides) and credit.
+//! `/admin/v1/tenants`: create, list, show, change (tier, prepaid, overrides, content logging)
+//! and credit.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use switchyard_metering::content::ContentLogging;
 use switchyard_metering::directory::{lock, unix_ms};
 use switchyard_metering::{LimitOverrides, Tenant};
 
@@ -98,6 +100,7 @@ async fn tenant_json(state: &AppState, tenant: &Tenant) -> Result<Value, Gateway
     obj.insert("tier".into(), json!(tenant.tier));
     obj.insert("prepaid".into(), json!(tenant.prepaid));
     obj.insert("overrides".into(), json!(tenant.overrides));
+    obj.insert("content_logging".into(), json!(tenant.content_logging));
     obj.insert(
         "created_at".into(),
         json!(format_rfc3339(tenant.created_at)),
@@ -141,6 +144,9 @@ pub struct CreateTenant {
     prepaid: bool,
     #[serde(default)]
     overrides: LimitOverrides,
+    /// `"off"` (the default), `7` or `30`: days prompts and completions are kept, redacted.
+    #[serde(default)]
+    content_logging: ContentLogging,
 }
 
 pub async fn create(
@@ -165,6 +171,7 @@ pub async fn create(
         overrides: body.overrides,
         prepaid: body.prepaid,
         created_at: unix_ms(),
+        content_logging: body.content_logging,
     };
     let store = state.directory.store();
     store.create_tenant(&tenant).await.map_err(|e| match e {
@@ -174,7 +181,7 @@ pub async fn create(
         e => store_error(e),
     })?;
     apply(&state).await?;
-    tracing::info!(target: "switchyard::admin", tenant = %tenant.id, tier = %tenant.tier, prepaid = tenant.prepaid, "tenant created");
+    tracing::info!(target: "switchyard::admin", tenant = %tenant.id, tier = %tenant.tier, prepaid = tenant.prepaid, content_log_days = tenant.content_logging.days(), "tenant created");
     let body = tenant_json(&state, &tenant).await?;
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -212,6 +219,7 @@ pub struct UpdateTenant {
     tier: Option<String>,
     prepaid: Option<bool>,
     overrides: Option<LimitOverrides>,
+    content_logging: Option<ContentLogging>,
 }
 
 pub async fn update(
@@ -234,6 +242,7 @@ pub async fn update(
             body.tier.as_deref(),
             body.overrides.as_ref(),
             body.prepaid,
+            body.content_logging,
         )
         .await
         .map_err(|e| match e {
@@ -243,7 +252,7 @@ pub async fn update(
             e => store_error(e),
         })?;
     apply(&state).await?;
-    tracing::info!(target: "switchyard::admin", tenant = %tenant.id, tier = %tenant.tier, prepaid = tenant.prepaid, "tenant changed");
+    tracing::info!(target: "switchyard::admin", tenant = %tenant.id, tier = %tenant.tier, prepaid = tenant.prepaid, content_log_days = tenant.content_logging.days(), "tenant changed");
     Ok(Json(tenant_json(&state, &tenant).await?))
 }
 

@@ -1,5 +1,5 @@
-//! SLIs per scope over the four alert windows: the overall traffic, each tier's and each
-//! model's, read through the store's exact-window query (rollups for whole minutes, raw rows
+//! SLIs per scope over the four alert windows: the overall traffic, each tier's, model's,
+//! tenant's, region's and provider's, read through the store's exact-window query (rollups for whole minutes, raw rows
 //! for the current one), four queries per evaluation whatever the traffic.
 
 use std::collections::BTreeMap;
@@ -74,6 +74,15 @@ fn add(scopes: &mut Scopes, row: &ScopedCounts, field: Field, tiers: &BTreeMap<S
     // for its model and the whole fleet.
     if !row.tier.is_empty() {
         names.push(format!("tier:{}", row.tier));
+        // A tenant's own SLI: its contract is what the SLA report credits against.
+        names.push(format!("tenant:{}", row.tenant_id));
+    }
+    // Requests refused before reaching a worker have no region or provider.
+    if !row.region.is_empty() {
+        names.push(format!("region:{}", row.region));
+    }
+    if !row.provider.is_empty() {
+        names.push(format!("provider:{}", row.provider));
     }
     for name in names {
         let s = scopes.entry(name).or_default();
@@ -91,8 +100,15 @@ mod tests {
     fn rows_sum_into_all_tier_and_model_with_the_strictest_slo() {
         let tiers = crate::config::default_tiers();
         let row = |tier: &str, model: &str, requests, errors_5xx| ScopedCounts {
+            tenant_id: format!("t-{tier}"),
             tier: tier.into(),
             model: model.into(),
+            region: "eu".into(),
+            provider: if model == "m1" {
+                "p1".into()
+            } else {
+                String::new()
+            },
             counts: SliCounts {
                 requests,
                 errors_5xx,
@@ -120,5 +136,16 @@ mod tests {
         assert_eq!(scopes["tier:hobby"].slo_bp, 9950);
         assert_eq!(scopes["model:m2"].slo_bp, 9990);
         assert!(!scopes.contains_key("tier:"));
+        assert_eq!(scopes["tenant:t-hobby"].windows.long_page.bad, 1);
+        assert_eq!(
+            scopes["tenant:t-hobby"].slo_bp, 9950,
+            "a tenant alerts on its own tier"
+        );
+        assert_eq!(scopes["region:eu"].windows.long_page.eligible, 19);
+        assert_eq!(scopes["provider:p1"].windows.long_page.eligible, 15);
+        assert!(
+            !scopes.contains_key("provider:"),
+            "refusals have no provider"
+        );
     }
 }

@@ -148,6 +148,7 @@ async fn run(
             estimated,
         } => {
             drop(lease);
+            settlement.response_body(&body);
             settlement.completed(usage, estimated);
             let mut response = (
                 StatusCode::OK,

@@ -25,6 +25,8 @@ pub struct StreamAccount {
     /// completion tokens when the worker reports no usage.
     pub content_chunks: u64,
     pub finish_reason: Option<String>,
+    /// The completion's text as relayed, only when the tenant logs content.
+    pub completion: Option<crate::content_log::capture::Capture>,
 }
 
 impl StreamAccount {
@@ -32,6 +34,13 @@ impl StreamAccount {
         Self {
             prompt_estimate: estimate_prompt_tokens(req),
             ..Self::default()
+        }
+    }
+
+    /// Notes relayed completion text; a no-op unless content is captured.
+    pub fn relayed(&mut self, text: &str) {
+        if let Some(c) = &mut self.completion {
+            c.push(text);
         }
     }
 

@@ -66,6 +66,7 @@ pub async fn forward(
     let upstream = &state.config.upstream;
     let adaptive = crate::route::adaptive(state);
     let hedge_after = hedge_after.filter(|_| adaptive);
+    let capture = settlement.logs_content();
     state.retry_budget.deposit();
     if hedge_after.is_some() {
         state.hedge_budget.deposit();
@@ -87,7 +88,7 @@ pub async fn forward(
         began_at.push((worker.clone(), Instant::now()));
         async move {
             let began = Instant::now();
-            let result = attempt(state, req, request_id, &worker).await;
+            let result = attempt_with(state, req, request_id, &worker, capture).await;
             (lease, began.elapsed(), result)
         }
     };
@@ -197,6 +198,17 @@ pub(crate) async fn attempt(
     request_id: &str,
     worker: &Worker,
 ) -> Result<Reply, GatewayError> {
+    attempt_with(state, req, request_id, worker, false).await
+}
+
+/// [`attempt`], keeping a stream's text for the content log when `capture` is set.
+async fn attempt_with(
+    state: &AppState,
+    req: &InferenceRequest,
+    request_id: &str,
+    worker: &Worker,
+    capture: bool,
+) -> Result<Reply, GatewayError> {
     let spec = &worker.spec;
     let api = spec.runtime.wire_api();
     let (path, body) = match api {
@@ -273,6 +285,9 @@ pub(crate) async fn attempt(
             u32::MAX
         },
     );
+    if capture {
+        relay.capture_content();
+    }
     let first = tokio::time::timeout_at(deadline, relay.first_frame())
         .await
         .map_err(|_| {

@@ -188,6 +188,9 @@ impl StreamTranslator for OpenAiStream {
                 if text.is_some_and(|t| !t.is_empty()) || has_tool_call {
                     self.account.content_chunks += 1;
                 }
+                if let Some(t) = text {
+                    self.account.relayed(t);
+                }
                 if let Some(reason) = c.get("finish_reason").and_then(Value::as_str) {
                     self.account.finish_reason = Some(reason.to_string());
                 }
@@ -225,6 +228,10 @@ impl StreamTranslator for OpenAiStream {
 
     fn account(&self) -> &StreamAccount {
         &self.account
+    }
+
+    fn account_mut(&mut self) -> &mut StreamAccount {
+        &mut self.account
     }
 
     fn set_counted_prompt(&mut self, tokens: Option<u64>) {

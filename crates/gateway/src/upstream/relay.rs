@@ -88,6 +88,12 @@ impl Relay {
         }
     }
 
+    /// Keeps the completion's text as it is relayed, for the content log. Called before the
+    /// first frame, and only for tenants who log content: others buffer nothing.
+    pub fn capture_content(&mut self) {
+        self.translator.account_mut().completion = Some(Default::default());
+    }
+
     /// Waits for the first frame for the client. A failure before it is returned as an error,
     /// so the caller can still try another worker: nothing has reached the client yet.
     pub async fn first_frame(&mut self) -> Result<Bytes, GatewayError> {

@@ -226,6 +226,7 @@ impl StreamTranslator for TgiStream {
             .unwrap_or("");
         if !special && !text.is_empty() {
             self.account.content_chunks += 1;
+            self.account.relayed(text);
             out.push_json(&self.chunk(json!([choice(self.endpoint, text, None, true)])));
         } else if v.get("token").is_some() {
             self.account.content_chunks += 1; // a special token (EOS) is still a generated token
@@ -262,6 +263,10 @@ impl StreamTranslator for TgiStream {
 
     fn account(&self) -> &StreamAccount {
         &self.account
+    }
+
+    fn account_mut(&mut self) -> &mut StreamAccount {
+        &mut self.account
     }
 }
 

@@ -18,6 +18,7 @@ pub trait StreamTranslator: Send {
     /// The worker closed the stream without a final event.
     fn on_eof(&mut self, out: &mut Frames) -> Result<(), GatewayError>;
     fn account(&self) -> &StreamAccount;
+    fn account_mut(&mut self) -> &mut StreamAccount;
     /// The prompt's token count from the worker's tokenizer, when one was asked for.
     fn set_counted_prompt(&mut self, _tokens: Option<u64>) {}
     /// Whether `data` ends the stream (the point where a prompt count must be in hand).

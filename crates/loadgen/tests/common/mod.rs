@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_loadgen::{BenchConfig, Endpoint, Load};
+use switchyard_loadgen::{Arrivals, BenchConfig, Endpoint, Load};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -140,5 +140,10 @@ pub fn config(url: &str, requests: u64) -> BenchConfig {
         stream: true,
         ignore_eos: false,
         timeout: Duration::from_secs(10),
+        max_tokens_min: None,
+        arrivals: Arrivals::Uniform,
+        seed: 1,
+        start_at: None,
+        records: None,
     }
 }

@@ -6,6 +6,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::content::{ContentLogging, ContentRecord};
 use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident, ScopedCounts};
 use crate::maintenance::{Maintenance, NewMaintenance};
 use crate::model::{ApiKey, LimitOverrides, Tenant, UsageRecord};
@@ -93,9 +94,25 @@ pub trait Store: Send + Sync + 'static {
         tier: Option<&str>,
         overrides: Option<&LimitOverrides>,
         prepaid: Option<bool>,
+        content_logging: Option<ContentLogging>,
     ) -> Result<Tenant>;
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+
+    // Opt-in content logs (see [`crate::content`]); records arrive already redacted.
+    /// Writes a batch in one transaction; a request id already stored is skipped.
+    async fn insert_content(&self, batch: &[ContentRecord]) -> Result<()>;
+    /// A tenant's records, newest first, at most `limit`; one request's with `request_id`.
+    async fn content_records(
+        &self,
+        tenant_id: &str,
+        request_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ContentRecord>>;
+    /// Erases every content record of a tenant; returns how many there were.
+    async fn erase_content(&self, tenant_id: &str) -> Result<u64>;
+    /// Deletes records whose `expires_at_ms` is at or before `now_ms`; returns how many.
+    async fn delete_expired_content(&self, now_ms: i64) -> Result<u64>;
 
     // Prepaid credit: the balance is top-ups minus the ledger's costs, so it cannot drift
     // from what was billed.

@@ -29,12 +29,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+mod content;
 mod incidents;
 mod sli;
 mod sli_fleet;
 mod sli_window;
 
 use super::{MarginRow, Period, Result, Store, StoreError, UsageQuery, UsageRow};
+use crate::content::{ContentLogging, ContentRecord};
 use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident, ScopedCounts};
 use crate::maintenance::{Maintenance, NewMaintenance};
 use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant, UsageRecord, UsageStatus};
@@ -92,10 +94,13 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
 
+        // `secure_delete` on the writer: an erased or expired content log is overwritten with
+        // zeros, not left readable in the file's free pages. Deletes are rare elsewhere (the
+        // ledger only appends), so this costs next to nothing.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("secure_delete", "ON"))
             .await
             .map_err(|e| open_error(path, e))?;
         MIGRATOR
@@ -198,6 +203,12 @@ fn tenant_from_row(row: &SqliteRow) -> Result<Tenant> {
         overrides: from_json(&overrides, "tenant overrides")?,
         prepaid: row.try_get("prepaid")?,
         created_at: row.try_get("created_at")?,
+        content_logging: {
+            let days: i64 = row.try_get("content_log_days")?;
+            ContentLogging::from_days(days).ok_or_else(|| {
+                StoreError::Database(format!("content_log_days is {days}, not 0, 7 or 30"))
+            })?
+        },
     })
 }
 
@@ -302,14 +313,15 @@ fn push_usage_filter(qb: &mut QueryBuilder<'_, Sqlite>, q: &UsageQuery) {
 impl Store for SqliteStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tenants (id, tier, overrides, prepaid, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO tenants (id, tier, overrides, prepaid, created_at, content_log_days) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .bind(&tenant.id)
         .bind(&tenant.tier)
         .bind(to_json(&tenant.overrides, "tenant overrides")?)
         .bind(tenant.prepaid)
         .bind(tenant.created_at)
+        .bind(tenant.content_logging.days())
         .execute(&self.writer)
         .await
         .map_err(|e| constraint_error(e, || format!("tenant {}", tenant.id), "tenant"))?;
@@ -322,6 +334,7 @@ impl Store for SqliteStore {
         tier: Option<&str>,
         overrides: Option<&LimitOverrides>,
         prepaid: Option<bool>,
+        content_logging: Option<ContentLogging>,
     ) -> Result<Tenant> {
         let overrides = overrides
             .map(|o| to_json(o, "tenant overrides"))
@@ -331,14 +344,16 @@ impl Store for SqliteStore {
             "UPDATE tenants SET \
                  tier = COALESCE(?2, tier), \
                  overrides = COALESCE(?3, overrides), \
-                 prepaid = COALESCE(?4, prepaid) \
+                 prepaid = COALESCE(?4, prepaid), \
+                 content_log_days = COALESCE(?5, content_log_days) \
              WHERE id = ?1 \
-             RETURNING id, tier, overrides, prepaid, created_at",
+             RETURNING id, tier, overrides, prepaid, created_at, content_log_days",
         )
         .bind(id)
         .bind(tier)
         .bind(overrides)
         .bind(prepaid)
+        .bind(content_logging.map(ContentLogging::days))
         .fetch_optional(&self.writer)
         .await?;
         match row {
@@ -349,7 +364,8 @@ impl Store for SqliteStore {
 
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
         let row = sqlx::query(
-            "SELECT id, tier, overrides, prepaid, created_at FROM tenants WHERE id = ?1",
+            "SELECT id, tier, overrides, prepaid, created_at, content_log_days \
+             FROM tenants WHERE id = ?1",
         )
         .bind(id)
         .fetch_optional(&self.reader)
@@ -358,11 +374,34 @@ impl Store for SqliteStore {
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        let rows =
-            sqlx::query("SELECT id, tier, overrides, prepaid, created_at FROM tenants ORDER BY id")
-                .fetch_all(&self.reader)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT id, tier, overrides, prepaid, created_at, content_log_days \
+                 FROM tenants ORDER BY id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn insert_content(&self, batch: &[ContentRecord]) -> Result<()> {
+        content::insert(&self.writer, batch).await
+    }
+
+    async fn content_records(
+        &self,
+        tenant_id: &str,
+        request_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ContentRecord>> {
+        content::list(&self.reader, tenant_id, request_id, limit).await
+    }
+
+    async fn erase_content(&self, tenant_id: &str) -> Result<u64> {
+        content::erase(&self.writer, tenant_id).await
+    }
+
+    async fn delete_expired_content(&self, now_ms: i64) -> Result<u64> {
+        content::delete_expired(&self.writer, now_ms).await
     }
 
     async fn add_credit(&self, tenant_id: &str, amount: Nanos, note: &str) -> Result<()> {

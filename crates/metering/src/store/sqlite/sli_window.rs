@@ -1,4 +1,5 @@
-//! SLI counts over an arbitrary window `[from_ms, to_ms)`, per tier and model, for the
+//! SLI counts over an arbitrary window `[from_ms, to_ms)`, per tenant, tier, model, region and
+//! provider, for the
 //! gateway's burn-rate alerts: whole minutes from the per-minute rollups (cheap over 6 hours
 //! of traffic), and the ragged edges (the current, unfinished minute above all) from the raw
 //! usage rows and refusals, so a window is exact to the millisecond and a 5-minute window is
@@ -14,7 +15,8 @@ use crate::incident::ScopedCounts;
 use crate::sli::{SliCounts, MS_PER_MINUTE, TTFT_SLOW_MS};
 use crate::store::Result;
 
-type Acc = BTreeMap<(String, String), SliCounts>;
+/// (tenant, tier, model, region, provider) → counts.
+type Acc = BTreeMap<(String, String, String, String, String), SliCounts>;
 
 pub(super) async fn window(
     reader: &SqlitePool,
@@ -37,11 +39,16 @@ pub(super) async fn window(
     }
     Ok(acc
         .into_iter()
-        .map(|((tier, model), counts)| ScopedCounts {
-            tier,
-            model,
-            counts,
-        })
+        .map(
+            |((tenant_id, tier, model, region, provider), counts)| ScopedCounts {
+                tenant_id,
+                tier,
+                model,
+                region,
+                provider,
+                counts,
+            },
+        )
         .collect())
 }
 
@@ -54,9 +61,15 @@ fn add_rows(rows: Vec<sqlx::sqlite::SqliteRow>, acc: &mut Acc) -> Result<()> {
             errors_429: to_u64(row.try_get("errors_429")?, "errors_429")?,
             ttft_slow: to_u64(row.try_get("ttft_slow")?, "ttft_slow")?,
         };
-        acc.entry((row.try_get("tier")?, row.try_get("model")?))
-            .or_default()
-            .add(&c);
+        acc.entry((
+            row.try_get("tenant_id")?,
+            row.try_get("tier")?,
+            row.try_get("model")?,
+            row.try_get("region")?,
+            row.try_get("provider")?,
+        ))
+        .or_default()
+        .add(&c);
     }
     Ok(())
 }
@@ -70,10 +83,11 @@ async fn rollups(
     acc: &mut Acc,
 ) -> Result<()> {
     let rows = sqlx::query(
-        "SELECT tier, model, SUM(requests) AS requests, SUM(ok) AS ok, \
-             SUM(errors_5xx) AS errors_5xx, SUM(errors_429) AS errors_429, \
+        "SELECT tenant_id, tier, model, region, provider, SUM(requests) AS requests, \
+             SUM(ok) AS ok, SUM(errors_5xx) AS errors_5xx, SUM(errors_429) AS errors_429, \
              SUM(ttft_slow) AS ttft_slow \
-         FROM sli_minutes WHERE minute >= ?1 AND minute < ?2 GROUP BY tier, model",
+         FROM sli_minutes WHERE minute >= ?1 AND minute < ?2 \
+         GROUP BY tenant_id, tier, model, region, provider",
     )
     .bind(from_minute)
     .bind(to_minute)
@@ -90,14 +104,15 @@ async fn raw(reader: &SqlitePool, from_ms: i64, to_ms: i64, acc: &mut Acc) -> Re
         return Ok(());
     }
     let usage = sqlx::query(
-        "SELECT COALESCE((SELECT tier FROM tenants WHERE id = u.tenant_id), '') AS tier, \
-             u.model AS model, COUNT(*) AS requests, \
+        "SELECT u.tenant_id AS tenant_id, \
+             COALESCE((SELECT tier FROM tenants WHERE id = u.tenant_id), '') AS tier, \
+             u.model AS model, u.region AS region, u.provider AS provider, COUNT(*) AS requests, \
              SUM(u.status = 'completed') AS ok, \
              SUM(u.http_status >= 500 OR u.status = 'failed_mid_stream') AS errors_5xx, \
              SUM(u.http_status = 429) AS errors_429, \
              SUM(COALESCE(u.ttft_ms, 0) >= ?3) AS ttft_slow \
          FROM usage u WHERE u.started_at_ms >= ?1 AND u.started_at_ms < ?2 \
-         GROUP BY 1, 2",
+         GROUP BY 1, 2, 3, 4, 5",
     )
     .bind(from_ms)
     .bind(to_ms)
@@ -106,12 +121,13 @@ async fn raw(reader: &SqlitePool, from_ms: i64, to_ms: i64, acc: &mut Acc) -> Re
     .await?;
     add_rows(usage, acc)?;
     let refusals = sqlx::query(
-        "SELECT COALESCE((SELECT tier FROM tenants WHERE id = r.tenant_id), '') AS tier, \
-             r.model AS model, COUNT(*) AS requests, 0 AS ok, \
+        "SELECT r.tenant_id AS tenant_id, \
+             COALESCE((SELECT tier FROM tenants WHERE id = r.tenant_id), '') AS tier, \
+             r.model AS model, '' AS region, '' AS provider, COUNT(*) AS requests, 0 AS ok, \
              SUM(r.http_status >= 500) AS errors_5xx, \
              SUM(r.http_status = 429) AS errors_429, 0 AS ttft_slow \
          FROM sli_refusals r WHERE r.at_ms >= ?1 AND r.at_ms < ?2 \
-         GROUP BY 1, 2",
+         GROUP BY 1, 2, 3, 4, 5",
     )
     .bind(from_ms)
     .bind(to_ms)
@@ -181,15 +197,31 @@ mod tests {
             .await
             .unwrap();
         // [30 s, 150 s): minute 1 whole, then half of minute 0 and of minute 2.
+        let total = |w: &[crate::incident::ScopedCounts]| {
+            let mut sum = crate::sli::SliCounts::default();
+            w.iter().for_each(|r| sum.add(&r.counts));
+            sum
+        };
         let w = store.sli_window(30_000, 150_000).await.unwrap();
-        assert_eq!(w.len(), 1);
-        assert_eq!((w[0].tier.as_str(), w[0].model.as_str()), ("", "m"));
-        assert_eq!(w[0].counts.requests, 4);
-        assert_eq!(w[0].counts.ok, 2);
-        assert_eq!(w[0].counts.errors_5xx, 2);
+        // Two rows: the worker's traffic (eu, p) and the refusal, which reached no worker.
+        assert_eq!(w.len(), 2);
+        let served = w.iter().find(|r| r.region == "eu").unwrap();
+        assert_eq!(
+            (
+                served.tenant_id.as_str(),
+                served.tier.as_str(),
+                served.model.as_str(),
+                served.provider.as_str()
+            ),
+            ("acme", "", "m", "p")
+        );
+        assert_eq!(served.counts.requests, 3);
+        assert_eq!(total(&w).requests, 4);
+        assert_eq!(total(&w).ok, 2);
+        assert_eq!(total(&w).errors_5xx, 2);
         // Shorter than a minute: raw rows only.
         let w = store.sli_window(140_000, 150_000).await.unwrap();
-        assert_eq!(w[0].counts.requests, 2);
+        assert_eq!(total(&w).requests, 2);
         assert!(store.sli_window(10, 10).await.unwrap().is_empty());
     }
 }
