@@ -48,6 +48,13 @@ impl RuntimeKind {
         matches!(self, RuntimeKind::Llamacpp)
     }
 
+    /// Whether a chat request can end with a partial assistant message for the model to go on
+    /// from (`continue_final_message`, vLLM's and SGLang's extension): what resuming a broken
+    /// stream on another worker needs.
+    pub fn continues_final_message(self) -> bool {
+        matches!(self, RuntimeKind::Vllm | RuntimeKind::Sglang)
+    }
+
     /// Whether the runtime honours `stream_options.include_usage`. Where it does, the gateway
     /// always asks for it, so streamed usage is the runtime's own count, not an estimate.
     pub fn streams_usage(self) -> bool {

@@ -283,6 +283,9 @@ pub struct UpstreamConfig {
     pub request_timeout_ms: u64,
     /// Workers tried per request (1 = no retry). Retries happen only before the first byte.
     pub max_attempts: u32,
+    /// Times a stream that broke after its first token may go on on another worker (see
+    /// `upstream::resume`); 0 = a broken stream ends with an error event.
+    pub max_resumes: u32,
     /// Consecutive live-traffic failures that take a worker out of rotation.
     pub eject_after_failures: u32,
     /// Retries and hedges allowed per request on average (0.2 = one per five requests)...
@@ -301,6 +304,7 @@ impl Default for UpstreamConfig {
             stall_timeout_ms: 30_000,
             request_timeout_ms: 300_000,
             max_attempts: 3,
+            max_resumes: 1,
             eject_after_failures: 3,
             retry_budget_ratio: 0.2,
             retry_budget_min_per_sec: 10,

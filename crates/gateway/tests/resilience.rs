@@ -332,3 +332,82 @@ async fn a_hung_worker_whose_requests_are_hedged_away_is_still_ejected() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_broken_mid_way_goes_on_on_another_worker_and_is_billed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    // "cutter" aborts every stream after 5 tokens; "steady" never does. Replies are exactly
+    // max_tokens (20) long.
+    let cut = FaultConfig {
+        cut_stream: 1.0,
+        cut_after_tokens: 5,
+        ..FaultConfig::default()
+    };
+    let mut c = config(vec![
+        sim("cutter", |s| {
+            s.faults = cut;
+            s.natural_tokens = 1_000;
+        }),
+        sim("steady", |s| s.natural_tokens = 1_000),
+    ]);
+    c.state.path = db.clone();
+    c.upstream.eject_after_failures = 1_000; // keep the cutter in rotation for the test
+    c.upstream.retry_budget_min_per_sec = 1_000;
+    c.tiers.get_mut("pro").unwrap().hedge_after_ms = 0;
+    let gw = start(c).await;
+    let n = 8u64;
+    for _ in 0..n {
+        let body = chat(
+            "sim-small",
+            json!({"stream": true, "max_tokens": 20, "stream_options": {"include_usage": true}}),
+        );
+        let resp = post(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(resp.status(), 200);
+        let (events, err) = read_events(resp, DEADLINE).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(
+            events.last().unwrap().data,
+            "[DONE]",
+            "no error event: the stream went on"
+        );
+        let chunks: Vec<serde_json::Value> = events[..events.len() - 1]
+            .iter()
+            .map(|e| e.json())
+            .collect();
+        assert!(
+            chunks.iter().all(|c| c.get("error").is_none()),
+            "{chunks:?}"
+        );
+        let ids: std::collections::BTreeSet<String> = chunks
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids.len(), 1, "one id for the whole stream: {ids:?}");
+        let content: usize = chunks
+            .iter()
+            .filter(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty())
+            })
+            .count();
+        assert_eq!(content, 20, "the client got the whole answer");
+        let usage = &chunks.last().unwrap()["usage"];
+        assert_eq!(usage["completion_tokens"], 20, "{usage}");
+    }
+    let cutter = gw.sims[0].stats();
+    assert!(
+        cutter.requests > 0,
+        "some streams started on the cutter and were resumed"
+    );
+    gw.shutdown().await;
+
+    let store = SqliteStore::open(&db).await.unwrap();
+    let rows = store.usage_records(&UsageQuery::default()).await.unwrap();
+    assert_eq!(rows.len() as u64, n, "one ledger row per client request");
+    assert!(rows.iter().all(|r| r.completion_tokens == 20), "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|r| r.status == switchyard_metering::UsageStatus::Completed));
+}

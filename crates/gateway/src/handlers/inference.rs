@@ -168,6 +168,13 @@ async fn run(
             Ok(response)
         }
         Reply::Stream { first, mut relay } => {
+            relay.enable_resume(crate::upstream::resume::Resume::new(
+                state.clone(),
+                req.clone(),
+                route.clone(),
+                request_id.clone(),
+                lease.worker().clone(),
+            ));
             relay.attach(lease, settlement);
             let stream =
                 futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(relay);

@@ -27,6 +27,12 @@ pub struct StreamAccount {
     pub finish_reason: Option<String>,
     /// The completion's text as relayed, only when the tenant logs content.
     pub completion: Option<crate::content_log::capture::Capture>,
+    /// The text relayed so far, kept only for streams that can be resumed on another worker
+    /// (see `relay::Resume`).
+    pub resume_text: Option<String>,
+    /// Completion tokens relayed before the stream was resumed on another worker: the new
+    /// worker's usage counts from the resumption, with that text in its prompt.
+    pub resumed_after: u64,
 }
 
 impl StreamAccount {
@@ -42,11 +48,37 @@ impl StreamAccount {
         if let Some(c) = &mut self.completion {
             c.push(text);
         }
+        if let Some(t) = &mut self.resume_text {
+            t.push_str(text);
+        }
+    }
+
+    /// The stream is being resumed on another worker: what came before stays counted, the
+    /// new worker's report will cover only what follows.
+    pub fn resuming(&mut self) {
+        if let Some(u) = self.reported.take() {
+            // A report from the broken worker (rare: usage comes last) is its whole count.
+            self.content_chunks = self.content_chunks.max(u.completion_tokens);
+        }
+        self.resumed_after = self.content_chunks;
+        self.finish_reason = None;
     }
 
     /// The usage to bill and show, and whether it is an estimate: the worker's report if it
     /// gave one, else the worker's prompt count (or our estimate) and the chunks we relayed.
     pub fn usage(&self) -> (Usage, bool) {
+        if self.resumed_after > 0 {
+            // The resumed worker's prompt held the text streamed before (about one token per
+            // chunk): subtract it there, add it to the completion. An estimate, and marked so.
+            let (prompt, completion) = match self.reported {
+                Some(u) => (
+                    u.prompt_tokens.saturating_sub(self.resumed_after),
+                    u.completion_tokens + self.resumed_after,
+                ),
+                None => (self.prompt_estimate, self.content_chunks),
+            };
+            return (Usage::new(prompt, completion), true);
+        }
         match (self.reported, self.counted_prompt) {
             (Some(u), _) => (u, false),
             (None, Some(prompt)) => (Usage::new(prompt, self.content_chunks), false),

@@ -11,6 +11,7 @@ pub mod openai;
 mod prompt;
 mod prompt_count;
 pub mod relay;
+pub mod resume;
 pub mod tgi;
 mod translate;
 
@@ -225,10 +226,6 @@ async fn attempt_with(
         }
         _ => None,
     };
-    let body = serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let uri = worker.uri(path).ok_or_else(|| {
-        GatewayError::Internal(format!("worker '{}' has an invalid URL", spec.name))
-    })?;
     let upstream = &state.config.upstream;
     let deadline = if req.stream {
         upstream.first_token_timeout_ms
@@ -236,13 +233,7 @@ async fn attempt_with(
         upstream.request_timeout_ms
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(deadline);
-    let call = state.upstream.post_json(spec, uri, request_id, body);
-    let response = tokio::time::timeout_at(deadline, call)
-        .await
-        .map_err(|_| GatewayError::UpstreamTimeout("no response from the worker".into()))??;
-    if !response.status().is_success() {
-        return Err(classify::rejection(&spec.name, response).await);
-    }
+    let response = send(state, worker, path, &body, request_id, deadline).await?;
 
     if !req.stream {
         let read = client::read_body(response.into_body(), MAX_RESPONSE_BYTES);
@@ -288,6 +279,9 @@ async fn attempt_with(
     if capture {
         relay.capture_content();
     }
+    if resume::resumable(state, req, spec) {
+        relay.keep_text_for_resume();
+    }
     let first = tokio::time::timeout_at(deadline, relay.first_frame())
         .await
         .map_err(|_| {
@@ -297,4 +291,52 @@ async fn attempt_with(
         first,
         relay: Box::new(relay),
     })
+}
+
+/// POSTs `body` to `path` on `worker` and returns the response once its status is a success;
+/// a refusal comes back classified.
+async fn send(
+    state: &AppState,
+    worker: &Worker,
+    path: &str,
+    body: &Value,
+    request_id: &str,
+    deadline: tokio::time::Instant,
+) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+    let spec = &worker.spec;
+    let body = serde_json::to_vec(body).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let uri = worker.uri(path).ok_or_else(|| {
+        GatewayError::Internal(format!("worker '{}' has an invalid URL", spec.name))
+    })?;
+    let call = state.upstream.post_json(spec, uri, request_id, body);
+    let response = tokio::time::timeout_at(deadline, call)
+        .await
+        .map_err(|_| GatewayError::UpstreamTimeout("no response from the worker".into()))??;
+    if !response.status().is_success() {
+        return Err(classify::rejection(&spec.name, response).await);
+    }
+    Ok(response)
+}
+
+/// Opens a stream of raw SSE bytes on an OpenAI-compatible worker (for a resumed stream, whose
+/// events the original relay goes on translating).
+pub(crate) async fn open_stream(
+    state: &AppState,
+    req: &InferenceRequest,
+    request_id: &str,
+    worker: &Worker,
+) -> Result<relay::Upstream, GatewayError> {
+    let body = Value::Object(openai::request_body(req, &worker.spec));
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(state.config.upstream.first_token_timeout_ms);
+    let response = send(
+        state,
+        worker,
+        req.endpoint.path(),
+        &body,
+        request_id,
+        deadline,
+    )
+    .await?;
+    Ok(http_body_util::BodyDataStream::new(response.into_body()).boxed())
 }

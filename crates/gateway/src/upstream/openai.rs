@@ -170,8 +170,13 @@ impl StreamTranslator for OpenAiStream {
                 .unwrap_or_else(|| err.to_string());
             return Err(GatewayError::UpstreamFailed(message));
         }
-        if let Some(id) = obj.get("id") {
-            self.last_id = id.clone();
+        // One id for the whole stream, even when it was resumed on another worker.
+        match (&self.last_id, obj.get("id")) {
+            (Value::Null, Some(id)) => self.last_id = id.clone(),
+            (Value::Null, None) => {}
+            (first, _) => {
+                obj.insert("id".into(), first.clone());
+            }
         }
         if let Some(created) = obj.get("created") {
             self.last_created = created.clone();
@@ -205,8 +210,9 @@ impl StreamTranslator for OpenAiStream {
             if !has_choices && usage.is_some() {
                 return Ok(Flow::Continue); // the usage-only chunk we asked for, not the client
             }
-        } else if let Some(u) = usage {
-            obj.insert("usage".into(), u.to_value()); // total_tokens recomputed
+        } else if usage.is_some() {
+            // total_tokens recomputed, and a resumed stream's counts merged.
+            obj.insert("usage".into(), self.account.usage().0.to_value());
             self.usage_sent = true;
         }
         obj.insert("model".into(), self.model.clone());

@@ -21,11 +21,12 @@ use switchyard_protocol::{SseItem, SseParser};
 use tokio::time::{Instant, Sleep};
 
 use super::frames::Frames;
+use super::resume::Resume;
 use super::translate::{Flow, StreamTranslator};
 use crate::error::GatewayError;
 use crate::settle::{Outcome, Settlement};
 
-type Upstream = BoxStream<'static, Result<Bytes, hyper::Error>>;
+pub type Upstream = BoxStream<'static, Result<Bytes, hyper::Error>>;
 
 /// How long the end of a stream may wait for the worker's prompt count.
 const COUNT_DEADLINE: Duration = Duration::from_secs(2);
@@ -57,6 +58,12 @@ pub struct Relay {
     // Attached once the first frame is in hand; dropped with the relay.
     lease: Option<WorkerLease>,
     settlement: Option<Settlement>,
+    /// Set for streams that may go on on another worker if this one breaks.
+    resume: Option<Resume>,
+    /// The continuation being opened (see [`super::resume`]).
+    resuming: Option<BoxFuture<'static, Result<(Upstream, WorkerLease), GatewayError>>>,
+    /// What broke the stream, while a continuation is being opened.
+    broken: Option<GatewayError>,
 }
 
 impl Relay {
@@ -85,6 +92,21 @@ impl Relay {
             eject_after,
             lease: None,
             settlement: None,
+            resume: None,
+            resuming: None,
+            broken: None,
+        }
+    }
+
+    /// Keeps the relayed text, so that the stream can be resumed (see [`super::resume`]).
+    pub fn keep_text_for_resume(&mut self) {
+        self.translator.account_mut().resume_text = Some(String::new());
+    }
+
+    /// Lets a mid-stream failure go on on another worker instead of ending the stream.
+    pub fn enable_resume(&mut self, resume: Resume) {
+        if self.translator.account().resume_text.is_some() {
+            self.resume = Some(resume);
         }
     }
 
@@ -174,11 +196,77 @@ impl Relay {
                 .worker()
                 .record_failure_because(self.eject_after, &error.to_string());
         }
+        // Mid-stream, on a stream that may be resumed: go on on another worker.
+        let error = if self.frames_sent > 0 && error.is_retryable() {
+            match self.try_resume(error) {
+                Ok(()) => return,
+                Err(error) => error,
+            }
+        } else {
+            error
+        };
         // After the first frame the only honest thing left is one error event, then the end.
         if self.frames_sent > 0 || !self.frames.is_empty() {
             self.frames.push_error(&error.body());
         }
         self.state = State::Failed(error);
+    }
+
+    /// Starts opening the continuation; gives the error back when the stream cannot be
+    /// resumed.
+    fn try_resume(&mut self, error: GatewayError) -> Result<(), GatewayError> {
+        let account = self.translator.account();
+        let (Some(resume), Some(text)) = (self.resume.as_mut(), account.resume_text.as_deref())
+        else {
+            return Err(error);
+        };
+        let tokens = account.content_chunks;
+        let Some(next) = resume.continuation(text, tokens) else {
+            return Err(error);
+        };
+        self.translator.account_mut().resuming();
+        // Whatever the broken connection left half-parsed is dropped with it.
+        self.parser = SseParser::new();
+        self.pending.clear();
+        self.upstream_done = false;
+        self.prompt_count = None;
+        self.resuming = Some(next);
+        self.broken = Some(error);
+        Ok(())
+    }
+
+    /// Polls the continuation being opened; `true` while it is still pending.
+    fn poll_resuming(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(opening) = self.resuming.as_mut() else {
+            return false;
+        };
+        match opening.poll_unpin(cx) {
+            Poll::Pending => true,
+            Poll::Ready(result) => {
+                self.resuming = None;
+                match result {
+                    Ok((upstream, lease)) => {
+                        self.broken = None;
+                        if let Some(resume) = self.resume.as_mut() {
+                            resume.tried(lease.worker());
+                        }
+                        self.upstream = upstream;
+                        // The broken worker's lease goes; the new one is held to the end.
+                        self.lease = Some(lease);
+                        let deadline = Instant::now() + self.stall_timeout;
+                        self.stall.as_mut().reset(deadline);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not resume the stream on another worker");
+                        self.resume = None; // no second try after the first could not open
+                                            // The client hears what broke the stream, not why it could not go on.
+                        let broken = self.broken.take().unwrap_or(e);
+                        self.fail(broken);
+                    }
+                }
+                false
+            }
+        }
     }
 
     fn settle(&mut self) {
@@ -231,6 +319,12 @@ impl Stream for Relay {
                     Ok(()) => this.state = State::Finished,
                     Err(e) => this.fail(e),
                 }
+                continue;
+            }
+            if this.poll_resuming(cx) {
+                return Poll::Pending;
+            }
+            if !matches!(this.state, State::Streaming) {
                 continue;
             }
             match this.upstream.poll_next_unpin(cx) {
