@@ -25,6 +25,10 @@ use crate::error::GatewayError;
 use crate::route::RouteCtx;
 use crate::state::AppState;
 
+/// Added to a resumed stream's queue priority: above any tier's availability SLO in basis
+/// points (at most 10,000).
+const RESUME_PRIORITY: u32 = 10_000;
+
 /// Whether a stream of `req` on `worker` could be resumed elsewhere if it broke.
 pub fn resumable(state: &AppState, req: &InferenceRequest, worker: &WorkerSpec) -> bool {
     let body = &req.body;
@@ -89,7 +93,12 @@ impl Resume {
         self.left -= 1;
         let req = continue_after(&self.req, text, tokens)?;
         let state = self.state.clone();
-        let route = self.route.clone();
+        // A started answer outranks every request not yet started: in a saturated fleet's
+        // queue it goes first, and may wait twice as long (the client already has text and
+        // is waiting for the rest; a fresh request can still go elsewhere).
+        let mut route = self.route.clone();
+        route.priority.slo_bp = route.priority.slo_bp.saturating_add(RESUME_PRIORITY);
+        route.queue_for *= 2;
         let tried = self.tried.clone();
         let request_id = self.request_id.clone();
         tracing::warn!(
