@@ -242,6 +242,9 @@ pub struct RoutingConfig {
     pub max_queue: usize,
     /// `[[routing.canary]]`: share of a model's requests for its canary pool.
     pub canary: Vec<crate::route::canary::CanarySplit>,
+    /// `[routing.fallback]`: model → models that may answer for it when it is down or
+    /// saturated, for tiers with `fallback = true`.
+    pub fallback: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for RoutingConfig {
@@ -255,6 +258,7 @@ impl Default for RoutingConfig {
             queue_slo_fraction: 0.5,
             max_queue: 256,
             canary: Vec::new(),
+            fallback: BTreeMap::new(),
         }
     }
 }

@@ -263,3 +263,58 @@ async fn shadow_mode_copies_requests_to_the_canary_without_serving_or_billing_th
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_tier_that_opted_in_falls_back_to_a_smaller_model_and_is_told() {
+    let large = sim("large", |s| s.model = "sim-large".into());
+    let mut c = config(vec![large, sim("small", |_| {})]);
+    c.routing
+        .fallback
+        .insert("sim-large".into(), vec!["sim-small".into()]);
+    c.tiers.get_mut("pro").unwrap().fallback = true;
+    let gw = start(c).await;
+    let hobby = tenant_key(&gw, "small-shop", "hobby").await; // hobby did not opt in
+                                                              // The large model's only worker leaves rotation.
+    gw.state.fleet.drain(
+        &switchyard_fleet::DrainTarget::Worker("large".into()),
+        true,
+        "test",
+    );
+    for stream in [false, true] {
+        let resp = post(
+            &gw,
+            "/v1/chat/completions",
+            &chat("sim-large", json!({"stream": stream})),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-switchyard-fallback-model"], "sim-small");
+        if stream {
+            let (events, _) = read_events(resp, Duration::from_secs(10)).await;
+            assert_eq!(
+                events[0].json()["model"],
+                "sim-small",
+                "the answer says who answered"
+            );
+            assert_eq!(events.last().unwrap().data, "[DONE]");
+        } else {
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["model"], "sim-small");
+        }
+    }
+    let resp = post_as(
+        &gw,
+        &hobby,
+        "/v1/chat/completions",
+        &chat("sim-large", json!({})),
+    )
+    .await;
+    let (status, _, code) = error_code(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (503, "no_healthy_worker"),
+        "no fallback without opting in"
+    );
+    assert_eq!(gw.sims[1].stats().requests, 2);
+    gw.shutdown().await;
+}

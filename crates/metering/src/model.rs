@@ -28,6 +28,9 @@ pub struct Limits {
     /// A request with no first token after this long is also sent to a second worker, and the
     /// first to answer wins (billed once). 0 = no hedging. Should sit well under the TTFT SLO.
     pub hedge_after_ms: u32,
+    /// Whether a request may be answered by the model's fallback (`[routing.fallback]`) when
+    /// its own model is down or saturated, rather than refused.
+    pub fallback: bool,
     /// A request with no `max_tokens` reserves this many completion tokens.
     pub default_max_tokens: u32,
 }
@@ -48,6 +51,7 @@ impl Default for Limits {
             slo_availability_bp: 9990,
             slo_ttft_p95_ms: 1500,
             hedge_after_ms: 0,
+            fallback: false,
             default_max_tokens: 512,
         }
     }

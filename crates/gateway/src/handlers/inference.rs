@@ -119,26 +119,48 @@ async fn run(
         ms if ms > 0 && req.stream => Some(std::time::Duration::from_millis(u64::from(ms))),
         _ => None,
     };
-    let route = crate::route::RouteCtx::new(state, &req, &key);
+    let mut route = crate::route::RouteCtx::new(state, &req, &key);
     crate::route::shadow::maybe_spawn(state, &req);
+    let fallbacks = crate::route::fallbacks(state, &key, &req.model);
     let mut settlement =
         Settlement::start(&request_id, key, &req, reservation, state.ledger.clone());
     *settling = true;
     settlement.arm(route.pool);
-    let (reply, lease) = match upstream::forward(
-        state,
-        &req,
-        &route,
-        &request_id,
-        &mut settlement,
-        hedge_after,
-    )
-    .await
-    {
-        Ok(ok) => ok,
-        Err(e) => {
-            settlement.failed(&e);
-            return Err(e);
+    let mut fallback_to = None;
+    let (reply, lease) = loop {
+        match upstream::forward(
+            state,
+            &req,
+            &route,
+            &request_id,
+            &mut settlement,
+            hedge_after,
+        )
+        .await
+        {
+            Ok(ok) => break ok,
+            // The model is down or saturated and the tier opted into its fallback chain:
+            // the next model of the chain answers instead, and says so.
+            Err(e) if crate::route::falls_back(&e) && fallback_to.is_none() => {
+                let Some((next, next_req)) = fallbacks
+                    .iter()
+                    .find_map(|m| Some((m.clone(), crate::route::with_model(&req, m)?)))
+                else {
+                    settlement.failed(&e);
+                    return Err(e);
+                };
+                tracing::warn!(request_id, from = %req.model, to = %next, error = %e, "falling back to another model");
+                route = crate::route::RouteCtx {
+                    model: next.clone(),
+                    ..route
+                };
+                req = next_req;
+                fallback_to = Some(next);
+            }
+            Err(e) => {
+                settlement.failed(&e);
+                return Err(e);
+            }
         }
     };
     match reply {
@@ -164,7 +186,7 @@ async fn run(
                     .headers_mut()
                     .insert("x-switchyard-usage", HeaderValue::from_static("estimated"));
             }
-            shaping_headers(&mut response, &shaped);
+            shaping_headers(&mut response, &shaped, fallback_to.as_deref());
             Ok(response)
         }
         Reply::Stream { first, mut relay } => {
@@ -187,15 +209,19 @@ async fn run(
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             // Tells nginx-style proxies in front of us not to buffer the stream either.
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            shaping_headers(&mut response, &shaped);
+            shaping_headers(&mut response, &shaped, fallback_to.as_deref());
             Ok(response)
         }
     }
 }
 
-/// Tells the client the completion cap it was held to, and whether the tier lowered it.
-fn shaping_headers(response: &mut Response, shaped: &Shaped) {
+/// Tells the client the completion cap it was held to, whether the tier lowered it, and which
+/// model answered when the request fell back to another.
+fn shaping_headers(response: &mut Response, shaped: &Shaped, fallback_to: Option<&str>) {
     let headers = response.headers_mut();
+    if let Some(model) = fallback_to.and_then(|m| HeaderValue::from_str(m).ok()) {
+        headers.insert("x-switchyard-fallback-model", model);
+    }
     headers.insert(
         "x-switchyard-max-tokens",
         HeaderValue::from(shaped.max_tokens),

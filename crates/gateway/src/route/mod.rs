@@ -165,3 +165,41 @@ pub fn served(state: &AppState, ctx: &RouteCtx, worker: &Worker) {
         state.sticky.remember(key, &worker.spec.name);
     }
 }
+
+/// The models `model` may fall back to for this caller: the configured chain, if the caller's
+/// tier opted in.
+pub fn fallbacks(state: &AppState, key: &KeyEntry, model: &str) -> Vec<String> {
+    if !key.limits.fallback || !adaptive(state) {
+        return Vec::new();
+    }
+    state
+        .config
+        .routing
+        .fallback
+        .get(model)
+        .map(|chain| {
+            chain
+                .iter()
+                .filter(|m| state.fleet.serves(m) && crate::auth::check_model(key, m).is_ok())
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `error` is one a fallback model may answer instead: no worker for the model, or a
+/// saturated fleet that shed the request. Not a worker's failure (retries cover those) and
+/// never a client's mistake.
+pub fn falls_back(error: &GatewayError) -> bool {
+    matches!(
+        error,
+        GatewayError::NoHealthyWorker(_) | GatewayError::Shed(_)
+    )
+}
+
+/// `req` for `model` instead; the client's other fields are unchanged.
+pub fn with_model(req: &InferenceRequest, model: &str) -> Option<InferenceRequest> {
+    let mut body = req.body.clone();
+    body.insert("model".into(), serde_json::Value::String(model.to_string()));
+    InferenceRequest::from_map(req.endpoint, body).ok()
+}
