@@ -112,6 +112,20 @@ pub fn parse_day(s: &str, param: &str) -> Result<i64, GatewayError> {
         })
 }
 
+/// The `[start, end)` milliseconds of an optional `YYYY-MM` parameter; `(None, None)` without.
+pub fn month_range(
+    value: Option<&str>,
+    param: &str,
+) -> Result<(Option<i64>, Option<i64>), GatewayError> {
+    match value {
+        Some(m) => {
+            let month = parse_month(m, param)?;
+            Ok((Some(month.start_ms()), Some(month.end_ms())))
+        }
+        None => Ok((None, None)),
+    }
+}
+
 /// A `YYYY-MM` query parameter.
 pub fn parse_month(s: &str, param: &str) -> Result<Month, GatewayError> {
     let mut parsed = Parsed::new();

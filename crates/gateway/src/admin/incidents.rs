@@ -15,7 +15,7 @@ use switchyard_metering::incident::{Impact, Incident};
 use switchyard_slo::availability::format_bp_percent;
 
 use super::extract::{Admin, Id, Params};
-use super::{format_rfc3339, invalid, parse_month, store_error};
+use super::{format_rfc3339, invalid, month_range, store_error};
 use crate::alerting::impact::{format_budget_bp, measure};
 use crate::error::GatewayError;
 use crate::state::AppState;
@@ -86,13 +86,7 @@ pub async fn list(
     params: Params,
 ) -> Result<Json<Value>, GatewayError> {
     params.only(&["month"])?;
-    let (from, to) = match params.get("month") {
-        Some(m) => {
-            let month = parse_month(m, "month")?;
-            (Some(month.start_ms()), Some(month.end_ms()))
-        }
-        None => (None, None),
-    };
+    let (from, to) = month_range(params.get("month"), "month")?;
     let incidents = state
         .directory
         .store()

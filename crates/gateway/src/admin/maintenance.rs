@@ -15,7 +15,7 @@ use switchyard_metering::maintenance::{Maintenance, MaintenanceScope, NewMainten
 use switchyard_slo::exclusions::NOTICE_MS;
 
 use super::extract::{Admin, AdminJson, Id, Params};
-use super::{format_rfc3339, invalid, parse_month, parse_rfc3339, store_error};
+use super::{format_rfc3339, invalid, month_range, parse_rfc3339, store_error};
 use crate::error::GatewayError;
 use crate::state::AppState;
 
@@ -105,13 +105,7 @@ pub async fn list(
     params: Params,
 ) -> Result<Json<Value>, GatewayError> {
     params.only(&["month"])?;
-    let (from, to) = match params.get("month") {
-        Some(m) => {
-            let month = parse_month(m, "month")?;
-            (Some(month.start_ms()), Some(month.end_ms()))
-        }
-        None => (None, None),
-    };
+    let (from, to) = month_range(params.get("month"), "month")?;
     let windows = state
         .directory
         .store()

@@ -33,7 +33,7 @@ use switchyard_metering::StoreError;
 use crate::error::GatewayError;
 use crate::state::AppState;
 
-pub use dates::{format_rfc3339, parse_day, parse_month, parse_rfc3339, Month};
+pub use dates::{format_rfc3339, month_range, parse_day, parse_month, parse_rfc3339, Month};
 
 /// The admin routes, to be merged into the gateway's router before its state is set.
 pub fn router() -> Router<Arc<AppState>> {

@@ -20,7 +20,7 @@ use super::dates::{civil_from_days, Month};
 use super::extract::{Admin, Id, Params};
 use super::render::{csv, csv_response, price_nanos, put_money, usd};
 use super::tenants::get_tenant;
-use super::{format_rfc3339, invalid, parse_day, parse_month, store_error};
+use super::{format_rfc3339, invalid, month_range, parse_day, parse_month, store_error};
 use crate::error::GatewayError;
 use crate::state::AppState;
 
@@ -45,10 +45,7 @@ async fn query(state: &AppState, params: &Params) -> Result<UsageQuery, GatewayE
                 "Give either 'month' or 'from'/'to', not both.",
             ));
         }
-        Some(m) => {
-            let month = parse_month(m, "month")?;
-            (Some(month.start_ms()), Some(month.end_ms()))
-        }
+        Some(m) => month_range(Some(m), "month")?,
         None => (
             from.map(|f| parse_day(f, "from")).transpose()?,
             // `to` is inclusive: up to the end of that day.
