@@ -7,16 +7,17 @@
 //! when the queue is full the lowest-priority waiter is shed first, so load shedding falls on
 //! the lowest tier and the longest prompts.
 //!
-//! The queue's mutex is taken only on this slow path; a released worker wakes the waiters only
-//! when there are any (see `switchyard_fleet::Fleet::release_signal`).
+//! The queue's mutex is taken only on this slow path; a released worker signals only when
+//! someone waits (see `switchyard_fleet::Fleet::release_signal`), and only each model's head
+//! waiter listens for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use switchyard_fleet::signal::ReleaseSignal;
 use switchyard_fleet::{Fleet, Pick, Query, WorkerLease};
 
 /// Higher is served first and shed last.
@@ -42,6 +43,8 @@ struct Waiter {
     id: u64,
     priority: Priority,
     shed: Arc<AtomicBool>,
+    /// Woken when this waiter becomes the head of its model's queue, or is displaced.
+    turn: Arc<Notify>,
 }
 
 /// Why a waiting request was refused.
@@ -77,19 +80,18 @@ pub struct WaitQueue {
 }
 
 /// Removes its waiter when the waiting future ends in any way (served, shed, cancelled by a
-/// client that went away).
+/// client that went away), and hands the turn to the next waiter if it was the head.
 struct Place<'q> {
     queue: &'q WaitQueue,
-    signal: &'q ReleaseSignal,
     model: String,
     id: u64,
 }
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
-        self.queue.remove(&self.model, self.id);
-        // If this was the head, the next waiter is now: let it look.
-        self.signal.wake();
+        if let Some(next) = self.queue.remove(&self.model, self.id) {
+            next.notify_one();
+        }
     }
 }
 
@@ -103,6 +105,11 @@ impl WaitQueue {
     }
 
     /// Waits until `query` gets a worker, the deadline passes, or the request is shed.
+    ///
+    /// Only the head of a model's queue (the highest priority, the earliest among equals)
+    /// listens for released workers; the others sleep until their turn comes. Waking every
+    /// waiter on every release, as a first version did, cost O(waiters) task wake-ups per
+    /// request and most of the gateway's CPU in a saturated fleet.
     pub async fn wait(
         &self,
         fleet: &Fleet,
@@ -112,37 +119,33 @@ impl WaitQueue {
     ) -> Result<WorkerLease, Shed> {
         let signal = fleet.release_signal();
         let _waiting = signal.waiting();
-        let (id, shed, displaced) = self.join(query.model, priority)?;
-        if displaced {
-            signal.wake(); // the displaced waiter must see its verdict
-        }
+        let (id, shed, turn) = self.join(query.model, priority)?;
         let _place = Place {
             queue: self,
-            signal,
             model: query.model.to_string(),
             id,
         };
         loop {
             // Registered before looking, so a release between the look and the wait wakes us.
-            let notified = signal.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            let released = signal.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
             if shed.load(Ordering::Acquire) {
                 return Err(Shed::Displaced);
             }
-            if self.is_head(query.model, id) {
+            let head = self.is_head(query.model, id);
+            if head {
                 match fleet.pick(query) {
-                    Pick::Worker(lease) => {
-                        // The next waiter may find a second free slot.
-                        signal.wake();
-                        return Ok(lease);
-                    }
+                    // Dropping `_place` hands the turn on: the next waiter may find a
+                    // second free slot.
+                    Pick::Worker(lease) => return Ok(lease),
                     Pick::Unavailable => return Err(Shed::Unavailable),
                     Pick::Saturated => {}
                 }
             }
             tokio::select! {
-                () = &mut notified => {}
+                () = &mut released, if head => {}
+                () = turn.notified() => {}
                 () = tokio::time::sleep_until(deadline) => return Err(Shed::Deadline),
             }
         }
@@ -157,12 +160,16 @@ impl WaitQueue {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn join(&self, model: &str, priority: Priority) -> Result<(u64, Arc<AtomicBool>, bool), Shed> {
+    fn join(
+        &self,
+        model: &str,
+        priority: Priority,
+    ) -> Result<(u64, Arc<AtomicBool>, Arc<Notify>), Shed> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shed = Arc::new(AtomicBool::new(false));
+        let turn = Arc::new(Notify::new());
         let mut all = self.lock();
         let queue = all.entry(model.to_string()).or_default();
-        let mut displaced = false;
         if queue.len() >= self.max_waiting {
             // Full: the lowest-priority waiter (the latest among equals) makes room, if it is
             // below the newcomer; otherwise the newcomer is the one shed.
@@ -175,7 +182,8 @@ impl WaitQueue {
                 Some((i, p)) if p < priority => {
                     let evicted = queue.swap_remove(i);
                     evicted.shed.store(true, Ordering::Release);
-                    displaced = true;
+                    // It must wake to see its verdict.
+                    evicted.turn.notify_one();
                 }
                 _ => return Err(Shed::QueueFull),
             }
@@ -184,28 +192,155 @@ impl WaitQueue {
             id,
             priority,
             shed: shed.clone(),
+            turn: turn.clone(),
         });
-        Ok((id, shed, displaced))
+        Ok((id, shed, turn))
     }
 
     /// Whether `id` is the highest-priority waiter of `model` (the earliest among equals).
     fn is_head(&self, model: &str, id: u64) -> bool {
         let all = self.lock();
         all.get(model)
-            .and_then(|q| {
-                q.iter()
-                    .max_by(|a, b| a.priority.cmp(&b.priority).then(b.id.cmp(&a.id)))
-            })
+            .and_then(|q| head(q))
             .is_some_and(|w| w.id == id)
     }
 
-    fn remove(&self, model: &str, id: u64) {
+    /// Removes `id`; if it was the head, returns the new head's turn to wake.
+    fn remove(&self, model: &str, id: u64) -> Option<Arc<Notify>> {
         let mut all = self.lock();
-        if let Some(q) = all.get_mut(model) {
-            q.retain(|w| w.id != id);
-            if q.is_empty() {
-                all.remove(model);
-            }
+        let q = all.get_mut(model)?;
+        let was_head = head(q).is_some_and(|w| w.id == id);
+        q.retain(|w| w.id != id);
+        if q.is_empty() {
+            all.remove(model);
+            return None;
         }
+        was_head.then(|| head(q).map(|w| w.turn.clone())).flatten()
+    }
+}
+
+fn head(queue: &[Waiter]) -> Option<&Waiter> {
+    queue
+        .iter()
+        .max_by(|a, b| a.priority.cmp(&b.priority).then(b.id.cmp(&a.id)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use switchyard_fleet::{PromptFormat, RuntimeKind, WorkerSpec};
+
+    use super::*;
+
+    /// One worker that takes one request at a time.
+    fn one_slot_fleet() -> Fleet {
+        let fleet = Fleet::new(vec![WorkerSpec {
+            name: "w".into(),
+            url: "http://127.0.0.1:1".into(),
+            runtime: RuntimeKind::Vllm,
+            model: "m".into(),
+            upstream_model: None,
+            provider: "p".into(),
+            region: "r".into(),
+            gpu: "g".into(),
+            price_per_hour: 1.0,
+            max_concurrency: 1,
+            api_key: None,
+            prompt_format: PromptFormat::default(),
+            tiers: Vec::new(),
+            pool: Default::default(),
+        }])
+        .unwrap();
+        fleet.workers().iter().for_each(|w| w.set_healthy(true));
+        fleet
+    }
+
+    #[tokio::test]
+    async fn many_waiters_are_served_one_per_release_in_priority_order() {
+        let fleet = Arc::new(one_slot_fleet());
+        let queue = Arc::new(WaitQueue::new(100));
+        let Pick::Worker(mut held) = fleet.pick(&Query::new("m", "pro")) else {
+            panic!("the free worker must be picked");
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (served_tx, mut served) = tokio::sync::mpsc::unbounded_channel();
+        // 40 waiters; every fourth is of a higher tier, and shorter prompts go first.
+        for i in 0..40u64 {
+            let (fleet, queue, served_tx) = (fleet.clone(), queue.clone(), served_tx.clone());
+            let priority = Priority::new(if i % 4 == 0 { 9995 } else { 9990 }, 1000 - i);
+            tokio::spawn(async move {
+                let lease = queue
+                    .wait(&fleet, &Query::new("m", "pro"), priority, deadline)
+                    .await;
+                let _ = served_tx.send((i, lease));
+            });
+        }
+        while queue.len("m") < 40 {
+            tokio::task::yield_now().await;
+        }
+        let mut order = Vec::new();
+        for _ in 0..40 {
+            drop(held);
+            let (i, lease) = tokio::time::timeout(Duration::from_secs(5), served.recv())
+                .await
+                .expect("a release serves the next waiter")
+                .expect("waiters report");
+            held = lease.expect("served, not shed");
+            order.push(i);
+        }
+        let mut expected: Vec<u64> = (0..40).filter(|i| i % 4 == 0).rev().collect();
+        expected.extend((0..40).filter(|i| i % 4 != 0).rev());
+        assert_eq!(order, expected, "higher tier first, then shorter prompts");
+        assert_eq!(queue.len("m"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_displaced_waiter_hears_at_once_that_it_was_shed() {
+        let fleet = Arc::new(one_slot_fleet());
+        let queue = Arc::new(WaitQueue::new(1));
+        let Pick::Worker(_held) = fleet.pick(&Query::new("m", "pro")) else {
+            panic!("the free worker must be picked");
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let low = {
+            let (fleet, queue) = (fleet.clone(), queue.clone());
+            tokio::spawn(async move {
+                queue
+                    .wait(
+                        &fleet,
+                        &Query::new("m", "hobby"),
+                        Priority::new(9950, 0),
+                        deadline,
+                    )
+                    .await
+                    .map(|_| ())
+            })
+        };
+        while queue.len("m") < 1 {
+            tokio::task::yield_now().await;
+        }
+        let high = {
+            let (fleet, queue) = (fleet.clone(), queue.clone());
+            tokio::spawn(async move {
+                queue
+                    .wait(
+                        &fleet,
+                        &Query::new("m", "business"),
+                        Priority::new(9995, 0),
+                        deadline,
+                    )
+                    .await
+                    .map(|_| ())
+            })
+        };
+        let verdict = tokio::time::timeout(Duration::from_secs(5), low)
+            .await
+            .expect("the displaced waiter is woken, not left to its deadline")
+            .unwrap();
+        assert_eq!(verdict, Err(Shed::Displaced));
+        assert!(!high.is_finished(), "the newcomer waits for the slot");
+        high.abort();
     }
 }
