@@ -2,11 +2,13 @@
 # bench/gateway/run.sh — what Switchyard costs on top of the worker it fronts, in one run.
 #
 # Part 1, non-streamed POST /v1/chat/completions with wrk (bench/gateway/chat.lua: a 226-byte
-# chat request, the same `Authorization: Bearer` header to every target), against three
+# chat request, the same `Authorization: Bearer` header to every target), against four
 # targets that all end at the SAME upstream:
 #   direct      nginx returning a static chat.completion JSON (with `usage`): the upstream itself
 #   nginx hop   a second nginx reverse-proxying to that upstream (upstream block with keepalive,
 #               proxy_http_version 1.1, Connection ""): what a well-configured plain hop costs
+#   stack hop   src/bin/stack_hop.rs: a pass-through proxy on Switchyard's own HTTP stack (axum
+#               server, hyper-util pooled client), no gateway logic: the stack's ceiling
 #   switchyard  `switchyard serve` with one [[workers]] entry, runtime "openai", at that upstream;
 #               its full request path runs (auth, shape, admit/reserve, route, upstream, settle,
 #               usage ledger in SQLite) under a tier whose limits the benchmark cannot reach
@@ -101,6 +103,7 @@ log "building (release)"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SWITCHYARD="$TARGET_DIR/release/switchyard"
 TTFT="$TARGET_DIR/release/ttft"
+STACK_HOP="$TARGET_DIR/release/stack_hop"
 
 # ---------------------------------------------------------------------------------------
 # Processes, ports, cleanup
@@ -164,6 +167,7 @@ MODEL=bench-model
 pick_port UP_PORT
 pick_port HOP_PORT
 pick_port GW_PORT
+pick_port STACK_PORT
 pick_port SIM_PORT
 pick_port GW2_PORT
 
@@ -254,12 +258,16 @@ EOF
     cat
 }
 
+# max_concurrency: a GPU worker takes a handful of sequences at once and the gateway queues the
+# rest (default 8); the static nginx upstream has no such limit, and neither does the nginx hop
+# in front of it, so the gateway must not hold requests back that the hop lets through.
 gateway_config "$GW_PORT" "$WORK/gateway-state.db" >"$WORK/gateway.toml" <<EOF
 [[workers]]
 name = "nginx-upstream"
 url = "http://127.0.0.1:$UP_PORT"
 runtime = "openai"
 model = "$MODEL"
+max_concurrency = 1024
 EOF
 SWITCHYARD_DEV_KEY=$KEY SWITCHYARD_LOG=warn "${SRV[@]}" "$SWITCHYARD" serve \
     --config "$WORK/gateway.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gateway.log" 2>&1 &
@@ -267,15 +275,24 @@ GW_PID=$!
 PIDS+=("$GW_PID")
 wait_http "http://127.0.0.1:$GW_PORT/readyz" "switchyard (HTTP bench)" "$GW_PID"
 
+# The stack hop: a pass-through proxy on Switchyard's own HTTP stack (src/bin/stack_hop.rs), the
+# ceiling of what any gateway built on it can reach.
+"${SRV[@]}" "$STACK_HOP" --listen "127.0.0.1:$STACK_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
+    >"$WORK/stack_hop.log" 2>&1 &
+STACK_PID=$!
+PIDS+=("$STACK_PID")
+wait_http "http://127.0.0.1:$STACK_PORT/v1/models" "stack hop" "$STACK_PID"
+
 declare -A URL=(
     [direct]="http://127.0.0.1:$UP_PORT/v1/chat/completions"
     [nginx_hop]="http://127.0.0.1:$HOP_PORT/v1/chat/completions"
+    [stack_hop]="http://127.0.0.1:$STACK_PORT/v1/chat/completions"
     [switchyard]="http://127.0.0.1:$GW_PORT/v1/chat/completions"
 )
-TARGETS=(direct nginx_hop switchyard)
+TARGETS=(direct nginx_hop stack_hop switchyard)
 UP_PIDS=$(nginx_pids "$WORK/upstream/nginx.pid")
 HOP_PIDS=$(nginx_pids "$WORK/hop/nginx.pid")
-declare -A PROXY_PIDS=([direct]="" [nginx_hop]="$HOP_PIDS" [switchyard]="$GW_PID")
+declare -A PROXY_PIDS=([direct]="" [nginx_hop]="$HOP_PIDS" [stack_hop]="$STACK_PID" [switchyard]="$GW_PID")
 
 # Every target must give the same, complete answer before it is timed.
 for t in "${TARGETS[@]}"; do
@@ -322,7 +339,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((r = 1; r <= ROUNDS; r++)); do
     # Rotate the order so that no target always runs first or last in a round.
     order=()
-    for i in 0 1 2; do order+=("${TARGETS[$(((i + r - 1) % 3))]}"); done
+    for i in "${!TARGETS[@]}"; do order+=("${TARGETS[$(((i + r - 1) % ${#TARGETS[@]}))]}"); done
     for c in 1 "$HIGH_C"; do
         for t in "${order[@]}"; do
             res=$(run_wrk "$t" "$c" "$DURATION")
@@ -414,7 +431,8 @@ jq -s \
             upstream_cpu_us_per_req: ([.[].upstream_cpu_us_per_req] | median),
             rounds: [.[] | {round, rps, p50_us, p99_us, proxy_cpu_us_per_req, upstream_cpu_us_per_req, requests}] };
       def target($t): { "c1": cell($t; 1), ("c\($high)"): cell($t; $high) };
-      { direct: target("direct"), nginx_hop: target("nginx_hop"), switchyard: target("switchyard") } as $http
+      { direct: target("direct"), nginx_hop: target("nginx_hop"), stack_hop: target("stack_hop"),
+        switchyard: target("switchyard") } as $http
     | ("c\($high)") as $hk
     | {
         timestamp: $stamp, commit: $commit,
@@ -430,6 +448,9 @@ jq -s \
             [range(1; $rounds + 1) as $r
              | ([$rows[] | select(.target == "switchyard" and .c == $high and .round == $r)][0].rps
                 / [$rows[] | select(.target == "nginx_hop" and .c == $high and .round == $r)][0].rps) | r3],
+          saturated_rps_switchyard_over_stack_hop: ($http.switchyard[$hk].rps / $http.stack_hop[$hk].rps | r3),
+          saturated_rps_stack_hop_over_nginx_hop: ($http.stack_hop[$hk].rps / $http.nginx_hop[$hk].rps | r3),
+          proxy_cpu_us_per_req_stack_hop: $http.stack_hop[$hk].proxy_cpu_us_per_req,
           saturated_rps_nginx_hop_over_direct: ($http.nginx_hop[$hk].rps / $http.direct[$hk].rps | r3),
           proxy_cpu_us_per_req_switchyard: $http.switchyard[$hk].proxy_cpu_us_per_req,
           proxy_cpu_us_per_req_nginx_hop: $http.nginx_hop[$hk].proxy_cpu_us_per_req,
@@ -457,7 +478,8 @@ jq -s \
 jq -r --argjson high "$HIGH_C" '
     def pad($n): tostring | (" " * ([$n - length, 0] | max)) + .;
     def rpad($n): tostring | . + (" " * ([$n - length, 0] | max));
-    def names: {direct: "direct (nginx upstream)", nginx_hop: "nginx hop -> upstream", switchyard: "switchyard -> upstream"};
+    def names: {direct: "direct (nginx upstream)", nginx_hop: "nginx hop -> upstream",
+                 stack_hop: "stack hop -> upstream", switchyard: "switchyard -> upstream"};
     def met: if . then "met" else "NOT met" end;
     def sgn: if . >= 0 then "+\(.)" else "\(.)" end;
     def ttft_rows($t):
@@ -474,14 +496,15 @@ jq -r --argjson high "$HIGH_C" '
       "",
       ("target" | rpad(26)) + ("c" | pad(4)) + ("req/s" | pad(10)) + ("p50 us" | pad(10)) + ("p99 us" | pad(10))
         + ("proxy cpu us/req" | pad(18)) + ("upstream cpu us/req" | pad(21)),
-      (. as $r | ["c1", $hk][] as $k | ["direct", "nginx_hop", "switchyard"][] as $t
+      (. as $r | ["c1", $hk][] as $k | ["direct", "nginx_hop", "stack_hop", "switchyard"][] as $t
         | $r.http[$t][$k] as $x
         | (names[$t] | rpad(26)) + ($k[1:] | pad(4)) + ($x.rps | floor | pad(10)) + ($x.p50_us | pad(10)) + ($x.p99_us | pad(10))
           + (if $t == "direct" then "-" else $x.proxy_cpu_us_per_req end | pad(18)) + ($x.upstream_cpu_us_per_req | pad(21))),
       "",
       "saturated req/s (c=\($high)): switchyard / nginx hop = \($s.saturated_rps_switchyard_over_nginx_hop)  (target >= 0.75: \($s.meets_rps_target | met));  nginx hop / direct = \($s.saturated_rps_nginx_hop_over_direct)",
       "  switchyard / nginx hop by round: \($s.saturated_rps_switchyard_over_nginx_hop_per_round | map(tostring) | join(", "))",
-      "proxy CPU per request (c=\($high)): switchyard \($s.proxy_cpu_us_per_req_switchyard) us vs nginx hop \($s.proxy_cpu_us_per_req_nginx_hop) us  (x\($s.proxy_cpu_per_req_switchyard_over_nginx_hop))",
+      "  ceiling of the stack: stack hop / nginx hop = \($s.saturated_rps_stack_hop_over_nginx_hop);  switchyard / stack hop = \($s.saturated_rps_switchyard_over_stack_hop)",
+      "proxy CPU per request (c=\($high)): switchyard \($s.proxy_cpu_us_per_req_switchyard) us vs nginx hop \($s.proxy_cpu_us_per_req_nginx_hop) us, stack hop \($s.proxy_cpu_us_per_req_stack_hop) us  (x\($s.proxy_cpu_per_req_switchyard_over_nginx_hop))",
       "added p50 at c=1 over direct: switchyard \($s.added_p50_us_c1_switchyard | sgn) us  (target <= 100 us: \($s.meets_latency_target | met));  nginx hop \($s.added_p50_us_c1_nginx_hop | sgn) us",
       "added p99 at c=1 over direct: switchyard \($s.added_p99_us_c1_switchyard | sgn) us;  nginx hop \($s.added_p99_us_c1_nginx_hop | sgn) us",
       "",
