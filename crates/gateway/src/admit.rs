@@ -98,8 +98,15 @@ pub fn format_duration(d: Duration) -> String {
     if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
-        let s = format!("{:.3}", d.as_secs_f64());
-        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
+        // Integer arithmetic, not `{:.3}` on a float: float formatting is the dearest step of
+        // the headers every response carries.
+        let (secs, frac) = (ms / 1000, ms % 1000);
+        if frac == 0 {
+            format!("{secs}s")
+        } else {
+            let frac = format!("{frac:03}");
+            format!("{secs}.{}s", frac.trim_end_matches('0'))
+        }
     } else {
         format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
     }
@@ -139,5 +146,8 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_duration(Duration::from_secs(1)), "1s");
         assert_eq!(format_duration(Duration::from_secs(360)), "6m0s");
+        assert_eq!(format_duration(Duration::from_millis(1050)), "1.05s");
+        assert_eq!(format_duration(Duration::from_millis(59_999)), "59.999s");
+        assert_eq!(format_duration(Duration::from_millis(1_001)), "1.001s");
     }
 }

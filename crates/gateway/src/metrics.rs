@@ -25,11 +25,13 @@
 pub mod config;
 pub mod exposition;
 pub mod scrape_time;
+mod series;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use series::{Labels, Series, SeriesCache};
 use switchyard_metering::UsageStatus;
 
 use crate::error::{GatewayError, Origin};
@@ -264,14 +266,27 @@ pub struct Finished<'a> {
 
 /// A request was admitted (it will reach [`request_finished`] exactly once).
 pub fn request_started() {
-    ::metrics::gauge!(IN_FLIGHT).increment(1.0);
+    in_flight().increment(1.0);
 }
 
 /// The one record of a settled request: its count, errors, latencies and tokens.
 pub fn request_finished(f: &Finished) {
-    ::metrics::gauge!(IN_FLIGHT).decrement(1.0);
+    in_flight().decrement(1.0);
     let (region, provider) = f.worker.unwrap_or(("none", "none"));
-    count_request(f.route, f.http_status, f.model, region, provider);
+    let labels = Labels {
+        route: f.route,
+        status: status_label(f.http_status),
+        model: f.model,
+        tier: f.tier,
+        region,
+        provider,
+        arm: f.arm,
+    };
+    let series = series(&labels);
+    series
+        .requests
+        .get_or_init(|| requests_counter(&labels))
+        .increment(1);
     match (f.outcome, f.error) {
         (UsageStatus::Failed, Some(origin)) => count_error(origin, f.http_status),
         (UsageStatus::Failed, None) => count_error(Origin::Internal, f.http_status),
@@ -283,22 +298,63 @@ pub fn request_finished(f: &Finished) {
     }
     // A non-streamed answer's first token is its last: its TTFT would be its whole length.
     if let (true, Some(ttft)) = (f.stream, f.ttft) {
-        ::metrics::histogram!(TTFT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned(), "arm" => f.arm)
+        series
+            .ttft
+            .get_or_init(|| ::metrics::histogram!(TTFT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned(), "arm" => f.arm))
             .record(ttft.as_secs_f64());
     }
     if f.outcome == UsageStatus::Completed {
-        ::metrics::histogram!(TTLT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned(), "arm" => f.arm)
+        series
+            .ttlt
+            .get_or_init(|| ::metrics::histogram!(TTLT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned(), "arm" => f.arm))
             .record(f.total.as_secs_f64());
         if let (true, Some(ttft), 2..) = (f.stream, f.ttft, f.completion_tokens) {
             // One sample per stream, not per token: keeps the relay free of metric calls.
             let gaps = (f.completion_tokens - 1) as f64;
             let itl = f.total.saturating_sub(ttft).as_secs_f64() / gaps;
-            ::metrics::histogram!(INTER_TOKEN, "model" => f.model.to_owned()).record(itl);
+            series
+                .inter_token
+                .get_or_init(|| ::metrics::histogram!(INTER_TOKEN, "model" => f.model.to_owned()))
+                .record(itl);
         }
     }
     // Only requests that reached a worker are billed (as the ledger does).
     if f.worker.is_some() {
-        tokens(f.tier, f.model, f.prompt_tokens, f.completion_tokens);
+        let tokens = |direction: &'static str| {
+            ::metrics::counter!(
+                TOKENS,
+                "direction" => direction,
+                "tier" => f.tier.to_owned(),
+                "model" => f.model.to_owned(),
+            )
+        };
+        series
+            .tokens_in
+            .get_or_init(|| tokens("input"))
+            .increment(f.prompt_tokens);
+        series
+            .tokens_out
+            .get_or_init(|| tokens("output"))
+            .increment(f.completion_tokens);
+    }
+}
+
+/// The handles of `labels`' series: kept once our recorder is installed; made afresh (through
+/// whatever recorder is current) before that, so that no handle outlives the recorder it came
+/// from.
+fn series(labels: &Labels) -> Arc<Series> {
+    static CACHE: OnceLock<SeriesCache> = OnceLock::new();
+    match HANDLE.get() {
+        Some(Some(_)) => CACHE.get_or_init(SeriesCache::default).get(labels),
+        _ => Arc::default(),
+    }
+}
+
+fn in_flight() -> ::metrics::Gauge {
+    static GAUGE: OnceLock<::metrics::Gauge> = OnceLock::new();
+    match HANDLE.get() {
+        Some(Some(_)) => GAUGE.get_or_init(|| ::metrics::gauge!(IN_FLIGHT)).clone(),
+        _ => ::metrics::gauge!(IN_FLIGHT),
     }
 }
 
@@ -319,7 +375,16 @@ pub fn shadow_finished(model: &str, ok: bool, ttft: Option<Duration>, total: Dur
 /// model, region or provider is known to be real yet.
 pub fn request_refused(route: &'static str, error: &GatewayError) {
     let status = error.status().as_u16();
-    count_request(route, status, "none", "none", "none");
+    requests_counter(&Labels {
+        route,
+        status: status_label(status),
+        model: "none",
+        tier: "none",
+        region: "none",
+        provider: "none",
+        arm: "main",
+    })
+    .increment(1);
     count_error(error.origin(), status);
 }
 
@@ -349,16 +414,15 @@ pub fn shed(tier: &str, reason: &'static str) {
     ::metrics::counter!(SHEDS, "tier" => tier.to_owned(), "reason" => reason).increment(1);
 }
 
-fn count_request(route: &'static str, status: u16, model: &str, region: &str, provider: &str) {
+fn requests_counter(l: &Labels) -> ::metrics::Counter {
     ::metrics::counter!(
         REQUESTS,
-        "route" => route,
-        "status" => status_label(status),
-        "model" => model.to_owned(),
-        "region" => region.to_owned(),
-        "provider" => provider.to_owned(),
+        "route" => l.route,
+        "status" => l.status,
+        "model" => l.model.to_owned(),
+        "region" => l.region.to_owned(),
+        "provider" => l.provider.to_owned(),
     )
-    .increment(1);
 }
 
 fn count_error(origin: Origin, status: u16) {
@@ -368,18 +432,6 @@ fn count_error(origin: Origin, status: u16) {
         _ => "4xx",
     };
     ::metrics::counter!(ERRORS, "class" => class(origin), "kind" => kind).increment(1);
-}
-
-fn tokens(tier: &str, model: &str, input: u64, output: u64) {
-    for (direction, n) in [("input", input), ("output", output)] {
-        ::metrics::counter!(
-            TOKENS,
-            "direction" => direction,
-            "tier" => tier.to_owned(),
-            "model" => model.to_owned(),
-        )
-        .increment(n);
-    }
 }
 
 fn class(origin: Origin) -> &'static str {

@@ -35,6 +35,11 @@ pub struct InferenceRequest {
     pub n: u32,
     /// The body as received; unknown fields included.
     pub body: Map<String, Value>,
+    /// Characters of prompt text, counted once: estimates, the queue's priority and the
+    /// settlement all read it.
+    prompt_chars: usize,
+    /// Chat messages (0 for completions), for the per-message framing in token estimates.
+    message_count: usize,
 }
 
 /// Why a body was refused: the message and the parameter it concerns.
@@ -74,7 +79,8 @@ impl InferenceRequest {
     }
 
     pub fn from_map(endpoint: Endpoint, body: Map<String, Value>) -> Result<Self, InvalidRequest> {
-        let model = match body.get("model") {
+        let known = Known::of(&body);
+        let model = match known.get("model") {
             Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
             Some(Value::String(_)) | None | Some(Value::Null) => {
                 return Err(InvalidRequest::new(
@@ -85,11 +91,11 @@ impl InferenceRequest {
             Some(other) => return Err(wrong_type("model", "a string", other)),
         };
         match endpoint {
-            Endpoint::Chat => check_messages(&body)?,
-            Endpoint::Completions => check_prompt(&body)?,
+            Endpoint::Chat => check_messages(&known)?,
+            Endpoint::Completions => check_prompt(&known)?,
         }
-        let stream = opt_bool(&body, "stream")?.unwrap_or(false);
-        let include_usage = match body.get("stream_options") {
+        let stream = opt_bool(&known, "stream")?.unwrap_or(false);
+        let include_usage = match known.get("stream_options") {
             None | Some(Value::Null) => false,
             Some(Value::Object(opts)) => match opts.get("include_usage") {
                 None | Some(Value::Null) => false,
@@ -104,30 +110,38 @@ impl InferenceRequest {
             },
             Some(other) => return Err(wrong_type("stream_options", "an object", other)),
         };
-        let max_tokens = match opt_int(&body, "max_completion_tokens", 1, u32::MAX as i64)? {
+        let max_tokens = match opt_int(&known, "max_completion_tokens", 1, u32::MAX as i64)? {
             Some(v) => Some(v as u32),
-            None => opt_int(&body, "max_tokens", 1, u32::MAX as i64)?.map(|v| v as u32),
+            None => opt_int(&known, "max_tokens", 1, u32::MAX as i64)?.map(|v| v as u32),
         };
-        let n = opt_int(&body, "n", 1, 128)?.unwrap_or(1) as u32;
-        opt_number(&body, "temperature", 0.0, 2.0)?;
-        opt_number(&body, "top_p", 0.0, 1.0)?;
-        opt_number(&body, "presence_penalty", -2.0, 2.0)?;
-        opt_number(&body, "frequency_penalty", -2.0, 2.0)?;
-        opt_int(&body, "seed", i64::MIN, i64::MAX)?;
-        check_stop(&body)?;
+        let n = opt_int(&known, "n", 1, 128)?.unwrap_or(1) as u32;
+        opt_number(&known, "temperature", 0.0, 2.0)?;
+        opt_number(&known, "top_p", 0.0, 1.0)?;
+        opt_number(&known, "presence_penalty", -2.0, 2.0)?;
+        opt_number(&known, "frequency_penalty", -2.0, 2.0)?;
+        opt_int(&known, "seed", i64::MIN, i64::MAX)?;
+        check_stop(&known)?;
         match endpoint {
             Endpoint::Chat => {
-                opt_bool(&body, "logprobs")?;
-                opt_int(&body, "top_logprobs", 0, 20)?;
-                check_tools(&body)?;
+                opt_bool(&known, "logprobs")?;
+                opt_int(&known, "top_logprobs", 0, 20)?;
+                check_tools(&known)?;
             }
             Endpoint::Completions => {
-                opt_int(&body, "logprobs", 0, 20)?;
-                opt_bool(&body, "echo")?;
-                opt_string(&body, "suffix")?;
+                opt_int(&known, "logprobs", 0, 20)?;
+                opt_bool(&known, "echo")?;
+                opt_string(&known, "suffix")?;
             }
         }
-        opt_string(&body, "user")?;
+        opt_string(&known, "user")?;
+        let prompt_chars = match endpoint {
+            Endpoint::Chat => known.get("messages").map_or(0, text_chars),
+            Endpoint::Completions => known.get("prompt").map_or(0, text_chars),
+        };
+        let message_count = match known.get("messages") {
+            Some(Value::Array(messages)) if endpoint == Endpoint::Chat => messages.len(),
+            _ => 0,
+        };
         Ok(Self {
             endpoint,
             model,
@@ -136,27 +150,80 @@ impl InferenceRequest {
             max_tokens,
             n,
             body,
+            prompt_chars,
+            message_count,
         })
     }
 
     /// The text the prompt is made of, for token estimates where no tokenizer is at hand.
     pub fn prompt_chars(&self) -> usize {
-        fn chars(v: &Value) -> usize {
-            match v {
-                Value::String(s) => s.chars().count(),
-                Value::Array(items) => items.iter().map(chars).sum(),
-                Value::Object(map) => map
-                    .get("text")
-                    .or_else(|| map.get("content"))
-                    .map(chars)
-                    .unwrap_or(0),
-                _ => 0,
+        self.prompt_chars
+    }
+
+    /// Chat messages in the request (0 for completions).
+    pub fn message_count(&self) -> usize {
+        self.message_count
+    }
+}
+
+/// Characters of text in a prompt or in chat messages (strings, content parts' `text`).
+fn text_chars(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.chars().count(),
+        Value::Array(items) => items.iter().map(text_chars).sum(),
+        Value::Object(map) => map
+            .get("text")
+            .or_else(|| map.get("content"))
+            .map(text_chars)
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The top-level parameters validation reads, found in one pass over the body. Looking each
+/// up in the map hashes its name (SipHash) about twenty times per request, more than the rest
+/// of the validation costs.
+struct Known<'a>([Option<&'a Value>; KNOWN.len()]);
+
+const KNOWN: [&str; 21] = [
+    "model",
+    "messages",
+    "prompt",
+    "stream",
+    "stream_options",
+    "max_completion_tokens",
+    "max_tokens",
+    "n",
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "stop",
+    "logprobs",
+    "top_logprobs",
+    "tools",
+    "tool_choice",
+    "echo",
+    "suffix",
+    "user",
+];
+
+impl<'a> Known<'a> {
+    fn of(body: &'a Map<String, Value>) -> Self {
+        let mut found = [None; KNOWN.len()];
+        for (name, value) in body {
+            if let Some(i) = KNOWN.iter().position(|k| k == name) {
+                found[i] = Some(value);
             }
         }
-        match self.endpoint {
-            Endpoint::Chat => self.body.get("messages").map(chars).unwrap_or(0),
-            Endpoint::Completions => self.body.get("prompt").map(chars).unwrap_or(0),
-        }
+        Self(found)
+    }
+
+    /// `key` must be one of [`KNOWN`]; any other name reads as absent.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        let i = KNOWN.iter().position(|k| *k == key)?;
+        self.0[i]
     }
 }
 
@@ -181,7 +248,7 @@ fn wrong_type(param: &str, expected: &str, got: &Value) -> InvalidRequest {
     )
 }
 
-fn opt_bool(body: &Map<String, Value>, key: &str) -> Result<Option<bool>, InvalidRequest> {
+fn opt_bool(body: &Known<'_>, key: &str) -> Result<Option<bool>, InvalidRequest> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -189,19 +256,14 @@ fn opt_bool(body: &Map<String, Value>, key: &str) -> Result<Option<bool>, Invali
     }
 }
 
-fn opt_string(body: &Map<String, Value>, key: &str) -> Check {
+fn opt_string(body: &Known<'_>, key: &str) -> Check {
     match body.get(key) {
         None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
         Some(other) => Err(wrong_type(key, "a string", other)),
     }
 }
 
-fn opt_int(
-    body: &Map<String, Value>,
-    key: &str,
-    min: i64,
-    max: i64,
-) -> Result<Option<i64>, InvalidRequest> {
+fn opt_int(body: &Known<'_>, key: &str, min: i64, max: i64) -> Result<Option<i64>, InvalidRequest> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => {
@@ -223,7 +285,7 @@ fn opt_int(
     }
 }
 
-fn opt_number(body: &Map<String, Value>, key: &str, min: f64, max: f64) -> Check {
+fn opt_number(body: &Known<'_>, key: &str, min: f64, max: f64) -> Check {
     match body.get(key) {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Number(n)) => {
@@ -249,7 +311,7 @@ const ROLES: &[&str] = &[
     "function",
 ];
 
-fn check_messages(body: &Map<String, Value>) -> Check {
+fn check_messages(body: &Known<'_>) -> Check {
     let messages = match body.get("messages") {
         None | Some(Value::Null) => {
             return Err(InvalidRequest::new(
@@ -309,7 +371,7 @@ fn check_messages(body: &Map<String, Value>) -> Check {
     Ok(())
 }
 
-fn check_prompt(body: &Map<String, Value>) -> Check {
+fn check_prompt(body: &Known<'_>) -> Check {
     match body.get("prompt") {
         None | Some(Value::Null) => Err(InvalidRequest::new(
             "Missing required parameter: 'prompt'.",
@@ -339,7 +401,7 @@ fn check_prompt(body: &Map<String, Value>) -> Check {
     }
 }
 
-fn check_stop(body: &Map<String, Value>) -> Check {
+fn check_stop(body: &Known<'_>) -> Check {
     match body.get("stop") {
         None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
@@ -347,7 +409,7 @@ fn check_stop(body: &Map<String, Value>) -> Check {
     }
 }
 
-fn check_tools(body: &Map<String, Value>) -> Check {
+fn check_tools(body: &Known<'_>) -> Check {
     match body.get("tools") {
         None | Some(Value::Null) => {}
         Some(Value::Array(tools)) => {
@@ -402,6 +464,22 @@ mod tests {
         );
         assert_eq!(r.n, 2);
         assert_eq!(r.body["vendor_knob"], serde_json::json!({"a":[1,2]}));
+    }
+
+    #[test]
+    fn prompt_text_is_counted_once_across_strings_and_content_parts() {
+        let r = chat(
+            r#"{"model":"m","messages":[{"role":"system","content":"abc"},
+            {"role":"user","content":[{"type":"text","text":"héllo"},{"type":"image_url","image_url":{"url":"x"}}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!((r.prompt_chars(), r.message_count()), (8, 2));
+        let c = InferenceRequest::parse(
+            Endpoint::Completions,
+            br#"{"model":"m","prompt":["ab","cde"]}"#,
+        )
+        .unwrap();
+        assert_eq!((c.prompt_chars(), c.message_count()), (5, 0));
     }
 
     #[test]

@@ -29,6 +29,22 @@ impl Usage {
         Some(Self::new(prompt, completion))
     }
 
+    /// [`Usage::from_value`] on JSON text, without building a `Value` (the non-streamed relay
+    /// reads usage from the response's raw top level).
+    pub fn from_json(text: &str) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct Counts {
+            prompt_tokens: u64,
+            completion_tokens: u64,
+        }
+        // serde reads a struct from an array too; usage is only ever an object.
+        if !text.trim_start().starts_with('{') {
+            return None;
+        }
+        let counts: Counts = serde_json::from_str(text).ok()?;
+        Some(Self::new(counts.prompt_tokens, counts.completion_tokens))
+    }
+
     pub fn to_value(self) -> Value {
         serde_json::json!({
             "prompt_tokens": self.prompt_tokens,
@@ -50,4 +66,32 @@ pub struct ModelCard {
     pub object: &'static str,
     pub created: u64,
     pub owned_by: String,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_from_text_reads_what_usage_from_a_value_reads() {
+        for text in [
+            r#"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}"#,
+            r#"{"prompt_tokens":3,"completion_tokens":4}"#,
+            r#"{"completion_tokens":4,"prompt_tokens":3,"prompt_tokens_details":{"cached_tokens":1}}"#,
+            r#"{"prompt_tokens":3}"#,
+            r#"{"prompt_tokens":-1,"completion_tokens":4}"#,
+            r#"{"prompt_tokens":"3","completion_tokens":4}"#,
+            r#"{"prompt_tokens":3.5,"completion_tokens":4}"#,
+            r#"null"#,
+            r#"[3,4]"#,
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(Usage::from_json(text), Usage::from_value(&value), "{text}");
+        }
+        assert_eq!(
+            Usage::from_json(r#"{"prompt_tokens":3,"completion_tokens":4}"#),
+            Some(Usage::new(3, 4))
+        );
+    }
 }

@@ -6,10 +6,7 @@ use switchyard_protocol::{InferenceRequest, Usage};
 /// Prompt tokens when no tokenizer is at hand: one token per four characters, the usual rule
 /// of thumb for English text with BPE tokenizers, plus a few tokens of chat framing per message.
 pub fn estimate_prompt_tokens(req: &InferenceRequest) -> u64 {
-    let framing = match req.body.get("messages").and_then(|m| m.as_array()) {
-        Some(messages) => 4 * messages.len() as u64,
-        None => 0,
-    };
+    let framing = 4 * req.message_count() as u64;
     (req.prompt_chars() as u64).div_ceil(4) + framing
 }
 

@@ -6,6 +6,7 @@ pub mod account;
 pub mod budget;
 mod classify;
 pub mod client;
+mod edited_body;
 mod frames;
 pub mod openai;
 mod prompt;
@@ -21,7 +22,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use serde_json::Value;
 use switchyard_fleet::{WireApi, Worker, WorkerLease};
 use switchyard_protocol::{InferenceRequest, Usage};
 
@@ -212,19 +212,20 @@ async fn attempt_with(
 ) -> Result<Reply, GatewayError> {
     let spec = &worker.spec;
     let api = spec.runtime.wire_api();
-    let (path, body) = match api {
-        WireApi::OpenAi => (
-            req.endpoint.path(),
-            Value::Object(openai::request_body(req, spec)),
-        ),
-        WireApi::TgiNative => (tgi::path(req), tgi::request_body(req, spec)?),
-    };
-    // Built now, polled only when the stream ends (see `prompt_count`).
-    let prompt_count = match &body {
-        Value::Object(map) if prompt_count::needed(req, spec) => {
-            prompt_count::count(&state.client, req.endpoint, map, spec)
+    let (path, body, prompt_count) = match api {
+        WireApi::OpenAi => {
+            let body = openai::request_body(req, spec);
+            // Built now, polled only when the stream ends (see `prompt_count`).
+            let prompt_count = prompt_count::needed(req, spec)
+                .then(|| prompt_count::count(&state.client, req.endpoint, &body, spec))
+                .flatten();
+            (req.endpoint.path(), body.to_vec(), prompt_count)
         }
-        _ => None,
+        WireApi::TgiNative => {
+            let body = serde_json::to_vec(&tgi::request_body(req, spec)?)
+                .map_err(|e| GatewayError::Internal(e.to_string()))?;
+            (tgi::path(req), body, None)
+        }
     };
     let upstream = &state.config.upstream;
     let deadline = if req.stream {
@@ -233,7 +234,7 @@ async fn attempt_with(
         upstream.request_timeout_ms
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(deadline);
-    let response = send(state, worker, path, &body, request_id, deadline).await?;
+    let response = send(state, worker, path, body, request_id, deadline).await?;
 
     if !req.stream {
         let read = client::read_body(response.into_body(), MAX_RESPONSE_BYTES);
@@ -299,12 +300,11 @@ async fn send(
     state: &AppState,
     worker: &Worker,
     path: &str,
-    body: &Value,
+    body: Vec<u8>,
     request_id: &str,
     deadline: tokio::time::Instant,
 ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
     let spec = &worker.spec;
-    let body = serde_json::to_vec(body).map_err(|e| GatewayError::Internal(e.to_string()))?;
     let uri = worker.uri(path).ok_or_else(|| {
         GatewayError::Internal(format!("worker '{}' has an invalid URL", spec.name))
     })?;
@@ -326,14 +326,14 @@ pub(crate) async fn open_stream(
     request_id: &str,
     worker: &Worker,
 ) -> Result<relay::Upstream, GatewayError> {
-    let body = Value::Object(openai::request_body(req, &worker.spec));
+    let body = openai::request_body(req, &worker.spec).to_vec();
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(state.config.upstream.first_token_timeout_ms);
     let response = send(
         state,
         worker,
         req.endpoint.path(),
-        &body,
+        body,
         request_id,
         deadline,
     )

@@ -8,40 +8,37 @@ use switchyard_fleet::WorkerSpec;
 use switchyard_protocol::{InferenceRequest, RawObject, Usage};
 
 use super::account::{estimate_prompt_tokens, StreamAccount};
+use super::edited_body::EditedBody;
 use super::frames::Frames;
 use super::translate::{Flow, StreamTranslator};
 use crate::error::GatewayError;
 
 /// The body to send: the client's, with what this runtime needs changed.
-pub fn request_body(req: &InferenceRequest, worker: &WorkerSpec) -> Map<String, Value> {
-    let mut body = req.body.clone();
-    body.insert(
-        "model".into(),
-        Value::String(worker.upstream_model().to_string()),
-    );
+pub fn request_body<'r>(req: &'r InferenceRequest, worker: &WorkerSpec) -> EditedBody<'r> {
+    let mut body = EditedBody::new(&req.body);
+    body.set("model", Value::String(worker.upstream_model().to_string()));
     if worker.runtime == switchyard_fleet::RuntimeKind::Llamacpp {
         // llama.cpp templates the chat itself from plain strings; see `normalize_messages`.
         if req.endpoint == switchyard_protocol::Endpoint::Chat {
             let messages = super::prompt::chat_messages(&req.body, worker.prompt_format);
-            body.insert("messages".into(), Value::Array(messages));
+            body.set("messages", Value::Array(messages));
         }
     }
     if worker.runtime.wants_legacy_max_tokens() {
-        if let Some(v) = body.remove("max_completion_tokens") {
-            body.insert("max_tokens".into(), v);
+        if let Some(v) = req.body.get("max_completion_tokens") {
+            body.set("max_tokens", v.clone());
+            body.remove("max_completion_tokens");
         }
     }
     if req.stream && worker.runtime.streams_usage() {
         // Always ask for usage so that billing uses the runtime's count; the usage chunk is
         // dropped on the way back if the client did not ask for it.
-        let options = body
-            .entry("stream_options")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(o) = options {
-            o.insert("include_usage".into(), Value::Bool(true));
-        } else {
-            *options = json!({ "include_usage": true });
-        }
+        let mut options = match req.body.get("stream_options") {
+            Some(Value::Object(o)) => o.clone(),
+            _ => Map::new(),
+        };
+        options.insert("include_usage".into(), Value::Bool(true));
+        body.set("stream_options", Value::Object(options));
     }
     body
 }
@@ -57,17 +54,14 @@ pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Usage, bo
             "worker reported an error: {err}"
         )));
     }
-    let (usage, estimated) = match obj
-        .get_as::<Value>("usage")
-        .as_ref()
-        .and_then(Usage::from_value)
-    {
+    let (usage, estimated) = match obj.get("usage").and_then(|raw| Usage::from_json(raw.get())) {
         Some(u) => (u, false),
         None => (estimate_usage(req, obj.get_as::<Value>("choices")), true),
     };
     let model =
         serde_json::to_string(&req.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let usage_json = usage.to_value().to_string();
+    let usage_json =
+        serde_json::to_string(&usage).map_err(|e| GatewayError::Internal(e.to_string()))?;
     let out = obj.write_with(&[("model", Some(&model)), ("usage", Some(&usage_json))]);
     Ok((Bytes::from(out), usage, estimated))
 }
@@ -349,15 +343,18 @@ mod tests {
             "name='w'\nurl='http://x'\nruntime='llamacpp'\nmodel='pub'\nupstream_model='file.gguf'",
         )
         .unwrap();
-        let body = request_body(&r, &spec);
+        let sent = |spec: &WorkerSpec| -> Value {
+            serde_json::from_slice(&request_body(&r, spec).to_vec()).unwrap()
+        };
+        let body = sent(&spec);
         assert_eq!(body["max_tokens"], json!(5));
-        assert!(!body.contains_key("max_completion_tokens"));
+        assert!(body.get("max_completion_tokens").is_none());
         assert_eq!(body["model"], json!("file.gguf"));
         assert_eq!(body["custom"], json!(1));
         let mut vllm = spec.clone();
         vllm.runtime = switchyard_fleet::RuntimeKind::Vllm;
         assert_eq!(
-            request_body(&r, &vllm)["stream_options"],
+            sent(&vllm)["stream_options"],
             json!({"include_usage": true})
         );
     }

@@ -10,10 +10,11 @@
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use switchyard_fleet::{RuntimeKind, WorkerSpec};
 use switchyard_protocol::{Endpoint, InferenceRequest};
 
+use super::edited_body::EditedBody;
 use super::prompt;
 
 /// Whether this worker's streams need a separate prompt count.
@@ -26,7 +27,7 @@ pub fn needed(req: &InferenceRequest, worker: &WorkerSpec) -> bool {
 pub fn count(
     client: &reqwest::Client,
     endpoint: Endpoint,
-    body: &Map<String, Value>,
+    body: &EditedBody<'_>,
     worker: &WorkerSpec,
 ) -> Option<BoxFuture<'static, Option<u64>>> {
     let text = match endpoint {
