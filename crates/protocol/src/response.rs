@@ -41,8 +41,11 @@ impl Usage {
         if !text.trim_start().starts_with('{') {
             return None;
         }
-        let counts: Counts = serde_json::from_str(text).ok()?;
-        Some(Self::new(counts.prompt_tokens, counts.completion_tokens))
+        match serde_json::from_str::<Counts>(text) {
+            Ok(counts) => Some(Self::new(counts.prompt_tokens, counts.completion_tokens)),
+            // A duplicated key fails the struct; as a `Value` the last one wins, as elsewhere.
+            Err(_) => Self::from_value(&serde_json::from_str(text).ok()?),
+        }
     }
 
     pub fn to_value(self) -> Value {
@@ -80,6 +83,7 @@ mod tests {
             r#"{"prompt_tokens":3,"completion_tokens":4}"#,
             r#"{"completion_tokens":4,"prompt_tokens":3,"prompt_tokens_details":{"cached_tokens":1}}"#,
             r#"{"prompt_tokens":3}"#,
+            r#"{"prompt_tokens":3,"completion_tokens":4,"prompt_tokens":5}"#,
             r#"{"prompt_tokens":-1,"completion_tokens":4}"#,
             r#"{"prompt_tokens":"3","completion_tokens":4}"#,
             r#"{"prompt_tokens":3.5,"completion_tokens":4}"#,

@@ -126,15 +126,16 @@ impl WaitQueue {
             id,
         };
         loop {
-            // Registered before looking, so a release between the look and the wait wakes us.
             let released = signal.notified();
             tokio::pin!(released);
-            released.as_mut().enable();
             if shed.load(Ordering::Acquire) {
                 return Err(Shed::Displaced);
             }
             let head = self.is_head(query.model, id);
             if head {
+                // Registered before looking, so a release between the look and the wait
+                // wakes us. Only heads register: a release then walks one listener per model.
+                released.as_mut().enable();
                 match fleet.pick(query) {
                     // Dropping `_place` hands the turn on: the next waiter may find a
                     // second free slot.
