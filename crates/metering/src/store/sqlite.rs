@@ -92,7 +92,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Statement journals and RETURNING's scratch tables in memory: on files, every
+            // ledger batch created, wrote and unlinked a temporary file. Durability is the
+            // WAL's business and is unaffected.
+            .pragma("temp_store", "MEMORY");
 
         // `secure_delete` on the writer: an erased or expired content log is overwritten with
         // zeros, not left readable in the file's free pages. Deletes are rare elsewhere (the
