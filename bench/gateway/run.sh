@@ -44,7 +44,7 @@
 # Knobs (environment): ROUNDS=5 DURATION=5 HIGH_C=64 TTFT_REQUESTS=300 TTFT_B2B_REQUESTS=100
 # PIN=1 PERF=0; CARGO_TARGET_DIR is honoured; BENCH_COMMIT names the code when it is not a
 # git checkout. Only 127.0.0.1 is ever targeted; every wrk run is time-bounded; every process
-# started here is stopped on exit. About 4 minutes after the release build.
+# started here is stopped on exit. About 5 minutes after the release build.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
