@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use switchyard_fleet::{Fleet, Pick, Query, WorkerLease};
+use switchyard_fleet::{Fleet, Pick, Pool, Query, WorkerLease};
 
 /// Higher is served first and shed last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,9 +42,33 @@ impl Priority {
 struct Waiter {
     id: u64,
     priority: Priority,
+    class: Class,
     shed: Arc<AtomicBool>,
-    /// Woken when this waiter becomes the head of its model's queue, or is displaced.
+    /// Woken when this waiter may look for a worker (it became the head, or was passed the
+    /// turn) or is displaced.
     turn: Arc<Notify>,
+    /// Passed the turn by a waiter ahead that found no worker it may use.
+    passed: bool,
+}
+
+/// What decides which workers a waiter may use, beyond the model: two waiters of one class are
+/// served by the same workers, so when one finds none free the other need not look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Class {
+    pool: Pool,
+    tier: String,
+    /// Workers this request already failed on (resumed streams and retries avoid them).
+    tried: Vec<String>,
+}
+
+impl Class {
+    fn of(query: &Query<'_>) -> Self {
+        Self {
+            pool: query.pool,
+            tier: query.tier.to_string(),
+            tried: query.tried.iter().map(|w| w.spec.name.clone()).collect(),
+        }
+    }
 }
 
 /// Why a waiting request was refused.
@@ -110,6 +134,10 @@ impl WaitQueue {
     /// listens for released workers; the others sleep until their turn comes. Waking every
     /// waiter on every release, as a first version did, cost O(waiters) task wake-ups per
     /// request and most of the gateway's CPU in a saturated fleet.
+    ///
+    /// A head that finds no worker it may use (a canary request while only main workers are
+    /// free, a tier's reserved capacity, a resumed stream that must avoid a worker) passes the
+    /// turn to the next waiter of another class, so a free worker is not left idle behind it.
     pub async fn wait(
         &self,
         fleet: &Fleet,
@@ -119,7 +147,7 @@ impl WaitQueue {
     ) -> Result<WorkerLease, Shed> {
         let signal = fleet.release_signal();
         let _waiting = signal.waiting();
-        let (id, shed, turn) = self.join(query.model, priority)?;
+        let (id, shed, turn) = self.join(query.model, priority, Class::of(query))?;
         let _place = Place {
             queue: self,
             model: query.model.to_string(),
@@ -131,17 +159,23 @@ impl WaitQueue {
             if shed.load(Ordering::Acquire) {
                 return Err(Shed::Displaced);
             }
-            let head = self.is_head(query.model, id);
+            let (head, passed) = self.standing(query.model, id);
             if head {
                 // Registered before looking, so a release between the look and the wait
                 // wakes us. Only heads register: a release then walks one listener per model.
                 released.as_mut().enable();
+            }
+            if head || passed {
                 match fleet.pick(query) {
                     // Dropping `_place` hands the turn on: the next waiter may find a
                     // second free slot.
                     Pick::Worker(lease) => return Ok(lease),
                     Pick::Unavailable => return Err(Shed::Unavailable),
-                    Pick::Saturated => {}
+                    Pick::Saturated => {
+                        if let Some(next) = self.pass_on(query.model, id) {
+                            next.notify_one();
+                        }
+                    }
                 }
             }
             tokio::select! {
@@ -165,6 +199,7 @@ impl WaitQueue {
         &self,
         model: &str,
         priority: Priority,
+        class: Class,
     ) -> Result<(u64, Arc<AtomicBool>, Arc<Notify>), Shed> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shed = Arc::new(AtomicBool::new(false));
@@ -192,31 +227,58 @@ impl WaitQueue {
         queue.push(Waiter {
             id,
             priority,
+            class,
             shed: shed.clone(),
             turn: turn.clone(),
+            passed: false,
         });
         Ok((id, shed, turn))
     }
 
-    /// Whether `id` is the highest-priority waiter of `model` (the earliest among equals).
-    fn is_head(&self, model: &str, id: u64) -> bool {
+    /// Whether `id` is the head of `model`'s queue, and whether it was passed the turn.
+    fn standing(&self, model: &str, id: u64) -> (bool, bool) {
         let all = self.lock();
-        all.get(model)
-            .and_then(|q| head(q))
-            .is_some_and(|w| w.id == id)
+        let Some(q) = all.get(model) else {
+            return (false, false);
+        };
+        let head = head(q).is_some_and(|w| w.id == id);
+        let passed = q.iter().any(|w| w.id == id && w.passed);
+        (head, passed)
     }
 
-    /// Removes `id`; if it was the head, returns the new head's turn to wake.
+    /// `id` found no worker it may use: the turn goes to the next waiter that might.
+    fn pass_on(&self, model: &str, id: u64) -> Option<Arc<Notify>> {
+        let mut all = self.lock();
+        let q = all.get_mut(model)?;
+        let order = in_order(q);
+        let at = order.iter().position(|&i| q[i].id == id)?;
+        q[order[at]].passed = false;
+        let next = next_to_try(q, &order, at + 1)?;
+        q[next].passed = true;
+        Some(q[next].turn.clone())
+    }
+
+    /// Removes `id`. If it was the head or held a passed turn, the turn goes on: to the new
+    /// head, or to the next waiter that might find a worker (a served waiter may have left a
+    /// second free one).
     fn remove(&self, model: &str, id: u64) -> Option<Arc<Notify>> {
         let mut all = self.lock();
         let q = all.get_mut(model)?;
-        let was_head = head(q).is_some_and(|w| w.id == id);
+        let order = in_order(q);
+        let at = order.iter().position(|&i| q[i].id == id)?;
+        let had_turn = at == 0 || q[order[at]].passed;
         q.retain(|w| w.id != id);
         if q.is_empty() {
             all.remove(model);
             return None;
         }
-        was_head.then(|| head(q).map(|w| w.turn.clone())).flatten()
+        if !had_turn {
+            return None;
+        }
+        let order = in_order(q);
+        let next = next_to_try(q, &order, at)?;
+        q[next].passed = true;
+        Some(q[next].turn.clone())
     }
 }
 
@@ -224,6 +286,28 @@ fn head(queue: &[Waiter]) -> Option<&Waiter> {
     queue
         .iter()
         .max_by(|a, b| a.priority.cmp(&b.priority).then(b.id.cmp(&a.id)))
+}
+
+/// Indexes of `queue` in serving order: highest priority first, the earliest among equals.
+fn in_order(queue: &[Waiter]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..queue.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&queue[a], &queue[b]);
+        b.priority.cmp(&a.priority).then(a.id.cmp(&b.id))
+    });
+    order
+}
+
+/// The first waiter from position `from` of `order` whose class differs from every waiter's
+/// ahead of it: those ahead found no worker (or hold the turn), so one of their class would
+/// find none either.
+fn next_to_try(queue: &[Waiter], order: &[usize], from: usize) -> Option<usize> {
+    (from..order.len())
+        .find(|&pos| {
+            let class = &queue[order[pos]].class;
+            order[..pos].iter().all(|&i| &queue[i].class != class)
+        })
+        .map(|pos| order[pos])
 }
 
 #[cfg(test)]
@@ -237,8 +321,18 @@ mod tests {
 
     /// One worker that takes one request at a time.
     fn one_slot_fleet() -> Fleet {
-        let fleet = Fleet::new(vec![WorkerSpec {
-            name: "w".into(),
+        fleet_of(vec![one_slot("w", Pool::Main)])
+    }
+
+    fn fleet_of(specs: Vec<WorkerSpec>) -> Fleet {
+        let fleet = Fleet::new(specs).unwrap();
+        fleet.workers().iter().for_each(|w| w.set_healthy(true));
+        fleet
+    }
+
+    fn one_slot(name: &str, pool: Pool) -> WorkerSpec {
+        WorkerSpec {
+            name: name.into(),
             url: "http://127.0.0.1:1".into(),
             runtime: RuntimeKind::Vllm,
             model: "m".into(),
@@ -251,11 +345,77 @@ mod tests {
             api_key: None,
             prompt_format: PromptFormat::default(),
             tiers: Vec::new(),
-            pool: Default::default(),
-        }])
-        .unwrap();
-        fleet.workers().iter().for_each(|w| w.set_healthy(true));
-        fleet
+            pool,
+        }
+    }
+
+    fn lease(pick: Pick) -> WorkerLease {
+        match pick {
+            Pick::Worker(lease) => lease,
+            other => panic!("expected a free worker, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_that_cannot_use_the_free_worker_lets_the_next_class_through() {
+        let fleet = Arc::new(fleet_of(vec![
+            one_slot("main", Pool::Main),
+            one_slot("canary", Pool::Canary),
+        ]));
+        let queue = Arc::new(WaitQueue::new(100));
+        let main_held = lease(fleet.pick(&Query::new("m", "pro")));
+        let canary = Query {
+            pool: Pool::Canary,
+            ..Query::new("m", "pro")
+        };
+        let _canary_held = lease(fleet.pick(&canary));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // The head waits for the canary pool; behind it, a lower tier waits for any main worker.
+        let head = {
+            let (fleet, queue) = (fleet.clone(), queue.clone());
+            tokio::spawn(async move {
+                let canary = Query {
+                    pool: Pool::Canary,
+                    ..Query::new("m", "business")
+                };
+                queue
+                    .wait(&fleet, &canary, Priority::new(9995, 0), deadline)
+                    .await
+                    .map(|_| ())
+            })
+        };
+        while queue.len("m") < 1 {
+            tokio::task::yield_now().await;
+        }
+        let behind = {
+            let (fleet, queue) = (fleet.clone(), queue.clone());
+            tokio::spawn(async move {
+                queue
+                    .wait(
+                        &fleet,
+                        &Query::new("m", "hobby"),
+                        Priority::new(9950, 0),
+                        deadline,
+                    )
+                    .await
+                    .map(|lease| lease.worker().spec.name.clone())
+            })
+        };
+        while queue.len("m") < 2 {
+            tokio::task::yield_now().await;
+        }
+        drop(main_held);
+        let served = tokio::time::timeout(Duration::from_secs(5), behind)
+            .await
+            .expect("the main worker serves the waiter behind the canary head")
+            .unwrap();
+        assert_eq!(served.as_deref(), Ok("main"));
+        assert!(
+            !head.is_finished(),
+            "the canary head still waits for the canary"
+        );
+        assert_eq!(queue.len("m"), 1);
+        head.abort();
     }
 
     #[tokio::test]
