@@ -94,9 +94,14 @@ impl Fleet {
             let w = &all[(start + i) % all.len()];
             if w.spec.pool != q.pool
                 || !w.spec.serves_tier(q.tier)
-                || !w.is_routable()
                 || q.tried.iter().any(|t| Arc::ptr_eq(t, w))
             {
+                continue;
+            }
+            if !w.is_routable() {
+                // On probation with its one request in flight: busy, not gone. Counting it as
+                // gone would shed requests for a model whose only worker is proving itself.
+                saturated |= w.state() == WorkerState::Probation;
                 continue;
             }
             if w.is_saturated() {
@@ -156,6 +161,18 @@ impl Fleet {
             Some(c) => Pick::Worker(WorkerLease::new(c.worker.clone())),
             None => Pick::Unavailable,
         }
+    }
+}
+
+impl Fleet {
+    /// Whether some worker of `model` could take a request now, whatever its pool or tiers.
+    /// A queued request that cannot use it lets the next one look (see the gateway's queue).
+    pub fn has_free_worker(&self, model: &str) -> bool {
+        self.members
+            .load()
+            .by_model
+            .get(model)
+            .is_some_and(|all| all.iter().any(|w| w.is_routable() && !w.is_saturated()))
     }
 }
 

@@ -2,6 +2,11 @@
 //!
 //! Every request's end releases a slot, so the common case (nobody waiting) must cost one
 //! atomic load: `tokio::sync::Notify` is only touched while someone waits.
+//!
+//! The counter, and a worker's count of outstanding requests, are SeqCst: a releaser decrements
+//! `outstanding` then reads `waiting`; a waiter increments `waiting` then reads `outstanding`.
+//! With weaker orderings both could miss the other (on ARM), and the waiter would sleep beside
+//! a free worker until its deadline.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -19,13 +24,13 @@ pub struct Waiting<'a>(&'a ReleaseSignal);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl ReleaseSignal {
     pub fn waiting(&self) -> Waiting<'_> {
-        self.waiting.fetch_add(1, Ordering::AcqRel);
+        self.waiting.fetch_add(1, Ordering::SeqCst);
         Waiting(self)
     }
 
@@ -40,7 +45,7 @@ impl ReleaseSignal {
 
     /// Called on every release: wakes waiters only if there are any.
     pub(crate) fn released(&self) {
-        if self.waiting.load(Ordering::Acquire) > 0 {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
             self.wake();
         }
     }

@@ -271,7 +271,9 @@ impl Worker {
     }
 
     pub fn outstanding(&self) -> u32 {
-        self.outstanding.load(Ordering::Relaxed)
+        // SeqCst with `release` and `ReleaseSignal`: a waiter that registers and then looks
+        // must see a slot freed by a releaser that did not see the waiter (see `signal`).
+        self.outstanding.load(Ordering::SeqCst)
     }
 
     pub(crate) fn acquire(&self) {
@@ -279,7 +281,7 @@ impl Worker {
     }
 
     pub(crate) fn release(&self) {
-        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.outstanding.fetch_sub(1, Ordering::SeqCst);
         if let Some(signal) = self.released.get() {
             signal.released();
         }

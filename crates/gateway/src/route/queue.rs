@@ -47,8 +47,12 @@ struct Waiter {
     /// Woken when this waiter may look for a worker (it became the head, or was passed the
     /// turn) or is displaced.
     turn: Arc<Notify>,
-    /// Passed the turn by a waiter ahead that found no worker it may use.
+    /// Passed the turn by a waiter ahead that found no worker it may use (or, on joining,
+    /// no waiter ahead is of its class, so it may look at once).
     passed: bool,
+    /// Turns passed to it so far: a waiter clears `passed` only if no new turn came while it
+    /// looked.
+    passes: u64,
 }
 
 /// What decides which workers a waiter may use, beyond the model: two waiters of one class are
@@ -159,7 +163,7 @@ impl WaitQueue {
             if shed.load(Ordering::Acquire) {
                 return Err(Shed::Displaced);
             }
-            let (head, passed) = self.standing(query.model, id);
+            let (head, passed, passes) = self.standing(query.model, id);
             if head {
                 // Registered before looking, so a release between the look and the wait
                 // wakes us. Only heads register: a release then walks one listener per model.
@@ -172,7 +176,10 @@ impl WaitQueue {
                     Pick::Worker(lease) => return Ok(lease),
                     Pick::Unavailable => return Err(Shed::Unavailable),
                     Pick::Saturated => {
-                        if let Some(next) = self.pass_on(query.model, id) {
+                        // Only a free worker this request may not use is worth another look:
+                        // in a saturated fleet nobody behind would find one either.
+                        let forward = fleet.has_free_worker(query.model);
+                        if let Some(next) = self.pass_on(query.model, id, passes, forward) {
                             next.notify_one();
                         }
                     }
@@ -224,38 +231,53 @@ impl WaitQueue {
                 _ => return Err(Shed::QueueFull),
             }
         }
+        // Nobody ahead of its class found the free worker it may be waiting for: it looks once
+        // at once (a worker may have come free between its own first look and joining).
+        let passed = !queue
+            .iter()
+            .any(|w| w.priority >= priority && w.class == class);
         queue.push(Waiter {
             id,
             priority,
             class,
             shed: shed.clone(),
             turn: turn.clone(),
-            passed: false,
+            passed,
+            passes: 0,
         });
         Ok((id, shed, turn))
     }
 
-    /// Whether `id` is the head of `model`'s queue, and whether it was passed the turn.
-    fn standing(&self, model: &str, id: u64) -> (bool, bool) {
+    /// Whether `id` is the head of `model`'s queue, whether it holds a passed turn, and how
+    /// many turns it was passed so far.
+    fn standing(&self, model: &str, id: u64) -> (bool, bool, u64) {
         let all = self.lock();
         let Some(q) = all.get(model) else {
-            return (false, false);
+            return (false, false, 0);
         };
         let head = head(q).is_some_and(|w| w.id == id);
-        let passed = q.iter().any(|w| w.id == id && w.passed);
-        (head, passed)
+        match q.iter().find(|w| w.id == id) {
+            Some(w) => (head, w.passed, w.passes),
+            None => (false, false, 0),
+        }
     }
 
-    /// `id` found no worker it may use: the turn goes to the next waiter that might.
-    fn pass_on(&self, model: &str, id: u64) -> Option<Arc<Notify>> {
+    /// `id` found no worker it may use. Its turn is spent unless another came since it looked
+    /// (`seen`); with `forward`, the next waiter that might use a free worker gets a turn.
+    fn pass_on(&self, model: &str, id: u64, seen: u64, forward: bool) -> Option<Arc<Notify>> {
         let mut all = self.lock();
         let q = all.get_mut(model)?;
         let order = in_order(q);
         let at = order.iter().position(|&i| q[i].id == id)?;
-        q[order[at]].passed = false;
+        let me = &mut q[order[at]];
+        if me.passes == seen {
+            me.passed = false;
+        }
+        if !forward {
+            return None;
+        }
         let next = next_to_try(q, &order, at + 1)?;
-        q[next].passed = true;
-        Some(q[next].turn.clone())
+        Some(give_turn(&mut q[next]))
     }
 
     /// Removes `id`. If it was the head or held a passed turn, the turn goes on: to the new
@@ -264,9 +286,15 @@ impl WaitQueue {
     fn remove(&self, model: &str, id: u64) -> Option<Arc<Notify>> {
         let mut all = self.lock();
         let q = all.get_mut(model)?;
-        let order = in_order(q);
-        let at = order.iter().position(|&i| q[i].id == id)?;
-        let had_turn = at == 0 || q[order[at]].passed;
+        let leaver = q.iter().find(|w| w.id == id)?;
+        let had_turn = leaver.passed || head(q).is_some_and(|w| w.id == id);
+        // Its place in the serving order: everyone ahead of it stays ahead.
+        let at = q
+            .iter()
+            .filter(|w| {
+                (w.priority, std::cmp::Reverse(w.id)) > (leaver.priority, std::cmp::Reverse(id))
+            })
+            .count();
         q.retain(|w| w.id != id);
         if q.is_empty() {
             all.remove(model);
@@ -277,9 +305,14 @@ impl WaitQueue {
         }
         let order = in_order(q);
         let next = next_to_try(q, &order, at)?;
-        q[next].passed = true;
-        Some(q[next].turn.clone())
+        Some(give_turn(&mut q[next]))
     }
+}
+
+fn give_turn(waiter: &mut Waiter) -> Arc<Notify> {
+    waiter.passed = true;
+    waiter.passes += 1;
+    waiter.turn.clone()
 }
 
 fn head(queue: &[Waiter]) -> Option<&Waiter> {
@@ -455,6 +488,52 @@ mod tests {
         expected.extend((0..40).filter(|i| i % 4 != 0).rev());
         assert_eq!(order, expected, "higher tier first, then shorter prompts");
         assert_eq!(queue.len("m"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_joins_after_a_worker_came_free_looks_at_once() {
+        let fleet = Arc::new(fleet_of(vec![
+            one_slot("main", Pool::Main),
+            one_slot("canary", Pool::Canary),
+        ]));
+        let queue = Arc::new(WaitQueue::new(100));
+        let main_held = lease(fleet.pick(&Query::new("m", "pro")));
+        let canary = Query {
+            pool: Pool::Canary,
+            ..Query::new("m", "pro")
+        };
+        let _canary_held = lease(fleet.pick(&canary));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let head = {
+            let (fleet, queue) = (fleet.clone(), queue.clone());
+            tokio::spawn(async move {
+                let canary = Query {
+                    pool: Pool::Canary,
+                    ..Query::new("m", "business")
+                };
+                queue
+                    .wait(&fleet, &canary, Priority::new(9995, 0), deadline)
+                    .await
+                    .map(|_| ())
+            })
+        };
+        while queue.len("m") < 1 {
+            tokio::task::yield_now().await;
+        }
+        // The main worker comes free while only the canary head waits: nobody takes it.
+        drop(main_held);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // A request that saw the fleet saturated a moment ago joins only now.
+        let late = tokio::time::timeout(
+            Duration::from_secs(5),
+            queue.wait(&fleet, &Query::new("m", "hobby"), Priority::new(9950, 0), deadline),
+        )
+        .await
+        .expect("the late waiter finds the free main worker at once");
+        assert_eq!(late.unwrap().worker().spec.name, "main");
+        head.abort();
     }
 
     #[tokio::test]
