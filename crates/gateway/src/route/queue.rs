@@ -528,7 +528,12 @@ mod tests {
         // A request that saw the fleet saturated a moment ago joins only now.
         let late = tokio::time::timeout(
             Duration::from_secs(5),
-            queue.wait(&fleet, &Query::new("m", "hobby"), Priority::new(9950, 0), deadline),
+            queue.wait(
+                &fleet,
+                &Query::new("m", "hobby"),
+                Priority::new(9950, 0),
+                deadline,
+            ),
         )
         .await
         .expect("the late waiter finds the free main worker at once");
