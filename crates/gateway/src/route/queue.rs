@@ -389,8 +389,45 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_head_that_cannot_use_the_free_worker_lets_the_next_class_through() {
+    /// Queues a request of `tier` for `pool`; it ends with the worker it got, or why it was shed.
+    fn spawn_waiter(
+        fleet: &Arc<Fleet>,
+        queue: &Arc<WaitQueue>,
+        (tier, pool): (&'static str, Pool),
+        priority: Priority,
+        deadline: Instant,
+    ) -> tokio::task::JoinHandle<Result<String, Shed>> {
+        let (fleet, queue) = (fleet.clone(), queue.clone());
+        tokio::spawn(async move {
+            let query = Query {
+                pool,
+                ..Query::new("m", tier)
+            };
+            queue
+                .wait(&fleet, &query, priority, deadline)
+                .await
+                .map(|lease| lease.worker().spec.name.clone())
+        })
+    }
+
+    async fn until_queued(queue: &WaitQueue, n: usize) {
+        while queue.len("m") < n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// A main and a canary worker, both busy, and a Business request queued at the head for
+    /// the canary pool.
+    struct CanaryHead {
+        fleet: Arc<Fleet>,
+        queue: Arc<WaitQueue>,
+        main_held: WorkerLease,
+        _canary_held: WorkerLease,
+        head: tokio::task::JoinHandle<Result<String, Shed>>,
+        deadline: Instant,
+    }
+
+    async fn canary_head() -> CanaryHead {
         let fleet = Arc::new(fleet_of(vec![
             one_slot("main", Pool::Main),
             one_slot("canary", Pool::Canary),
@@ -403,52 +440,48 @@ mod tests {
         };
         let _canary_held = lease(fleet.pick(&canary));
         let deadline = Instant::now() + Duration::from_secs(30);
-        // The head waits for the canary pool; behind it, a lower tier waits for any main worker.
-        let head = {
-            let (fleet, queue) = (fleet.clone(), queue.clone());
-            tokio::spawn(async move {
-                let canary = Query {
-                    pool: Pool::Canary,
-                    ..Query::new("m", "business")
-                };
-                queue
-                    .wait(&fleet, &canary, Priority::new(9995, 0), deadline)
-                    .await
-                    .map(|_| ())
-            })
-        };
-        while queue.len("m") < 1 {
-            tokio::task::yield_now().await;
+        let head = spawn_waiter(
+            &fleet,
+            &queue,
+            ("business", Pool::Canary),
+            Priority::new(9995, 0),
+            deadline,
+        );
+        until_queued(&queue, 1).await;
+        CanaryHead {
+            fleet,
+            queue,
+            main_held,
+            _canary_held,
+            head,
+            deadline,
         }
-        let behind = {
-            let (fleet, queue) = (fleet.clone(), queue.clone());
-            tokio::spawn(async move {
-                queue
-                    .wait(
-                        &fleet,
-                        &Query::new("m", "hobby"),
-                        Priority::new(9950, 0),
-                        deadline,
-                    )
-                    .await
-                    .map(|lease| lease.worker().spec.name.clone())
-            })
-        };
-        while queue.len("m") < 2 {
-            tokio::task::yield_now().await;
-        }
-        drop(main_held);
+    }
+
+    #[tokio::test]
+    async fn a_head_that_cannot_use_the_free_worker_lets_the_next_class_through() {
+        let scene = canary_head().await;
+        // Behind the canary head, a lower tier waits for any main worker.
+        let behind = spawn_waiter(
+            &scene.fleet,
+            &scene.queue,
+            ("hobby", Pool::Main),
+            Priority::new(9950, 0),
+            scene.deadline,
+        );
+        until_queued(&scene.queue, 2).await;
+        drop(scene.main_held);
         let served = tokio::time::timeout(Duration::from_secs(5), behind)
             .await
             .expect("the main worker serves the waiter behind the canary head")
             .unwrap();
         assert_eq!(served.as_deref(), Ok("main"));
         assert!(
-            !head.is_finished(),
+            !scene.head.is_finished(),
             "the canary head still waits for the canary"
         );
-        assert_eq!(queue.len("m"), 1);
-        head.abort();
+        assert_eq!(scene.queue.len("m"), 1);
+        scene.head.abort();
     }
 
     #[tokio::test]
@@ -492,94 +525,49 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_that_joins_after_a_worker_came_free_looks_at_once() {
-        let fleet = Arc::new(fleet_of(vec![
-            one_slot("main", Pool::Main),
-            one_slot("canary", Pool::Canary),
-        ]));
-        let queue = Arc::new(WaitQueue::new(100));
-        let main_held = lease(fleet.pick(&Query::new("m", "pro")));
-        let canary = Query {
-            pool: Pool::Canary,
-            ..Query::new("m", "pro")
-        };
-        let _canary_held = lease(fleet.pick(&canary));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let head = {
-            let (fleet, queue) = (fleet.clone(), queue.clone());
-            tokio::spawn(async move {
-                let canary = Query {
-                    pool: Pool::Canary,
-                    ..Query::new("m", "business")
-                };
-                queue
-                    .wait(&fleet, &canary, Priority::new(9995, 0), deadline)
-                    .await
-                    .map(|_| ())
-            })
-        };
-        while queue.len("m") < 1 {
-            tokio::task::yield_now().await;
-        }
+        let scene = canary_head().await;
         // The main worker comes free while only the canary head waits: nobody takes it.
-        drop(main_held);
+        drop(scene.main_held);
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
         // A request that saw the fleet saturated a moment ago joins only now.
-        let late = tokio::time::timeout(
-            Duration::from_secs(5),
-            queue.wait(
-                &fleet,
-                &Query::new("m", "hobby"),
-                Priority::new(9950, 0),
-                deadline,
-            ),
-        )
-        .await
-        .expect("the late waiter finds the free main worker at once");
-        assert_eq!(late.unwrap().worker().spec.name, "main");
-        head.abort();
+        let late = spawn_waiter(
+            &scene.fleet,
+            &scene.queue,
+            ("hobby", Pool::Main),
+            Priority::new(9950, 0),
+            scene.deadline,
+        );
+        let served = tokio::time::timeout(Duration::from_secs(5), late)
+            .await
+            .expect("the late waiter finds the free main worker at once")
+            .unwrap();
+        assert_eq!(served.as_deref(), Ok("main"));
+        scene.head.abort();
     }
 
     #[tokio::test]
     async fn a_displaced_waiter_hears_at_once_that_it_was_shed() {
         let fleet = Arc::new(one_slot_fleet());
         let queue = Arc::new(WaitQueue::new(1));
-        let Pick::Worker(_held) = fleet.pick(&Query::new("m", "pro")) else {
-            panic!("the free worker must be picked");
-        };
+        let _held = lease(fleet.pick(&Query::new("m", "pro")));
         let deadline = Instant::now() + Duration::from_secs(30);
-        let low = {
-            let (fleet, queue) = (fleet.clone(), queue.clone());
-            tokio::spawn(async move {
-                queue
-                    .wait(
-                        &fleet,
-                        &Query::new("m", "hobby"),
-                        Priority::new(9950, 0),
-                        deadline,
-                    )
-                    .await
-                    .map(|_| ())
-            })
-        };
-        while queue.len("m") < 1 {
-            tokio::task::yield_now().await;
-        }
-        let high = {
-            let (fleet, queue) = (fleet.clone(), queue.clone());
-            tokio::spawn(async move {
-                queue
-                    .wait(
-                        &fleet,
-                        &Query::new("m", "business"),
-                        Priority::new(9995, 0),
-                        deadline,
-                    )
-                    .await
-                    .map(|_| ())
-            })
-        };
+        let low = spawn_waiter(
+            &fleet,
+            &queue,
+            ("hobby", Pool::Main),
+            Priority::new(9950, 0),
+            deadline,
+        );
+        until_queued(&queue, 1).await;
+        let high = spawn_waiter(
+            &fleet,
+            &queue,
+            ("business", Pool::Main),
+            Priority::new(9995, 0),
+            deadline,
+        );
         let verdict = tokio::time::timeout(Duration::from_secs(5), low)
             .await
             .expect("the displaced waiter is woken, not left to its deadline")
