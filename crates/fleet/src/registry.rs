@@ -452,6 +452,25 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_on_probation_with_its_request_in_flight_is_busy_not_gone() {
+        let policy = OutlierConfig {
+            base_ejection_ms: 20,
+            max_ejection_ms: 80,
+            ..OutlierConfig::default()
+        };
+        let f = Fleet::with_policy(vec![spec("w0", "m")], policy).unwrap();
+        let w = &f.workers()[0];
+        w.set_healthy(true);
+        w.record_failure(1);
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        w.set_healthy(true);
+        assert_eq!(w.state(), WorkerState::Probation);
+        let _proving = lease(f.pick(&Query::new("m", "pro")));
+        // The model's only worker is busy proving itself: the next request queues, not 503.
+        assert!(matches!(f.pick(&Query::new("m", "pro")), Pick::Saturated));
+    }
+
+    #[test]
     fn config_errors_are_named() {
         let dup = Fleet::new(vec![spec("a", "m"), spec("a", "m")]).unwrap_err();
         assert_eq!(dup, FleetError::DuplicateName("a".into()));
