@@ -259,7 +259,15 @@ impl Worker {
     /// The verdict of active health checks.
     pub fn set_healthy(&self, healthy: bool) {
         if healthy {
+            let before = self.state();
             self.health.health_passed(&self.spec.name);
+            if self.state() != before {
+                // Back in rotation (or in it for the first time): requests queued for a busy
+                // fleet may use it now, without waiting for some other request to end.
+                if let Some(signal) = self.released.get() {
+                    signal.released();
+                }
+            }
         } else {
             self.health
                 .health_failed(&self.spec.name, "health check failed");

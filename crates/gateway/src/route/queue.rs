@@ -548,6 +548,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_worker_back_in_rotation_serves_the_queue_at_once() {
+        let fleet = Arc::new(fleet_of(vec![
+            one_slot("busy", Pool::Main),
+            one_slot("down", Pool::Main),
+        ]));
+        let down = fleet.workers()[1].clone();
+        down.set_healthy(false);
+        down.set_healthy(false);
+        down.set_healthy(false);
+        let queue = Arc::new(WaitQueue::new(100));
+        let _busy = lease(fleet.pick(&Query::new("m", "pro")));
+        assert!(matches!(
+            fleet.pick(&Query::new("m", "pro")),
+            Pick::Saturated
+        ));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let waiter = spawn_waiter(
+            &fleet,
+            &queue,
+            ("pro", Pool::Main),
+            Priority::new(9990, 0),
+            deadline,
+        );
+        until_queued(&queue, 1).await;
+        // No request ends; the second worker's health check passes again.
+        down.set_healthy(true);
+        let served = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the recovered worker serves the waiter before its deadline")
+            .unwrap();
+        assert_eq!(served.as_deref(), Ok("down"));
+    }
+
+    #[tokio::test]
     async fn a_displaced_waiter_hears_at_once_that_it_was_shed() {
         let fleet = Arc::new(one_slot_fleet());
         let queue = Arc::new(WaitQueue::new(1));
