@@ -247,13 +247,19 @@ impl Fleet {
 
     /// Drains (or undrains) every worker `target` matches; returns how many changed.
     pub fn drain(&self, target: &DrainTarget, draining: bool, why: &str) -> usize {
-        self.members
+        let changed = self
+            .members
             .load()
             .workers
             .iter()
             .filter(|w| target.matches(w))
             .filter(|w| w.set_draining(draining, why))
-            .count()
+            .count();
+        if changed > 0 && !draining {
+            // Undrained workers take requests again: queued ones may use them now.
+            self.signal.released();
+        }
+        changed
     }
 
     /// The next worker of `model` in turn that passes active health checks, ignoring load,

@@ -582,6 +582,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_undrained_worker_serves_the_queue_at_once() {
+        let fleet = Arc::new(fleet_of(vec![
+            one_slot("busy", Pool::Main),
+            one_slot("drained", Pool::Main),
+        ]));
+        let target = switchyard_fleet::DrainTarget::Worker("drained".into());
+        assert_eq!(fleet.drain(&target, true, "maintenance"), 1);
+        let queue = Arc::new(WaitQueue::new(100));
+        let _busy = lease(fleet.pick(&Query::new("m", "pro")));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let waiter = spawn_waiter(
+            &fleet,
+            &queue,
+            ("pro", Pool::Main),
+            Priority::new(9990, 0),
+            deadline,
+        );
+        until_queued(&queue, 1).await;
+        assert_eq!(fleet.drain(&target, false, "maintenance over"), 1);
+        let served = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the undrained worker serves the waiter before its deadline")
+            .unwrap();
+        assert_eq!(served.as_deref(), Ok("drained"));
+    }
+
+    #[tokio::test]
     async fn a_displaced_waiter_hears_at_once_that_it_was_shed() {
         let fleet = Arc::new(one_slot_fleet());
         let queue = Arc::new(WaitQueue::new(1));
