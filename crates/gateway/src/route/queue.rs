@@ -547,16 +547,15 @@ mod tests {
         scene.head.abort();
     }
 
-    #[tokio::test]
-    async fn a_worker_back_in_rotation_serves_the_queue_at_once() {
+    /// One busy worker and one out of rotation (`take_out`); a request queues; `bring_back`
+    /// returns the second worker without any request ending: the queued request must get it
+    /// long before its deadline.
+    async fn served_once_back(take_out: impl Fn(&Fleet), bring_back: impl Fn(&Fleet)) {
         let fleet = Arc::new(fleet_of(vec![
             one_slot("busy", Pool::Main),
-            one_slot("down", Pool::Main),
+            one_slot("back", Pool::Main),
         ]));
-        let down = fleet.workers()[1].clone();
-        down.set_healthy(false);
-        down.set_healthy(false);
-        down.set_healthy(false);
+        take_out(&fleet);
         let queue = Arc::new(WaitQueue::new(100));
         let _busy = lease(fleet.pick(&Query::new("m", "pro")));
         assert!(matches!(
@@ -572,40 +571,36 @@ mod tests {
             deadline,
         );
         until_queued(&queue, 1).await;
-        // No request ends; the second worker's health check passes again.
-        down.set_healthy(true);
+        bring_back(&fleet);
         let served = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
-            .expect("the recovered worker serves the waiter before its deadline")
+            .expect("the returning worker serves the waiter before its deadline")
             .unwrap();
-        assert_eq!(served.as_deref(), Ok("down"));
+        assert_eq!(served.as_deref(), Ok("back"));
+    }
+
+    #[tokio::test]
+    async fn a_worker_back_in_rotation_serves_the_queue_at_once() {
+        served_once_back(
+            |fleet| {
+                for _ in 0..3 {
+                    fleet.workers()[1].set_healthy(false);
+                }
+            },
+            // Its health check passes again.
+            |fleet| fleet.workers()[1].set_healthy(true),
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn an_undrained_worker_serves_the_queue_at_once() {
-        let fleet = Arc::new(fleet_of(vec![
-            one_slot("busy", Pool::Main),
-            one_slot("drained", Pool::Main),
-        ]));
-        let target = switchyard_fleet::DrainTarget::Worker("drained".into());
-        assert_eq!(fleet.drain(&target, true, "maintenance"), 1);
-        let queue = Arc::new(WaitQueue::new(100));
-        let _busy = lease(fleet.pick(&Query::new("m", "pro")));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let waiter = spawn_waiter(
-            &fleet,
-            &queue,
-            ("pro", Pool::Main),
-            Priority::new(9990, 0),
-            deadline,
-        );
-        until_queued(&queue, 1).await;
-        assert_eq!(fleet.drain(&target, false, "maintenance over"), 1);
-        let served = tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .expect("the undrained worker serves the waiter before its deadline")
-            .unwrap();
-        assert_eq!(served.as_deref(), Ok("drained"));
+        let target = switchyard_fleet::DrainTarget::Worker("back".into());
+        served_once_back(
+            |fleet| assert_eq!(fleet.drain(&target, true, "maintenance"), 1),
+            |fleet| assert_eq!(fleet.drain(&target, false, "maintenance over"), 1),
+        )
+        .await;
     }
 
     #[tokio::test]
