@@ -29,6 +29,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+mod batch;
 mod content;
 mod incidents;
 mod sli;
@@ -524,41 +525,43 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>>>()?;
 
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let mut inserted = std::collections::HashSet::new();
+        let stored = batch::stored_ids(
+            &mut tx,
+            &batch::USAGE,
+            batch.iter().map(|r| r.request_id.as_str()),
+        )
+        .await?;
         for chunk in checked.chunks(INSERT_CHUNK) {
-            let mut qb =
-                QueryBuilder::<Sqlite>::new(format!("INSERT INTO usage ({USAGE_COLUMNS}) "));
-            qb.push_values(chunk, |mut b, c| {
+            let sql = batch::insert_sql(&batch::USAGE, USAGE_COLUMNS, 20, chunk.len());
+            let mut query = sqlx::query(&sql);
+            for c in chunk {
                 let r = c.rec;
-                b.push_bind(r.request_id.as_str())
-                    .push_bind(r.started_at_ms)
-                    .push_bind(r.tenant_id.as_str())
-                    .push_bind(r.key_id.as_str())
-                    .push_bind(r.model.as_str())
-                    .push_bind(r.endpoint.as_str())
-                    .push_bind(r.stream)
-                    .push_bind(r.worker.as_str())
-                    .push_bind(r.provider.as_str())
-                    .push_bind(r.region.as_str())
-                    .push_bind(c.prompt_tokens)
-                    .push_bind(c.completion_tokens)
-                    .push_bind(r.usage_estimated)
-                    .push_bind(c.ttft_ms)
-                    .push_bind(c.total_ms)
-                    .push_bind(r.status.as_str())
-                    .push_bind(i64::from(r.http_status))
-                    .push_bind(r.finish_reason.as_deref())
-                    .push_bind(r.cost)
-                    .push_bind(r.cogs);
-            });
-            // RETURNING names only the rows inserted: the SLI rollups count those alone, so
-            // a retried batch adds nothing twice.
-            qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-            for row in qb.build().fetch_all(&mut *tx).await? {
-                inserted.insert(row.try_get::<String, _>("request_id")?);
+                query = query
+                    .bind(r.request_id.as_str())
+                    .bind(r.started_at_ms)
+                    .bind(r.tenant_id.as_str())
+                    .bind(r.key_id.as_str())
+                    .bind(r.model.as_str())
+                    .bind(r.endpoint.as_str())
+                    .bind(r.stream)
+                    .bind(r.worker.as_str())
+                    .bind(r.provider.as_str())
+                    .bind(r.region.as_str())
+                    .bind(c.prompt_tokens)
+                    .bind(c.completion_tokens)
+                    .bind(r.usage_estimated)
+                    .bind(c.ttft_ms)
+                    .bind(c.total_ms)
+                    .bind(r.status.as_str())
+                    .bind(i64::from(r.http_status))
+                    .bind(r.finish_reason.as_deref())
+                    .bind(r.cost)
+                    .bind(r.cogs);
             }
+            query.execute(&mut *tx).await?;
         }
-        let new = sli::fresh(batch, |r| r.request_id.as_str(), inserted);
+        // Only records stored for the first time count: a retried batch adds nothing twice.
+        let new = batch::unstored(batch, |r| r.request_id.as_str(), &stored);
         sli::apply(&mut tx, &crate::sli::fold(new, [])).await?;
         tx.commit().await?;
         Ok(())

@@ -1,12 +1,12 @@
 //! The SLA ledger's tables on SQLite: per-minute SLI rollups (updated inside the usage and
 //! refusal transactions), their report queries, and maintenance windows.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::{now_ms, to_u64, INSERT_CHUNK};
+use super::{batch, now_ms, to_u64, INSERT_CHUNK};
 use crate::maintenance::{Maintenance, MaintenanceScope, NewMaintenance};
 use crate::sli::{
     fold, minute_of, LatencyCount, Metric, MinuteCounts, Refusal, SliCounts, SliDelta, SliKey,
@@ -77,44 +77,33 @@ pub(super) async fn apply(
     Ok(())
 }
 
-/// Takes each inserted id once: a batch holding the same id twice inserted it once.
-pub(super) fn fresh<'a, T>(
-    items: impl IntoIterator<Item = &'a T>,
-    id: impl Fn(&T) -> &str,
-    mut inserted: HashSet<String>,
-) -> Vec<&'a T>
-where
-    T: 'a,
-{
-    items
-        .into_iter()
-        .filter(|item| inserted.remove(id(item)))
-        .collect()
-}
+const REFUSAL_COLUMNS: &str = "request_id, at_ms, tenant_id, model, http_status";
 
 pub(super) async fn insert_refusals(writer: &SqlitePool, batch: &[Refusal]) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-    let mut inserted = HashSet::new();
+    let stored = batch::stored_ids(
+        &mut tx,
+        &batch::REFUSALS,
+        batch.iter().map(|r| r.request_id.as_str()),
+    )
+    .await?;
     for chunk in batch.chunks(INSERT_CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO sli_refusals (request_id, at_ms, tenant_id, model, http_status) ",
-        );
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.request_id.as_str())
-                .push_bind(r.at_ms)
-                .push_bind(r.tenant_id.as_str())
-                .push_bind(r.model.as_str())
-                .push_bind(i64::from(r.http_status));
-        });
-        qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-        for row in qb.build().fetch_all(&mut *tx).await? {
-            inserted.insert(row.try_get::<String, _>("request_id")?);
+        let sql = batch::insert_sql(&batch::REFUSALS, REFUSAL_COLUMNS, 5, chunk.len());
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = query
+                .bind(r.request_id.as_str())
+                .bind(r.at_ms)
+                .bind(r.tenant_id.as_str())
+                .bind(r.model.as_str())
+                .bind(i64::from(r.http_status));
         }
+        query.execute(&mut *tx).await?;
     }
-    let new = fresh(batch, |r| r.request_id.as_str(), inserted);
+    let new = batch::unstored(batch, |r| r.request_id.as_str(), &stored);
     apply(&mut tx, &fold([], new)).await?;
     tx.commit().await?;
     Ok(())
