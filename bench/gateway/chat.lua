@@ -8,10 +8,11 @@ local key = os.getenv("BENCH_KEY") or ""
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. key
-wrk.body = '{"model":"bench-model","messages":[' ..
-    '{"role":"system","content":"You are a concise assistant."},' ..
-    '{"role":"user","content":"In one sentence: why should an inference gateway add little latency?"}' ..
-    '],"max_tokens":64,"temperature":0.2}'
+-- The body is bench/gateway/chat.json (run.sh passes its path), the one `latency` sends too.
+local body_file = os.getenv("BENCH_BODY_FILE") or error("BENCH_BODY_FILE is not set")
+local f = io.open(body_file, "rb") or error("cannot open " .. body_file)
+wrk.body = f:read("*a")
+f:close()
 
 -- Latencies are in microseconds (wrk's unit). Errors are reported, never hidden: the runner
 -- refuses a measurement with any non-2xx status or socket error.

@@ -41,7 +41,7 @@
 # Output: a table on stdout and the same figures as JSON in bench/out/gateway-<UTC time>.json.
 # PERF=1 adds one profiled saturated run of switchyard (perf record -g) and writes the top of
 # `perf report` to bench/out/gateway-<UTC time>-perf.txt.
-# Knobs (environment): ROUNDS=5 DURATION=5 HIGH_C=64 TTFT_REQUESTS=300 TTFT_B2B_REQUESTS=100
+# Knobs (environment): ROUNDS=5 DURATION=5 HIGH_C=64 TTFT_REQUESTS=300 TTFT_B2B_REQUESTS=100 LATENCY_ROUNDS=3000
 # PIN=1 PERF=0; CARGO_TARGET_DIR is honoured; BENCH_COMMIT names the code when it is not a
 # git checkout. Only 127.0.0.1 is ever targeted; every wrk run is time-bounded; every process
 # started here is stopped on exit. About 5 minutes after the release build.
@@ -52,6 +52,7 @@ DURATION=${DURATION:-5}
 HIGH_C=${HIGH_C:-64}
 TTFT_REQUESTS=${TTFT_REQUESTS:-300}
 TTFT_B2B_REQUESTS=${TTFT_B2B_REQUESTS:-100}
+LATENCY_ROUNDS=${LATENCY_ROUNDS:-3000}
 PIN=${PIN:-1}
 PERF=${PERF:-0}
 
@@ -103,6 +104,7 @@ log "building (release)"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SWITCHYARD="$TARGET_DIR/release/switchyard"
 TTFT="$TARGET_DIR/release/ttft"
+LATENCY="$TARGET_DIR/release/latency"
 STACK_HOP="$TARGET_DIR/release/stack_hop"
 
 # ---------------------------------------------------------------------------------------
@@ -162,6 +164,7 @@ nginx_pids() {
 
 KEY="sk-bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export BENCH_KEY=$KEY
+export BENCH_BODY_FILE="$HERE/chat.json" # the request body, for chat.lua and `latency`
 MODEL=bench-model
 
 pick_port UP_PORT
@@ -349,6 +352,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
+# Part 1b: the same request at c=1, to every target in turn (order rotating each round), so
+# that the drift of this machine (an idle core's wake-up cost changes from one 5 s window to the
+# next) falls on both sides of each difference: `latency` reports each hop's median per-round
+# difference to direct, the steadier figure for "added p50 at c=1".
+log "paired c=1 latency: $LATENCY_ROUNDS rounds, one request per target each"
+"${GEN[@]}" "$LATENCY" --body-file "$BENCH_BODY_FILE" --rounds "$LATENCY_ROUNDS" --json "$WORK/latency.json" \
+    --target "direct=${URL[direct]}" --target "nginx_hop=${URL[nginx_hop]}" \
+    --target "stack_hop=${URL[stack_hop]}" --target "switchyard=${URL[switchyard]}" \
+    >"$WORK/latency.txt" || die "latency failed: $(cat "$WORK/latency.txt")"
+
 PERF_TXT=""
 if [[ $PERF == 1 ]]; then
     PERF_TXT="$OUT_DIR/gateway-$STAMP-perf.txt"
@@ -420,7 +433,8 @@ jq -s \
     --arg load_start "$LOAD_START" --arg load_end "$LOAD_END" --arg perf "$PERF_TXT" \
     --argjson rounds "$ROUNDS" --argjson duration "$DURATION" --argjson high "$HIGH_C" \
     --argjson nginx_workers "$NGINX_WORKERS" \
-    --slurpfile paced "$WORK/ttft-paced.json" --slurpfile b2b "$WORK/ttft-back_to_back.json" '
+    --slurpfile paced "$WORK/ttft-paced.json" --slurpfile b2b "$WORK/ttft-back_to_back.json" \
+    --slurpfile latency "$WORK/latency.json" '
     def median: sort | if length % 2 == 1 then .[length / 2 | floor]
                        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     def r3: . * 1000 | round / 1000;
@@ -458,6 +472,9 @@ jq -s \
             ($http.switchyard[$hk].proxy_cpu_us_per_req / $http.nginx_hop[$hk].proxy_cpu_us_per_req | r3),
           added_p50_us_c1_switchyard: ($http.switchyard.c1.p50_us - $http.direct.c1.p50_us),
           added_p50_us_c1_nginx_hop: ($http.nginx_hop.c1.p50_us - $http.direct.c1.p50_us),
+          added_paired_median_us_c1_switchyard: $latency[0].targets.switchyard.added_paired_median_us,
+          added_paired_median_us_c1_stack_hop: $latency[0].targets.stack_hop.added_paired_median_us,
+          added_paired_median_us_c1_nginx_hop: $latency[0].targets.nginx_hop.added_paired_median_us,
           added_p99_us_c1_switchyard: ($http.switchyard.c1.p99_us - $http.direct.c1.p99_us),
           added_p99_us_c1_nginx_hop: ($http.nginx_hop.c1.p99_us - $http.direct.c1.p99_us),
           ttft_added_p50_us: $paced[0].added.ttft_p50,
@@ -468,10 +485,12 @@ jq -s \
                                        of: $b2b[0].requests_per_side, above_ms: $b2b[0].stall_ms },
           targets: { saturated_rps_ratio_min: 0.75, added_p50_us_c1_max: 100 }
         },
+        latency_c1_paired: $latency[0],
         ttft: { paced: $paced[0], back_to_back: $b2b[0] }
       }
     | .summary.meets_rps_target = (.summary.saturated_rps_switchyard_over_nginx_hop >= 0.75)
     | .summary.meets_latency_target = (.summary.added_p50_us_c1_switchyard <= 100)
+    | .summary.meets_latency_target_paired = (.summary.added_paired_median_us_c1_switchyard <= 100)
     ' "$RESULTS" >"$OUT_JSON"
 
 # The table, from the JSON just written.
@@ -507,6 +526,7 @@ jq -r --argjson high "$HIGH_C" '
       "proxy CPU per request (c=\($high)): switchyard \($s.proxy_cpu_us_per_req_switchyard) us vs nginx hop \($s.proxy_cpu_us_per_req_nginx_hop) us, stack hop \($s.proxy_cpu_us_per_req_stack_hop) us  (x\($s.proxy_cpu_per_req_switchyard_over_nginx_hop))",
       "added p50 at c=1 over direct: switchyard \($s.added_p50_us_c1_switchyard | sgn) us  (target <= 100 us: \($s.meets_latency_target | met));  nginx hop \($s.added_p50_us_c1_nginx_hop | sgn) us",
       "added p99 at c=1 over direct: switchyard \($s.added_p99_us_c1_switchyard | sgn) us;  nginx hop \($s.added_p99_us_c1_nginx_hop | sgn) us",
+      "added at c=1, paired (median of per-round differences to direct, \(.latency_c1_paired.rounds) rounds): switchyard \($s.added_paired_median_us_c1_switchyard | sgn) us  (target <= 100 us: \($s.meets_latency_target_paired | met));  stack hop \($s.added_paired_median_us_c1_stack_hop | sgn) us;  nginx hop \($s.added_paired_median_us_c1_nginx_hop | sgn) us",
       "",
       "streamed chat via a SIMULATED worker (5 ms prefill, 5 ms/token, \(.ttft.paced.max_tokens) tokens), sequential, ABBA-interleaved (us):",
       ("" | rpad(26)) + ("TTFT p50" | pad(10)) + ("TTFT p99" | pad(10)) + ("total p50" | pad(11)) + ("total p99" | pad(11))
