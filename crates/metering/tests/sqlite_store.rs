@@ -341,6 +341,56 @@ async fn a_resent_batch_is_not_counted_twice() {
     assert_eq!(store.insert_usage(&[]).await.ok(), Some(()));
 }
 
+/// Requests counted in the SLI rollups (minutes), all tenants.
+async fn sli_requests(store: &SqliteStore) -> u64 {
+    let minutes = store.sli_minutes(&all()).await.unwrap();
+    minutes.iter().map(|m| m.counts.requests).sum()
+}
+
+#[tokio::test]
+async fn rollups_count_each_request_once_across_overlaps_and_duplicates() {
+    let db = temp_db();
+    let store = SqliteStore::open(&db.path).await.unwrap();
+    let first = many_records("req", "acme", 120);
+    store.insert_usage(&first).await.unwrap();
+    assert_eq!(sli_requests(&store).await, 120);
+
+    // Half of `first` again, then new ids, one of them twice: once at the end of a 50-row
+    // insert chunk and once at the start of the next, so the copies are in different
+    // statements.
+    let new = many_records("new", "acme", 40);
+    let mut second: Vec<UsageRecord> = first[60..109].to_vec();
+    second.push(new[0].clone()); // position 49: the last row of the first chunk
+    second.push(new[0].clone()); // position 50: the first row of the second chunk
+    second.extend_from_slice(&new[1..]);
+    store.insert_usage(&second).await.unwrap();
+    assert_eq!(sli_requests(&store).await, 160, "120 + 40 distinct new ids");
+    // The same batch again (a retry whose commit went through): nothing new.
+    store.insert_usage(&second).await.unwrap();
+    assert_eq!(sli_requests(&store).await, 160);
+    assert_eq!(store.usage_records(&all()).await.unwrap().len(), 160);
+
+    // Refusals: the same rules, in their own table.
+    let refusal = |id: &str| switchyard_metering::sli::Refusal {
+        request_id: id.into(),
+        at_ms: FEB_1,
+        tenant_id: "acme".into(),
+        model: "llama-3.1-8b".into(),
+        http_status: 503,
+    };
+    let refusals: Vec<_> = ["r1", "r2", "r2", "r3"]
+        .iter()
+        .map(|id| refusal(id))
+        .collect();
+    store.insert_refusals(&refusals).await.unwrap();
+    store.insert_refusals(&refusals[1..]).await.unwrap();
+    store
+        .insert_refusals(&[refusal("r3"), refusal("r4")])
+        .await
+        .unwrap();
+    assert_eq!(sli_requests(&store).await, 164, "r1..r4 once each");
+}
+
 #[tokio::test]
 async fn a_value_that_does_not_fit_fails_the_whole_batch() {
     let store = SqliteStore::in_memory().await.unwrap();

@@ -94,8 +94,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            // Statement journals and RETURNING's scratch tables in memory: on files, every
-            // ledger batch created, wrote and unlinked a temporary file. Durability is the
+            // Statement journals (and `RETURNING`'s scratch tables) in memory: on files,
+            // every ledger batch created, wrote and unlinked a temporary file. Durability is the
             // WAL's business and is unaffected.
             .pragma("temp_store", "MEMORY");
 

@@ -53,8 +53,8 @@ pub(super) async fn stored_ids<'a>(
 }
 
 /// `INSERT INTO {table} ({columns}) VALUES (?, ..), .. ON CONFLICT (request_id) DO NOTHING`
-/// for `rows` rows of `width` values. Built with plain string pushes: the same text for the
-/// same row count, so sqlx's statement cache keeps each size prepared.
+/// for `rows` rows of `width` values. The same text for the same row count, so sqlx's
+/// statement cache (100 per connection) can keep the sizes in use prepared.
 pub(super) fn insert_sql(table: &Table, columns: &str, width: usize, rows: usize) -> String {
     let row = format!("({})", vec!["?"; width].join(","));
     let mut sql = String::with_capacity(64 + columns.len() + rows * (row.len() + 1));
