@@ -95,8 +95,8 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             // Statement journals (and `RETURNING`'s scratch tables) in memory: on files,
-            // every ledger batch created, wrote and unlinked a temporary file. Durability is the
-            // WAL's business and is unaffected.
+            // every ledger batch created, wrote and unlinked a temporary file. Durability is
+            // the WAL's business and is unaffected.
             .pragma("temp_store", "MEMORY");
 
         // `secure_delete` on the writer: an erased or expired content log is overwritten with
@@ -532,7 +532,7 @@ impl Store for SqliteStore {
         )
         .await?;
         for chunk in checked.chunks(INSERT_CHUNK) {
-            let sql = batch::insert_sql(&batch::USAGE, USAGE_COLUMNS, 20, chunk.len());
+            let sql = batch::insert_sql(&batch::USAGE, USAGE_COLUMNS, chunk.len());
             let mut query = sqlx::query(&sql);
             for c in chunk {
                 let r = c.rec;

@@ -53,9 +53,10 @@ pub(super) async fn stored_ids<'a>(
 }
 
 /// `INSERT INTO {table} ({columns}) VALUES (?, ..), .. ON CONFLICT (request_id) DO NOTHING`
-/// for `rows` rows of `width` values. The same text for the same row count, so sqlx's
-/// statement cache (100 per connection) can keep the sizes in use prepared.
-pub(super) fn insert_sql(table: &Table, columns: &str, width: usize, rows: usize) -> String {
+/// for `rows` rows, one placeholder per comma-separated column. The same text for the same row
+/// count, so sqlx's statement cache (100 per connection) can keep the sizes in use prepared.
+pub(super) fn insert_sql(table: &Table, columns: &str, rows: usize) -> String {
+    let width = columns.split(',').count();
     let row = format!("({})", vec!["?"; width].join(","));
     let mut sql = String::with_capacity(64 + columns.len() + rows * (row.len() + 1));
     sql.push_str("INSERT INTO ");
@@ -99,7 +100,7 @@ mod tests {
 
     #[test]
     fn the_insert_text_has_one_placeholder_group_per_row() {
-        let sql = insert_sql(&REFUSALS, "a, b", 2, 3);
+        let sql = insert_sql(&REFUSALS, "a, b", 3);
         assert_eq!(
             sql,
             "INSERT INTO sli_refusals (a, b) VALUES (?,?),(?,?),(?,?) \

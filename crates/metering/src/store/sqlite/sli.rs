@@ -91,7 +91,7 @@ pub(super) async fn insert_refusals(writer: &SqlitePool, batch: &[Refusal]) -> R
     )
     .await?;
     for chunk in batch.chunks(INSERT_CHUNK) {
-        let sql = batch::insert_sql(&batch::REFUSALS, REFUSAL_COLUMNS, 5, chunk.len());
+        let sql = batch::insert_sql(&batch::REFUSALS, REFUSAL_COLUMNS, chunk.len());
         let mut query = sqlx::query(&sql);
         for r in chunk {
             query = query
