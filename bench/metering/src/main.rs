@@ -111,6 +111,8 @@ fn record(i: u64) -> UsageRecord {
         prompt_tokens: 100,
         completion_tokens: 200,
         usage_estimated: false,
+        usage_source: Default::default(),
+        usage_note: None,
         ttft_ms: Some(100),
         total_ms: 1000,
         status: UsageStatus::Completed,

@@ -19,5 +19,5 @@ pub use health::{HealthChecker, HealthConfig};
 pub use pick::{Pick, Query};
 pub use registry::{DrainTarget, Fleet, FleetError, Members, WorkerLease};
 pub use runtime::{PromptFormat, RuntimeKind, WireApi};
-pub use state::{HealthView, OutlierConfig, ProbeView, WorkerState};
+pub use state::{HealthView, OutlierConfig, ProbeView, UsageRejectionView, WorkerState};
 pub use worker::{Pool, Worker, WorkerSource, WorkerSpec};

@@ -166,6 +166,7 @@ pub(crate) struct Health {
     ttft_at_ms: AtomicU64,
     note: Mutex<Note>,
     last_probe: Mutex<Option<ProbeView>>,
+    usage_rejected: Mutex<Option<UsageRejectionView>>,
 }
 
 /// A TTFT EWMA older than this is forgotten. Routing prefers the fastest worker, so a worker
@@ -187,6 +188,16 @@ pub struct HealthView {
     pub ttft_samples: u32,
     /// The last synthetic probe (a known prompt sent by the gateway itself).
     pub last_probe: Option<ProbeView>,
+    /// The last time this worker's usage report was refused (out of bounds or malformed).
+    pub usage_rejected: Option<UsageRejectionView>,
+}
+
+/// A worker's usage reports that were refused: when last, what it claimed, how many in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageRejectionView {
+    pub at_unix_ms: i64,
+    pub claim: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,6 +224,7 @@ impl Health {
             ttft_samples: AtomicU32::new(0),
             ttft_at_ms: AtomicU64::new(0),
             last_probe: Mutex::new(None),
+            usage_rejected: Mutex::new(None),
             note: Mutex::new(Note {
                 reason: "waiting for the first health check".into(),
                 since_unix_ms: unix_ms(),
@@ -412,6 +424,17 @@ impl Health {
         }
     }
 
+    pub(crate) fn note_usage_rejected(&self, claim: &str) {
+        if let Ok(mut last) = self.usage_rejected.lock() {
+            let count = last.as_ref().map_or(0, |r| r.count) + 1;
+            *last = Some(UsageRejectionView {
+                at_unix_ms: unix_ms(),
+                claim: claim.to_string(),
+                count,
+            });
+        }
+    }
+
     pub(crate) fn set_draining(&self, name: &str, draining: bool, why: &str) -> bool {
         let was = self.draining.swap(draining, Ordering::AcqRel);
         if was != draining {
@@ -441,6 +464,7 @@ impl Health {
             ttft_ewma_ms: self.ttft_ewma_us().map(|us| us as f64 / 1000.0),
             ttft_samples: self.ttft_samples(),
             last_probe: self.last_probe.lock().ok().and_then(|p| p.clone()),
+            usage_rejected: self.usage_rejected.lock().ok().and_then(|r| r.clone()),
         }
     }
 }

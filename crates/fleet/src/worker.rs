@@ -121,9 +121,11 @@ impl WorkerSpec {
                 "worker '{who}': max_concurrency must be at least 1"
             ));
         }
-        if !(self.price_per_hour.is_finite() && self.price_per_hour >= 0.0) {
+        // The ceiling keeps every cost of goods inside i64 (see `metering::money`).
+        if !(self.price_per_hour.is_finite() && (0.0..=1_000_000.0).contains(&self.price_per_hour))
+        {
             return Err(format!(
-                "worker '{who}': price_per_hour must be a non-negative number"
+                "worker '{who}': price_per_hour must be a number from 0 to 1000000 (USD)"
             ));
         }
         Ok(())
@@ -312,6 +314,17 @@ impl Worker {
 
     pub fn record_failure_because(&self, threshold: u32, why: &str) {
         self.health.record_failure(&self.spec.name, threshold, why);
+    }
+
+    /// The worker's usage report for a request was refused (out of bounds or malformed): it
+    /// counts as a failure toward ejection, and is kept for the alert and the admin view.
+    pub fn usage_rejected(&self, threshold: u32, claim: &str) {
+        self.health.note_usage_rejected(claim);
+        self.health.record_failure(
+            &self.spec.name,
+            threshold,
+            &format!("usage report refused: {claim}"),
+        );
     }
 
     /// Time to first token (or to the whole answer, unstreamed) of a successful request.

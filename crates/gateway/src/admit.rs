@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use switchyard_metering::admission::{self, RateInfo, Refusal, Reservation};
 use switchyard_metering::directory::KeyEntry;
 use switchyard_metering::limiter::Denial;
-use switchyard_metering::money::{format_usd, token_cost, usd_to_nanos};
+use switchyard_metering::money::{format_usd, usage_cost, usd_to_nanos};
 use switchyard_protocol::InferenceRequest;
 
 use crate::error::GatewayError;
@@ -27,12 +27,16 @@ pub fn admit(
     shaped: &Shaped,
 ) -> Result<(Reservation, RateInfo), Box<Refused>> {
     let completion = u64::from(shaped.max_tokens) * u64::from(req.n);
-    let tokens = shaped.prompt_estimate + completion;
+    let tokens = shaped.prompt_estimate.saturating_add(completion);
     let limits = &key.limits;
-    let worst_cost = token_cost(
+    // A worst case that does not fit in i64 holds everything: no prepaid balance covers it.
+    let worst_cost = usage_cost(
         shaped.prompt_estimate,
+        completion,
         usd_to_nanos(limits.price_input_per_million),
-    ) + token_cost(completion, usd_to_nanos(limits.price_output_per_million));
+        usd_to_nanos(limits.price_output_per_million),
+    )
+    .unwrap_or(i64::MAX);
     admission::admit(key, tokens, worst_cost).map_err(|refusal| {
         Box::new(match refusal {
             Refusal::InsufficientCredit { balance, needed } => Refused {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use switchyard_fleet::{HealthConfig, OutlierConfig, PromptFormat, RuntimeKind, WorkerSpec};
+use switchyard_metering::money::{valid_price, MAX_PRICE_USD, MAX_TIER_MAX_TOKENS};
 use switchyard_metering::{CapPolicy, Limits};
 use switchyard_sim::SimConfig;
 
@@ -139,6 +140,9 @@ pub struct StateConfig {
     pub ledger_queue: usize,
     /// Records per ledger transaction.
     pub ledger_batch: usize,
+    /// At shutdown, how long the ledger may take to store what is queued; what is still
+    /// unwritten then is printed to stderr (one JSON line per record) and the process exits.
+    pub ledger_flush_ms: u64,
 }
 
 impl Default for StateConfig {
@@ -147,6 +151,7 @@ impl Default for StateConfig {
             path: PathBuf::from("switchyard.db"),
             ledger_queue: 65_536,
             ledger_batch: 512,
+            ledger_flush_ms: 10_000,
         }
     }
 }
@@ -505,8 +510,15 @@ impl Config {
         }
         for (name, t) in &self.tiers {
             let prices = [t.price_input_per_million, t.price_output_per_million];
-            if prices.iter().any(|p| !p.is_finite() || *p < 0.0) {
-                return invalid(format!("tiers.{name}: prices must be non-negative numbers"));
+            if !prices.into_iter().all(valid_price) {
+                return invalid(format!(
+                    "tiers.{name}: prices must be numbers from 0 to {MAX_PRICE_USD} (USD per 1M tokens)"
+                ));
+            }
+            if t.max_tokens > MAX_TIER_MAX_TOKENS {
+                return invalid(format!(
+                    "tiers.{name}: max_tokens must be at most {MAX_TIER_MAX_TOKENS}"
+                ));
             }
             if t.max_tokens == 0 || t.default_max_tokens == 0 || t.max_concurrent == 0 {
                 return invalid(format!(

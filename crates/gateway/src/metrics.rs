@@ -80,6 +80,14 @@ pub const WORKER_EJECTIONS: &str = "switchyard_worker_consecutive_ejections";
 pub const WORKER_TTFT_EWMA: &str = "switchyard_worker_ttft_ewma_seconds";
 /// Whole retries (or hedges) the retry budget allows right now.
 pub const RETRY_BUDGET: &str = "switchyard_retry_budget_available";
+/// Usage reports of each worker refused (out of bounds or malformed), by `worker`, `model`.
+pub const WORKER_USAGE_REJECTED: &str = "switchyard_worker_usage_rejected_total";
+/// Ledger records stored, dead-lettered, failed write attempts, and records printed to stderr
+/// because they could not be stored before the shutdown deadline.
+pub const LEDGER_WRITTEN: &str = "switchyard_ledger_records_written_total";
+pub const LEDGER_DEAD_LETTERS: &str = "switchyard_ledger_dead_letters_total";
+pub const LEDGER_WRITE_FAILURES: &str = "switchyard_ledger_write_failures_total";
+pub const LEDGER_UNWRITTEN: &str = "switchyard_ledger_unwritten_total";
 
 // --- Scraped from workers' own /metrics (vLLM, SGLang, TGI) ---------------------------------
 
@@ -115,6 +123,11 @@ pub const ALL: &[&str] = &[
     WORKER_EJECTIONS,
     WORKER_TTFT_EWMA,
     RETRY_BUDGET,
+    WORKER_USAGE_REJECTED,
+    LEDGER_WRITTEN,
+    LEDGER_DEAD_LETTERS,
+    LEDGER_WRITE_FAILURES,
+    LEDGER_UNWRITTEN,
     WORKER_KV_CACHE,
     WORKER_RUNNING,
     WORKER_WAITING,

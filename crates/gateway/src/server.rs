@@ -178,6 +178,7 @@ pub async fn start(
         LedgerConfig {
             queue: config.state.ledger_queue,
             batch: config.state.ledger_batch,
+            flush_deadline: Duration::from_millis(config.state.ledger_flush_ms),
         },
     );
     let mut sims = Vec::new();

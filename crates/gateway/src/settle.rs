@@ -12,14 +12,14 @@ use switchyard_fleet::Worker;
 use switchyard_metering::admission::Reservation;
 use switchyard_metering::directory::{unix_ms, KeyEntry};
 use switchyard_metering::ledger::Ledger;
-use switchyard_metering::money::{token_cost, usd_to_nanos, worker_cost};
+use switchyard_metering::money::{usage_cost, usd_to_nanos, worker_cost};
 use switchyard_metering::sli::Refusal;
 use switchyard_metering::{UsageRecord, UsageStatus};
-use switchyard_protocol::{Endpoint, InferenceRequest, Usage};
+use switchyard_protocol::{Endpoint, InferenceRequest};
 
 use crate::content_log::{self, Completion, Draft};
 use crate::error::GatewayError;
-use crate::upstream::account::StreamAccount;
+use crate::upstream::account::{Metered, StreamAccount};
 
 pub use switchyard_metering::UsageStatus as Outcome;
 
@@ -41,6 +41,8 @@ pub struct Settlement {
     arm: switchyard_fleet::Pool,
     reservation: Option<Reservation>,
     ledger: Ledger,
+    /// Failures in a row that eject a worker: a worker whose usage is refused answers for it.
+    eject_after: u32,
     /// The prompt and, later, the completion, for a tenant who opted in to content logging;
     /// `None` (nothing captured) for everyone else.
     content: Option<Box<Draft>>,
@@ -55,6 +57,7 @@ impl Settlement {
         req: &InferenceRequest,
         reservation: Reservation,
         ledger: Ledger,
+        eject_after: u32,
     ) -> Self {
         crate::metrics::request_started();
         // Checked once here: for tenants with logging off nothing else is captured.
@@ -78,6 +81,7 @@ impl Settlement {
             content,
             _open: ledger.open(),
             ledger,
+            eject_after,
         }
     }
 
@@ -123,19 +127,22 @@ impl Settlement {
         }
     }
 
-    pub fn completed(mut self, usage: Usage, estimated: bool) {
+    pub fn completed(mut self, metered: Metered) {
         self.first_token_at(Instant::now());
-        self.record(Outcome::Completed, 200, usage, estimated, None, None);
+        self.record(Outcome::Completed, 200, metered, None, None);
     }
 
     pub fn failed(mut self, error: &GatewayError) {
         self.error_origin = Some(error.origin());
         let status = error.status().as_u16();
+        let nothing = Metered {
+            estimated: false,
+            ..Metered::prompt_only(0)
+        };
         self.record(
             Outcome::Failed,
             status,
-            Usage::default(),
-            false,
+            nothing,
             None,
             Some(error.to_string()),
         );
@@ -145,12 +152,10 @@ impl Settlement {
         if let (Some(draft), Some(text)) = (&mut self.content, &account.completion) {
             draft.completion = Completion::Streamed(text.clone());
         }
-        let (usage, estimated) = account.usage();
         self.record(
             outcome,
             200,
-            usage,
-            estimated,
+            account.usage(),
             account.finish_reason.clone(),
             None,
         );
@@ -160,14 +165,14 @@ impl Settlement {
         &mut self,
         status: UsageStatus,
         http_status: u16,
-        usage: Usage,
-        usage_estimated: bool,
+        metered: Metered,
         finish_reason: Option<String>,
         error: Option<String>,
     ) {
         let Some(reservation) = self.reservation.take() else {
             return; // already settled
         };
+        let usage = metered.usage;
         crate::metrics::request_finished(&self.metrics_view(status, http_status, &usage));
         let total_ms = self.started.elapsed().as_millis() as u64;
         let Some(worker) = &self.worker else {
@@ -183,20 +188,31 @@ impl Settlement {
             });
             return;
         };
+        if let Some(claim) = &metered.rejected {
+            // Billing by the gateway's own count is done; the worker answers for the claim.
+            tracing::warn!(target: "switchyard::settle", request_id = %self.request_id, worker = %worker.spec.name, claim = %claim, "worker's usage refused; billed by the gateway's count");
+            worker.usage_rejected(self.eject_after, claim);
+        }
         let limits = &self.key.limits;
-        let cost = token_cost(
+        // Bounded counts at validated prices always fit (see `money`); the fallback is for a
+        // store of prices this build did not validate, and bills nothing rather than wrap.
+        let cost = usage_cost(
             usage.prompt_tokens,
-            usd_to_nanos(limits.price_input_per_million),
-        ) + token_cost(
             usage.completion_tokens,
+            usd_to_nanos(limits.price_input_per_million),
             usd_to_nanos(limits.price_output_per_million),
-        );
+        )
+        .unwrap_or_else(|| {
+            tracing::error!(request_id = %self.request_id, ?usage, "cost does not fit in i64; billed 0");
+            0
+        });
         let spec = &worker.spec;
         let cogs = worker_cost(
             total_ms,
             usd_to_nanos(spec.price_per_hour),
             spec.max_concurrency,
-        );
+        )
+        .unwrap_or(i64::MAX);
         reservation.settle(usage.total_tokens, cost);
         let record = UsageRecord {
             request_id: self.request_id.clone(),
@@ -211,7 +227,9 @@ impl Settlement {
             region: spec.region.clone(),
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
-            usage_estimated,
+            usage_estimated: metered.estimated,
+            usage_source: metered.source,
+            usage_note: metered.rejected.clone(),
             ttft_ms: self.ttft_ms.map(|t| t as u64),
             total_ms,
             status,
@@ -235,7 +253,8 @@ impl Settlement {
             http_status,
             prompt_tokens = record.prompt_tokens,
             completion_tokens = record.completion_tokens,
-            usage_estimated,
+            usage_estimated = record.usage_estimated,
+            usage_source = record.usage_source.as_str(),
             ttft_ms = record.ttft_ms.unwrap_or(0),
             total_ms,
             error = error.as_deref().unwrap_or(""),
@@ -263,7 +282,7 @@ impl Settlement {
         &self,
         outcome: UsageStatus,
         http_status: u16,
-        usage: &Usage,
+        usage: &switchyard_protocol::Usage,
     ) -> crate::metrics::Finished<'_> {
         crate::metrics::Finished {
             route: self.endpoint.path(),
@@ -293,7 +312,7 @@ impl Drop for Settlement {
         // Reached unfinished only when the handler was cancelled: the client went away while
         // a non-streamed answer was being generated. The worker processed the prompt; what it
         // generated before the cancellation never reached us, so only the prompt is billed.
-        let prompt = Usage::new(self.prompt_estimate, 0);
-        self.record(Outcome::ClientDisconnected, 499, prompt, true, None, None);
+        let prompt = Metered::prompt_only(self.prompt_estimate);
+        self.record(Outcome::ClientDisconnected, 499, prompt, None, None);
     }
 }

@@ -414,8 +414,8 @@ async fn a_prepaid_tenant_without_credit_is_refused_before_any_worker_is_called(
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     let price = usd_to_nanos(3.20);
-    let cost = token_cost(body["usage"]["prompt_tokens"].as_u64().unwrap(), price)
-        + token_cost(body["usage"]["completion_tokens"].as_u64().unwrap(), price);
+    let cost = token_cost(body["usage"]["prompt_tokens"].as_u64().unwrap(), price).unwrap()
+        + token_cost(body["usage"]["completion_tokens"].as_u64().unwrap(), price).unwrap();
     let (_, t) = admin_get(&gw, "/tenants/prepay").await;
     assert_eq!(t["balance_nanos"], 1_000_000_000 - cost, "{t}");
     gw.shutdown().await;
@@ -434,8 +434,8 @@ async fn usage_invoice_and_margin_add_up_to_the_responses() {
     let (_, other) = create_key(&gw, "other", json!({})).await;
     let price = usd_to_nanos(3.20);
     let cost_of = |body: &Value| {
-        token_cost(body["usage"]["prompt_tokens"].as_u64().unwrap(), price)
-            + token_cost(body["usage"]["completion_tokens"].as_u64().unwrap(), price)
+        token_cost(body["usage"]["prompt_tokens"].as_u64().unwrap(), price).unwrap()
+            + token_cost(body["usage"]["completion_tokens"].as_u64().unwrap(), price).unwrap()
     };
     let resp = chat_with(&gw, &other, "sim-small").await;
     assert_eq!(resp.status(), 200);

@@ -57,6 +57,8 @@ fn record(id: &str, at_ms: i64, status: UsageStatus, http: u16) -> UsageRecord {
         prompt_tokens: 10,
         completion_tokens: 128,
         usage_estimated: false,
+        usage_source: Default::default(),
+        usage_note: None,
         ttft_ms: (status == UsageStatus::Completed).then_some(300),
         total_ms: 1_000,
         status,

@@ -35,6 +35,8 @@ fn record(id: &str, at_ms: i64, status: UsageStatus, http: u16, ttft: u64) -> Us
         prompt_tokens: 10,
         completion_tokens: 64,
         usage_estimated: false,
+        usage_source: Default::default(),
+        usage_note: None,
         ttft_ms: (status == UsageStatus::Completed).then_some(ttft),
         total_ms: ttft + 500,
         status,

@@ -55,6 +55,8 @@ fn record(id: String, at_ms: i64, ok: bool, ttft: u64) -> UsageRecord {
         prompt_tokens: 10,
         completion_tokens: 64,
         usage_estimated: false,
+        usage_source: Default::default(),
+        usage_note: None,
         ttft_ms: ok.then_some(ttft),
         total_ms: ttft + 800,
         status: if ok {

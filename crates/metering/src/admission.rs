@@ -78,12 +78,22 @@ pub fn admit(
     let now_ms = unix_ms();
     let tenant = &key.tenant;
     if tenant.tenant.prepaid {
+        // Hold `credit` only if the balance covers it on top of what requests in flight hold;
+        // checked arithmetic, so an absurd figure is a refusal, never a wrap.
         let balance = tenant.balance.load(Ordering::Relaxed);
-        let held = tenant.credit_reserved.fetch_add(credit, Ordering::Relaxed);
-        if balance - held < credit.max(1) {
-            tenant.credit_reserved.fetch_sub(credit, Ordering::Relaxed);
+        let held =
+            tenant
+                .credit_reserved
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                    let left = i128::from(balance) - i128::from(held);
+                    if left < i128::from(credit.max(1)) {
+                        return None;
+                    }
+                    held.checked_add(credit)
+                });
+        if let Err(held) = held {
             return Err(Refusal::InsufficientCredit {
-                balance: balance - held,
+                balance: balance.saturating_sub(held),
                 needed: credit,
             });
         }
@@ -146,7 +156,11 @@ impl Reservation {
         tenant
             .credit_reserved
             .fetch_sub(self.credit, Ordering::Relaxed);
-        tenant.balance.fetch_sub(cost, Ordering::Relaxed);
+        let _ = tenant
+            .balance
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(cost))
+            });
     }
 }
 

@@ -187,6 +187,47 @@ impl UsageStatus {
     }
 }
 
+/// Where a record's token counts came from. Workers run on strangers' machines, so their
+/// counts are billed only within bounds derived from the request (see the gateway's
+/// `upstream::account`); every row says which figures it was billed by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    /// The worker's own report, within bounds.
+    #[default]
+    Worker,
+    /// The prompt counted by the worker's tokenizer endpoint (within bounds), the completion
+    /// counted by the gateway as it relayed it.
+    WorkerTokenizer,
+    /// The worker reported nothing: the gateway's prompt estimate and its count of what it
+    /// relayed.
+    Gateway,
+    /// The worker's report was out of bounds or malformed and was not billed: the gateway's own
+    /// count was, and `usage_note` says what the worker claimed.
+    GatewayRejected,
+}
+
+impl UsageSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSource::Worker => "worker",
+            UsageSource::WorkerTokenizer => "worker_tokenizer",
+            UsageSource::Gateway => "gateway",
+            UsageSource::GatewayRejected => "gateway_rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "worker" => UsageSource::Worker,
+            "worker_tokenizer" => UsageSource::WorkerTokenizer,
+            "gateway" => UsageSource::Gateway,
+            "gateway_rejected" => UsageSource::GatewayRejected,
+            _ => return None,
+        })
+    }
+}
+
 /// One row of the ledger: one request that reached a worker. `request_id` is unique, so a
 /// record written twice (a retried batch) is stored once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +246,12 @@ pub struct UsageRecord {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub usage_estimated: bool,
+    /// Where the token counts came from.
+    #[serde(default)]
+    pub usage_source: UsageSource,
+    /// Why the worker's report was not billed, when it was not (`GatewayRejected`).
+    #[serde(default)]
+    pub usage_note: Option<String>,
     pub ttft_ms: Option<u64>,
     pub total_ms: u64,
     pub status: UsageStatus,
@@ -214,4 +261,16 @@ pub struct UsageRecord {
     pub cost: Nanos,
     /// What the GPU time cost us, at the worker's price per hour.
     pub cogs: Nanos,
+}
+
+/// A record the store refused to write, kept whole (as JSON) with the store's reason, so that
+/// one bad row never blocks the batch it came in, and nothing is lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub request_id: String,
+    /// `usage` or `refusal`.
+    pub kind: String,
+    pub record: String,
+    pub error: String,
+    pub at_ms: i64,
 }

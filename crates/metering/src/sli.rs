@@ -272,6 +272,8 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 128,
             usage_estimated: false,
+            usage_source: Default::default(),
+            usage_note: None,
             ttft_ms: Some(400),
             total_ms: 2_400,
             status,

@@ -2,8 +2,9 @@
 //! a record sent twice is stored once.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchyard_metering::ledger::{Ledger, LedgerConfig};
 use switchyard_metering::store::sqlite::SqliteStore;
@@ -25,6 +26,8 @@ fn record(i: u64) -> UsageRecord {
         prompt_tokens: 10,
         completion_tokens: i % 7,
         usage_estimated: false,
+        usage_source: Default::default(),
+        usage_note: None,
         ttft_ms: None,
         total_ms: 5,
         status: UsageStatus::Completed,
@@ -43,6 +46,7 @@ async fn a_full_queue_and_shutdown_lose_nothing_and_duplicates_count_once() {
         LedgerConfig {
             queue: 4,
             batch: 16,
+            ..LedgerConfig::default()
         },
     );
     for i in 0..2_000 {
@@ -56,4 +60,77 @@ async fn a_full_queue_and_shutdown_lose_nothing_and_duplicates_count_once() {
     assert_eq!(rows.len(), 2_000);
     let completion: u64 = rows.iter().map(|r| r.completion_tokens).sum();
     assert_eq!(completion, (0..2_000u64).map(|i| i % 7).sum::<u64>());
+}
+
+/// A record the store cannot hold (a count beyond i64, as a lying worker once made one) is kept
+/// as a dead letter with the reason; every other record of its batch and of later batches is
+/// written.
+#[tokio::test]
+async fn a_refused_record_is_dead_lettered_and_blocks_nothing() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let (ledger, task) = Ledger::spawn(
+        store.clone(),
+        LedgerConfig {
+            batch: 64,
+            ..LedgerConfig::default()
+        },
+    );
+    for i in 0..300 {
+        let mut r = record(i);
+        if i == 17 || i == 250 {
+            r.prompt_tokens = 1 << 63;
+        }
+        ledger.record(r);
+    }
+    task.shutdown(Duration::from_secs(5)).await;
+    let rows = store.usage_records(&UsageQuery::default()).await.unwrap();
+    assert_eq!(rows.len(), 298, "every good record is written");
+    let letters = store.dead_letters(10).await.unwrap();
+    let mut ids: Vec<_> = letters.iter().map(|l| l.request_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["req-17", "req-250"]);
+    assert!(letters[0].error.contains("does not fit"), "{letters:?}");
+    let kept: UsageRecord = serde_json::from_str(&letters[0].record).unwrap();
+    assert_eq!(kept.prompt_tokens, 1 << 63, "the record is kept whole");
+    assert_eq!(ledger.stats().dead_lettered.load(Ordering::Relaxed), 2);
+}
+
+/// A store that stops answering is retried, not dead-lettered, and shutdown still ends at its
+/// flush deadline, with the records it could not store counted (and printed to stderr).
+#[tokio::test]
+async fn shutdown_ends_at_its_deadline_when_the_store_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("l.db")).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+    let (ledger, task) = Ledger::spawn(
+        store.clone(),
+        LedgerConfig {
+            flush_deadline: Duration::from_millis(500),
+            ..LedgerConfig::default()
+        },
+    );
+    ledger.record(record(1));
+    // Written while the store is up.
+    let written = || ledger.stats().written.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while written() < 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(written(), 1);
+    sqlite.close().await; // the store is gone: every write fails, and so does the ping
+    for i in 2..=4 {
+        ledger.record(record(i));
+    }
+    let started = Instant::now();
+    task.shutdown(Duration::from_secs(1)).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    let stats = ledger.stats();
+    assert_eq!(stats.unwritten.load(Ordering::Relaxed), 3);
+    assert_eq!(
+        stats.dead_lettered.load(Ordering::Relaxed),
+        0,
+        "good records are not dead letters"
+    );
+    assert!(stats.failed_writes.load(Ordering::Relaxed) >= 1);
 }

@@ -86,6 +86,8 @@ fn rec(
         prompt_tokens,
         completion_tokens,
         usage_estimated: false,
+        usage_source: Default::default(),
+        usage_note: None,
         ttft_ms: Some(120),
         total_ms: 900,
         status: UsageStatus::Completed,

@@ -6,6 +6,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::prompt_size::PromptSize;
+
 /// Which OpenAI endpoint a body was sent to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
@@ -35,11 +37,9 @@ pub struct InferenceRequest {
     pub n: u32,
     /// The body as received; unknown fields included.
     pub body: Map<String, Value>,
-    /// Characters of prompt text, counted once: estimates, the queue's priority and the
-    /// settlement all read it.
-    prompt_chars: usize,
-    /// Chat messages (0 for completions), for the per-message framing in token estimates.
-    message_count: usize,
+    /// What the prompt is made of, measured once: the admission estimate, the queue's
+    /// priority and the bound on a worker's prompt count all read it.
+    prompt: PromptSize,
 }
 
 /// Why a body was refused: the message and the parameter it concerns.
@@ -134,13 +134,14 @@ impl InferenceRequest {
             }
         }
         opt_string(&known, "user")?;
-        let prompt_chars = match endpoint {
-            Endpoint::Chat => known.get("messages").map_or(0, text_chars),
-            Endpoint::Completions => known.get("prompt").map_or(0, text_chars),
-        };
-        let message_count = match known.get("messages") {
-            Some(Value::Array(messages)) if endpoint == Endpoint::Chat => messages.len(),
-            _ => 0,
+        let prompt = match endpoint {
+            Endpoint::Chat => PromptSize::of_chat(
+                known.get("messages"),
+                &[known.get("tools"), known.get("functions")],
+            ),
+            Endpoint::Completions => {
+                PromptSize::of_completion(known.get("prompt"), known.get("suffix"))
+            }
         };
         Ok(Self {
             endpoint,
@@ -150,33 +151,13 @@ impl InferenceRequest {
             max_tokens,
             n,
             body,
-            prompt_chars,
-            message_count,
+            prompt,
         })
     }
 
-    /// The text the prompt is made of, for token estimates where no tokenizer is at hand.
-    pub fn prompt_chars(&self) -> usize {
-        self.prompt_chars
-    }
-
-    /// Chat messages in the request (0 for completions).
-    pub fn message_count(&self) -> usize {
-        self.message_count
-    }
-}
-
-/// Characters of text in a prompt or in chat messages (strings, content parts' `text`).
-fn text_chars(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.chars().count(),
-        Value::Array(items) => items.iter().map(text_chars).sum(),
-        Value::Object(map) => map
-            .get("text")
-            .or_else(|| map.get("content"))
-            .map(text_chars)
-            .unwrap_or(0),
-        _ => 0,
+    /// What the prompt is made of: its token estimate and upper bound (see [`PromptSize`]).
+    pub fn prompt_size(&self) -> &PromptSize {
+        &self.prompt
     }
 }
 
@@ -185,7 +166,7 @@ fn text_chars(v: &Value) -> usize {
 /// of the validation costs.
 struct Known<'a>([Option<&'a Value>; KNOWN.len()]);
 
-const KNOWN: [&str; 21] = [
+const KNOWN: [&str; 22] = [
     "model",
     "messages",
     "prompt",
@@ -204,6 +185,7 @@ const KNOWN: [&str; 21] = [
     "top_logprobs",
     "tools",
     "tool_choice",
+    "functions",
     "echo",
     "suffix",
     "user",
@@ -473,13 +455,18 @@ mod tests {
             {"role":"user","content":[{"type":"text","text":"héllo"},{"type":"image_url","image_url":{"url":"x"}}]}]}"#,
         )
         .unwrap();
-        assert_eq!((r.prompt_chars(), r.message_count()), (8, 2));
+        let size = r.prompt_size();
+        assert_eq!(
+            (size.text_chars, size.messages, size.media_parts),
+            (8, 2, 1)
+        );
         let c = InferenceRequest::parse(
             Endpoint::Completions,
             br#"{"model":"m","prompt":["ab","cde"]}"#,
         )
         .unwrap();
-        assert_eq!((c.prompt_chars(), c.message_count()), (5, 0));
+        let size = c.prompt_size();
+        assert_eq!((size.text_chars, size.messages), (5, 0));
     }
 
     #[test]

@@ -12,12 +12,74 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
+/// What a worker said about a response's usage. Workers run on strangers' machines: this is
+/// evidence to check, not a bill (see the gateway's `upstream::account`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reported {
+    /// No usage object (or `null`): the gateway counts for itself.
+    Absent,
+    Counts(Usage),
+    /// A usage object without two non-negative integer counts; the text says what was wrong.
+    Malformed(String),
+}
+
+impl Reported {
+    /// Reads a `usage` field as found in a response or a stream chunk.
+    pub fn from_field(v: Option<&Value>) -> Self {
+        match v {
+            None | Some(Value::Null) => Reported::Absent,
+            Some(v) => match Usage::from_value(v) {
+                Some(u) => Reported::Counts(u),
+                None => Reported::Malformed(malformed(v)),
+            },
+        }
+    }
+
+    /// [`Reported::from_field`] on the field's raw JSON text.
+    pub fn from_json(text: Option<&str>) -> Self {
+        match text.map(str::trim) {
+            None | Some("null") => Reported::Absent,
+            Some(text) => match Usage::from_json(text) {
+                Some(u) => Reported::Counts(u),
+                None => Reported::Malformed(match serde_json::from_str::<Value>(text) {
+                    Ok(v) => malformed(&v),
+                    Err(_) => "usage is not valid JSON".into(),
+                }),
+            },
+        }
+    }
+}
+
+/// Why a usage value is not two counts, with the offending values (shortened).
+fn malformed(v: &Value) -> String {
+    let show = |field: &str| match v.get(field) {
+        None => "missing".to_string(),
+        Some(x) => {
+            let mut s = x.to_string();
+            if s.len() > 40 {
+                s.truncate(40);
+                s.push('…');
+            }
+            s
+        }
+    };
+    if !v.is_object() {
+        return "usage is not an object".into();
+    }
+    format!(
+        "usage is not two non-negative integer counts (prompt_tokens {}, completion_tokens {})",
+        show("prompt_tokens"),
+        show("completion_tokens")
+    )
+}
+
 impl Usage {
+    /// `total_tokens` is the sum, saturating: counts come from workers and may be absurd.
     pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
         Self {
             prompt_tokens,
             completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
         }
     }
 
@@ -97,5 +159,34 @@ mod tests {
             Usage::from_json(r#"{"prompt_tokens":3,"completion_tokens":4}"#),
             Some(Usage::new(3, 4))
         );
+    }
+
+    #[test]
+    fn reports_tell_absent_from_malformed() {
+        assert_eq!(Reported::from_json(None), Reported::Absent);
+        assert_eq!(Reported::from_json(Some("null")), Reported::Absent);
+        assert_eq!(Reported::from_field(Some(&Value::Null)), Reported::Absent);
+        let huge = r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1}"#;
+        assert_eq!(
+            Reported::from_json(Some(huge)),
+            Reported::Counts(Usage::new(u64::MAX, 1)),
+            "parsed as counts; bounds are the gateway's business"
+        );
+        assert_eq!(Usage::new(u64::MAX, 1).total_tokens, u64::MAX);
+        for bad in [
+            r#"{"prompt_tokens":-1,"completion_tokens":4}"#,
+            r#"{"prompt_tokens":"3","completion_tokens":4}"#,
+            r#"{"prompt_tokens":1e30,"completion_tokens":4}"#,
+            r#"{"completion_tokens":4}"#,
+            r#"[1,2]"#,
+            r#"{"#,
+        ] {
+            let r = Reported::from_json(Some(bad));
+            assert!(matches!(r, Reported::Malformed(_)), "{bad}: {r:?}");
+            let v: Option<Value> = serde_json::from_str(bad).ok();
+            if let Some(v) = v {
+                assert_eq!(Reported::from_field(Some(&v)), r, "{bad}");
+            }
+        }
     }
 }

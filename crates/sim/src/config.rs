@@ -118,6 +118,10 @@ pub struct FaultConfig {
     pub cut_after_tokens: u32,
     /// The stream stops sending after `cut_after_tokens` tokens but keeps the connection open.
     pub stall_stream: f64,
+    /// A lying (or broken) worker: every response's `usage` object (OpenAI API, streamed and
+    /// not) is this JSON instead of the true counts, e.g.
+    /// `{"prompt_tokens": 9223372036854775808, "completion_tokens": 1}`.
+    pub reported_usage: Option<serde_json::Value>,
 }
 
 impl Default for FaultConfig {
@@ -130,6 +134,7 @@ impl Default for FaultConfig {
             cut_stream: 0.0,
             cut_after_tokens: 8,
             stall_stream: 0.0,
+            reported_usage: None,
         }
     }
 }

@@ -81,7 +81,7 @@ async fn handle(
         Ok(g) => g,
         Err(e) => return e.into_response(Dialect::OpenAi),
     };
-    let head = Head::new(kind, &st.cfg.model);
+    let head = Head::new(kind, &st.cfg.model, st.faults().reported_usage);
     if req.stream {
         let include_usage = match st.cfg.usage_in_stream {
             UsageInStream::OnRequest => req.include_usage,
@@ -115,10 +115,12 @@ struct Head {
     id: String,
     created: u64,
     model: String,
+    /// The usage object to report instead of the true one (fault `reported_usage`).
+    usage_lie: Option<Value>,
 }
 
 impl Head {
-    fn new(kind: Kind, model: &str) -> Self {
+    fn new(kind: Kind, model: &str, usage_lie: Option<Value>) -> Self {
         let prefix = match kind {
             Kind::Chat => "chatcmpl-sim-",
             Kind::Completion => "cmpl-sim-",
@@ -128,7 +130,12 @@ impl Head {
             id: format!("{prefix}{}", uuid::Uuid::new_v4().simple()),
             created: unix_now(),
             model: model.to_owned(),
+            usage_lie,
         }
+    }
+
+    fn usage(&self, g: &Generation) -> Value {
+        self.usage_lie.clone().unwrap_or_else(|| usage(g))
     }
 
     fn object(&self, stream: bool) -> &'static str {
@@ -171,7 +178,7 @@ impl Head {
             })
             .collect();
         let mut m = self.envelope(false, Value::Array(choices));
-        m.insert("usage".into(), usage(g));
+        m.insert("usage".into(), self.usage(g));
         Value::Object(m)
     }
 }
@@ -239,7 +246,7 @@ impl Framer for StreamFramer {
     fn finish(&mut self, g: &Generation, out: &mut Vec<Bytes>) {
         if self.include_usage {
             let mut m = self.head.envelope(true, json!([]));
-            m.insert("usage".into(), usage(g));
+            m.insert("usage".into(), self.head.usage(g));
             out.push(data_event(&Value::Object(m)));
         }
         out.push(Bytes::from_static(b"data: [DONE]\n\n"));

@@ -14,6 +14,7 @@
 
 mod content;
 mod dates;
+mod dead_letters;
 pub(crate) mod extract;
 mod fleet;
 mod incidents;
@@ -55,6 +56,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/admin/v1/usage/records", get(usage::records))
         .route("/admin/v1/invoices/{tenant}", get(usage::invoice))
         .route("/admin/v1/margin", get(usage::margin))
+        .route("/admin/v1/ledger/dead-letters", get(dead_letters::list))
         .route(
             "/admin/v1/maintenance",
             get(maintenance::list).post(maintenance::create),

@@ -49,9 +49,12 @@ pub fn parse_usd_str(s: &str) -> Option<Nanos> {
     } else {
         whole.parse().ok()?
     };
+    // At most nine fractional digits, each worth a tenth of the one before it.
     let mut frac_nanos: i64 = 0;
-    for (i, b) in frac.bytes().enumerate() {
-        frac_nanos += i64::from(b - b'0') * 10i64.pow(8 - i as u32);
+    let mut unit = NANOS_PER_USD / 10;
+    for b in frac.bytes() {
+        frac_nanos += i64::from(b - b'0') * unit;
+        unit /= 10;
     }
     let n = whole.checked_mul(NANOS_PER_USD)?.checked_add(frac_nanos)?;
     Some(if neg { -n } else { n })

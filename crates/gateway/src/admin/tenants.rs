@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use switchyard_metering::content::ContentLogging;
 use switchyard_metering::directory::{lock, unix_ms};
+use switchyard_metering::money::{valid_price, MAX_PRICE_USD, MAX_TIER_MAX_TOKENS};
 use switchyard_metering::{LimitOverrides, Tenant};
 
 use super::extract::{Admin, AdminJson, Id};
@@ -35,12 +36,18 @@ pub fn check_overrides(o: &LimitOverrides, param: &str) -> Result<(), GatewayErr
         ("price_input_per_million", o.price_input_per_million),
         ("price_output_per_million", o.price_output_per_million),
     ] {
-        if v.is_some_and(|p| !p.is_finite() || p < 0.0) {
+        if v.is_some_and(|p| !valid_price(p)) {
             return Err(invalid(
                 param,
-                format!("Invalid '{param}.{name}': prices must be non-negative numbers."),
+                format!("Invalid '{param}.{name}': prices must be numbers from 0 to {MAX_PRICE_USD} (USD per 1M tokens)."),
             ));
         }
+    }
+    if o.max_tokens.is_some_and(|m| m > MAX_TIER_MAX_TOKENS) {
+        return Err(invalid(
+            param,
+            format!("Invalid '{param}.max_tokens': must be at most {MAX_TIER_MAX_TOKENS}."),
+        ));
     }
     for (name, v) in [
         ("max_tokens", o.max_tokens.map(u64::from)),

@@ -227,6 +227,8 @@ pub async fn records(
             "prompt_tokens",
             "completion_tokens",
             "usage_estimated",
+            "usage_source",
+            "usage_note",
             "ttft_ms",
             "total_ms",
             "status",
@@ -253,6 +255,8 @@ pub async fn records(
                 r.prompt_tokens.to_string(),
                 r.completion_tokens.to_string(),
                 r.usage_estimated.to_string(),
+                r.usage_source.as_str().to_string(),
+                r.usage_note.clone().unwrap_or_default(),
                 r.ttft_ms.map(|v| v.to_string()).unwrap_or_default(),
                 r.total_ms.to_string(),
                 r.status.as_str().to_string(),
@@ -284,6 +288,8 @@ pub async fn records(
             obj.insert("prompt_tokens".into(), json!(r.prompt_tokens));
             obj.insert("completion_tokens".into(), json!(r.completion_tokens));
             obj.insert("usage_estimated".into(), json!(r.usage_estimated));
+            obj.insert("usage_source".into(), json!(r.usage_source.as_str()));
+            obj.insert("usage_note".into(), json!(r.usage_note));
             obj.insert("ttft_ms".into(), json!(r.ttft_ms));
             obj.insert("total_ms".into(), json!(r.total_ms));
             obj.insert("status".into(), json!(r.status.as_str()));

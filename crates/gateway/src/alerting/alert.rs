@@ -8,6 +8,8 @@ pub const SLO_BURN: &str = "slo_burn_rate";
 pub const PROBE_FAILED: &str = "probe_failed";
 /// A model has no worker in rotation (`model:<m>`).
 pub const MODEL_UNAVAILABLE: &str = "model_unavailable";
+/// A worker reported usage the gateway refused to bill, recently (`worker:<w>`).
+pub const USAGE_REJECTED: &str = "worker_usage_rejected";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
@@ -38,6 +40,7 @@ pub fn static_name(name: &str) -> &'static str {
     match name {
         PROBE_FAILED => PROBE_FAILED,
         MODEL_UNAVAILABLE => MODEL_UNAVAILABLE,
+        USAGE_REJECTED => USAGE_REJECTED,
         _ => SLO_BURN,
     }
 }

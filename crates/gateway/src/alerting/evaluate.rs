@@ -65,6 +65,7 @@ impl Evaluator {
             &self.state.fleet,
             &self.config,
             strictest,
+            now,
         ));
         for t in self.tracker.update(holding, now) {
             let incident = self.recorder.record(&*store, &t).await;

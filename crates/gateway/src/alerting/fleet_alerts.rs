@@ -1,22 +1,31 @@
 //! Alerts read from the fleet's own state rather than from traffic: a worker whose last
-//! synthetic probe failed (it answers health checks but not a prompt, or not in time), and a
-//! model with no worker in rotation (every request for it is a 503 now, whatever the budget
-//! says, and a quiet model would take a long time to burn it).
+//! synthetic probe failed (it answers health checks but not a prompt, or not in time), a worker
+//! whose usage reports were refused lately (it claimed more than the request allows: a billing
+//! attack or a broken runtime), and a model with no worker in rotation (every request for it is
+//! a 503 now, whatever the budget says, and a quiet model would take a long time to burn it).
 
 use std::collections::BTreeMap;
 
 use switchyard_fleet::{Fleet, Worker};
 use switchyard_slo::burn::Severity;
 
-use super::alert::{Alert, MODEL_UNAVAILABLE, PROBE_FAILED};
+use super::alert::{Alert, MODEL_UNAVAILABLE, PROBE_FAILED, USAGE_REJECTED};
 use super::config::AlertsConfig;
 
-pub fn alerts(fleet: &Fleet, config: &AlertsConfig, slo_bp: u32) -> Vec<Alert> {
+/// A refused usage report keeps its worker's alert firing this long.
+const USAGE_REJECTED_FOR_MS: i64 = 15 * 60 * 1000;
+
+pub fn alerts(fleet: &Fleet, config: &AlertsConfig, slo_bp: u32, now_ms: i64) -> Vec<Alert> {
     let workers = fleet.workers();
     let mut out = Vec::new();
     if config.probe_alerts {
         out.extend(workers.iter().filter_map(|w| probe_alert(w, slo_bp)));
     }
+    out.extend(
+        workers
+            .iter()
+            .filter_map(|w| usage_alert(w, slo_bp, now_ms)),
+    );
     if config.rotation_alerts {
         let mut by_model: BTreeMap<&str, Vec<&Worker>> = BTreeMap::new();
         for w in &workers {
@@ -77,5 +86,27 @@ fn probe_alert(w: &Worker, slo_bp: u32) -> Option<Alert> {
             format!("model:{}", w.spec.model),
             format!("region:{}", w.spec.region),
         ],
+    })
+}
+
+fn usage_alert(w: &Worker, slo_bp: u32, now_ms: i64) -> Option<Alert> {
+    let r = w
+        .health_view()
+        .usage_rejected
+        .filter(|r| now_ms.saturating_sub(r.at_unix_ms) < USAGE_REJECTED_FOR_MS)?;
+    Some(Alert {
+        name: USAGE_REJECTED,
+        scope: format!("worker:{}", w.spec.name),
+        // Nobody was overbilled (the gateway's own count was billed); someone must find out
+        // whether the worker is broken or lying.
+        severity: Severity::Ticket,
+        summary: format!(
+            "worker {} (model {}, provider {}) reported usage the gateway refused ({} so far; last: {})",
+            w.spec.name, w.spec.model, w.spec.provider, r.count, r.claim
+        ),
+        began_at_ms: r.at_unix_ms,
+        slo_bp,
+        burns: None,
+        affected: vec![format!("model:{}", w.spec.model)],
     })
 }

@@ -30,6 +30,11 @@ pub fn worker_json(w: &Worker) -> Value {
         "ejections": health.ejections,
         "ejected_for_ms": health.ejected_for_ms,
         "consecutive_failures": health.consecutive_failures,
+        "usage_rejected": health.usage_rejected.map(|r| json!({
+            "count": r.count,
+            "last_at": format_rfc3339(r.at_unix_ms),
+            "last_claim": r.claim,
+        })),
         "lease_left_ms": w.lease_left_ms(),
         "labels": w.labels,
     })

@@ -122,8 +122,14 @@ async fn run(
     let mut route = crate::route::RouteCtx::new(state, &req, &key);
     crate::route::shadow::maybe_spawn(state, &req);
     let fallbacks = crate::route::fallbacks(state, &key, &req.model);
-    let mut settlement =
-        Settlement::start(&request_id, key, &req, reservation, state.ledger.clone());
+    let mut settlement = Settlement::start(
+        &request_id,
+        key,
+        &req,
+        reservation,
+        state.ledger.clone(),
+        state.config.upstream.eject_after_failures,
+    );
     *settling = true;
     settlement.arm(route.pool);
     let mut fallback_to = None;
@@ -164,14 +170,11 @@ async fn run(
         }
     };
     match reply {
-        Reply::Full {
-            body,
-            usage,
-            estimated,
-        } => {
+        Reply::Full { body, metered } => {
             drop(lease);
             settlement.response_body(&body);
-            settlement.completed(usage, estimated);
+            let estimated = metered.estimated;
+            settlement.completed(metered);
             let mut response = (
                 StatusCode::OK,
                 [(

@@ -11,6 +11,12 @@ pub fn gauge(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} gauge");
 }
 
+/// Starts a counter family (a count kept by the gateway's state, read at scrape time).
+pub fn counter(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+}
+
 /// One sample. Non-finite values are left out: a gauge nobody could measure is absent.
 pub fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
     if !value.is_finite() {

@@ -5,8 +5,13 @@
 
 use switchyard_fleet::WorkerState;
 
-use super::exposition::{gauge, sample};
-use super::{RETRY_BUDGET, WORKER_EJECTIONS, WORKER_OUTSTANDING, WORKER_STATE, WORKER_TTFT_EWMA};
+use std::sync::atomic::Ordering;
+
+use super::exposition::{counter, gauge, sample};
+use super::{
+    LEDGER_DEAD_LETTERS, LEDGER_UNWRITTEN, LEDGER_WRITE_FAILURES, LEDGER_WRITTEN, RETRY_BUDGET,
+    WORKER_EJECTIONS, WORKER_OUTSTANDING, WORKER_STATE, WORKER_TTFT_EWMA, WORKER_USAGE_REJECTED,
+};
 use crate::state::AppState;
 
 const STATES: [(WorkerState, &str); 6] = [
@@ -60,6 +65,19 @@ pub fn render(out: &mut String, state: &AppState) {
         ];
         sample(out, WORKER_EJECTIONS, &labels, f64::from(view.ejections));
     }
+    counter(
+        out,
+        WORKER_USAGE_REJECTED,
+        "Usage reports of each worker refused (out of bounds or malformed) and billed by the gateway's own count instead.",
+    );
+    for (w, view) in &views {
+        let labels = [
+            ("worker", w.spec.name.as_str()),
+            ("model", w.spec.model.as_str()),
+        ];
+        let n = view.usage_rejected.as_ref().map_or(0, |r| r.count);
+        sample(out, WORKER_USAGE_REJECTED, &labels, n as f64);
+    }
     gauge(
         out,
         WORKER_TTFT_EWMA,
@@ -85,4 +103,30 @@ pub fn render(out: &mut String, state: &AppState) {
         &[],
         state.retry_budget.available() as f64,
     );
+    let ledger = state.ledger.stats();
+    for (name, help, value) in [
+        (
+            LEDGER_WRITTEN,
+            "Ledger records (usage and refusals) stored.",
+            &ledger.written,
+        ),
+        (
+            LEDGER_DEAD_LETTERS,
+            "Ledger records the store refused, kept in the dead-letter table with the reason.",
+            &ledger.dead_lettered,
+        ),
+        (
+            LEDGER_WRITE_FAILURES,
+            "Failed ledger write attempts (each was retried or split).",
+            &ledger.failed_writes,
+        ),
+        (
+            LEDGER_UNWRITTEN,
+            "Ledger records printed to stderr because they could not be stored before the shutdown deadline.",
+            &ledger.unwritten,
+        ),
+    ] {
+        counter(out, name, help);
+        sample(out, name, &[], value.load(Ordering::Relaxed) as f64);
+    }
 }

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use switchyard_fleet::{WireApi, Worker, WorkerLease};
-use switchyard_protocol::{InferenceRequest, Usage};
+use switchyard_protocol::InferenceRequest;
 
 use crate::error::GatewayError;
 use crate::route::RouteCtx;
@@ -40,8 +40,8 @@ pub enum Reply {
     Full {
         /// The response body as JSON text.
         body: Bytes,
-        usage: Usage,
-        estimated: bool,
+        /// The usage billed (and written into `body`).
+        metered: account::Metered,
     },
     /// The first frame is in hand (so the stream is committed); the relay carries the rest.
     Stream { first: Bytes, relay: Box<Relay> },
@@ -129,9 +129,12 @@ pub async fn forward(
                                 }
                             }
                         }
-                        // A stream's success is known at its end (the relay records it).
-                        if matches!(reply, Reply::Full { .. }) {
-                            worker.record_success();
+                        // A stream's success is known at its end (the relay records it). An
+                        // answer whose usage is refused is not one (the settlement records it).
+                        if let Reply::Full { metered, .. } = &reply {
+                            if metered.rejected.is_none() {
+                                worker.record_success();
+                            }
                         }
                         if adaptive {
                             state.fleet.check_ttft_outlier(&worker);
@@ -250,15 +253,11 @@ async fn attempt_with(
                 tracing::warn!(worker = %spec.name, error = %e, "reading the worker's response failed");
                 GatewayError::UpstreamFailed("the worker's response could not be read".into())
             })?;
-        let (body, usage, estimated) = match api {
+        let (body, metered) = match api {
             WireApi::OpenAi => openai::complete(req, &bytes)?,
             WireApi::TgiNative => tgi::complete(req, &bytes)?,
         };
-        return Ok(Reply::Full {
-            body,
-            usage,
-            estimated,
-        });
+        return Ok(Reply::Full { body, metered });
     }
 
     let translator: Box<dyn translate::StreamTranslator> = match api {

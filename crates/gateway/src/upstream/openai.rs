@@ -5,9 +5,11 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use switchyard_fleet::WorkerSpec;
-use switchyard_protocol::{InferenceRequest, RawObject, Usage};
+use switchyard_protocol::{InferenceRequest, RawObject, Reported};
 
-use super::account::{estimate_prompt_tokens, StreamAccount};
+use super::account::{
+    estimate_prompt_tokens, meter, Metered, OwnCount, StreamAccount, UsageBounds,
+};
 use super::edited_body::EditedBody;
 use super::frames::Frames;
 use super::translate::{Flow, StreamTranslator};
@@ -43,9 +45,10 @@ pub fn request_body<'r>(req: &'r InferenceRequest, worker: &WorkerSpec) -> Edite
     body
 }
 
-/// A non-streamed response, with the model renamed and `usage` guaranteed. Only the top level
-/// is parsed: every other field goes back to the client as the worker wrote it.
-pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Usage, bool), GatewayError> {
+/// A non-streamed response, with the model renamed and `usage` guaranteed (the usage billed,
+/// which is the worker's only within bounds). Only the top level is parsed: every other field
+/// goes back to the client as the worker wrote it.
+pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Metered), GatewayError> {
     let obj = RawObject::parse(body).map_err(|e| {
         GatewayError::UpstreamFailed(format!("worker sent an invalid response object: {e}"))
     })?;
@@ -54,39 +57,44 @@ pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Usage, bo
             "worker reported an error: {err}"
         )));
     }
-    let (usage, estimated) = match obj.get("usage").and_then(|raw| Usage::from_json(raw.get())) {
-        Some(u) => (u, false),
-        None => (estimate_usage(req, obj.get_as::<Value>("choices")), true),
+    let reported = Reported::from_json(obj.get("usage").map(|raw| raw.get()));
+    let own = OwnCount {
+        prompt_estimate: estimate_prompt_tokens(req),
+        counted_prompt: None,
+        completion: estimate_completion(obj.get_as::<Value>("choices")),
     };
+    let metered = meter(&reported, own, UsageBounds::of(req));
     let model =
         serde_json::to_string(&req.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
     let usage_json =
-        serde_json::to_string(&usage).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        serde_json::to_string(&metered.usage).map_err(|e| GatewayError::Internal(e.to_string()))?;
     let out = obj.write_with(&[("model", Some(&model)), ("usage", Some(&usage_json))]);
-    Ok((Bytes::from(out), usage, estimated))
+    Ok((Bytes::from(out), metered))
 }
 
-/// Usage for a worker that reported none: our prompt estimate, and the generated text at the
-/// same four characters per token.
-fn estimate_usage(req: &InferenceRequest, choices: Option<Value>) -> Usage {
-    let chars: usize = choices
-        .as_ref()
-        .and_then(Value::as_array)
-        .map(|choices| {
-            choices
-                .iter()
-                .map(|c| {
-                    let text = c
-                        .pointer("/message/content")
-                        .or_else(|| c.get("text"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    text.chars().count()
-                })
-                .sum()
-        })
-        .unwrap_or(0);
-    Usage::new(estimate_prompt_tokens(req), (chars as u64).div_ceil(4))
+/// Completion tokens of a whole answer when the worker's count is missing or refused: its
+/// text (content, reasoning, tool call names and arguments) at four characters per token.
+fn estimate_completion(choices: Option<Value>) -> u64 {
+    let Some(Value::Array(choices)) = choices else {
+        return 0;
+    };
+    let mut chars = 0usize;
+    let mut add = |v: Option<&Value>| {
+        if let Some(Value::String(s)) = v {
+            chars += s.chars().count();
+        }
+    };
+    for c in &choices {
+        add(c.pointer("/message/content").or_else(|| c.get("text")));
+        add(c.pointer("/message/reasoning_content"));
+        if let Some(Value::Array(calls)) = c.pointer("/message/tool_calls") {
+            for call in calls {
+                add(call.pointer("/function/name"));
+                add(call.pointer("/function/arguments"));
+            }
+        }
+    }
+    u64::try_from(chars).unwrap_or(u64::MAX).div_ceil(4)
 }
 
 /// Relays OpenAI chunks: renames the model, keeps count, and manages the usage chunk.
@@ -119,7 +127,7 @@ impl OpenAiStream {
 
     fn finish(&mut self, out: &mut Frames) {
         if self.client_wants_usage && !self.usage_sent {
-            let (usage, _) = self.account.usage();
+            let usage = self.account.usage().usage;
             out.push_json(&json!({
                 "id": self.last_id,
                 "object": self.object,
@@ -195,18 +203,20 @@ impl StreamTranslator for OpenAiStream {
                 }
             }
         }
-        let usage = obj.get("usage").and_then(Usage::from_value);
-        if let Some(u) = usage {
-            self.account.reported = Some(u);
+        let reported = Reported::from_field(obj.get("usage"));
+        let has_usage = reported != Reported::Absent;
+        if has_usage {
+            self.account.reported = reported;
         }
         if !self.client_wants_usage {
             obj.remove("usage");
-            if !has_choices && usage.is_some() {
+            if !has_choices && has_usage {
                 return Ok(Flow::Continue); // the usage-only chunk we asked for, not the client
             }
-        } else if usage.is_some() {
-            // total_tokens recomputed, and a resumed stream's counts merged.
-            obj.insert("usage".into(), self.account.usage().0.to_value());
+        } else if has_usage {
+            // The usage billed: total_tokens recomputed, a resumed stream's counts merged, a
+            // report out of bounds replaced by our own count.
+            obj.insert("usage".into(), self.account.usage().usage.to_value());
             self.usage_sent = true;
         }
         obj.insert("model".into(), self.model.clone());
@@ -270,7 +280,10 @@ mod tests {
         assert_eq!(frames.len(), 2, "{frames:?}");
         assert!(frames[0].contains(r#""model":"pub""#));
         assert_eq!(frames[1], "data: [DONE]\n\n");
-        assert_eq!(t.account().reported, Some(Usage::new(3, 1)));
+        assert_eq!(
+            t.account().reported,
+            Reported::Counts(switchyard_protocol::Usage::new(3, 1))
+        );
     }
 
     #[test]

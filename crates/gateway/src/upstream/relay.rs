@@ -277,7 +277,8 @@ impl Relay {
                 State::Failed(_) => Outcome::FailedMidStream,
                 State::Streaming => Outcome::ClientDisconnected,
             };
-            if matches!(self.state, State::Finished) {
+            // A stream whose usage is refused is not a success (the settlement records it).
+            if matches!(self.state, State::Finished) && account.usage().rejected.is_none() {
                 if let Some(lease) = &self.lease {
                     lease.worker().record_success();
                 }

@@ -6,9 +6,11 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use switchyard_fleet::WorkerSpec;
-use switchyard_protocol::{Endpoint, InferenceRequest, Usage};
+use switchyard_protocol::{Endpoint, InferenceRequest, Reported, Usage};
 
-use super::account::{estimate_prompt_tokens, StreamAccount};
+use super::account::{
+    estimate_prompt_tokens, meter, Metered, OwnCount, StreamAccount, UsageBounds,
+};
 use super::frames::Frames;
 use super::prompt;
 use super::translate::{Flow, StreamTranslator};
@@ -123,8 +125,8 @@ fn choice(endpoint: Endpoint, text: &str, finish: Option<&str>, streamed: bool) 
     }
 }
 
-/// A `/generate` answer as an OpenAI response.
-pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Usage, bool), GatewayError> {
+/// A `/generate` answer as an OpenAI response, with the usage billed.
+pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Metered), GatewayError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| GatewayError::UpstreamFailed(format!("worker sent invalid JSON: {e}")))?;
     let v = match v {
@@ -144,13 +146,20 @@ pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Usage, bo
     let prompt = details
         .and_then(|d| d.get("prefill"))
         .and_then(Value::as_array)
-        .map(|p| p.len() as u64)
+        .map(|p| u64::try_from(p.len()).unwrap_or(u64::MAX))
         .filter(|n| *n > 0);
-    let estimated = completion.is_none() || prompt.is_none();
-    let usage = Usage::new(
-        prompt.unwrap_or_else(|| estimate_prompt_tokens(req)),
-        completion.unwrap_or_else(|| (text.chars().count() as u64).div_ceil(4)),
-    );
+    let reported = match (prompt, completion) {
+        (Some(p), Some(c)) => Reported::Counts(Usage::new(p, c)),
+        _ => Reported::Absent,
+    };
+    let own = OwnCount {
+        prompt_estimate: estimate_prompt_tokens(req),
+        counted_prompt: None,
+        completion: u64::try_from(text.chars().count())
+            .unwrap_or(u64::MAX)
+            .div_ceil(4),
+    };
+    let metered = meter(&reported, own, UsageBounds::of(req));
     let reason = finish_reason(
         details
             .and_then(|d| d.get("finish_reason"))
@@ -160,9 +169,9 @@ pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Usage, bo
     let body = json!({
         "id": id, "object": object, "created": created, "model": req.model,
         "choices": [choice(req.endpoint, text, Some(reason), false)],
-        "usage": usage.to_value(),
+        "usage": metered.usage.to_value(),
     });
-    Ok((Bytes::from(body.to_string()), usage, estimated))
+    Ok((Bytes::from(body.to_string()), metered))
 }
 
 /// `/generate_stream` events as OpenAI chunks.
@@ -236,17 +245,15 @@ impl StreamTranslator for TgiStream {
         };
         let reason = finish_reason(details.get("finish_reason").and_then(Value::as_str));
         self.account.finish_reason = Some(reason.to_string());
-        let completion = details
-            .get("generated_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(self.account.content_chunks);
-        self.account.content_chunks = completion;
-        if let Some(prompt) = details.get("input_length").and_then(Value::as_u64) {
-            self.account.reported = Some(Usage::new(prompt, completion));
+        // The worker's counts are evidence; our own (the tokens relayed) stays as it is.
+        let completion = details.get("generated_tokens").and_then(Value::as_u64);
+        let prompt = details.get("input_length").and_then(Value::as_u64);
+        if let (Some(prompt), Some(completion)) = (prompt, completion) {
+            self.account.reported = Reported::Counts(Usage::new(prompt, completion));
         }
         out.push_json(&self.chunk(json!([choice(self.endpoint, "", Some(reason), true)])));
         if self.client_wants_usage {
-            let (usage, _) = self.account.usage();
+            let usage = self.account.usage().usage;
             let mut c = self.chunk(json!([]));
             c["usage"] = usage.to_value();
             out.push_json(&c);
@@ -286,10 +293,10 @@ mod tests {
             json!({"model":"m","messages":[{"role":"user","content":"hi"}]}),
         );
         let body = br#"{"generated_text":" a b","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[{},{},{},{},{}],"tokens":[]}}"#;
-        let (v, usage, estimated) = complete(&r, body).unwrap();
+        let (v, metered) = complete(&r, body).unwrap();
         let v: Value = serde_json::from_slice(&v).unwrap();
-        assert_eq!(usage, Usage::new(5, 3));
-        assert!(!estimated);
+        assert_eq!(metered.usage, Usage::new(5, 3));
+        assert!(!metered.estimated);
         assert_eq!(v["choices"][0]["message"]["content"], " a b");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
         assert_eq!(v["model"], "m");
@@ -338,6 +345,6 @@ mod tests {
         assert!(frames[1].contains(r#""content":" a""#));
         assert!(frames[2].contains(r#""finish_reason":"stop""#));
         assert!(frames[3].contains(r#""prompt_tokens":7,"completion_tokens":2,"total_tokens":9"#));
-        assert_eq!(t.account().reported, Some(Usage::new(7, 2)));
+        assert_eq!(t.account().reported, Reported::Counts(Usage::new(7, 2)));
     }
 }

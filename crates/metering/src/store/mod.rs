@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::content::{ContentLogging, ContentRecord};
 use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident, ScopedCounts};
 use crate::maintenance::{Maintenance, NewMaintenance};
-use crate::model::{ApiKey, LimitOverrides, Tenant, UsageRecord};
+use crate::model::{ApiKey, DeadLetter, LimitOverrides, Tenant, UsageRecord};
 use crate::money::Nanos;
 use crate::sli::{
     BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, Refusal, ScopeCounts,
@@ -135,6 +135,14 @@ pub trait Store: Send + Sync + 'static {
     async fn margin(&self, query: &UsageQuery) -> Result<Vec<MarginRow>>;
     /// Tokens (prompt + completion) a tenant used since `from_ms`, for monthly quotas.
     async fn tokens_since(&self, tenant_id: &str, from_ms: i64) -> Result<u64>;
+
+    /// Keeps records the store refused, with the reason (see `ledger`).
+    async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<()>;
+    /// The newest `limit` dead letters, newest first.
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>>;
+    /// Succeeds when the store can be written to now: tells a refused record from a store
+    /// that is down.
+    async fn ping(&self) -> Result<()>;
 
     // The SLA ledger.
     /// Records requests refused before any worker, idempotently per `request_id`, and adds

@@ -31,6 +31,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 mod batch;
 mod content;
+mod dead_letters;
 mod incidents;
 mod sli;
 mod sli_fleet;
@@ -40,7 +41,9 @@ use super::{MarginRow, Period, Result, Store, StoreError, UsageQuery, UsageRow};
 use crate::content::{ContentLogging, ContentRecord};
 use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident, ScopedCounts};
 use crate::maintenance::{Maintenance, NewMaintenance};
-use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant, UsageRecord, UsageStatus};
+use crate::model::{
+    ApiKey, DeadLetter, LimitOverrides, Scopes, Tenant, UsageRecord, UsageSource, UsageStatus,
+};
 use crate::money::Nanos;
 use crate::sli::{
     BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, Refusal, ScopeCounts,
@@ -57,14 +60,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// a few are enough for reports and auth lookups on a small machine.
 const READ_CONNECTIONS: u32 = 4;
 
-/// Rows per multi-row `INSERT` in [`Store::insert_usage`]. 20 columns each, so 50 rows bind
-/// 1,000 parameters, far below SQLite's limit of 32,766, and a batch of 1,000 records is 20
+/// Rows per multi-row `INSERT` in [`Store::insert_usage`]. 22 columns each, so 50 rows bind
+/// 1,100 parameters, far below SQLite's limit of 32,766, and a batch of 1,000 records is 20
 /// statements in one transaction instead of 1,000 round trips to the connection's thread.
 const INSERT_CHUNK: usize = 50;
 
 const USAGE_COLUMNS: &str = "request_id, started_at_ms, tenant_id, key_id, model, endpoint, \
      stream, worker, provider, region, prompt_tokens, completion_tokens, usage_estimated, \
-     ttft_ms, total_ms, status, http_status, finish_reason, cost_nanos, cogs_nanos";
+     usage_source, usage_note, ttft_ms, total_ms, status, http_status, finish_reason, \
+     cost_nanos, cogs_nanos";
 
 const KEY_COLUMNS: &str =
     "id, tenant_id, name, prefix, hash, scopes, limits, expires_at, revoked_at, created_at";
@@ -257,6 +261,12 @@ fn usage_from_row(row: &SqliteRow) -> Result<UsageRecord> {
         prompt_tokens: to_u64(row.try_get("prompt_tokens")?, "prompt_tokens")?,
         completion_tokens: to_u64(row.try_get("completion_tokens")?, "completion_tokens")?,
         usage_estimated: row.try_get("usage_estimated")?,
+        usage_source: {
+            let source: String = row.try_get("usage_source")?;
+            UsageSource::parse(&source)
+                .ok_or_else(|| StoreError::Database(format!("unknown usage source {source:?}")))?
+        },
+        usage_note: row.try_get("usage_note")?,
         ttft_ms: ttft_ms.map(|v| to_u64(v, "ttft_ms")).transpose()?,
         total_ms: to_u64(row.try_get("total_ms")?, "total_ms")?,
         status: UsageStatus::parse(&status)
@@ -550,6 +560,8 @@ impl Store for SqliteStore {
                     .bind(c.prompt_tokens)
                     .bind(c.completion_tokens)
                     .bind(r.usage_estimated)
+                    .bind(r.usage_source.as_str())
+                    .bind(r.usage_note.as_deref())
                     .bind(c.ttft_ms)
                     .bind(c.total_ms)
                     .bind(r.status.as_str())
@@ -655,6 +667,19 @@ impl Store for SqliteStore {
         .fetch_one(&self.reader)
         .await?;
         to_u64(total, "tokens")
+    }
+
+    async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
+        dead_letters::insert(&self.writer, letters).await
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
+        dead_letters::list(&self.reader, limit).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.writer).await?;
+        Ok(())
     }
 
     async fn insert_refusals(&self, batch: &[Refusal]) -> Result<()> {

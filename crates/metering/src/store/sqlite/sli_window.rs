@@ -159,6 +159,8 @@ mod tests {
             prompt_tokens: 1,
             completion_tokens: 1,
             usage_estimated: false,
+            usage_source: Default::default(),
+            usage_note: None,
             ttft_ms: Some(100),
             total_ms: 200,
             status: if http == 200 {

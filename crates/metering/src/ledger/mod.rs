@@ -1,7 +1,9 @@
-//! The ledger writer: usage records leave the request path through a bounded queue and are
-//! written in batches by one task, off the hot path. A record is never dropped: when the queue
-//! is full, the record waits in a spawned task instead (the request itself is already done);
-//! a failed batch is retried until it is written; shutdown drains the queue before returning.
+//! The ledger: usage records leave the request path through a bounded queue and are written in
+//! batches by one task, off the hot path ([`writer`]). A record is never dropped: when the queue
+//! is full, the record waits in a spawned task instead (the request itself is already done); a
+//! batch the store refuses is split until the one refused record is alone, and that record is
+//! kept as a dead letter; a store that is down is retried until it is back; shutdown drains the
+//! queue within a deadline and prints to stderr whatever it could not store by then.
 //!
 //! Requests the gateway refused before any worker (a 503 with no healthy worker, a 429 from
 //! our limiter) take the same queue as a [`Refusal`]: they bill nothing but count for the SLA,
@@ -10,24 +12,28 @@
 //! Opt-in content records (see [`crate::content`]) have a queue and writer of their own, started
 //! and drained with the ledger: they may be dropped, usage records may not.
 
+mod writer;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::content::{ContentConfig, ContentQueue, ContentTask};
 use crate::model::UsageRecord;
 use crate::sli::Refusal;
 use crate::store::Store;
-
-/// How long the writer waits for more records before writing a partial batch.
-const LINGER: Duration = Duration::from_millis(25);
+pub use writer::WriterStats;
+use writer::{Entry, Writer};
 
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
     pub queue: usize,
     pub batch: usize,
+    /// At shutdown, how long the writer may take to store what is queued before it prints the
+    /// rest to stderr and returns.
+    pub flush_deadline: Duration,
 }
 
 impl Default for LedgerConfig {
@@ -35,22 +41,7 @@ impl Default for LedgerConfig {
         Self {
             queue: 65_536,
             batch: 512,
-        }
-    }
-}
-
-/// What the queue carries.
-#[derive(Debug)]
-enum Entry {
-    Usage(UsageRecord),
-    Refusal(Refusal),
-}
-
-impl Entry {
-    fn request_id(&self) -> &str {
-        match self {
-            Entry::Usage(r) => &r.request_id,
-            Entry::Refusal(r) => &r.request_id,
+            flush_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -60,6 +51,7 @@ pub struct Ledger {
     tx: mpsc::Sender<Entry>,
     open: Arc<OpenCount>,
     content: ContentQueue,
+    stats: Arc<WriterStats>,
 }
 
 /// Requests admitted but not yet settled: shutdown waits for them before the last flush.
@@ -90,6 +82,8 @@ impl Drop for Open {
 pub struct LedgerTask {
     handle: JoinHandle<()>,
     close: tokio::sync::oneshot::Sender<()>,
+    give_up: watch::Sender<bool>,
+    flush_deadline: Duration,
     open: Arc<OpenCount>,
     content: ContentTask,
 }
@@ -98,22 +92,38 @@ impl Ledger {
     pub fn spawn(store: Arc<dyn Store>, config: LedgerConfig) -> (Ledger, LedgerTask) {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let (close, closed) = tokio::sync::oneshot::channel();
+        let (give_up, give_up_rx) = watch::channel(false);
         let (content, content_task) = ContentQueue::spawn(store.clone(), ContentConfig::default());
-        let handle = tokio::spawn(write_loop(store, rx, closed, config.batch.max(1)));
+        let stats = Arc::new(WriterStats::default());
+        let writer = Writer {
+            store,
+            batch_size: config.batch.max(1),
+            stats: stats.clone(),
+            give_up: give_up_rx,
+        };
+        let handle = tokio::spawn(writer.run(rx, closed));
         let open = Arc::new(OpenCount::default());
         (
             Ledger {
                 tx,
                 open: open.clone(),
                 content,
+                stats,
             },
             LedgerTask {
                 handle,
                 close,
+                give_up,
+                flush_deadline: config.flush_deadline,
                 open,
                 content: content_task,
             },
         )
+    }
+
+    /// The writer's counters: records written, dead-lettered, failed attempts, unwritten.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
     }
 
     /// Notes a request that will settle later; hold the guard until its record is queued.
@@ -156,20 +166,23 @@ impl Ledger {
                 tokio::spawn(async move {
                     if let Err(e) = tx.send(entry).await {
                         tracing::error!(request_id = %e.0.request_id(), "ledger closed before a record could be queued");
+                        e.0.report_unwritten("ledger closed");
                     }
                     drop(open);
                 });
             }
             Err(mpsc::error::TrySendError::Closed(entry)) => {
                 tracing::error!(request_id = %entry.request_id(), "ledger closed; record not written");
+                entry.report_unwritten("ledger closed");
             }
         }
     }
 }
 
 impl LedgerTask {
-    /// Waits (at most `grace`) for open requests to settle, then stops taking records, writes
-    /// everything queued, and returns when it is stored.
+    /// Waits (at most `grace`) for open requests to settle, then stops taking records and
+    /// writes everything queued, within the flush deadline: what is still unwritten then is
+    /// printed to stderr, and this returns. It never hangs on a store that does not answer.
     pub async fn shutdown(self, grace: Duration) {
         let settled = async {
             loop {
@@ -187,93 +200,24 @@ impl LedgerTask {
             );
         }
         let _ = self.close.send(());
-        if let Err(e) = self.handle.await {
+        let mut handle = self.handle;
+        let flushed = tokio::time::timeout(self.flush_deadline, &mut handle).await;
+        if flushed.is_err() {
+            tracing::error!(
+                deadline_ms = u64::try_from(self.flush_deadline.as_millis()).unwrap_or(u64::MAX),
+                "ledger flush deadline passed; printing unwritten records to stderr"
+            );
+            let _ = self.give_up.send(true);
+        }
+        let result = match flushed {
+            Ok(result) => result,
+            // The writer stops retrying at once; what it holds is printed, not stored.
+            Err(_) => handle.await,
+        };
+        if let Err(e) = result {
             tracing::error!(error = %e, "ledger writer failed");
         }
         // After the open requests settled, so their content records are queued too.
         self.content.shutdown().await;
-    }
-}
-
-async fn write_loop(
-    store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Entry>,
-    mut closed: tokio::sync::oneshot::Receiver<()>,
-    batch_size: usize,
-) {
-    let mut batch = Vec::with_capacity(batch_size);
-    let mut closing = false;
-    loop {
-        if closing {
-            rx.close();
-            while rx.recv_many(&mut batch, batch_size).await > 0 {
-                write(&*store, &mut batch).await;
-            }
-            break;
-        }
-        tokio::select! {
-            n = rx.recv_many(&mut batch, batch_size) => {
-                if n == 0 {
-                    break;
-                }
-                // Let a batch fill for a moment: one transaction per request would cost more
-                // CPU than the request itself (each is a round trip to SQLite's thread and a
-                // sync), and on a small machine that CPU is taken from the requests.
-                let linger = tokio::time::sleep(LINGER);
-                tokio::pin!(linger);
-                while batch.len() < batch_size {
-                    let room = batch_size - batch.len();
-                    tokio::select! {
-                        n = rx.recv_many(&mut batch, room) => if n == 0 { break },
-                        _ = &mut linger => break,
-                        _ = &mut closed => {
-                            closing = true;
-                            break;
-                        }
-                    }
-                }
-                write(&*store, &mut batch).await;
-            }
-            _ = &mut closed => closing = true,
-        }
-    }
-}
-
-async fn write(store: &dyn Store, batch: &mut Vec<Entry>) {
-    let mut usage = Vec::with_capacity(batch.len());
-    let mut refusals = Vec::new();
-    for entry in batch.drain(..) {
-        match entry {
-            Entry::Usage(r) => usage.push(r),
-            Entry::Refusal(r) => refusals.push(r),
-        }
-    }
-    // Two transactions, each idempotent per request id, so each may be retried on its own.
-    retry("usage", usage.len(), || store.insert_usage(&usage)).await;
-    retry("refusals", refusals.len(), || {
-        store.insert_refusals(&refusals)
-    })
-    .await;
-}
-
-async fn retry<'a, F, Fut>(what: &str, records: usize, mut attempt: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = crate::store::Result<()>> + 'a,
-{
-    if records == 0 {
-        return;
-    }
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match attempt().await {
-            Ok(()) => return,
-            Err(e) => {
-                // Inserts are idempotent per request id, so retrying a half-applied batch is safe.
-                tracing::error!(error = %e, records, what, "ledger write failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
     }
 }

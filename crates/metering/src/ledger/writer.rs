@@ -1,0 +1,337 @@
+//! The batch writer: one task that takes records off the ledger's queue and stores them, a
+//! batch per transaction. It never blocks on a bad row and never loses one:
+//!
+//! - A batch the store refuses while the store itself answers (a record it cannot hold) is
+//!   split in halves until the refused record is alone; that record goes to the dead-letter
+//!   table with the store's reason, and every other record of the batch is written.
+//! - A batch that fails because the store is down (the write connection cannot even run
+//!   `SELECT 1`) is retried whole, with doubling waits, until it is written: splitting it then
+//!   would only dead-letter good records.
+//! - At shutdown the writer has a deadline: what is still unwritten when it passes is printed
+//!   to stderr, one JSON line per record, and the writer returns. Records are idempotent by
+//!   request id, so a line whose batch did commit after all can be imported again safely.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::directory::unix_ms;
+use crate::model::{DeadLetter, UsageRecord};
+use crate::sli::Refusal;
+use crate::store::{Store, StoreError};
+
+/// How long the writer waits for more records before writing a partial batch.
+const LINGER: Duration = Duration::from_millis(25);
+/// First wait after a failed write; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Attempts at a batch the store refuses while it answers, before the batch is split: the
+/// second covers a transient error (a lock held by another process past `busy_timeout`).
+const ATTEMPTS_BEFORE_SPLIT: u32 = 2;
+
+/// What the queue carries. Unboxed: a record moves once into a channel slot, and a box would
+/// be an allocation per request on the request path for a smaller slot.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Entry {
+    Usage(UsageRecord),
+    Refusal(Refusal),
+}
+
+impl Entry {
+    pub(super) fn request_id(&self) -> &str {
+        match self {
+            Entry::Usage(r) => &r.request_id,
+            Entry::Refusal(r) => &r.request_id,
+        }
+    }
+
+    /// Prints the record to stderr as one JSON line: the last resort for a record that could
+    /// not be stored.
+    pub(super) fn report_unwritten(&self, why: &str) {
+        match self {
+            Entry::Usage(r) => report(r, why),
+            Entry::Refusal(r) => report(r, why),
+        }
+    }
+}
+
+/// Counters the gateway exports at scrape time.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Records stored (each once, retried batches included once).
+    pub written: AtomicU64,
+    /// Records the store refused, kept in the dead-letter table.
+    pub dead_lettered: AtomicU64,
+    /// Failed write attempts (each retried or split).
+    pub failed_writes: AtomicU64,
+    /// Records printed to stderr because they could not be stored before the deadline.
+    pub unwritten: AtomicU64,
+}
+
+/// A kind of record the writer stores.
+#[async_trait]
+trait Record: Serialize + Send + Sync + Sized {
+    const KIND: &'static str;
+    fn request_id(&self) -> &str;
+    async fn insert(store: &dyn Store, batch: &[Self]) -> crate::store::Result<()>;
+}
+
+#[async_trait]
+impl Record for UsageRecord {
+    const KIND: &'static str = "usage";
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+    async fn insert(store: &dyn Store, batch: &[Self]) -> crate::store::Result<()> {
+        store.insert_usage(batch).await
+    }
+}
+
+#[async_trait]
+impl Record for Refusal {
+    const KIND: &'static str = "refusal";
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+    async fn insert(store: &dyn Store, batch: &[Self]) -> crate::store::Result<()> {
+        store.insert_refusals(batch).await
+    }
+}
+
+fn report<R: Serialize + ?Sized>(record: &R, why: &str) {
+    let json = serde_json::to_string(record).unwrap_or_else(|e| format!("\"unprintable: {e}\""));
+    // stderr on purpose, beside the log: this line is the record, for an operator to import.
+    eprintln!("switchyard: unwritten ledger record ({why}): {json}");
+}
+
+/// The writer's side: the queue, the shutdown signals and the counters.
+pub(super) struct Writer {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) batch_size: usize,
+    pub(super) stats: Arc<WriterStats>,
+    /// Turns true when shutdown's flush deadline has passed: stop retrying, report, return.
+    pub(super) give_up: watch::Receiver<bool>,
+}
+
+/// The batch could not be stored before the deadline; these records are left.
+struct GaveUp<R>(Vec<R>);
+
+impl Writer {
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Entry>,
+        mut closed: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let batch_size = self.batch_size;
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut closing = false;
+        loop {
+            if closing {
+                rx.close();
+                while rx.recv_many(&mut batch, batch_size).await > 0 {
+                    if self.write(&mut batch).await.is_err() {
+                        // Past the deadline: what is left goes to stderr.
+                        while let Ok(entry) = rx.try_recv() {
+                            self.unwritten(&entry, "shutdown deadline passed");
+                        }
+                        return;
+                    }
+                }
+                return;
+            }
+            tokio::select! {
+                n = rx.recv_many(&mut batch, batch_size) => {
+                    if n == 0 {
+                        return;
+                    }
+                    // Let a batch fill for a moment: one transaction per request would cost
+                    // more CPU than the request itself (each is a round trip to SQLite's thread
+                    // and a sync), and on a small machine that CPU is taken from the requests.
+                    let linger = tokio::time::sleep(LINGER);
+                    tokio::pin!(linger);
+                    while batch.len() < batch_size {
+                        let room = batch_size - batch.len();
+                        tokio::select! {
+                            n = rx.recv_many(&mut batch, room) => if n == 0 { break },
+                            _ = &mut linger => break,
+                            _ = &mut closed => {
+                                closing = true;
+                                break;
+                            }
+                        }
+                    }
+                    // Not before the close: the deadline only starts once shutdown does.
+                    let _ = self.write(&mut batch).await;
+                }
+                _ = &mut closed => closing = true,
+            }
+        }
+    }
+
+    fn unwritten(&self, entry: &Entry, why: &str) {
+        self.stats.unwritten.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(request_id = %entry.request_id(), why, "ledger record not stored; printed to stderr");
+        entry.report_unwritten(why);
+    }
+
+    /// Stores and empties `batch`; `Err` when the deadline passed first (what was left has
+    /// been printed).
+    async fn write(&mut self, batch: &mut Vec<Entry>) -> Result<(), ()> {
+        let mut usage = Vec::with_capacity(batch.len());
+        let mut refusals = Vec::new();
+        for entry in batch.drain(..) {
+            match entry {
+                Entry::Usage(r) => usage.push(r),
+                Entry::Refusal(r) => refusals.push(r),
+            }
+        }
+        // Two transactions, each idempotent per request id, so each may be retried on its own.
+        let usage = self.store_all(usage).await;
+        let refusals = self.store_all(refusals).await;
+        let mut gave_up = false;
+        for left in [
+            usage
+                .err()
+                .map(|g| g.0.into_iter().map(Entry::Usage).collect::<Vec<_>>()),
+            refusals
+                .err()
+                .map(|g| g.0.into_iter().map(Entry::Refusal).collect()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            gave_up = true;
+            for entry in &left {
+                self.unwritten(entry, "shutdown deadline passed");
+            }
+        }
+        if gave_up {
+            Err(())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Stores `records`, isolating and dead-lettering any the store refuses.
+    async fn store_all<R: Record>(&mut self, records: Vec<R>) -> Result<(), GaveUp<R>> {
+        let mut parts = vec![records];
+        while let Some(part) = parts.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            let mut backoff = FIRST_BACKOFF;
+            let mut refused = 0;
+            loop {
+                let result = tokio::select! {
+                    r = R::insert(&*self.store, &part) => r,
+                    () = gave_up(&mut self.give_up) => Err(StoreError::Database("shutdown deadline passed".into())),
+                };
+                let error = match result {
+                    Ok(()) => {
+                        let n = u64::try_from(part.len()).unwrap_or(u64::MAX);
+                        self.stats.written.fetch_add(n, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                if *self.give_up.borrow() {
+                    parts.push(part);
+                    return Err(GaveUp(parts.into_iter().flatten().collect()));
+                }
+                self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                // A record the store cannot hold, or a store that is down?
+                let store_answers = matches!(error, StoreError::Invalid(_))
+                    || tokio::select! {
+                        r = self.store.ping() => r.is_ok(),
+                        () = gave_up(&mut self.give_up) => false,
+                    };
+                if store_answers {
+                    refused += 1;
+                    if matches!(error, StoreError::Invalid(_)) || refused >= ATTEMPTS_BEFORE_SPLIT {
+                        if part.len() > 1 {
+                            tracing::warn!(kind = R::KIND, records = part.len(), error = %error, "ledger batch refused; splitting it to find the record");
+                            let mut part = part;
+                            let second = part.split_off(part.len() / 2);
+                            parts.push(second);
+                            parts.push(part);
+                        } else {
+                            let mut part = part;
+                            if let Some(record) = part.pop() {
+                                if let Err(GaveUp(left)) = self.dead_letter(record, &error).await {
+                                    parts.push(left);
+                                    return Err(GaveUp(parts.into_iter().flatten().collect()));
+                                }
+                            }
+                        }
+                        break;
+                    }
+                }
+                tracing::error!(kind = R::KIND, records = part.len(), error = %error, store_answers, "ledger write failed; retrying");
+                if wait(backoff, &mut self.give_up).await.is_err() {
+                    parts.push(part);
+                    return Err(GaveUp(parts.into_iter().flatten().collect()));
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a refused record in the dead-letter table, retrying until the table takes it.
+    async fn dead_letter<R: Record>(
+        &mut self,
+        record: R,
+        error: &StoreError,
+    ) -> Result<(), GaveUp<R>> {
+        let letter = DeadLetter {
+            request_id: record.request_id().to_string(),
+            kind: R::KIND.to_string(),
+            record: serde_json::to_string(&record).unwrap_or_else(|e| format!("unprintable: {e}")),
+            error: error.to_string(),
+            at_ms: unix_ms(),
+        };
+        tracing::error!(kind = R::KIND, request_id = %letter.request_id, error = %error, "ledger record refused by the store; kept as a dead letter");
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let result = tokio::select! {
+                r = self.store.insert_dead_letters(std::slice::from_ref(&letter)) => r,
+                () = gave_up(&mut self.give_up) => return Err(GaveUp(vec![record])),
+            };
+            match result {
+                Ok(()) => {
+                    self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "dead letter not stored; retrying");
+                    if wait(backoff, &mut self.give_up).await.is_err() {
+                        return Err(GaveUp(vec![record]));
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once the deadline has passed (never, if it does not).
+async fn gave_up(give_up: &mut watch::Receiver<bool>) {
+    if give_up.wait_for(|g| *g).await.is_err() {
+        // The sender is gone without a deadline: wait forever, as before shutdown.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Sleeps `d`; `Err` if the deadline passes first.
+async fn wait(d: Duration, give_up: &mut watch::Receiver<bool>) -> Result<(), ()> {
+    tokio::select! {
+        () = tokio::time::sleep(d) => Ok(()),
+        () = gave_up(give_up) => Err(()),
+    }
+}
