@@ -277,3 +277,45 @@ async fn every_form_of_prompt_counts_against_the_caps() {
     assert!((1..=5).contains(&admitted), "{statuses:?}");
     gw.shutdown().await;
 }
+
+/// A key's monthly quota, like its tenant's, carries on after a restart from what the ledger
+/// says was used this month, instead of starting again at zero.
+#[tokio::test]
+async fn monthly_quotas_of_tenants_and_keys_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let boot = || {
+        let mut c = config(vec![sim("a", |_| {})]);
+        c.state.path = db.clone();
+        c
+    };
+    let gw = start(boot()).await;
+    admin(&gw, "/tenants", json!({"id": "acme", "tier": "pro"})).await;
+    // Room for about three requests of ~20 tokens (prompt ~11 + 8 completion).
+    let key = admin(
+        &gw,
+        "/keys",
+        json!({"tenant": "acme", "name": "capped", "limits": {"monthly_tokens": 60}}),
+    )
+    .await;
+    let secret = key["secret"].as_str().unwrap().to_string();
+    let small = chat("sim-small", json!({"max_tokens": 8}));
+    let mut served = 0;
+    loop {
+        let resp = post_as(&gw, &secret, "/v1/chat/completions", &small).await;
+        if resp.status() == 429 {
+            break;
+        }
+        assert_eq!(resp.status(), 200);
+        served += 1;
+        assert!(served < 10, "the quota never ran out");
+    }
+    gw.shutdown().await;
+
+    let gw = start(boot()).await;
+    let resp = post_as(&gw, &secret, "/v1/chat/completions", &small).await;
+    assert_eq!(resp.status(), 429, "the quota was forgotten by the restart");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "monthly_quota_exceeded", "{body}");
+    gw.shutdown().await;
+}

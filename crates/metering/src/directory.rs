@@ -35,6 +35,23 @@ pub struct KeyEntry {
     pub state: Arc<Mutex<LimitState>>,
 }
 
+/// Tokens used this month per tenant and per key, from the ledger.
+#[derive(Default)]
+struct MonthUsage {
+    by_tenant: HashMap<String, u64>,
+    by_key: HashMap<String, u64>,
+}
+
+impl MonthUsage {
+    fn tenant(&self, id: &str) -> u64 {
+        self.by_tenant.get(id).copied().unwrap_or(0)
+    }
+
+    fn key(&self, id: &str) -> u64 {
+        self.by_key.get(id).copied().unwrap_or(0)
+    }
+}
+
 #[derive(Default)]
 struct Snapshot {
     by_hash: HashMap<[u8; 32], Arc<KeyEntry>>,
@@ -114,6 +131,9 @@ impl Directory {
         let now = Instant::now();
         let now_ms = unix_ms();
         let month_start = month_start_ms(now_ms);
+        // This month's tokens per tenant and key, read once and only if someone is new (at
+        // start, everyone): quotas carry on where the ledger says they are, not from zero.
+        let mut month = None;
         let mut next = Snapshot::default();
         for tenant in self.store.list_tenants().await? {
             let Some(tier) = self.tiers.get(&tenant.tier) else {
@@ -133,7 +153,10 @@ impl Directory {
                     }
                 }
                 None => {
-                    let used = self.store.tokens_since(&tenant.id, month_start).await?;
+                    let used = self
+                        .month_usage(&mut month, month_start)
+                        .await?
+                        .tenant(&tenant.id);
                     let balance = self.store.credit_balance(&tenant.id).await?;
                     TenantEntry {
                         state: Arc::new(Mutex::new(LimitState::new(&limits, used, now, now_ms))),
@@ -158,7 +181,13 @@ impl Directory {
                     lock(&prev.state).reconfigure(&limits, now);
                     prev.state.clone()
                 }
-                None => Arc::new(Mutex::new(LimitState::new(&limits, 0, now, now_ms))),
+                None => {
+                    let used = self
+                        .month_usage(&mut month, month_start)
+                        .await?
+                        .key(&key.id);
+                    Arc::new(Mutex::new(LimitState::new(&limits, used, now, now_ms)))
+                }
             };
             let entry = Arc::new(KeyEntry {
                 key,
@@ -171,6 +200,25 @@ impl Directory {
         }
         self.snapshot.store(Arc::new(next));
         Ok(())
+    }
+
+    async fn month_usage<'a>(
+        &self,
+        cache: &'a mut Option<MonthUsage>,
+        month_start: i64,
+    ) -> Result<&'a MonthUsage, StoreError> {
+        if cache.is_none() {
+            let rows = self.store.tokens_by_key_since(month_start).await?;
+            let mut usage = MonthUsage::default();
+            for row in rows {
+                let t = usage.by_tenant.entry(row.tenant_id).or_default();
+                *t = t.saturating_add(row.tokens);
+                let k = usage.by_key.entry(row.key_id).or_default();
+                *k = k.saturating_add(row.tokens);
+            }
+            *cache = Some(usage);
+        }
+        Ok(cache.get_or_insert_with(MonthUsage::default))
     }
 
     pub fn authenticate(&self, secret: &str, now_ms: i64) -> Result<Arc<KeyEntry>, AuthError> {

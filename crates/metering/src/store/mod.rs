@@ -84,6 +84,14 @@ pub struct MarginRow {
     pub cogs: Nanos,
 }
 
+/// Tokens a key used over a period (see [`Store::tokens_by_key_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTokens {
+    pub tenant_id: String,
+    pub key_id: String,
+    pub tokens: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // Tenants.
@@ -133,8 +141,9 @@ pub trait Store: Send + Sync + 'static {
     async fn usage(&self, query: &UsageQuery, period: Period) -> Result<Vec<UsageRow>>;
     async fn usage_records(&self, query: &UsageQuery) -> Result<Vec<UsageRecord>>;
     async fn margin(&self, query: &UsageQuery) -> Result<Vec<MarginRow>>;
-    /// Tokens (prompt + completion) a tenant used since `from_ms`, for monthly quotas.
-    async fn tokens_since(&self, tenant_id: &str, from_ms: i64) -> Result<u64>;
+    /// Tokens used since `from_ms` per (tenant, key), for restoring every tenant's and key's
+    /// monthly quota at start in one query.
+    async fn tokens_by_key_since(&self, from_ms: i64) -> Result<Vec<KeyTokens>>;
 
     /// Keeps records the store refused, with the reason (see `ledger`).
     async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<()>;

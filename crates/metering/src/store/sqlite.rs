@@ -37,7 +37,7 @@ mod sli;
 mod sli_fleet;
 mod sli_window;
 
-use super::{MarginRow, Period, Result, Store, StoreError, UsageQuery, UsageRow};
+use super::{KeyTokens, MarginRow, Period, Result, Store, StoreError, UsageQuery, UsageRow};
 use crate::content::{ContentLogging, ContentRecord};
 use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident, ScopedCounts};
 use crate::maintenance::{Maintenance, NewMaintenance};
@@ -657,16 +657,23 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn tokens_since(&self, tenant_id: &str, from_ms: i64) -> Result<u64> {
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage \
-             WHERE tenant_id = ?1 AND started_at_ms >= ?2",
+    async fn tokens_by_key_since(&self, from_ms: i64) -> Result<Vec<KeyTokens>> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, key_id, SUM(prompt_tokens + completion_tokens) AS tokens \
+             FROM usage WHERE started_at_ms >= ?1 GROUP BY tenant_id, key_id",
         )
-        .bind(tenant_id)
         .bind(from_ms)
-        .fetch_one(&self.reader)
+        .fetch_all(&self.reader)
         .await?;
-        to_u64(total, "tokens")
+        rows.iter()
+            .map(|row| {
+                Ok(KeyTokens {
+                    tenant_id: row.try_get("tenant_id")?,
+                    key_id: row.try_get("key_id")?,
+                    tokens: to_u64(row.try_get("tokens")?, "tokens")?,
+                })
+            })
+            .collect()
     }
 
     async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
