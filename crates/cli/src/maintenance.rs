@@ -27,11 +27,9 @@ enum MaintenanceCommand {
         /// `all` or `tenant:<id>`.
         #[arg(long, default_value = "all")]
         scope: String,
+        /// The notice is now (the gateway's clock): the addendum wants 48 h before the start.
         #[arg(long, default_value = "")]
         note: String,
-        /// When customers were told, RFC 3339 (default: now). The addendum wants 48 h notice.
-        #[arg(long)]
-        announced_at: Option<String>,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -78,13 +76,9 @@ pub async fn run(args: MaintenanceArgs) -> Result<(), String> {
             end,
             scope,
             note,
-            announced_at,
             json,
         } => {
-            let mut body = json!({"start": start, "end": end, "scope": scope, "note": note});
-            if let Some(a) = announced_at {
-                body["announced_at"] = json!(a);
-            }
+            let body = json!({"start": start, "end": end, "scope": scope, "note": note});
             let w = client.post("/maintenance", &body).await?;
             if json {
                 return print_json(&w);

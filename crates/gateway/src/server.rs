@@ -203,6 +203,8 @@ pub async fn start(
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let delay = Duration::from_millis(config.server.shutdown_delay_ms);
     let config_upstream = config.upstream.clone();
+    let alerts_config = config.alerts.clone();
+    let client_for_notices = client.clone();
     let routing = config.routing.clone();
     let state = Arc::new(AppState {
         config,
@@ -230,6 +232,7 @@ pub async fn start(
         ),
         canaries: crate::route::canary::Canaries::new(&routing.canary),
         worker_metrics: Default::default(),
+        notifier: crate::alerting::notify::Notifier::new(&alerts_config, client_for_notices),
     });
     crate::metrics::install();
     let worker_scrape = {

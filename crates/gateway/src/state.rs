@@ -37,4 +37,6 @@ pub struct AppState {
     pub canaries: crate::route::canary::Canaries,
     /// The latest figures read from workers' own `/metrics` (see [`crate::worker_scrape`]).
     pub worker_metrics: Arc<crate::worker_scrape::WorkerMetrics>,
+    /// Alert and maintenance notifications: the log, and the webhook when one is set.
+    pub notifier: crate::alerting::notify::Notifier,
 }

@@ -326,3 +326,62 @@ async fn a_failing_synthetic_probe_raises_a_probe_alert() {
     assert_eq!(closed[0]["status"], "resolved", "{:#}", closed[0]);
     gw.shutdown().await;
 }
+
+/// A maintenance window is announced when it is created: on the webhook at once, and on the
+/// public status page until it is over (windows for one tenant stay off the public page).
+#[tokio::test]
+async fn a_maintenance_window_is_announced_on_the_webhook_and_the_status_page() {
+    let hook = Receiver::start().await;
+    let mut c = config(vec![sim("a", |_| {})]);
+    alerting_config(&mut c, &hook.url);
+    let gw = start(c).await;
+    let now = switchyard_metering::directory::unix_ms();
+    let day = 24 * 3_600_000;
+    let at = |ms: i64| switchyard_gateway::admin::format_rfc3339(ms);
+    for (scope, note) in [("all", "kernel upgrade"), ("tenant:dev", "dev's own")] {
+        let resp = client()
+            .post(format!("{}/admin/v1/maintenance", gw.url()))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({"start": at(now + 3 * day), "end": at(now + 3 * day + 1_800_000),
+                "scope": scope, "note": note}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || hook
+            .with("scheduled", "maintenance_announced")
+            .len()
+            == 2)
+        .await,
+        "{:?}",
+        hook.all()
+    );
+    let sent = &hook.with("scheduled", "maintenance_announced")[0];
+    assert_eq!(sent["maintenance"]["minutes"], 30);
+    assert_eq!(sent["maintenance"]["notice_ok"], true);
+    let status: Value = client()
+        .get(format!("{}/status.json", gw.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = status["maintenance"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{status:#}");
+    assert_eq!(listed[0]["note"], "kernel upgrade");
+    assert_eq!(listed[0]["in_progress"], false);
+    let page = client()
+        .get(format!("{}/status", gw.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Scheduled maintenance") && page.contains("kernel upgrade"));
+    assert!(!page.contains("dev's own"));
+    gw.shutdown().await;
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 use switchyard_gateway::RunningGateway;
+use switchyard_metering::maintenance::{MaintenanceScope, NewMaintenance};
 use switchyard_metering::sli::{minute_of, Refusal, SliCounts};
 use switchyard_metering::store::UsageQuery;
 use switchyard_metering::{UsageRecord, UsageStatus};
@@ -144,23 +145,32 @@ async fn a_month_of_injected_minutes_reports_exact_uptime_budget_and_credit() {
     store.insert_refusals(&refusals).await.unwrap();
     store.insert_refusals(&refusals).await.unwrap();
 
-    // 30 minutes announced five days ahead: excluded. 10 minutes announced now (November)
-    // for September: no 48 h notice, not excluded.
-    let (s, w) = admin(
+    // 30 minutes created (so announced) five days ahead: excluded. A month cannot pass in a
+    // test, so that window is written through the store with the creation time it would
+    // have had; the admin API stamps its own clock's time, and refuses a claimed notice.
+    let announced = store
+        .add_maintenance(&NewMaintenance {
+            start_ms: SEPT + 19 * day + 120 * MIN,
+            end_ms: SEPT + 19 * day + 150 * MIN,
+            scope: MaintenanceScope::All,
+            note: "kernel upgrade".into(),
+            created_at_ms: SEPT + 14 * day,
+        })
+        .await
+        .unwrap();
+    let (s, backdated) = admin(
         &gw,
         reqwest::Method::POST,
         "/maintenance",
         Some(json!({
-            "start": "2026-09-20T02:00:00Z", "end": "2026-09-20T02:30:00Z",
-            "scope": "all", "note": "kernel upgrade", "announced_at": "2026-09-15T00:00:00Z",
+            "start": "2026-09-12T00:00:00Z", "end": "2026-09-12T02:00:00Z",
+            "scope": "all", "note": "cover the outage", "announced_at": "2026-09-01T00:00:00Z",
         })),
     )
     .await;
-    assert_eq!(s, 201, "{w}");
-    assert_eq!(
-        (w["minutes"].as_i64(), w["notice_ok"].as_bool()),
-        (Some(30), Some(true))
-    );
+    assert_eq!(s, 400, "{backdated}");
+    assert_eq!(backdated["error"]["param"], "announced_at");
+    // 10 minutes declared now (after the fact) for September: no 48 h notice, not excluded.
     let (s, late) = admin(
         &gw,
         reqwest::Method::POST,
@@ -257,24 +267,16 @@ async fn a_month_of_injected_minutes_reports_exact_uptime_budget_and_credit() {
     assert_eq!(report["data"][0]["credit_usd"], "10.000000");
     assert_eq!(report["partial_step"], "ceil");
 
-    // Deleting the announced window brings its minute back: 104 bad of 43,200.
-    let id = w["id"].as_i64().unwrap();
-    let (s, _) = admin(
+    // A window that has started was announced: it cannot be taken back after the fact, and
+    // the report stays as it was. One still to come can be deleted.
+    let (s, refused) = admin(
         &gw,
         reqwest::Method::DELETE,
-        &format!("/maintenance/{id}"),
+        &format!("/maintenance/{}", announced.id),
         None,
     )
     .await;
-    assert_eq!(s, 200);
-    let (s, _) = admin(
-        &gw,
-        reqwest::Method::DELETE,
-        &format!("/maintenance/{id}"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 404);
+    assert_eq!(s, 409, "{refused}");
     let (_, report) = admin(
         &gw,
         reqwest::Method::GET,
@@ -282,8 +284,28 @@ async fn a_month_of_injected_minutes_reports_exact_uptime_budget_and_credit() {
         None,
     )
     .await;
-    assert_eq!(report["data"][0]["minutes_bad"], 104);
-    assert_eq!(report["data"][0]["minutes_eligible"], 43_200);
+    assert_eq!(report["data"][0]["minutes_bad"], 103);
+    let (s, future) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/maintenance",
+        Some(json!({"start": "2099-01-01T00:00:00Z", "end": "2099-01-01T00:10:00Z"})),
+    )
+    .await;
+    assert_eq!(
+        (s, future["notice_ok"].as_bool()),
+        (201, Some(true)),
+        "{future}"
+    );
+    let path = format!("/maintenance/{}", future["id"]);
+    assert_eq!(
+        admin(&gw, reqwest::Method::DELETE, &path, None).await.0,
+        200
+    );
+    assert_eq!(
+        admin(&gw, reqwest::Method::DELETE, &path, None).await.0,
+        404
+    );
     // Bad query parameters are refused by name.
     let (s, _) = admin(
         &gw,

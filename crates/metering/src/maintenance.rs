@@ -1,6 +1,10 @@
 //! Declared maintenance windows, which the SLA report excludes as the addendum allows
 //! ("scheduled maintenance (≤ 60 min/mo with 48h notice)"; the limits are applied by the
 //! report, not here: a window is recorded as declared).
+//!
+//! The notice is the moment the window was created, by the gateway's clock: an operator
+//! cannot say when customers were told, so a window made after an outage can never be
+//! backdated over it.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,8 +52,9 @@ pub struct NewMaintenance {
     pub end_ms: i64,
     pub scope: MaintenanceScope,
     pub note: String,
-    /// When customers were told; the report wants 48 h before `start_ms`.
-    pub announced_at_ms: i64,
+    /// Now, by the gateway's clock: the window is announced as it is created (the report
+    /// wants that 48 h before `start_ms`).
+    pub created_at_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +64,10 @@ pub struct Maintenance {
     pub end_ms: i64,
     pub scope: MaintenanceScope,
     pub note: String,
+    /// Equal to `created_at_ms` for every window made since notices come from the gateway's
+    /// clock; older rows may hold a time an operator gave, which the report ignores.
     pub announced_at_ms: i64,
+    /// When the gateway recorded the window: the notice the report counts.
     pub created_at_ms: i64,
 }
 

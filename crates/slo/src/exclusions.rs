@@ -1,7 +1,8 @@
 //! Which declared maintenance minutes the addendum lets us leave out: "scheduled maintenance
-//! (≤ 60 min/mo with 48h notice)". A window counts only if it was announced 48 hours before
-//! it started; and of the qualifying minutes, only the first 60 of the month (in time order)
-//! are excluded. Anything beyond is ordinary time, judged like any other minute.
+//! (≤ 60 min/mo with 48h notice)". A window counts only if it was created (by the gateway's
+//! clock: that is its announcement) 48 hours before it started; and of the qualifying minutes,
+//! only the first 60 of the month (in time order) are excluded. Anything beyond is ordinary
+//! time, judged like any other minute.
 //!
 //! A minute is in a window when it overlaps it (a window 10:00:30–10:01:10 covers the
 //! minutes 10:00 and 10:01).
@@ -22,6 +23,11 @@ pub struct Exclusions {
     pub not_excluded: u64,
 }
 
+/// Whether `w` was created with the 48 hours' notice the addendum asks for.
+pub fn qualifies(w: &Maintenance) -> bool {
+    w.created_at_ms <= w.start_ms.saturating_sub(NOTICE_MS)
+}
+
 pub fn exclusions(
     windows: &[Maintenance],
     tenant_id: &str,
@@ -33,7 +39,7 @@ pub fn exclusions(
     for w in windows.iter().filter(|w| w.scope.covers(tenant_id)) {
         let first = minute_of(w.start_ms).max(from_minute);
         let last = minute_of(w.end_ms - 1).min(to_minute - 1);
-        let announced = w.announced_at_ms <= w.start_ms - NOTICE_MS;
+        let announced = qualifies(w);
         for m in first..=last {
             declared.insert(m);
             if announced {
@@ -43,7 +49,7 @@ pub fn exclusions(
     }
     let excluded: BTreeSet<i64> = qualifying.into_iter().take(MAX_EXCLUDED_MINUTES).collect();
     Exclusions {
-        not_excluded: (declared.len() - excluded.len()) as u64,
+        not_excluded: u64::try_from(declared.len() - excluded.len()).unwrap_or(u64::MAX),
         excluded,
     }
 }
@@ -67,8 +73,8 @@ mod tests {
             end_ms: (start_min + minutes) * M,
             scope,
             note: String::new(),
-            announced_at_ms: announced_min * M,
-            created_at_ms: 0,
+            announced_at_ms: 0,
+            created_at_ms: announced_min * M,
         }
     }
 
@@ -99,6 +105,13 @@ mod tests {
         let e = exclusions(&w, "acme", 0, 100_000);
         assert!(e.excluded.is_empty());
         assert_eq!(e.not_excluded, 10);
+        // A notice claimed long ago on a window created after the fact does not count: only
+        // the creation time (the gateway's clock) does.
+        let mut backdated = window(10_000, 10, 10_001, MaintenanceScope::All);
+        backdated.announced_at_ms = 0;
+        assert!(exclusions(&[backdated], "acme", 0, 100_000)
+            .excluded
+            .is_empty());
         // Clipped to the period.
         let w = [window(
             99_995,

@@ -1,6 +1,11 @@
 //! Declared maintenance windows (`/admin/v1/maintenance`), which the SLA report excludes as
 //! the addendum allows: announced 48 h ahead, at most 60 minutes a month. Windows are stored as
 //! declared; those limits are applied by the report, which says what it could not exclude.
+//!
+//! A window is announced when it is created, by the gateway's clock: a client-given
+//! `announced_at` is refused, the window goes out on the alert webhook and shows on `/status`
+//! at once, and a window that has started can no longer be deleted (it was announced; taking
+//! it back after the fact would rewrite which minutes the report excluded).
 
 use std::sync::Arc;
 
@@ -12,7 +17,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use switchyard_metering::directory::unix_ms;
 use switchyard_metering::maintenance::{Maintenance, MaintenanceScope, NewMaintenance};
-use switchyard_slo::exclusions::NOTICE_MS;
+use switchyard_metering::StoreError;
+use switchyard_slo::exclusions::qualifies;
 
 use super::extract::{Admin, AdminJson, Id, Params};
 use super::{format_rfc3339, invalid, month_range, parse_rfc3339, store_error};
@@ -30,9 +36,9 @@ pub struct CreateWindow {
     scope: Option<String>,
     #[serde(default)]
     note: String,
-    /// When customers were told (RFC 3339); default: now.
+    /// Refused when given: the notice is the creation time, by the gateway's clock.
     #[serde(default)]
-    announced_at: Option<String>,
+    announced_at: Option<Value>,
 }
 
 pub fn window_json(w: &Maintenance) -> Value {
@@ -43,8 +49,8 @@ pub fn window_json(w: &Maintenance) -> Value {
         "minutes": (w.end_ms - w.start_ms + 59_999) / 60_000,
         "scope": w.scope.to_string(),
         "note": w.note,
-        "announced_at": format_rfc3339(w.announced_at_ms),
-        "notice_ok": w.announced_at_ms <= w.start_ms - NOTICE_MS,
+        "announced_at": format_rfc3339(w.created_at_ms),
+        "notice_ok": qualifies(w),
         "created_at": format_rfc3339(w.created_at_ms),
     })
 }
@@ -58,12 +64,18 @@ fn time(s: &str, param: &str) -> Result<i64, GatewayError> {
     })
 }
 
-/// `POST /admin/v1/maintenance` `{"start","end","scope","note","announced_at"}`.
+/// `POST /admin/v1/maintenance` `{"start","end","scope","note"}`.
 pub async fn create(
     _: Admin,
     State(state): State<Arc<AppState>>,
     AdminJson(body): AdminJson<CreateWindow>,
 ) -> Result<Response, GatewayError> {
+    if body.announced_at.is_some() {
+        return Err(invalid(
+            "announced_at",
+            "'announced_at' cannot be given: a window is announced when it is created, by the gateway's clock. Create windows at least 48 hours before they start.",
+        ));
+    }
     let start_ms = time(&body.start, "start")?;
     let end_ms = time(&body.end, "end")?;
     if end_ms <= start_ms {
@@ -79,10 +91,6 @@ pub async fn create(
     if let MaintenanceScope::Tenant(t) = &scope {
         super::tenants::get_tenant(&state, t).await?;
     }
-    let announced_at_ms = match &body.announced_at {
-        Some(a) => time(a, "announced_at")?,
-        None => unix_ms(),
-    };
     let window = state
         .directory
         .store()
@@ -91,11 +99,13 @@ pub async fn create(
             end_ms,
             scope,
             note: body.note,
-            announced_at_ms,
+            created_at_ms: unix_ms(),
         })
         .await
         .map_err(store_error)?;
-    Ok((StatusCode::CREATED, Json(window_json(&window))).into_response())
+    let json = window_json(&window);
+    state.notifier.maintenance_announced(&json);
+    Ok((StatusCode::CREATED, Json(json)).into_response())
 }
 
 /// `GET /admin/v1/maintenance?month=YYYY-MM`: windows overlapping the month (default: all).
@@ -128,8 +138,11 @@ pub async fn delete(
     state
         .directory
         .store()
-        .delete_maintenance(n)
+        .delete_maintenance(n, unix_ms())
         .await
-        .map_err(store_error)?;
+        .map_err(|e| match e {
+            StoreError::Conflict(why) => GatewayError::Conflict(format!("Cannot delete: {why}.")),
+            e => store_error(e),
+        })?;
     Ok(Json(json!({"id": n, "deleted": true})))
 }

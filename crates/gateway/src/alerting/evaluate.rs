@@ -8,7 +8,6 @@ use switchyard_slo::burn::Policy;
 
 use super::alert::SLO_BURN;
 use super::config::AlertsConfig;
-use super::notify::Notifier;
 use super::recorder::Recorder;
 use super::tracker::Tracker;
 use super::{burn_alerts, fleet_alerts, windows};
@@ -20,7 +19,6 @@ pub struct Evaluator {
     policy: Policy,
     tracker: Tracker,
     recorder: Recorder,
-    notifier: Notifier,
 }
 
 impl Evaluator {
@@ -31,7 +29,6 @@ impl Evaluator {
             tracker.adopt(a);
         }
         Self {
-            notifier: Notifier::new(&config, state.client.clone()),
             policy: config.policy(),
             state,
             config,
@@ -69,7 +66,7 @@ impl Evaluator {
         ));
         for t in self.tracker.update(holding, now) {
             let incident = self.recorder.record(&*store, &t).await;
-            self.notifier.send(&t, incident, &self.config);
+            self.state.notifier.send(&t, incident, &self.config);
         }
         if self.tracker.is_empty() {
             self.recorder.close(&*store, now).await;

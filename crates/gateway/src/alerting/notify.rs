@@ -51,6 +51,32 @@ impl Notifier {
     pub fn send(&self, t: &Transition, incident_id: Option<i64>, config: &AlertsConfig) {
         let body = payload(t, incident_id, config);
         log(t, &body);
+        self.queue(body);
+    }
+
+    /// Announces a maintenance window as it is declared (`"status": "scheduled"`), so that the
+    /// notice the SLA addendum asks for goes out when the window is made.
+    pub fn maintenance_announced(&self, window: &Value) {
+        tracing::warn!(target: "switchyard::alerts", window = %window, "maintenance window announced");
+        self.queue(json!({
+            "status": "scheduled",
+            "alert": "maintenance_announced",
+            "severity": "info",
+            "scope": window["scope"],
+            "summary": format!(
+                "maintenance {} to {} ({} min, scope {}): {}",
+                window["start"].as_str().unwrap_or(""),
+                window["end"].as_str().unwrap_or(""),
+                window["minutes"],
+                window["scope"].as_str().unwrap_or(""),
+                window["note"].as_str().unwrap_or(""),
+            ),
+            "maintenance": window,
+            "source": "switchyard",
+        }));
+    }
+
+    fn queue(&self, body: Value) {
         let Some(tx) = &self.tx else {
             return;
         };

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use switchyard_fleet::WorkerState;
+use switchyard_metering::maintenance::{Maintenance, MaintenanceScope};
 use switchyard_metering::sli::{
     minute_of, BucketLatency, FleetMinute, Metric, ScopeCounts, SliCounts, LATENCY_BOUNDS_MS,
     MS_PER_MINUTE,
@@ -269,6 +270,23 @@ pub struct Snapshot {
     pub models: Vec<ScopeStatus>,
     pub regions: Vec<ScopeStatus>,
     pub windows: Vec<Window>,
+    /// Announced maintenance for everyone, in progress or within [`MAINTENANCE_AHEAD_MS`].
+    /// Windows for one tenant are not shown (no tenant reaches this page).
+    pub maintenance: Vec<Announced>,
+}
+
+/// How far ahead the page lists announced maintenance.
+pub const MAINTENANCE_AHEAD_MS: i64 = 30 * 24 * 60 * MS_PER_MINUTE;
+
+/// A maintenance window as the public page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Announced {
+    pub start: String,
+    pub end: String,
+    pub minutes: i64,
+    pub note: String,
+    pub announced_at: String,
+    pub in_progress: bool,
 }
 
 impl Snapshot {
@@ -293,7 +311,27 @@ pub async fn compute(
     let ttft = store
         .sli_fleet_latency(from_ms, to_ms, Metric::Ttft, LATENCY_QUERY_BUCKET)
         .await?;
-    Ok(build(now_ms, &workers, &recent, &minutes, &ttft))
+    let windows = store
+        .list_maintenance(Some(now_ms), Some(now_ms + MAINTENANCE_AHEAD_MS))
+        .await?;
+    let mut s = build(now_ms, &workers, &recent, &minutes, &ttft);
+    s.maintenance = announced(&windows, now_ms);
+    Ok(s)
+}
+
+fn announced(windows: &[Maintenance], now_ms: i64) -> Vec<Announced> {
+    windows
+        .iter()
+        .filter(|w| w.scope == MaintenanceScope::All)
+        .map(|w| Announced {
+            start: format_rfc3339(w.start_ms),
+            end: format_rfc3339(w.end_ms),
+            minutes: (w.end_ms - w.start_ms + MS_PER_MINUTE - 1) / MS_PER_MINUTE,
+            note: w.note.clone(),
+            announced_at: format_rfc3339(w.created_at_ms),
+            in_progress: w.start_ms <= now_ms && now_ms < w.end_ms,
+        })
+        .collect()
 }
 
 /// The pure half of [`compute`]: `ttft` is bucketed by [`LATENCY_QUERY_BUCKET`] minutes from
@@ -338,6 +376,7 @@ pub fn build(
         models,
         regions,
         windows,
+        maintenance: Vec::new(),
     }
 }
 

@@ -77,7 +77,27 @@ pub fn render(s: &Snapshot, window: &str) -> String {
     body.push_str("<div class=\"grid two\">");
     body.push_str(&scope_card("Models", "models", &s.models));
     body.push_str(&scope_card("Regions", "regions", &s.regions));
-    body.push_str("</div><h2>History</h2><nav class=\"tabs\">");
+    body.push_str("</div>");
+    if !s.maintenance.is_empty() {
+        body.push_str("<h2>Scheduled maintenance</h2><ul class=\"card\" id=\"maintenance\">");
+        for m in &s.maintenance {
+            let now = if m.in_progress {
+                " · <strong>in progress</strong>"
+            } else {
+                ""
+            };
+            body.push_str(&format!(
+                "<li>{} to {} ({} min){now}: {} <span class=\"muted\">announced {}</span></li>",
+                esc(&m.start),
+                esc(&m.end),
+                m.minutes,
+                esc(&m.note),
+                esc(&m.announced_at),
+            ));
+        }
+        body.push_str("</ul>");
+    }
+    body.push_str("<h2>History</h2><nav class=\"tabs\">");
     for w in &s.windows {
         let current = if w.name == window {
             " aria-current=\"page\""

@@ -183,7 +183,9 @@ pub trait Store: Send + Sync + 'static {
         from_ms: Option<i64>,
         to_ms: Option<i64>,
     ) -> Result<Vec<Maintenance>>;
-    async fn delete_maintenance(&self, id: i64) -> Result<()>;
+    /// Deletes a window that has not started by `now_ms`; one that has is a `Conflict` (it
+    /// was announced, and the report's exclusions must not change after the fact).
+    async fn delete_maintenance(&self, id: i64, now_ms: i64) -> Result<()>;
 
     // Alerts and incidents (see [`crate::incident`]).
     /// Counts per tier and model over `[from_ms, to_ms)`, exact to the millisecond: whole

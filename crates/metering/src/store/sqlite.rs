@@ -731,8 +731,8 @@ impl Store for SqliteStore {
         sli::list_maintenance(&self.reader, from_ms, to_ms).await
     }
 
-    async fn delete_maintenance(&self, id: i64) -> Result<()> {
-        sli::delete_maintenance(&self.writer, id).await
+    async fn delete_maintenance(&self, id: i64, now_ms: i64) -> Result<()> {
+        sli::delete_maintenance(&self.writer, id, now_ms).await
     }
 
     async fn sli_window(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ScopedCounts>> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::{batch, now_ms, to_u64, INSERT_CHUNK};
+use super::{batch, to_u64, INSERT_CHUNK};
 use crate::maintenance::{Maintenance, MaintenanceScope, NewMaintenance};
 use crate::sli::{
     fold, minute_of, LatencyCount, Metric, MinuteCounts, Refusal, SliCounts, SliDelta, SliKey,
@@ -211,8 +211,8 @@ pub(super) async fn add_maintenance(
         .bind(w.end_ms)
         .bind(w.scope.to_string())
         .bind(&w.note)
-        .bind(w.announced_at_ms)
-        .bind(now_ms())
+        .bind(w.created_at_ms)
+        .bind(w.created_at_ms)
         .fetch_one(writer)
         .await?;
     maintenance_from_row(&row)
@@ -237,13 +237,25 @@ pub(super) async fn list_maintenance(
     rows.iter().map(maintenance_from_row).collect()
 }
 
-pub(super) async fn delete_maintenance(writer: &SqlitePool, id: i64) -> Result<()> {
-    let done = sqlx::query("DELETE FROM maintenance WHERE id = ?1")
+pub(super) async fn delete_maintenance(writer: &SqlitePool, id: i64, now_ms: i64) -> Result<()> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let start: Option<i64> = sqlx::query_scalar("SELECT start_ms FROM maintenance WHERE id = ?1")
         .bind(id)
-        .execute(writer)
+        .fetch_optional(&mut *tx)
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!("maintenance window {id}")));
+    match start {
+        None => return Err(StoreError::NotFound(format!("maintenance window {id}"))),
+        Some(start) if start <= now_ms => {
+            return Err(StoreError::Conflict(format!(
+                "maintenance window {id} has started; it was announced and stays on record"
+            )))
+        }
+        Some(_) => {}
     }
+    sqlx::query("DELETE FROM maintenance WHERE id = ?1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(())
 }
