@@ -35,6 +35,7 @@ use series::{Labels, Series, SeriesCache};
 use switchyard_metering::UsageStatus;
 
 use crate::error::{GatewayError, Origin};
+use switchyard_protocol::Endpoint;
 
 // --- Recorded as events happen -------------------------------------------------------------
 
@@ -88,6 +89,8 @@ pub const LEDGER_WRITTEN: &str = "switchyard_ledger_records_written_total";
 pub const LEDGER_DEAD_LETTERS: &str = "switchyard_ledger_dead_letters_total";
 pub const LEDGER_WRITE_FAILURES: &str = "switchyard_ledger_write_failures_total";
 pub const LEDGER_UNWRITTEN: &str = "switchyard_ledger_unwritten_total";
+/// Always 1, labelled with the running build's `version` and `commit`.
+pub const BUILD_INFO: &str = "switchyard_build_info";
 
 // --- Scraped from workers' own /metrics (vLLM, SGLang, TGI) ---------------------------------
 
@@ -128,6 +131,7 @@ pub const ALL: &[&str] = &[
     LEDGER_DEAD_LETTERS,
     LEDGER_WRITE_FAILURES,
     LEDGER_UNWRITTEN,
+    BUILD_INFO,
     WORKER_KV_CACHE,
     WORKER_RUNNING,
     WORKER_WAITING,
@@ -136,10 +140,12 @@ pub const ALL: &[&str] = &[
 
 // --- Buckets --------------------------------------------------------------------------------
 
-/// TTFT and TTLT, in seconds. 1.5 s (the Pro TTFT SLO), 5 s (the SLA's "TTFT under 5 s")
-/// and 8 s (the TTLT SLO) are bucket bounds so those quantiles are exact at the threshold.
+/// TTFT and TTLT, in seconds. From 5 ms, so that a fast model's quantiles are not read as the
+/// first bucket's bound; 1.5 s (the Pro TTFT SLO), 5 s (the SLA's "TTFT under 5 s") and 8 s
+/// (the TTLT SLO) are bucket bounds so those quantiles are exact at the threshold.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0,
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 8.0,
+    10.0, 15.0, 20.0, 30.0,
 ];
 /// Inter-token gaps: tens of milliseconds when healthy.
 const INTER_TOKEN_BUCKETS: &[f64] = &[
@@ -417,9 +423,68 @@ pub fn hedge(model: &str) {
     ::metrics::counter!(HEDGES, "model" => model.to_owned()).increment(1);
 }
 
+/// Why a content log record may be dropped (see [`content_log_dropped`]).
+pub const CONTENT_LOG_DROP_REASONS: [&str; 2] = ["queue_full", "redaction_unavailable"];
+
+/// Registers the event counters at zero for every label set known now, so that a dashboard or
+/// a `rate()` reads 0 instead of "no data" until the first event: errors by class and kind,
+/// retries and hedges per model, sheds per tier and reason, tokens per tier and model, dropped
+/// content logs, and successful requests per route and worker placement. Called at start and
+/// when a worker with a new model registers.
+pub fn zero_counters<'a>(
+    tiers: impl IntoIterator<Item = &'a str> + Clone,
+    workers: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+) {
+    for origin in [
+        Origin::Client,
+        Origin::Policy,
+        Origin::Upstream,
+        Origin::Internal,
+    ] {
+        for kind in ["429", "4xx", "5xx", "stream"] {
+            ::metrics::counter!(ERRORS, "class" => class(origin), "kind" => kind).increment(0);
+        }
+    }
+    for reason in CONTENT_LOG_DROP_REASONS {
+        content_log_counter(reason).increment(0);
+    }
+    for tier in tiers.clone() {
+        for reason in crate::route::queue::Shed::COUNTED {
+            ::metrics::counter!(SHEDS, "tier" => tier.to_owned(), "reason" => reason.as_str())
+                .increment(0);
+        }
+    }
+    for (model, region, provider) in workers {
+        ::metrics::counter!(RETRIES, "model" => model.to_owned()).increment(0);
+        ::metrics::counter!(HEDGES, "model" => model.to_owned()).increment(0);
+        for route in [Endpoint::Chat.path(), Endpoint::Completions.path()] {
+            requests_counter(&Labels {
+                route,
+                status: "200",
+                model,
+                tier: "",
+                region,
+                provider,
+                arm: "main",
+            })
+            .increment(0);
+        }
+        for tier in tiers.clone() {
+            for direction in ["input", "output"] {
+                ::metrics::counter!(TOKENS, "direction" => direction, "tier" => tier.to_owned(), "model" => model.to_owned())
+                    .increment(0);
+            }
+        }
+    }
+}
+
+fn content_log_counter(reason: &'static str) -> ::metrics::Counter {
+    ::metrics::counter!(CONTENT_LOG_DROPPED, "reason" => reason)
+}
+
 /// A content log record was dropped; `reason` is a fixed word (`queue_full`...).
 pub fn content_log_dropped(reason: &'static str) {
-    ::metrics::counter!(CONTENT_LOG_DROPPED, "reason" => reason).increment(1);
+    content_log_counter(reason).increment(1);
 }
 
 /// A request was shed; `reason` is a fixed word (`queue_full`, `queue_timeout`...).

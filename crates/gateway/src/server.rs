@@ -235,6 +235,16 @@ pub async fn start(
         notifier: crate::alerting::notify::Notifier::new(&alerts_config, client_for_notices),
     });
     crate::metrics::install();
+    {
+        let workers = state.fleet.workers();
+        crate::metrics::zero_counters(
+            state.config.tiers.keys().map(String::as_str),
+            workers.iter().map(|w| {
+                let s = &w.spec;
+                (s.model.as_str(), s.region.as_str(), s.provider.as_str())
+            }),
+        );
+    }
     let worker_scrape = {
         let m = &state.config.metrics;
         crate::worker_scrape::spawn(

@@ -583,3 +583,81 @@ fn the_dashboard_and_alerts_use_only_exported_metrics() {
         assert!(shown.contains(*name), "the dashboard does not show {name}");
     }
 }
+
+/// Counters exist at zero from the start for their known label sets (a dashboard shows 0, not
+/// "no data"), latency buckets resolve a fast model, a queued request's queue time is
+/// observed once, and the build and process metrics are there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_start_at_zero_and_a_queued_request_is_timed_once() {
+    let model = "m-zero";
+    let mut one_slot = sim("zero", |s| {
+        s.model = model.into();
+        s.decode_ms_per_token = 20.0;
+    });
+    one_slot.max_concurrency = 1;
+    let gw = start(config(vec![one_slot])).await;
+    let body = scrape(&gw).await;
+    for (name, labels) in [
+        (m::RETRIES, vec![("model", model)]),
+        (m::HEDGES, vec![("model", model)]),
+        (
+            m::TOKENS,
+            vec![("model", model), ("tier", "pro"), ("direction", "input")],
+        ),
+        (m::SHEDS, vec![("tier", "hobby"), ("reason", "queue_full")]),
+        (m::ERRORS, vec![("class", "upstream"), ("kind", "stream")]),
+        (m::CONTENT_LOG_DROPPED, vec![("reason", "queue_full")]),
+        (
+            m::REQUESTS,
+            vec![
+                ("model", model),
+                ("status", "200"),
+                ("route", "/v1/completions"),
+            ],
+        ),
+    ] {
+        let found = samples(&body).into_iter().any(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        });
+        assert!(
+            found,
+            "{name}{labels:?} is not exported before its first event"
+        );
+    }
+    let build = samples(&body)
+        .into_iter()
+        .find(|s| s.name == m::BUILD_INFO)
+        .expect("build info");
+    assert_eq!(build.value, 1.0);
+    assert_eq!(build.labels["version"], env!("CARGO_PKG_VERSION"));
+    assert!(sum(&body, "process_resident_memory_bytes", &[]) > 1e6);
+    assert!(sum(&body, "process_open_fds", &[]) >= 1.0);
+
+    // Two at once on a one-slot worker: the second waits in the gateway's queue.
+    let (a, b) = tokio::join!(stream_to_end(&gw, model), stream_to_end(&gw, model));
+    assert_eq!((a, b), (200, 200));
+    let body = scrape(&gw).await;
+    assert_eq!(
+        sum(&body, "switchyard_queue_seconds_count", &[("model", model)]),
+        2.0,
+        "each request's queue time is observed once"
+    );
+    assert!(
+        sum(&body, "switchyard_queue_seconds_sum", &[("model", model)]) > 0.1,
+        "the second request waited for the first"
+    );
+    // The sim answers in well under 50 ms: the 5 ms buckets tell it apart.
+    let fast = sum(
+        &body,
+        "switchyard_ttft_seconds_bucket",
+        &[("model", model), ("le", "0.025")],
+    );
+    assert!(
+        fast >= 1.0,
+        "first tokens under 25 ms land below the old 50 ms first bucket"
+    );
+    gw.shutdown().await;
+}

@@ -23,9 +23,10 @@ pub const TTFT_SLOW_MS: u64 = 5_000;
 pub const TTLT_TOKENS: u64 = 256;
 
 /// Inclusive upper bounds of the latency buckets, in ms; above the last is [`OVERFLOW_LE_MS`].
-pub const LATENCY_BOUNDS_MS: [i64; 21] = [
-    50, 100, 250, 500, 750, 1_000, 1_200, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 6_000, 8_000,
-    10_000, 15_000, 20_000, 30_000, 60_000, 120_000,
+/// From 5 ms, like the Prometheus histograms, so that a fast model's p95 is not read as 50 ms.
+pub const LATENCY_BOUNDS_MS: [i64; 24] = [
+    5, 10, 25, 50, 100, 250, 500, 750, 1_000, 1_200, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000,
+    6_000, 8_000, 10_000, 15_000, 20_000, 30_000, 60_000, 120_000,
 ];
 
 /// The overflow bucket's bound.
@@ -286,7 +287,8 @@ mod tests {
 
     #[test]
     fn buckets_are_inclusive_upper_bounds() {
-        assert_eq!(bucket_le(0), 50);
+        assert_eq!(bucket_le(0), 5);
+        assert_eq!(bucket_le(28), 50);
         assert_eq!(bucket_le(1_500), 1_500);
         assert_eq!(bucket_le(1_501), 2_000);
         assert_eq!(bucket_le(5_000), 5_000);

@@ -30,6 +30,13 @@ pub async fn register(
         .register(spec, labels, Duration::from_millis(settings.lease_ms))
         .map_err(fleet_error)?;
     state.registered_models.insert(&model);
+    if new {
+        let s = &worker.spec;
+        crate::metrics::zero_counters(
+            state.config.tiers.keys().map(String::as_str),
+            [(s.model.as_str(), s.region.as_str(), s.provider.as_str())],
+        );
+    }
     Ok(Json(json!({
         "name": worker.spec.name,
         "new": new,

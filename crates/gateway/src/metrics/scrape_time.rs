@@ -9,8 +9,9 @@ use std::sync::atomic::Ordering;
 
 use super::exposition::{counter, gauge, sample};
 use super::{
-    LEDGER_DEAD_LETTERS, LEDGER_UNWRITTEN, LEDGER_WRITE_FAILURES, LEDGER_WRITTEN, RETRY_BUDGET,
-    WORKER_EJECTIONS, WORKER_OUTSTANDING, WORKER_STATE, WORKER_TTFT_EWMA, WORKER_USAGE_REJECTED,
+    BUILD_INFO, LEDGER_DEAD_LETTERS, LEDGER_UNWRITTEN, LEDGER_WRITE_FAILURES, LEDGER_WRITTEN,
+    RETRY_BUDGET, WORKER_EJECTIONS, WORKER_OUTSTANDING, WORKER_STATE, WORKER_TTFT_EWMA,
+    WORKER_USAGE_REJECTED,
 };
 use crate::state::AppState;
 
@@ -128,5 +129,73 @@ pub fn render(out: &mut String, state: &AppState) {
     ] {
         counter(out, name, help);
         sample(out, name, &[], value.load(Ordering::Relaxed) as f64);
+    }
+    gauge(
+        out,
+        BUILD_INFO,
+        "Always 1: the running build's version and commit.",
+    );
+    sample(
+        out,
+        BUILD_INFO,
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("commit", env!("SWITCHYARD_COMMIT")),
+        ],
+        1.0,
+    );
+    process(out);
+}
+
+/// The standard `process_*` metrics (what every Prometheus client library exports), read from
+/// the operating system at scrape time. Where the platform cannot tell, a metric is absent.
+fn process(out: &mut String) {
+    let p = metrics_process::collector::collect();
+    let as_f64 = |v: Option<u64>| v.map_or(f64::NAN, |v| v as f64);
+    counter(
+        out,
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds.",
+    );
+    sample(
+        out,
+        "process_cpu_seconds_total",
+        &[],
+        p.cpu_seconds_total.unwrap_or(f64::NAN),
+    );
+    for (name, help, value) in [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            p.resident_memory_bytes,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            p.virtual_memory_bytes,
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            p.open_fds,
+        ),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            p.max_fds,
+        ),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            p.start_time_seconds,
+        ),
+        (
+            "process_threads",
+            "Number of OS threads in the process.",
+            p.threads,
+        ),
+    ] {
+        gauge(out, name, help);
+        sample(out, name, &[], as_f64(value));
     }
 }

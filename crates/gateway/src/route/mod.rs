@@ -86,8 +86,15 @@ pub async fn first(state: &AppState, ctx: &RouteCtx) -> Result<WorkerLease, Gate
         sticky: sticky.as_deref(),
         ..ctx.query(state, &[])
     };
+    let began = std::time::Instant::now();
     let deadline = tokio::time::Instant::now() + ctx.queue_for;
-    pick_or_wait(state, ctx, query, deadline).await
+    let picked = pick_or_wait(state, ctx, query, deadline).await;
+    // Observed once per request: here when it was shed from the queue (it never reaches a
+    // worker), at its first attempt otherwise (see `settle`).
+    if matches!(picked, Err(GatewayError::Shed(_))) {
+        crate::metrics::queue_time(&ctx.model, &ctx.tier, began.elapsed());
+    }
+    picked
 }
 
 /// Another worker for a retry, other providers first; waits for a saturated fleet until
@@ -139,12 +146,10 @@ async fn pick_or_wait(
         }
         Pick::Unavailable => Err(GatewayError::NoHealthyWorker(ctx.model.clone())),
         Pick::Saturated => {
-            let began = std::time::Instant::now();
             let waited = state
                 .queue
                 .wait(&state.fleet, &query, ctx.priority, deadline)
                 .await;
-            crate::metrics::queue_time(&ctx.model, &ctx.tier, began.elapsed());
             waited.map_err(|shed| {
                 tracing::warn!(model = %ctx.model, tier = %ctx.tier, reason = shed.as_str(), "request shed");
                 match shed {

@@ -89,6 +89,10 @@ pub enum Shed {
 }
 
 impl Shed {
+    /// The sheds counted in `switchyard_sheds_total` (`Unavailable` is a 503 for want of any
+    /// worker, not a shed).
+    pub const COUNTED: [Shed; 3] = [Shed::Deadline, Shed::QueueFull, Shed::Displaced];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Shed::Deadline => "queue_deadline",
