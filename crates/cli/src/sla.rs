@@ -113,6 +113,7 @@ pub async fn run(args: SlaArgs) -> Result<(), String> {
                     cell(&r["minutes_bad"]),
                     cell(&r["minutes_eligible"])
                 ),
+                cell(&r["minutes_unobserved"]),
                 cell(&r["minutes_excluded"]),
                 format!(
                     "{}/{}",
@@ -138,6 +139,7 @@ pub async fn run(args: SlaArgs) -> Result<(), String> {
             "SLO",
             "UPTIME",
             "BAD MIN",
+            "UNOBS",
             "MAINT",
             "BUDGET LEFT",
             "P95 TTFT",

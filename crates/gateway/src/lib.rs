@@ -15,6 +15,7 @@ pub mod content_log;
 pub mod error;
 pub mod fleet_api;
 mod handlers;
+pub mod heartbeat;
 pub mod metrics;
 pub mod request_id;
 pub mod route;
@@ -29,4 +30,4 @@ pub mod worker_scrape;
 
 pub use config::Config;
 pub use error::GatewayError;
-pub use server::{start, RunningGateway, Secrets, StartError};
+pub use server::{start, start_with_clock, RunningGateway, Secrets, StartError};

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use std::collections::BTreeMap;
 
+use switchyard_metering::clock::{Clock, SystemClock};
 use switchyard_metering::directory::{unix_ms, Directory};
 use switchyard_metering::keys::{display_prefix, hash_secret};
 use switchyard_metering::ledger::{Ledger, LedgerConfig, LedgerTask};
@@ -72,6 +73,8 @@ pub struct RunningGateway {
     worker_scrape: JoinHandle<()>,
     /// Deletes expired content logs (see [`crate::content_log::sweep`]).
     content_sweep: JoinHandle<()>,
+    /// Records the minutes this process is alive (see [`crate::heartbeat`]).
+    heartbeat: JoinHandle<()>,
     ledger: Option<LedgerTask>,
     grace: Duration,
     /// Serving with `/readyz` at 503 before the listener closes.
@@ -164,6 +167,17 @@ pub async fn start(
     secrets: Secrets,
     listener: TcpListener,
 ) -> Result<RunningGateway, StartError> {
+    start_with_clock(config, secrets, listener, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with the clock SLA records are stamped by (tests move time on with a
+/// `ManualClock`).
+pub async fn start_with_clock(
+    config: Config,
+    secrets: Secrets,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningGateway, StartError> {
     let store = open_store(&config).await?;
     ensure_dev_tenant(&*store, &config).await?;
     let ephemeral = secrets
@@ -233,6 +247,8 @@ pub async fn start(
         canaries: crate::route::canary::Canaries::new(&routing.canary),
         worker_metrics: Default::default(),
         notifier: crate::alerting::notify::Notifier::new(&alerts_config, client_for_notices),
+        clock,
+        instance: crate::heartbeat::instance_name(),
     });
     crate::metrics::install();
     {
@@ -259,6 +275,7 @@ pub async fn start(
         state.directory.store().clone(),
         Duration::from_millis(state.config.content_log.sweep_interval_ms),
     );
+    let heartbeat = crate::heartbeat::spawn(state.clone()).await;
     let probes = crate::synthetic::spawn(state.clone());
     let alerts = crate::alerting::spawn(state.clone());
     let addr = listener.local_addr()?;
@@ -290,6 +307,7 @@ pub async fn start(
         alerts,
         worker_scrape,
         content_sweep,
+        heartbeat,
         ledger: Some(ledger_task),
         grace,
         delay,
@@ -331,6 +349,7 @@ impl RunningGateway {
         self.alerts.abort();
         self.worker_scrape.abort();
         self.content_sweep.abort();
+        self.heartbeat.abort();
         // Every request has settled by now (or was aborted and settled on drop): write the
         // queued usage records before returning.
         if let Some(ledger) = self.ledger.take() {

@@ -39,4 +39,9 @@ pub struct AppState {
     pub worker_metrics: Arc<crate::worker_scrape::WorkerMetrics>,
     /// Alert and maintenance notifications: the log, and the webhook when one is set.
     pub notifier: crate::alerting::notify::Notifier,
+    /// The time SLA records are stamped and judged by: heartbeats, maintenance notices, the
+    /// report's "now". The system clock, except in tests that move time on.
+    pub clock: Arc<dyn switchyard_metering::clock::Clock>,
+    /// This process, as its heartbeats name it.
+    pub instance: String,
 }

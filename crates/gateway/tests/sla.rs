@@ -418,3 +418,67 @@ async fn live_traffic_lands_in_the_current_minute_with_the_right_counts() {
     );
     gw.shutdown().await;
 }
+
+/// A gateway that is not running cannot serve or measure anything: the minutes in which no
+/// gateway was alive are unobserved and count as bad, instead of as silently up. The clock is
+/// the test's, so that "stopped for three minutes" takes no three minutes.
+#[tokio::test]
+async fn minutes_without_a_running_gateway_count_as_unobserved() {
+    use std::sync::Arc;
+    use switchyard_metering::clock::ManualClock;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    // 2026-10-10T10:00:30Z.
+    let t0 = 1_791_540_030_000;
+    let clock = Arc::new(ManualClock::new(t0));
+    let boot = |clock: Arc<ManualClock>| {
+        let mut c = config(vec![sim("a", |_| {})]);
+        c.state.path = db.clone();
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            switchyard_gateway::start_with_clock(
+                c,
+                switchyard_gateway::Secrets {
+                    dev_key: Some(KEY.into()),
+                    admin_token: Some(ADMIN.into()),
+                    fleet_token: None,
+                },
+                listener,
+                clock,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let gw = boot(clock.clone()).await; // alive in 10:00
+    let (s, _) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/tenants",
+        Some(json!({"id": "acme", "tier": "pro"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    gw.shutdown().await;
+
+    clock.set(t0 + 4 * MIN); // stopped through 10:01, 10:02 and 10:03
+    let gw = boot(clock.clone()).await; // alive again in 10:04
+    clock.set(t0 + 5 * MIN + 10_000); // the report is read at 10:05:40
+    let (s, report) = admin(
+        &gw,
+        reqwest::Method::GET,
+        "/sla?month=2026-10&tenant=acme",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{report}");
+    let r = &report["data"][0];
+    assert_eq!(r["minutes_unobserved"], 3, "{r:#}");
+    assert_eq!(r["minutes_bad"], 3);
+    assert_eq!(
+        r["requests"], 0,
+        "no request failed: silence alone made these minutes bad"
+    );
+    gw.shutdown().await;
+}

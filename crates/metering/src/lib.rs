@@ -8,6 +8,7 @@
 //!   windows it excludes; [`incident`]: incidents opened by the gateway's alerts.
 
 pub mod admission;
+pub mod clock;
 pub mod content;
 pub mod directory;
 pub mod incident;

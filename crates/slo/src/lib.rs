@@ -20,4 +20,4 @@ pub mod percentile;
 pub mod report;
 
 pub use credit::PartialStep;
-pub use report::{tenant_report, Period, Settings, TenantSla, TenantTerms};
+pub use report::{tenant_report, unobserved_minutes, Period, Settings, TenantSla, TenantTerms};

@@ -1,12 +1,13 @@
 //! One tenant's SLA month, from its per-minute counts, latency histograms and the declared
 //! maintenance windows. The caller fetches the rows and the fee; this only computes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use switchyard_metering::maintenance::Maintenance;
 use switchyard_metering::money::Nanos;
 use switchyard_metering::sli::{minute_of, LatencyCount, Metric, MinuteCounts, SliCounts};
+use switchyard_metering::store::Heartbeats;
 
 use crate::availability::{
     availability_ppm, budget_left_bp, budget_left_minutes, budget_minutes, format_bp_percent,
@@ -58,7 +59,11 @@ pub struct TenantSla {
     /// notice, or over 60 minutes in the month).
     pub minutes_maintenance_not_excluded: u64,
     pub minutes_eligible: u64,
+    /// Bad minutes, the unobserved ones included.
     pub minutes_bad: u64,
+    /// Minutes in which no gateway was alive (no heartbeat, no traffic) and no qualifying
+    /// maintenance covered them: nobody could serve or measure them, so they count as bad.
+    pub minutes_unobserved: u64,
     pub minutes_with_traffic: u64,
     pub availability_ppm: u64,
     pub availability_pct: String,
@@ -92,24 +97,43 @@ pub struct TenantSla {
     pub credit_nanos: Nanos,
 }
 
+/// Minutes of `period` in which no gateway was alive, from the heartbeats: minutes before
+/// the first heartbeat ever recorded are not judged (they predate the record).
+pub fn unobserved_minutes(period: Period, alive: &Heartbeats) -> BTreeSet<i64> {
+    let (from, to) = minutes_of(period);
+    let Some(since) = alive.since_minute else {
+        return BTreeSet::new();
+    };
+    (from.max(since)..to)
+        .filter(|m| !alive.minutes.contains(m))
+        .collect()
+}
+
+fn minutes_of(period: Period) -> (i64, i64) {
+    (
+        minute_of(period.start_ms),
+        minute_of(period.end_ms).max(minute_of(period.start_ms)),
+    )
+}
+
 /// `minutes` and `latency` may hold other tenants' rows; only `terms.tenant_id`'s are used.
+/// `unobserved` is [`unobserved_minutes`] of the same period.
 pub fn tenant_report(
     period: Period,
     terms: &TenantTerms,
     minutes: &[MinuteCounts],
     latency: &[LatencyCount],
     windows: &[Maintenance],
+    unobserved: &BTreeSet<i64>,
     settings: Settings,
 ) -> TenantSla {
-    let (from, to) = (
-        minute_of(period.start_ms),
-        minute_of(period.end_ms).max(minute_of(period.start_ms)),
-    );
+    let (from, to) = minutes_of(period);
     let total = u64::try_from(to - from).unwrap_or(0);
     let ex = exclusions(windows, &terms.tenant_id, from, to);
 
     let mut sum = SliCounts::default();
     let (mut bad, mut with_traffic) = (0u64, 0u64);
+    let mut served = BTreeSet::new();
     for m in minutes
         .iter()
         .filter(|m| m.tenant_id == terms.tenant_id && (from..to).contains(&m.minute))
@@ -117,11 +141,21 @@ pub fn tenant_report(
         // Traffic in excluded minutes still shows in the rates; only the uptime skips it.
         sum.add(&m.counts);
         with_traffic += 1;
+        served.insert(m.minute);
         if !ex.excluded.contains(&m.minute) && m.counts.is_bad() {
             bad += 1;
         }
     }
-    let excluded = ex.excluded.len() as u64;
+    // A minute with this tenant's traffic was observed whatever the heartbeats say.
+    let unobserved = u64::try_from(
+        unobserved
+            .range(from..to)
+            .filter(|m| !ex.excluded.contains(m) && !served.contains(m))
+            .count(),
+    )
+    .unwrap_or(u64::MAX);
+    bad += unobserved;
+    let excluded = u64::try_from(ex.excluded.len()).unwrap_or(u64::MAX);
     let eligible = total.saturating_sub(excluded);
     let good = eligible.saturating_sub(bad);
     let slo = terms.slo_availability_bp;
@@ -147,6 +181,7 @@ pub fn tenant_report(
         minutes_maintenance_not_excluded: ex.not_excluded,
         minutes_eligible: eligible,
         minutes_bad: bad,
+        minutes_unobserved: unobserved,
         minutes_with_traffic: with_traffic,
         availability_ppm: ppm,
         availability_pct: format_ppm_percent(ppm),
@@ -303,6 +338,7 @@ mod tests {
             &minutes,
             &latency,
             &windows,
+            &BTreeSet::new(),
             Settings::default(),
         );
         // Eligible: 43,200 − 30 = 43,170; bad: 140; good 43,030.
@@ -342,11 +378,73 @@ mod tests {
             start_ms: 0,
             end_ms: 43_200 * M,
         };
-        let r = tenant_report(period, &terms(), &[], &[], &[], Settings::default());
+        let always_alive = Heartbeats {
+            minutes: (0..43_200).collect(),
+            since_minute: Some(0),
+        };
+        let unobserved = unobserved_minutes(period, &always_alive);
+        assert!(unobserved.is_empty());
+        let r = tenant_report(
+            period,
+            &terms(),
+            &[],
+            &[],
+            &[],
+            &unobserved,
+            Settings::default(),
+        );
         assert_eq!(r.availability_pct, "100.0000");
         assert_eq!((r.credit_bp, r.credit_nanos), (0, 0));
         assert_eq!(r.error_budget_left_bp, Some(10_000));
         assert!(r.ttft_slo_met && r.ttlt_256_slo_met);
+    }
+
+    #[test]
+    fn minutes_no_gateway_saw_are_bad_unless_maintenance_covers_them() {
+        let period = Period {
+            start_ms: 0,
+            end_ms: 43_200 * M,
+        };
+        // Heartbeats from minute 100 on (before: not judged), but none for minutes
+        // 5,000..=5,079 (the gateway was down 80 minutes); traffic in minute 5,050 proves it
+        // was up then; a window announced days before covers 5,070..5,080.
+        let alive = Heartbeats {
+            minutes: (100..43_200)
+                .filter(|m| !(5_000..5_080).contains(m))
+                .collect(),
+            since_minute: Some(100),
+        };
+        let unobserved = unobserved_minutes(period, &alive);
+        assert_eq!(unobserved.len(), 80);
+        let mut served = bad_minute(5_050);
+        served.counts = SliCounts {
+            requests: 1,
+            ok: 1,
+            ..Default::default()
+        };
+        let windows = [Maintenance {
+            id: 1,
+            start_ms: 5_070 * M,
+            end_ms: 5_080 * M,
+            scope: MaintenanceScope::All,
+            note: String::new(),
+            announced_at_ms: 0,
+            created_at_ms: 0,
+        }];
+        let r = tenant_report(
+            period,
+            &terms(),
+            &[served],
+            &[],
+            &windows,
+            &unobserved,
+            Settings::default(),
+        );
+        assert_eq!(r.minutes_unobserved, 80 - 1 - 10);
+        assert_eq!(r.minutes_bad, 69);
+        assert_eq!(r.minutes_eligible, 43_200 - 10);
+        // No heartbeat ever: nothing is judged (a store from before heartbeats).
+        assert!(unobserved_minutes(period, &Heartbeats::default()).is_empty());
     }
 
     #[test]

@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use switchyard_metering::directory::unix_ms;
 use switchyard_metering::maintenance::{Maintenance, MaintenanceScope, NewMaintenance};
 use switchyard_metering::StoreError;
 use switchyard_slo::exclusions::qualifies;
@@ -99,7 +98,7 @@ pub async fn create(
             end_ms,
             scope,
             note: body.note,
-            created_at_ms: unix_ms(),
+            created_at_ms: state.clock.now_ms(),
         })
         .await
         .map_err(store_error)?;
@@ -138,7 +137,7 @@ pub async fn delete(
     state
         .directory
         .store()
-        .delete_maintenance(n, unix_ms())
+        .delete_maintenance(n, state.clock.now_ms())
         .await
         .map_err(|e| match e {
             StoreError::Conflict(why) => GatewayError::Conflict(format!("Cannot delete: {why}.")),

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Map, Value};
-use switchyard_metering::directory::unix_ms;
 use switchyard_metering::money::Nanos;
 use switchyard_metering::sli::{minute_of, MS_PER_MINUTE};
 use switchyard_metering::store::{Period, UsageQuery, UsageRow};
 use switchyard_metering::{Limits, Tenant};
-use switchyard_slo::{tenant_report, PartialStep, Settings, TenantSla, TenantTerms};
+use switchyard_slo::{
+    tenant_report, unobserved_minutes, PartialStep, Settings, TenantSla, TenantTerms,
+};
 
 use super::extract::{Admin, Params};
 use super::render::put_money;
@@ -64,7 +65,7 @@ pub(crate) async fn compute(
     };
     let start_ms = month.start_ms();
     // Up to the current minute: minutes still to come are not "up" yet.
-    let now_minute_ms = minute_of(unix_ms()) * MS_PER_MINUTE;
+    let now_minute_ms = minute_of(state.clock.now_ms()) * MS_PER_MINUTE;
     let end_ms = month.end_ms().min(now_minute_ms).max(start_ms);
     let q = UsageQuery {
         tenant_id: tenant.map(str::to_string),
@@ -75,6 +76,10 @@ pub(crate) async fn compute(
     let latency = store.sli_latency(&q).await.map_err(store_error)?;
     let windows = store
         .list_maintenance(Some(start_ms), Some(end_ms))
+        .await
+        .map_err(store_error)?;
+    let alive = store
+        .heartbeats(start_ms, end_ms)
         .await
         .map_err(store_error)?;
     // The fee is the whole month's invoice, also for a month in progress (so far).
@@ -92,6 +97,7 @@ pub(crate) async fn compute(
     }
 
     let period = switchyard_slo::Period { start_ms, end_ms };
+    let unobserved = unobserved_minutes(period, &alive);
     let settings = Settings { partial_step };
     let reports = tenants
         .iter()
@@ -104,7 +110,15 @@ pub(crate) async fn compute(
                 slo_ttft_p95_ms: limits.slo_ttft_p95_ms,
                 fee: fees.get(tenant.id.as_str()).copied().unwrap_or(0),
             };
-            tenant_report(period, &terms, &minutes, &latency, &windows, settings)
+            tenant_report(
+                period,
+                &terms,
+                &minutes,
+                &latency,
+                &windows,
+                &unobserved,
+                settings,
+            )
         })
         .collect();
     Ok(SlaMonth {
@@ -125,7 +139,7 @@ pub async fn report(
     params.only(&["month", "tenant", "partial_step"])?;
     let month = match params.get("month") {
         Some(m) => parse_month(m, "month")?,
-        None => Month::containing(unix_ms()),
+        None => Month::containing(state.clock.now_ms()),
     };
     let partial_step =
         PartialStep::parse(params.choice("partial_step", &["floor", "ceil"])?).unwrap_or_default();

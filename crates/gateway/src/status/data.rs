@@ -16,7 +16,7 @@
 //! Windows end with the current minute (included) and are cut into equal buckets counted back
 //! from it, so every bucket is whole and a window is exactly its length in minutes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use switchyard_fleet::WorkerState;
@@ -28,6 +28,7 @@ use switchyard_metering::sli::{
 use switchyard_metering::{Store, StoreError};
 use switchyard_slo::availability::{availability_ppm, format_ppm_percent, ratio_ppm};
 use switchyard_slo::percentile::{percentile, Percentile};
+use switchyard_slo::{unobserved_minutes, Period};
 
 use crate::admin::format_rfc3339;
 
@@ -314,7 +315,15 @@ pub async fn compute(
     let windows = store
         .list_maintenance(Some(now_ms), Some(now_ms + MAINTENANCE_AHEAD_MS))
         .await?;
-    let mut s = build(now_ms, &workers, &recent, &minutes, &ttft);
+    let alive = store.heartbeats(from_ms, to_ms).await?;
+    let unobserved = unobserved_minutes(
+        Period {
+            start_ms: from_ms,
+            end_ms: to_ms,
+        },
+        &alive,
+    );
+    let mut s = build(now_ms, &workers, &recent, &minutes, &ttft, &unobserved);
     s.maintenance = announced(&windows, now_ms);
     Ok(s)
 }
@@ -335,13 +344,15 @@ fn announced(windows: &[Maintenance], now_ms: i64) -> Vec<Announced> {
 }
 
 /// The pure half of [`compute`]: `ttft` is bucketed by [`LATENCY_QUERY_BUCKET`] minutes from
-/// the longest window's first minute.
+/// the longest window's first minute; `unobserved` are minutes no gateway was alive in (bad,
+/// as the SLA report counts them).
 pub fn build(
     now_ms: i64,
     workers: &[WorkerInfo],
     recent: &[ScopeCounts],
     minutes: &[FleetMinute],
     ttft: &[BucketLatency],
+    unobserved: &BTreeSet<i64>,
 ) -> Snapshot {
     let models = scopes(workers, recent, |w| &w.model, |s| Some(&s.model));
     // Refusals before any worker have no region: they count for their model only.
@@ -365,7 +376,16 @@ pub fn build(
     let longest = WINDOWS.iter().map(WindowSpec::minutes).max().unwrap_or(0);
     let windows = WINDOWS
         .iter()
-        .map(|spec| window(spec, to_minute, to_minute - longest, minutes, ttft))
+        .map(|spec| {
+            window(
+                spec,
+                to_minute,
+                to_minute - longest,
+                minutes,
+                ttft,
+                unobserved,
+            )
+        })
         .collect();
     Snapshot {
         object: "status",
@@ -418,6 +438,7 @@ fn window(
     query_from: i64,
     minutes: &[FleetMinute],
     ttft: &[BucketLatency],
+    unobserved: &BTreeSet<i64>,
 ) -> Window {
     let from = to_minute - spec.minutes();
     let n = usize::try_from(spec.buckets).unwrap_or(0);
@@ -429,10 +450,21 @@ fn window(
     };
     let mut counts = vec![SliCounts::default(); n];
     let mut bad = vec![0u64; n];
+    let mut served = BTreeSet::new();
     for m in minutes {
         if let Some(c) = index(m.minute).and_then(|i| counts.get_mut(i).zip(bad.get_mut(i))) {
             c.0.add(&m.counts);
             *c.1 += u64::from(m.counts.is_bad());
+            served.insert(m.minute);
+        }
+    }
+    // Minutes no gateway was alive in are bad too, unless traffic shows one was.
+    for &m in unobserved.range(from..to_minute) {
+        if served.contains(&m) {
+            continue;
+        }
+        if let Some(b) = index(m).and_then(|i| bad.get_mut(i)) {
+            *b += 1;
         }
     }
     let mut hists: Vec<BTreeMap<i64, u64>> = vec![BTreeMap::new(); n];
@@ -608,7 +640,7 @@ mod tests {
                 count: 5,
             },
         ];
-        let s = build(now_ms, &[w], &[], &minutes, &ttft);
+        let s = build(now_ms, &[w], &[], &minutes, &ttft, &BTreeSet::new());
         let day = s.window("24h").unwrap();
         assert_eq!(day.points.len(), 96);
         assert_eq!(day.summary.minutes, 1_440);
@@ -667,7 +699,7 @@ mod tests {
                 counts: counts(1, 1, 0),
             },
         ];
-        let s = build(0, &fleet, &recent, &[], &[]);
+        let s = build(0, &fleet, &recent, &[], &[], &BTreeSet::new());
         let names = |v: &[ScopeStatus]| {
             v.iter()
                 .map(|s| (s.name.clone(), s.status))

@@ -124,8 +124,8 @@ pub fn render(s: &Snapshot, window: &str) -> String {
     body.push_str(
         "<footer>Availability is the share of 1-minute intervals without a server error (5xx) \
          or a first token taking 5 s or more, measured over all traffic; a minute without \
-         traffic counts as up. p95 TTFT is the time to first token within which 95% of \
-         requests started answering (upper bound of its histogram bucket). Dashed lines: the \
+         traffic counts as up if a gateway was running in it, and as down if none was. p95 \
+         TTFT is the time to first token within which 95% of requests started answering (upper bound of its histogram bucket). Dashed lines: the \
          SLA's 99.9% availability and 1.5 s p95 TTFT.</footer>",
     );
     // Refreshes itself: a status page is left open on a wall or a phone during incidents.

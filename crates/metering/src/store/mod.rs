@@ -84,6 +84,14 @@ pub struct MarginRow {
     pub cogs: Nanos,
 }
 
+/// Minutes in which a gateway was alive (see [`Store::heartbeats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Heartbeats {
+    pub minutes: std::collections::BTreeSet<i64>,
+    /// The first minute with a heartbeat, ever; `None` before the first one.
+    pub since_minute: Option<i64>,
+}
+
 /// Tokens a key used over a period (see [`Store::tokens_by_key_since`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTokens {
@@ -176,6 +184,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<BucketLatency>>;
     /// Counts per model and region over `[from_ms, to_ms)`, every tenant summed.
     async fn sli_scopes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ScopeCounts>>;
+    /// Notes that gateway process `instance` is alive in unix minute `minute` (idempotent).
+    async fn record_heartbeat(&self, instance: &str, minute: i64) -> Result<()>;
+    /// Which minutes of `[from_ms, to_ms)` some gateway was alive in, and the first minute
+    /// any heartbeat was ever recorded (before it, minutes are not judged).
+    async fn heartbeats(&self, from_ms: i64, to_ms: i64) -> Result<Heartbeats>;
     async fn add_maintenance(&self, window: &NewMaintenance) -> Result<Maintenance>;
     /// Windows overlapping `[from_ms, to_ms)` (unbounded where `None`), by start.
     async fn list_maintenance(

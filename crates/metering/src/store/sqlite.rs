@@ -37,7 +37,9 @@ mod sli;
 mod sli_fleet;
 mod sli_window;
 
-use super::{KeyTokens, MarginRow, Period, Result, Store, StoreError, UsageQuery, UsageRow};
+use super::{
+    Heartbeats, KeyTokens, MarginRow, Period, Result, Store, StoreError, UsageQuery, UsageRow,
+};
 use crate::content::{ContentLogging, ContentRecord};
 use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident, ScopedCounts};
 use crate::maintenance::{Maintenance, NewMaintenance};
@@ -717,6 +719,33 @@ impl Store for SqliteStore {
 
     async fn sli_scopes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ScopeCounts>> {
         sli_fleet::scopes(&self.reader, from_ms, to_ms).await
+    }
+
+    async fn record_heartbeat(&self, instance: &str, minute: i64) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO gateway_heartbeats (minute, instance) VALUES (?1, ?2)")
+            .bind(minute)
+            .bind(instance)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn heartbeats(&self, from_ms: i64, to_ms: i64) -> Result<Heartbeats> {
+        let minutes: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT minute FROM gateway_heartbeats WHERE minute >= ?1 AND minute < ?2",
+        )
+        .bind(crate::sli::minute_of(from_ms))
+        .bind(crate::sli::minute_of(to_ms))
+        .fetch_all(&self.reader)
+        .await?;
+        let since_minute: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(minute) FROM gateway_heartbeats")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(Heartbeats {
+            minutes: minutes.into_iter().collect(),
+            since_minute,
+        })
     }
 
     async fn add_maintenance(&self, window: &NewMaintenance) -> Result<Maintenance> {
