@@ -45,7 +45,8 @@ pub const REQUESTS: &str = "switchyard_requests_total";
 /// Failed requests by `class` (client, policy, upstream, internal) and `kind` (`429`, `4xx`,
 /// `5xx`, or `stream`: a stream that broke after its first token, so the client saw a 200).
 pub const ERRORS: &str = "switchyard_errors_total";
-/// Time to first token of streamed requests, by `model`, `tier`.
+/// Time to first token (of every request that got one, streamed to its client or not), by
+/// `model`, `tier`.
 pub const TTFT: &str = "switchyard_ttft_seconds";
 /// Time to last token of completed requests (streamed or not), by `model`, `tier`.
 pub const TTLT: &str = "switchyard_ttlt_seconds";
@@ -54,7 +55,8 @@ pub const INTER_TOKEN: &str = "switchyard_inter_token_seconds";
 /// From admission to the first attempt on a worker (routing, the gateway's queue), by
 /// `model`, `tier`.
 pub const QUEUE: &str = "switchyard_queue_seconds";
-/// Attempts sent to another worker after one failed, by `model`.
+/// Attempts sent to another worker after one failed, by `model` and `kind`
+/// (`before_first_token`, `resume`, `restart`: see [`Retry`]).
 pub const RETRIES: &str = "switchyard_retries_total";
 /// Second attempts started because a stream had no first token in time, by `model`.
 pub const HEDGES: &str = "switchyard_hedges_total";
@@ -221,7 +223,7 @@ fn describe() {
     describe_histogram!(
         TTFT,
         Unit::Seconds,
-        "Time to first token of streamed requests."
+        "Time to first token of requests that got one."
     );
     describe_histogram!(
         TTLT,
@@ -274,7 +276,6 @@ pub struct Finished<'a> {
     pub outcome: UsageStatus,
     /// The origin of a failure (`Failed` only).
     pub error: Option<Origin>,
-    pub stream: bool,
     pub ttft: Option<Duration>,
     pub total: Duration,
     pub prompt_tokens: u64,
@@ -315,8 +316,9 @@ pub fn request_finished(f: &Finished) {
         }
         (UsageStatus::Completed | UsageStatus::ClientDisconnected, _) => {}
     }
-    // A non-streamed answer's first token is its last: its TTFT would be its whole length.
-    if let (true, Some(ttft)) = (f.stream, f.ttft) {
+    // Every request reaches its worker as a stream, so a first token is seen whether the
+    // client streams or not; a request that never got one has no TTFT.
+    if let Some(ttft) = f.ttft {
         series
             .ttft
             .get_or_init(|| ::metrics::histogram!(TTFT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned(), "arm" => f.arm))
@@ -327,7 +329,7 @@ pub fn request_finished(f: &Finished) {
             .ttlt
             .get_or_init(|| ::metrics::histogram!(TTLT, "model" => f.model.to_owned(), "tier" => f.tier.to_owned(), "arm" => f.arm))
             .record(f.total.as_secs_f64());
-        if let (true, Some(ttft), 2..) = (f.stream, f.ttft, f.completion_tokens) {
+        if let (Some(ttft), 2..) = (f.ttft, f.completion_tokens) {
             // One sample per stream, not per token: keeps the relay free of metric calls.
             let gaps = (f.completion_tokens - 1) as f64;
             let itl = f.total.saturating_sub(ttft).as_secs_f64() / gaps;
@@ -413,9 +415,31 @@ pub fn queue_time(model: &str, tier: &str, waited: Duration) {
         .record(waited.as_secs_f64());
 }
 
+/// Why another worker was tried: the first failed before its first token; a stream broke
+/// mid-way and goes on elsewhere; an unstreamed answer broke before reaching its client and
+/// starts over elsewhere (the tokens the first worker generated are not billed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    BeforeFirstToken,
+    Resume,
+    Restart,
+}
+
+impl Retry {
+    pub const ALL: [Retry; 3] = [Retry::BeforeFirstToken, Retry::Resume, Retry::Restart];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retry::BeforeFirstToken => "before_first_token",
+            Retry::Resume => "resume",
+            Retry::Restart => "restart",
+        }
+    }
+}
+
 /// Another worker is being tried after a failure.
-pub fn retry(model: &str) {
-    ::metrics::counter!(RETRIES, "model" => model.to_owned()).increment(1);
+pub fn retry(model: &str, kind: Retry) {
+    ::metrics::counter!(RETRIES, "model" => model.to_owned(), "kind" => kind.as_str()).increment(1);
 }
 
 /// A second worker is being tried because the first was slow to its first token.
@@ -455,7 +479,10 @@ pub fn zero_counters<'a>(
         }
     }
     for (model, region, provider) in workers {
-        ::metrics::counter!(RETRIES, "model" => model.to_owned()).increment(0);
+        for kind in Retry::ALL {
+            ::metrics::counter!(RETRIES, "model" => model.to_owned(), "kind" => kind.as_str())
+                .increment(0);
+        }
         ::metrics::counter!(HEDGES, "model" => model.to_owned()).increment(0);
         for route in [Endpoint::Chat.path(), Endpoint::Completions.path()] {
             requests_counter(&Labels {

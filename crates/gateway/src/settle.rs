@@ -104,13 +104,6 @@ impl Settlement {
         self.content.is_some()
     }
 
-    /// A non-streamed response as sent to the client, for the content log (if on).
-    pub fn response_body(&mut self, body: &bytes::Bytes) {
-        if let Some(draft) = &mut self.content {
-            draft.completion = Completion::Body(body.clone());
-        }
-    }
-
     pub fn hedged(&mut self) {
         self.hedged = true;
     }
@@ -120,16 +113,17 @@ impl Settlement {
         self.arm = pool;
     }
 
+    /// An unstreamed answer broke before any of it reached the client and starts over on
+    /// another worker: the first token that counts will be the new one's.
+    pub fn started_over(&mut self) {
+        self.ttft_ms = None;
+    }
+
     /// When the first frame of a stream was ready for the client.
     pub fn first_token_at(&mut self, at: Instant) {
         if self.ttft_ms.is_none() {
             self.ttft_ms = Some(at.saturating_duration_since(self.started).as_secs_f64() * 1e3);
         }
-    }
-
-    pub fn completed(mut self, metered: Metered) {
-        self.first_token_at(Instant::now());
-        self.record(Outcome::Completed, 200, metered, None, None);
     }
 
     pub fn failed(mut self, error: &GatewayError) {
@@ -148,13 +142,15 @@ impl Settlement {
         );
     }
 
-    pub fn stream_ended(&mut self, account: &StreamAccount, outcome: Outcome) {
+    /// The relay's stream ended (a collected unstreamed answer's too): billed by what was
+    /// relayed, whichever way it ended.
+    pub fn stream_ended(&mut self, account: &StreamAccount, outcome: Outcome, http_status: u16) {
         if let (Some(draft), Some(text)) = (&mut self.content, &account.completion) {
             draft.completion = Completion::Streamed(text.clone());
         }
         self.record(
             outcome,
-            200,
+            http_status,
             account.usage(),
             account.finish_reason.clone(),
             None,
@@ -295,7 +291,6 @@ impl Settlement {
             http_status,
             outcome,
             error: self.error_origin,
-            stream: self.stream,
             ttft: self
                 .ttft_ms
                 .map(|ms| std::time::Duration::from_secs_f64(ms / 1e3)),

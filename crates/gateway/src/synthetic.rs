@@ -169,11 +169,9 @@ async fn run(state: &AppState, worker: &Worker) -> Result<(Duration, Duration), 
 }
 
 /// Reads a worker's answer to the end, as a client would, and checks it is complete. Returns
-/// the time to the first frame for a stream (`None` for a whole answer).
+/// the time to the first frame.
 pub(crate) async fn consume(reply: Reply, began: Instant) -> Result<Option<Duration>, String> {
-    let Reply::Stream { first, mut relay } = reply else {
-        return Ok(None);
-    };
+    let Reply { first, mut relay } = reply;
     let ttft = began.elapsed();
     let mut done = false;
     let mut frames = futures::stream::once(async { Ok(first) })

@@ -80,22 +80,32 @@ async fn a_slow_first_token_is_hedged_and_the_request_billed_once() {
     assert_eq!(billed, 8 * n, "the hedge loser's tokens are not billed");
 }
 
+/// An unstreamed request reaches its worker as a stream too, so a slow first token is hedged
+/// the same way; the client gets one whole answer, from the worker that answered first.
 #[tokio::test]
-async fn unstreamed_requests_are_not_hedged() {
+async fn unstreamed_requests_are_hedged_on_their_first_token() {
     let mut c = config(vec![
-        sim("slow", |s| s.prefill_base_ms = 800.0),
-        sim("fast", |s| s.prefill_base_ms = 800.0),
+        sim("slow", |s| s.prefill_base_ms = 3_000.0),
+        sim("fast", |_| {}),
     ]);
-    c.tiers.get_mut("pro").unwrap().hedge_after_ms = 100;
+    c.tiers.get_mut("pro").unwrap().hedge_after_ms = 300;
     let gw = start(c).await;
-    for _ in 0..2 {
+    for _ in 0..4 {
+        let began = Instant::now();
         let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", json!({}))).await;
         assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["object"], "chat.completion");
+        assert_eq!(body["usage"]["completion_tokens"], 8);
+        assert!(
+            began.elapsed() < Duration::from_millis(2_000),
+            "the hedge answered"
+        );
     }
-    let total = gw.sims[0].stats().requests + gw.sims[1].stats().requests;
     assert_eq!(
-        total, 2,
-        "an unstreamed answer arrives whole: waiting is not a symptom"
+        gw.sims[1].stats().completed,
+        4,
+        "every answer came from the fast worker"
     );
     gw.shutdown().await;
 }
@@ -410,4 +420,57 @@ async fn a_stream_broken_mid_way_goes_on_on_another_worker_and_is_billed_once() 
     assert!(rows
         .iter()
         .all(|r| r.status == switchyard_metering::UsageStatus::Completed));
+}
+
+/// An unstreamed answer whose worker dies mid-way is finished elsewhere: resumed (vLLM chat)
+/// or, where it cannot be, started over (its client has seen nothing). The client gets one
+/// whole answer either way, and the ledger one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unstreamed_answer_cut_mid_way_is_finished_on_another_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let cut = FaultConfig {
+        cut_stream: 1.0,
+        cut_after_tokens: 5,
+        ..FaultConfig::default()
+    };
+    let mut c = config(vec![
+        sim("cutter", |s| {
+            s.faults = cut;
+            s.natural_tokens = 1_000;
+        }),
+        sim("steady", |s| s.natural_tokens = 1_000),
+    ]);
+    c.state.path = db.clone();
+    c.upstream.eject_after_failures = 1_000;
+    c.upstream.retry_budget_min_per_sec = 1_000;
+    c.tiers.get_mut("pro").unwrap().hedge_after_ms = 0;
+    let gw = start(c).await;
+    let n = 8u64;
+    // Chat (resumable) and tool-using chat (not resumable: started over).
+    for i in 0..n {
+        let mut extra = json!({"max_tokens": 20});
+        if i % 2 == 1 {
+            extra["tools"] =
+                json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
+        }
+        let resp = post(&gw, "/v1/chat/completions", &chat("sim-small", extra)).await;
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["usage"]["completion_tokens"], 20, "{body}");
+        assert_eq!(body["choices"][0]["finish_reason"], "length");
+    }
+    assert!(
+        gw.sims[0].stats().requests > 0,
+        "some answers started on the cutter"
+    );
+    gw.shutdown().await;
+    let store = SqliteStore::open(&db).await.unwrap();
+    let rows = store.usage_records(&UsageQuery::default()).await.unwrap();
+    assert_eq!(rows.len() as u64, n, "one ledger row per client request");
+    assert!(
+        rows.iter()
+            .all(|r| r.completion_tokens == 20 && r.http_status == 200),
+        "{rows:?}"
+    );
 }

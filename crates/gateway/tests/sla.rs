@@ -482,3 +482,49 @@ async fn minutes_without_a_running_gateway_count_as_unobserved() {
     );
     gw.shutdown().await;
 }
+
+/// A long unstreamed answer is not slow to start: it reaches its worker as a stream, so its
+/// TTFT is its first token, not its whole length. Six seconds of generation after a fast first
+/// token make no bad minute (they once made one, a page and "degraded" on the status page).
+#[tokio::test]
+async fn a_six_second_unstreamed_answer_makes_no_bad_minute() {
+    // A fast first token, then three more 2 s apart: about 6 s in all.
+    let c = config(vec![sim("long", |s| s.decode_ms_per_token = 2_000.0)]);
+    let gw = start(c).await;
+    let started = minute_of(switchyard_metering::directory::unix_ms());
+    let began = std::time::Instant::now();
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("sim-small", json!({"max_tokens": 4})),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["usage"]["completion_tokens"], 4);
+    assert!(body["choices"][0]["message"]["content"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+    assert!(
+        began.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    let ended = minute_of(switchyard_metering::directory::unix_ms());
+    let mut counts = SliCounts::default();
+    for _ in 0..100 {
+        counts = live_counts(&gw, "dev", started, ended).await.0;
+        if counts.requests == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counts.requests, 1, "{counts:?}");
+    assert_eq!(
+        counts.ttft_slow, 0,
+        "the first token came at once: {counts:?}"
+    );
+    assert!(!counts.is_bad());
+    gw.shutdown().await;
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
+use switchyard_metering::Store;
 use switchyard_sim::{FaultConfig, UsageInStream};
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -299,4 +300,50 @@ async fn a_client_that_disconnects_from_a_non_streamed_request_cancels_it_too() 
     assert!(eventually(Duration::from_secs(5), || sim.stats().in_flight == 0).await);
     assert!(sim.stats().completion_tokens_generated < 500);
     gw.shutdown().await;
+}
+
+/// A client that leaves while its unstreamed answer is being generated is billed for what was
+/// generated until then (the gateway streamed it from the worker), not only for its prompt.
+#[tokio::test]
+async fn a_client_that_leaves_an_unstreamed_request_is_billed_for_what_was_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let mut c = config(vec![sim("a", |s| s.decode_ms_per_token = 20.0)]);
+    c.state.path = db.clone();
+    let gw = start(c).await;
+    let request = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .bearer_auth(KEY)
+        .json(&chat("sim-small", json!({"max_tokens": 500})))
+        .send();
+    let sim = &gw.sims[0];
+    tokio::select! {
+        _ = request => panic!("a 10 s generation finished early"),
+        // Leave after some tokens were generated.
+        _ = async { while sim.stats().completion_tokens_generated < 20 { tokio::time::sleep(Duration::from_millis(5)).await } } => {}
+    }
+    assert!(eventually(Duration::from_secs(5), || sim.stats().in_flight == 0).await);
+    let generated = sim.stats().completion_tokens_generated;
+    gw.shutdown().await;
+    let store = switchyard_metering::store::sqlite::SqliteStore::open(&db)
+        .await
+        .unwrap();
+    let rows = store
+        .usage_records(&switchyard_metering::store::UsageQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(
+        r.status,
+        switchyard_metering::UsageStatus::ClientDisconnected
+    );
+    assert_eq!(r.http_status, 499);
+    assert!(!r.stream);
+    assert!(
+        (20..=generated).contains(&r.completion_tokens),
+        "billed {} of {generated} generated",
+        r.completion_tokens
+    );
+    assert!(r.ttft_ms.is_some(), "its first token was seen");
 }

@@ -244,7 +244,8 @@ fn latencies(r: &UsageRecord) -> Vec<(Metric, u64)> {
     }
     if r.status == UsageStatus::Completed {
         out.push((Metric::Ttlt, r.total_ms));
-        if let (true, Some(ttft), ct @ 1..) = (r.stream, r.ttft_ms, r.completion_tokens) {
+        // Streamed to the client or not, the answer came as a stream with a first token.
+        if let (Some(ttft), ct @ 1..) = (r.ttft_ms, r.completion_tokens) {
             let decode = u128::from(r.total_ms.saturating_sub(ttft));
             let scaled = decode * u128::from(TTLT_TOKENS) / u128::from(ct);
             let at_256 = u128::from(ttft) + scaled;

@@ -159,6 +159,29 @@ impl InferenceRequest {
     pub fn prompt_size(&self) -> &PromptSize {
         &self.prompt
     }
+
+    /// The same request asked for as a stream with a final usage chunk: how the gateway sends
+    /// a client's unstreamed request to a worker, so that it sees the first token (the TTFT the
+    /// SLA is about), can resume the answer elsewhere if the worker dies, and knows what was
+    /// generated if the client leaves. The answer is assembled before the client gets it.
+    pub fn as_streamed(&self) -> InferenceRequest {
+        let mut streamed = self.clone();
+        if self.stream {
+            return streamed; // already one, as its client asked
+        }
+        let mut options = match self.body.get("stream_options") {
+            Some(Value::Object(o)) => o.clone(),
+            _ => Map::new(),
+        };
+        options.insert("include_usage".into(), Value::Bool(true));
+        streamed.body.insert("stream".into(), Value::Bool(true));
+        streamed
+            .body
+            .insert("stream_options".into(), Value::Object(options));
+        streamed.stream = true;
+        streamed.include_usage = true;
+        streamed
+    }
 }
 
 /// The top-level parameters validation reads, found in one pass over the body. Looking each

@@ -34,20 +34,6 @@ impl Reported {
             },
         }
     }
-
-    /// [`Reported::from_field`] on the field's raw JSON text.
-    pub fn from_json(text: Option<&str>) -> Self {
-        match text.map(str::trim) {
-            None | Some("null") => Reported::Absent,
-            Some(text) => match Usage::from_json(text) {
-                Some(u) => Reported::Counts(u),
-                None => Reported::Malformed(match serde_json::from_str::<Value>(text) {
-                    Ok(v) => malformed(&v),
-                    Err(_) => "usage is not valid JSON".into(),
-                }),
-            },
-        }
-    }
 }
 
 /// Why a usage value is not two counts, with the offending values (shortened).
@@ -91,25 +77,6 @@ impl Usage {
         Some(Self::new(prompt, completion))
     }
 
-    /// [`Usage::from_value`] on JSON text, without building a `Value` (the non-streamed relay
-    /// reads usage from the response's raw top level).
-    pub fn from_json(text: &str) -> Option<Self> {
-        #[derive(Deserialize)]
-        struct Counts {
-            prompt_tokens: u64,
-            completion_tokens: u64,
-        }
-        // serde reads a struct from an array too; usage is only ever an object.
-        if !text.trim_start().starts_with('{') {
-            return None;
-        }
-        match serde_json::from_str::<Counts>(text) {
-            Ok(counts) => Some(Self::new(counts.prompt_tokens, counts.completion_tokens)),
-            // A duplicated key fails the struct; as a `Value` the last one wins, as elsewhere.
-            Err(_) => Self::from_value(&serde_json::from_str(text).ok()?),
-        }
-    }
-
     pub fn to_value(self) -> Value {
         serde_json::json!({
             "prompt_tokens": self.prompt_tokens,
@@ -139,54 +106,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn usage_from_text_reads_what_usage_from_a_value_reads() {
-        for text in [
-            r#"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}"#,
-            r#"{"prompt_tokens":3,"completion_tokens":4}"#,
-            r#"{"completion_tokens":4,"prompt_tokens":3,"prompt_tokens_details":{"cached_tokens":1}}"#,
-            r#"{"prompt_tokens":3}"#,
-            r#"{"prompt_tokens":3,"completion_tokens":4,"prompt_tokens":5}"#,
-            r#"{"prompt_tokens":-1,"completion_tokens":4}"#,
-            r#"{"prompt_tokens":"3","completion_tokens":4}"#,
-            r#"{"prompt_tokens":3.5,"completion_tokens":4}"#,
-            r#"null"#,
-            r#"[3,4]"#,
-        ] {
-            let value: Value = serde_json::from_str(text).unwrap();
-            assert_eq!(Usage::from_json(text), Usage::from_value(&value), "{text}");
-        }
-        assert_eq!(
-            Usage::from_json(r#"{"prompt_tokens":3,"completion_tokens":4}"#),
-            Some(Usage::new(3, 4))
-        );
-    }
-
-    #[test]
     fn reports_tell_absent_from_malformed() {
-        assert_eq!(Reported::from_json(None), Reported::Absent);
-        assert_eq!(Reported::from_json(Some("null")), Reported::Absent);
-        assert_eq!(Reported::from_field(Some(&Value::Null)), Reported::Absent);
-        let huge = r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1}"#;
+        let read = |text: &str| Reported::from_field(Some(&serde_json::from_str(text).unwrap()));
+        assert_eq!(Reported::from_field(None), Reported::Absent);
+        assert_eq!(read("null"), Reported::Absent);
         assert_eq!(
-            Reported::from_json(Some(huge)),
+            read(r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1}"#),
             Reported::Counts(Usage::new(u64::MAX, 1)),
             "parsed as counts; bounds are the gateway's business"
         );
         assert_eq!(Usage::new(u64::MAX, 1).total_tokens, u64::MAX);
+        assert_eq!(
+            read(r#"{"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{}}"#),
+            Reported::Counts(Usage::new(3, 4))
+        );
         for bad in [
             r#"{"prompt_tokens":-1,"completion_tokens":4}"#,
             r#"{"prompt_tokens":"3","completion_tokens":4}"#,
             r#"{"prompt_tokens":1e30,"completion_tokens":4}"#,
+            r#"{"prompt_tokens":3.5,"completion_tokens":4}"#,
             r#"{"completion_tokens":4}"#,
             r#"[1,2]"#,
-            r#"{"#,
         ] {
-            let r = Reported::from_json(Some(bad));
-            assert!(matches!(r, Reported::Malformed(_)), "{bad}: {r:?}");
-            let v: Option<Value> = serde_json::from_str(bad).ok();
-            if let Some(v) = v {
-                assert_eq!(Reported::from_field(Some(&v)), r, "{bad}");
-            }
+            assert!(matches!(read(bad), Reported::Malformed(_)), "{bad}");
         }
     }
 }

@@ -10,7 +10,6 @@ pub mod config;
 pub mod redact;
 pub mod sweep;
 
-use bytes::Bytes;
 use serde_json::Value;
 use switchyard_metering::content::ContentRecord;
 use switchyard_metering::ledger::Ledger;
@@ -23,8 +22,6 @@ pub enum Completion {
     None,
     /// A streamed completion, accumulated from the deltas the client was sent.
     Streamed(Capture),
-    /// A non-streamed response body, as sent to the client; its text is read off the task.
-    Body(Bytes),
 }
 
 /// A content record before redaction. Built when a logged request starts.
@@ -92,7 +89,6 @@ fn build(draft: Draft, meta: Meta) -> Option<ContentRecord> {
     let completion = match draft.completion {
         Completion::None => Capture::default(),
         Completion::Streamed(c) => c,
-        Completion::Body(body) => Capture::of(&response_text(&body)),
     };
     let mut prompt = redact::redact(&draft.prompt.text)?;
     let prompt_truncated = capture::cut(&mut prompt) || draft.prompt.truncated;
@@ -112,28 +108,4 @@ fn build(draft: Draft, meta: Meta) -> Option<ContentRecord> {
         completion: text,
         completion_truncated,
     })
-}
-
-/// The text of a non-streamed response as the client got it: every choice's message content
-/// (chat) or text (completions), in order.
-fn response_text(body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return String::new();
-    };
-    let mut out = String::new();
-    for c in v
-        .get("choices")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(t) = c
-            .pointer("/message/content")
-            .or_else(|| c.get("text"))
-            .and_then(Value::as_str)
-        {
-            out.push_str(t);
-        }
-    }
-    out
 }

@@ -113,11 +113,11 @@ async fn run(
         }
     };
 
-    // Streams only: an unstreamed answer arrives whole, so its wait is the generation's
-    // length, not a sign of a stuck worker, and hedging it would double every long request.
+    // Every request reaches its worker as a stream (an unstreamed one is assembled for its
+    // client), so every request has a first token to hedge on.
     let hedge_after = match key.limits.hedge_after_ms {
-        ms if ms > 0 && req.stream => Some(std::time::Duration::from_millis(u64::from(ms))),
-        _ => None,
+        0 => None,
+        ms => Some(std::time::Duration::from_millis(u64::from(ms))),
     };
     let mut route = crate::route::RouteCtx::new(state, &req, &key);
     crate::route::shadow::maybe_spawn(state, &req);
@@ -132,90 +132,150 @@ async fn run(
     );
     *settling = true;
     settlement.arm(route.pool);
+    let client_streams = req.stream;
+    let mut req = req.as_streamed();
     let mut fallback_to = None;
-    let (reply, lease) = loop {
-        match upstream::forward(
-            state,
-            &req,
-            &route,
-            &request_id,
-            &mut settlement,
-            hedge_after,
-        )
-        .await
-        {
-            Ok(ok) => break ok,
-            // The model is down or saturated and the tier opted into its fallback chain:
-            // the next model of the chain answers instead, and says so.
-            Err(e) if crate::route::falls_back(&e) && fallback_to.is_none() => {
-                let Some((next, next_req)) = fallbacks
-                    .iter()
-                    .find_map(|m| Some((m.clone(), crate::route::with_model(&req, m)?)))
-                else {
+    // Workers an unstreamed answer broke on before any of it reached the client: nothing was
+    // sent, so it can start over on another worker rather than fail.
+    let mut failed_on: Vec<Arc<switchyard_fleet::Worker>> = Vec::new();
+    // An answer's whole length, from its first token, per attempt.
+    let limit = std::time::Duration::from_millis(state.config.upstream.request_timeout_ms);
+    loop {
+        let (Reply { first, mut relay }, lease) = loop {
+            match upstream::forward(
+                state,
+                &req,
+                &route,
+                &request_id,
+                &mut settlement,
+                hedge_after,
+                &failed_on,
+            )
+            .await
+            {
+                Ok(ok) => break ok,
+                // The model is down or saturated and the tier opted into its fallback chain:
+                // the next model of the chain answers instead, and says so.
+                Err(e) if crate::route::falls_back(&e) && fallback_to.is_none() => {
+                    let Some((next, next_req)) = fallbacks
+                        .iter()
+                        .find_map(|m| Some((m.clone(), crate::route::with_model(&req, m)?)))
+                    else {
+                        settlement.failed(&e);
+                        return Err(e);
+                    };
+                    tracing::warn!(request_id, from = %req.model, to = %next, error = %e, "falling back to another model");
+                    route = crate::route::RouteCtx {
+                        model: next.clone(),
+                        ..route
+                    };
+                    req = next_req;
+                    fallback_to = Some(next);
+                    failed_on.clear();
+                }
+                Err(e) => {
                     settlement.failed(&e);
                     return Err(e);
-                };
-                tracing::warn!(request_id, from = %req.model, to = %next, error = %e, "falling back to another model");
-                route = crate::route::RouteCtx {
-                    model: next.clone(),
-                    ..route
-                };
-                req = next_req;
-                fallback_to = Some(next);
+                }
             }
-            Err(e) => {
-                settlement.failed(&e);
-                return Err(e);
-            }
-        }
-    };
-    match reply {
-        Reply::Full { body, metered } => {
-            drop(lease);
-            settlement.response_body(&body);
-            let estimated = metered.estimated;
-            settlement.completed(metered);
-            let mut response = (
-                StatusCode::OK,
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                body,
-            )
-                .into_response();
-            if estimated {
-                response
-                    .headers_mut()
-                    .insert("x-switchyard-usage", HeaderValue::from_static("estimated"));
-            }
-            shaping_headers(&mut response, &shaped, fallback_to.as_deref());
-            Ok(response)
-        }
-        Reply::Stream { first, mut relay } => {
-            relay.enable_resume(crate::upstream::resume::Resume::new(
-                state.clone(),
-                req.clone(),
-                route.clone(),
-                request_id.clone(),
-                lease.worker().clone(),
-            ));
+        };
+        let worker = lease.worker().clone();
+        relay.enable_resume(crate::upstream::resume::Resume::new(
+            state.clone(),
+            req.clone(),
+            route.clone(),
+            request_id.clone(),
+            worker.clone(),
+        ));
+        if client_streams {
             relay.attach(lease, settlement);
-            let stream =
-                futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(relay);
-            let mut response = Response::new(Body::from_stream(stream));
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            // Tells nginx-style proxies in front of us not to buffer the stream either.
-            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            shaping_headers(&mut response, &shaped, fallback_to.as_deref());
-            Ok(response)
+            return Ok(stream_response(
+                first,
+                relay,
+                &shaped,
+                fallback_to.as_deref(),
+            ));
+        }
+        relay.for_unstreamed_client();
+        relay.attach(lease, settlement);
+        // The relay settles the request however this ends (a failure, a timeout, or the
+        // client going away and this future being dropped with it).
+        match crate::upstream::collect::assemble(&req, first, &mut relay, limit).await {
+            Ok((body, estimated)) => {
+                drop(relay);
+                return Ok(full_response(
+                    body,
+                    estimated,
+                    &shaped,
+                    fallback_to.as_deref(),
+                ));
+            }
+            Err(e) if e.is_retryable() && restart_allowed(state, &failed_on) => {
+                let Some(taken) = relay.detach() else {
+                    return Err(e);
+                };
+                tracing::warn!(request_id, worker = %worker.spec.name, error = %e, "unstreamed answer broke before reaching the client; starting over on another worker");
+                crate::metrics::retry(&req.model, crate::metrics::Retry::Restart);
+                settlement = taken;
+                settlement.started_over();
+                failed_on.push(worker);
+            }
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether an unstreamed answer that broke may start over: attempts and the retry budget
+/// allow it.
+fn restart_allowed(state: &AppState, failed_on: &[Arc<switchyard_fleet::Worker>]) -> bool {
+    let attempts = u32::try_from(failed_on.len() + 1).unwrap_or(u32::MAX);
+    crate::route::adaptive(state)
+        && attempts < state.config.upstream.max_attempts
+        && state.retry_budget.try_withdraw()
+}
+
+fn full_response(
+    body: bytes::Bytes,
+    estimated: bool,
+    shaped: &Shaped,
+    fallback_to: Option<&str>,
+) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    if estimated {
+        response
+            .headers_mut()
+            .insert("x-switchyard-usage", HeaderValue::from_static("estimated"));
+    }
+    shaping_headers(&mut response, shaped, fallback_to);
+    response
+}
+
+fn stream_response(
+    first: bytes::Bytes,
+    relay: Box<crate::upstream::relay::Relay>,
+    shaped: &Shaped,
+    fallback_to: Option<&str>,
+) -> Response {
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(relay);
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-style proxies in front of us not to buffer the stream either.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    shaping_headers(&mut response, shaped, fallback_to);
+    response
 }
 
 /// Tells the client the completion cap it was held to, whether the tier lowered it, and which

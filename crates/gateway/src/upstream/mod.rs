@@ -6,6 +6,7 @@ pub mod account;
 pub mod budget;
 mod classify;
 pub mod client;
+pub mod collect;
 mod edited_body;
 mod frames;
 pub mod openai;
@@ -31,20 +32,12 @@ use crate::settle::Settlement;
 use crate::state::AppState;
 use relay::Relay;
 
-/// A non-streamed answer larger than this is refused rather than held in memory. Generous: a
-/// long completion with logprobs for every token is a few MB.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-
-/// A worker's answer, ready for the client.
-pub enum Reply {
-    Full {
-        /// The response body as JSON text.
-        body: Bytes,
-        /// The usage billed (and written into `body`).
-        metered: account::Metered,
-    },
-    /// The first frame is in hand (so the stream is committed); the relay carries the rest.
-    Stream { first: Bytes, relay: Box<Relay> },
+/// A worker's answer as it starts: the first frame is in hand (so the worker is committed to),
+/// the relay carries the rest. Every request reaches workers as a stream; an unstreamed one is
+/// assembled from it for its client (see [`collect`]).
+pub struct Reply {
+    pub first: Bytes,
+    pub relay: Box<Relay>,
 }
 
 /// Sends the request to a worker and returns the first answer that succeeds.
@@ -56,6 +49,9 @@ pub enum Reply {
 ///   by then is also sent to a second worker; whichever answers first wins and the other is
 ///   cancelled (its future dropped: the connection closes and the worker stops generating).
 ///   Only the winner's answer reaches the client and the ledger, so a hedge is billed once.
+/// - `failed_before` are workers this request already failed on (an unstreamed answer that
+///   broke before any of it reached its client starts over elsewhere); they count toward
+///   `max_attempts` and are avoided.
 pub async fn forward(
     state: &AppState,
     req: &InferenceRequest,
@@ -63,16 +59,20 @@ pub async fn forward(
     request_id: &str,
     settlement: &mut Settlement,
     hedge_after: Option<Duration>,
+    failed_before: &[Arc<Worker>],
 ) -> Result<(Reply, WorkerLease), GatewayError> {
     let upstream = &state.config.upstream;
     let adaptive = crate::route::adaptive(state);
     let hedge_after = hedge_after.filter(|_| adaptive);
     let capture = settlement.logs_content();
-    state.retry_budget.deposit();
-    if hedge_after.is_some() {
-        state.hedge_budget.deposit();
+    // A request starting over (see `handlers::inference`) has been counted already.
+    if failed_before.is_empty() {
+        state.retry_budget.deposit();
+        if hedge_after.is_some() {
+            state.hedge_budget.deposit();
+        }
     }
-    let mut tried: Vec<Arc<Worker>> = Vec::new();
+    let mut tried: Vec<Arc<Worker>> = failed_before.to_vec();
     let mut last_error = None;
     let mut running = FuturesUnordered::new();
     let mut hedge = hedge_after.map(|d| Box::pin(tokio::time::sleep(d)));
@@ -94,7 +94,12 @@ pub async fn forward(
         }
     };
 
-    let lease = crate::route::first(state, route).await?;
+    let lease = if failed_before.is_empty() {
+        crate::route::first(state, route).await?
+    } else {
+        let deadline = tokio::time::Instant::now() + route.queue_for;
+        crate::route::retry(state, route, &tried, deadline).await?
+    };
     running.push(start(lease, &mut tried, &mut began_at, settlement));
     loop {
         let single = running.len() == 1;
@@ -129,13 +134,7 @@ pub async fn forward(
                                 }
                             }
                         }
-                        // A stream's success is known at its end (the relay records it). An
-                        // answer whose usage is refused is not one (the settlement records it).
-                        if let Reply::Full { metered, .. } = &reply {
-                            if metered.rejected.is_none() {
-                                worker.record_success();
-                            }
-                        }
+                        // Its success is known at its end (the relay records it).
                         if adaptive {
                             state.fleet.check_ttft_outlier(&worker);
                         }
@@ -158,7 +157,7 @@ pub async fn forward(
                                 let deadline = tokio::time::Instant::now() + route.queue_for;
                                 match crate::route::retry(state, route, &tried, deadline).await {
                                     Ok(next) => {
-                                        crate::metrics::retry(&req.model);
+                                        crate::metrics::retry(&req.model, crate::metrics::Retry::BeforeFirstToken);
                                         running.push(start(next, &mut tried, &mut began_at, settlement));
                                     }
                                     // Nobody to retry on: the worker's error says more.
@@ -213,6 +212,14 @@ async fn attempt_with(
     worker: &Worker,
     capture: bool,
 ) -> Result<Reply, GatewayError> {
+    // Always a stream upstream (see `collect`); callers on the request path pass one already.
+    let streamed;
+    let req = if req.stream {
+        req
+    } else {
+        streamed = req.as_streamed();
+        &streamed
+    };
     let spec = &worker.spec;
     let api = spec.runtime.wire_api();
     let (path, body, prompt_count) = match api {
@@ -231,34 +238,9 @@ async fn attempt_with(
         }
     };
     let upstream = &state.config.upstream;
-    let deadline = if req.stream {
-        upstream.first_token_timeout_ms
-    } else {
-        upstream.request_timeout_ms
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(deadline);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(upstream.first_token_timeout_ms);
     let response = send(state, worker, path, body, request_id, deadline).await?;
-
-    if !req.stream {
-        let read = client::read_body(response.into_body(), MAX_RESPONSE_BYTES);
-        let bytes = tokio::time::timeout_at(deadline, read)
-            .await
-            .map_err(|_| {
-                GatewayError::UpstreamTimeout(format!(
-                    "worker '{}' did not finish in time",
-                    spec.name
-                ))
-            })?
-            .map_err(|e| {
-                tracing::warn!(worker = %spec.name, error = %e, "reading the worker's response failed");
-                GatewayError::UpstreamFailed("the worker's response could not be read".into())
-            })?;
-        let (body, metered) = match api {
-            WireApi::OpenAi => openai::complete(req, &bytes)?,
-            WireApi::TgiNative => tgi::complete(req, &bytes)?,
-        };
-        return Ok(Reply::Full { body, metered });
-    }
 
     let translator: Box<dyn translate::StreamTranslator> = match api {
         WireApi::OpenAi => Box::new(openai::OpenAiStream::new(req)),
@@ -287,7 +269,7 @@ async fn attempt_with(
         .map_err(|_| {
             GatewayError::UpstreamTimeout("no first token from the worker in time".into())
         })??;
-    Ok(Reply::Stream {
+    Ok(Reply {
         first,
         relay: Box::new(relay),
     })

@@ -2,14 +2,11 @@
 //! API): the body goes through as the client sent it, with the model renamed and the runtime's
 //! quirks absorbed; responses come back with the client's model name and a `usage` always set.
 
-use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use switchyard_fleet::WorkerSpec;
-use switchyard_protocol::{InferenceRequest, RawObject, Reported};
+use switchyard_protocol::{InferenceRequest, Reported};
 
-use super::account::{
-    estimate_prompt_tokens, meter, Metered, OwnCount, StreamAccount, UsageBounds,
-};
+use super::account::StreamAccount;
 use super::edited_body::EditedBody;
 use super::frames::Frames;
 use super::translate::{Flow, StreamTranslator};
@@ -43,58 +40,6 @@ pub fn request_body<'r>(req: &'r InferenceRequest, worker: &WorkerSpec) -> Edite
         body.set("stream_options", Value::Object(options));
     }
     body
-}
-
-/// A non-streamed response, with the model renamed and `usage` guaranteed (the usage billed,
-/// which is the worker's only within bounds). Only the top level is parsed: every other field
-/// goes back to the client as the worker wrote it.
-pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Metered), GatewayError> {
-    let obj = RawObject::parse(body).map_err(|e| {
-        GatewayError::UpstreamFailed(format!("worker sent an invalid response object: {e}"))
-    })?;
-    if let Some(err) = obj.get_as::<Value>("error") {
-        return Err(GatewayError::UpstreamFailed(format!(
-            "worker reported an error: {err}"
-        )));
-    }
-    let reported = Reported::from_json(obj.get("usage").map(|raw| raw.get()));
-    let own = OwnCount {
-        prompt_estimate: estimate_prompt_tokens(req),
-        counted_prompt: None,
-        completion: estimate_completion(obj.get_as::<Value>("choices")),
-    };
-    let metered = meter(&reported, own, UsageBounds::of(req));
-    let model =
-        serde_json::to_string(&req.model).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let usage_json =
-        serde_json::to_string(&metered.usage).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let out = obj.write_with(&[("model", Some(&model)), ("usage", Some(&usage_json))]);
-    Ok((Bytes::from(out), metered))
-}
-
-/// Completion tokens of a whole answer when the worker's count is missing or refused: its
-/// text (content, reasoning, tool call names and arguments) at four characters per token.
-fn estimate_completion(choices: Option<Value>) -> u64 {
-    let Some(Value::Array(choices)) = choices else {
-        return 0;
-    };
-    let mut chars = 0usize;
-    let mut add = |v: Option<&Value>| {
-        if let Some(Value::String(s)) = v {
-            chars += s.chars().count();
-        }
-    };
-    for c in &choices {
-        add(c.pointer("/message/content").or_else(|| c.get("text")));
-        add(c.pointer("/message/reasoning_content"));
-        if let Some(Value::Array(calls)) = c.pointer("/message/tool_calls") {
-            for call in calls {
-                add(call.pointer("/function/name"));
-                add(call.pointer("/function/arguments"));
-            }
-        }
-    }
-    u64::try_from(chars).unwrap_or(u64::MAX).div_ceil(4)
 }
 
 /// Relays OpenAI chunks: renames the model, keeps count, and manages the usage chunk.

@@ -64,6 +64,9 @@ pub struct Relay {
     resuming: Option<BoxFuture<'static, Result<(Upstream, WorkerLease), GatewayError>>>,
     /// What broke the stream, while a continuation is being opened.
     broken: Option<GatewayError>,
+    /// The client asked for one whole answer (see [`super::collect`]): a failure is then an
+    /// error response, settled as a failed request, not a stream cut after its 200.
+    collected: bool,
 }
 
 impl Relay {
@@ -95,6 +98,33 @@ impl Relay {
             resume: None,
             resuming: None,
             broken: None,
+            collected: false,
+        }
+    }
+
+    /// Takes the request's settlement back (and the worker's lease, released): the caller
+    /// will settle the request some other way. For an unstreamed answer that failed before
+    /// any of it reached the client, which can still start over on another worker.
+    pub fn detach(&mut self) -> Option<Settlement> {
+        self.lease = None;
+        self.settlement.take()
+    }
+
+    /// The usage to bill so far (all of it, once the stream has ended).
+    pub fn metered(&self) -> super::account::Metered {
+        self.translator.account().usage()
+    }
+
+    /// The frames go to [`super::collect`], not to the client (an unstreamed request).
+    pub fn for_unstreamed_client(&mut self) {
+        self.collected = true;
+    }
+
+    /// Ends the stream as failed with `error` (the collector gave up waiting): it settles as
+    /// that failure, not as a client that went away.
+    pub fn abort(&mut self, error: GatewayError) {
+        if matches!(self.state, State::Streaming) {
+            self.state = State::Failed(error);
         }
     }
 
@@ -274,6 +304,9 @@ impl Relay {
             let account = self.translator.account();
             let outcome = match &self.state {
                 State::Finished => Outcome::Completed,
+                // An unstreamed answer that failed is an error response, billed nothing: the
+                // client got none of it.
+                State::Failed(e) if self.collected => return settlement.failed(e),
                 State::Failed(_) => Outcome::FailedMidStream,
                 State::Streaming => Outcome::ClientDisconnected,
             };
@@ -283,7 +316,12 @@ impl Relay {
                     lease.worker().record_success();
                 }
             }
-            settlement.stream_ended(account, outcome);
+            // A client that left before its unstreamed answer was whole never got a 200.
+            let http_status = match outcome {
+                Outcome::ClientDisconnected if self.collected => 499,
+                _ => 200,
+            };
+            settlement.stream_ended(account, outcome, http_status);
         }
     }
 }

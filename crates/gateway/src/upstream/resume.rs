@@ -110,7 +110,7 @@ impl Resume {
             let deadline = tokio::time::Instant::now() + route.queue_for;
             let lease = crate::route::retry(&state, &route, &tried, deadline).await?;
             let upstream = super::open_stream(&state, &req, &request_id, lease.worker()).await?;
-            crate::metrics::retry(&req.model);
+            crate::metrics::retry(&req.model, crate::metrics::Retry::Resume);
             Ok((upstream, lease))
         }))
     }

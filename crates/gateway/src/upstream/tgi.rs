@@ -3,14 +3,11 @@
 //! (`details.generated_tokens`, `input_length` or the prefill list), so usage is never estimated
 //! when it answers in full.
 
-use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use switchyard_fleet::WorkerSpec;
 use switchyard_protocol::{Endpoint, InferenceRequest, Reported, Usage};
 
-use super::account::{
-    estimate_prompt_tokens, meter, Metered, OwnCount, StreamAccount, UsageBounds,
-};
+use super::account::StreamAccount;
 use super::frames::Frames;
 use super::prompt;
 use super::translate::{Flow, StreamTranslator};
@@ -125,55 +122,6 @@ fn choice(endpoint: Endpoint, text: &str, finish: Option<&str>, streamed: bool) 
     }
 }
 
-/// A `/generate` answer as an OpenAI response, with the usage billed.
-pub fn complete(req: &InferenceRequest, body: &[u8]) -> Result<(Bytes, Metered), GatewayError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| GatewayError::UpstreamFailed(format!("worker sent invalid JSON: {e}")))?;
-    let v = match v {
-        Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
-        other => other,
-    };
-    let text = v
-        .get("generated_text")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            GatewayError::UpstreamFailed("worker response has no generated_text".into())
-        })?;
-    let details = v.get("details");
-    let completion = details
-        .and_then(|d| d.get("generated_tokens"))
-        .and_then(Value::as_u64);
-    let prompt = details
-        .and_then(|d| d.get("prefill"))
-        .and_then(Value::as_array)
-        .map(|p| u64::try_from(p.len()).unwrap_or(u64::MAX))
-        .filter(|n| *n > 0);
-    let reported = match (prompt, completion) {
-        (Some(p), Some(c)) => Reported::Counts(Usage::new(p, c)),
-        _ => Reported::Absent,
-    };
-    let own = OwnCount {
-        prompt_estimate: estimate_prompt_tokens(req),
-        counted_prompt: None,
-        completion: u64::try_from(text.chars().count())
-            .unwrap_or(u64::MAX)
-            .div_ceil(4),
-    };
-    let metered = meter(&reported, own, UsageBounds::of(req));
-    let reason = finish_reason(
-        details
-            .and_then(|d| d.get("finish_reason"))
-            .and_then(Value::as_str),
-    );
-    let (id, object, _, created) = ids(req);
-    let body = json!({
-        "id": id, "object": object, "created": created, "model": req.model,
-        "choices": [choice(req.endpoint, text, Some(reason), false)],
-        "usage": metered.usage.to_value(),
-    });
-    Ok((Bytes::from(body.to_string()), metered))
-}
-
 /// `/generate_stream` events as OpenAI chunks.
 pub struct TgiStream {
     endpoint: Endpoint,
@@ -284,22 +232,6 @@ mod tests {
 
     fn req(endpoint: Endpoint, body: Value) -> InferenceRequest {
         InferenceRequest::from_map(endpoint, body.as_object().unwrap().clone()).unwrap()
-    }
-
-    #[test]
-    fn generate_answer_becomes_a_chat_completion_with_exact_usage() {
-        let r = req(
-            Endpoint::Chat,
-            json!({"model":"m","messages":[{"role":"user","content":"hi"}]}),
-        );
-        let body = br#"{"generated_text":" a b","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[{},{},{},{},{}],"tokens":[]}}"#;
-        let (v, metered) = complete(&r, body).unwrap();
-        let v: Value = serde_json::from_slice(&v).unwrap();
-        assert_eq!(metered.usage, Usage::new(5, 3));
-        assert!(!metered.estimated);
-        assert_eq!(v["choices"][0]["message"]["content"], " a b");
-        assert_eq!(v["choices"][0]["finish_reason"], "stop");
-        assert_eq!(v["model"], "m");
     }
 
     #[test]
