@@ -43,6 +43,7 @@ fn status(s: UsageStatus) -> RowStatus {
         UsageStatus::Failed => RowStatus::Failed,
         UsageStatus::FailedMidStream => RowStatus::FailedMidStream,
         UsageStatus::ClientDisconnected => RowStatus::ClientDisconnected,
+        UsageStatus::Interrupted => RowStatus::Interrupted,
     }
 }
 

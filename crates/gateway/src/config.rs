@@ -143,6 +143,12 @@ pub struct StateConfig {
     /// At shutdown, how long the ledger may take to store what is queued; what is still
     /// unwritten then is printed to stderr (one JSON line per record) and the process exits.
     pub ledger_flush_ms: u64,
+    /// How often a running request's progress (its worker, the tokens relayed) is written, so
+    /// that a crash bills what was relayed up to then.
+    pub checkpoint_ms: u64,
+    /// How often this process records that it is alive (the SLA's observed minutes); a process
+    /// silent for three of these is dead, and its open requests are settled as interrupted.
+    pub heartbeat_ms: u64,
 }
 
 impl Default for StateConfig {
@@ -152,6 +158,8 @@ impl Default for StateConfig {
             ledger_queue: 65_536,
             ledger_batch: 512,
             ledger_flush_ms: 10_000,
+            checkpoint_ms: 2_000,
+            heartbeat_ms: 15_000,
         }
     }
 }
@@ -504,6 +512,13 @@ impl Config {
         }
         if self.state.ledger_queue == 0 || self.state.ledger_batch == 0 {
             return invalid("state.ledger_queue and state.ledger_batch must be positive".into());
+        }
+        if self.state.checkpoint_ms < 100 {
+            return invalid("state.checkpoint_ms must be at least 100".into());
+        }
+        // A minute must get a heartbeat even if one write fails.
+        if !(100..=20_000).contains(&self.state.heartbeat_ms) {
+            return invalid("state.heartbeat_ms must be between 100 and 20000".into());
         }
         if self.tiers.is_empty() {
             return invalid("at least one tier must be defined".into());

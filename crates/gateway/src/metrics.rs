@@ -314,7 +314,10 @@ pub fn request_finished(f: &Finished) {
             ::metrics::counter!(ERRORS, "class" => class(Origin::Upstream), "kind" => "stream")
                 .increment(1);
         }
-        (UsageStatus::Completed | UsageStatus::ClientDisconnected, _) => {}
+        (
+            UsageStatus::Completed | UsageStatus::ClientDisconnected | UsageStatus::Interrupted,
+            _,
+        ) => {}
     }
     // Every request reaches its worker as a stream, so a first token is seen whether the
     // client streams or not; a request that never got one has no TTFT.

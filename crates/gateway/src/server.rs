@@ -180,6 +180,7 @@ pub async fn start_with_clock(
 ) -> Result<RunningGateway, StartError> {
     let store = open_store(&config).await?;
     ensure_dev_tenant(&*store, &config).await?;
+    let instance = crate::heartbeat::instance_name();
     let ephemeral = secrets
         .dev_key
         .iter()
@@ -193,6 +194,7 @@ pub async fn start_with_clock(
             queue: config.state.ledger_queue,
             batch: config.state.ledger_batch,
             flush_deadline: Duration::from_millis(config.state.ledger_flush_ms),
+            instance: instance.clone(),
         },
     );
     let mut sims = Vec::new();
@@ -248,7 +250,8 @@ pub async fn start_with_clock(
         worker_metrics: Default::default(),
         notifier: crate::alerting::notify::Notifier::new(&alerts_config, client_for_notices),
         clock,
-        instance: crate::heartbeat::instance_name(),
+        started_at_ms: unix_ms(),
+        instance,
     });
     crate::metrics::install();
     {

@@ -13,6 +13,7 @@ use switchyard_metering::admission::Reservation;
 use switchyard_metering::directory::{unix_ms, KeyEntry};
 use switchyard_metering::ledger::Ledger;
 use switchyard_metering::money::{usage_cost, usd_to_nanos, worker_cost};
+use switchyard_metering::open::{Checkpoint, OpenRequest};
 use switchyard_metering::sli::Refusal;
 use switchyard_metering::{UsageRecord, UsageStatus};
 use switchyard_protocol::{Endpoint, InferenceRequest};
@@ -62,15 +63,31 @@ impl Settlement {
         crate::metrics::request_started();
         // Checked once here: for tenants with logging off nothing else is captured.
         let content = Draft::start(key.tenant.tenant.content_logging.ttl_ms(), req);
+        let prompt_estimate = crate::upstream::account::estimate_prompt_tokens(req);
+        let started_at_ms = unix_ms();
+        // Open until its usage row is written: a crash in between leaves a trace to settle.
+        ledger.opened(OpenRequest {
+            request_id: request_id.to_string(),
+            instance: String::new(),
+            started_at_ms,
+            tenant_id: key.tenant.tenant.id.clone(),
+            key_id: key.key.id.clone(),
+            model: req.model.clone(),
+            endpoint: req.endpoint.path().to_string(),
+            stream: req.stream,
+            prompt_estimate,
+            price_in_nanos: usd_to_nanos(key.limits.price_input_per_million),
+            price_out_nanos: usd_to_nanos(key.limits.price_output_per_million),
+        });
         Self {
             request_id: request_id.to_string(),
             key,
             endpoint: req.endpoint,
             model: req.model.clone(),
             stream: req.stream,
-            prompt_estimate: crate::upstream::account::estimate_prompt_tokens(req),
+            prompt_estimate,
             started: Instant::now(),
-            started_at_ms: unix_ms(),
+            started_at_ms,
             ttft_ms: None,
             worker: None,
             attempts: 0,
@@ -92,6 +109,26 @@ impl Settlement {
             crate::metrics::queue_time(&self.model, tier, self.started.elapsed());
         }
         self.worker = Some(worker.clone());
+    }
+
+    /// What this request has consumed so far (the worker serving it, the completion tokens
+    /// relayed): what a crash from now on would bill it for.
+    pub fn checkpoint(&self, relayed_tokens: u64) {
+        let Some(worker) = &self.worker else {
+            return;
+        };
+        let spec = &worker.spec;
+        self.ledger.checkpoint(Checkpoint {
+            request_id: self.request_id.clone(),
+            worker: spec.name.clone(),
+            provider: spec.provider.clone(),
+            region: spec.region.clone(),
+            worker_price_nanos: usd_to_nanos(spec.price_per_hour),
+            worker_slots: spec.max_concurrency,
+            relayed_tokens,
+            ttft_ms: self.ttft_ms.map(|t| t as u64),
+            at_ms: unix_ms(),
+        });
     }
 
     /// The worker whose answer the client gets (with hedging, not always the last one tried).

@@ -42,6 +42,7 @@ pub struct AppState {
     /// The time SLA records are stamped and judged by: heartbeats, maintenance notices, the
     /// report's "now". The system clock, except in tests that move time on.
     pub clock: Arc<dyn switchyard_metering::clock::Clock>,
-    /// This process, as its heartbeats name it.
+    /// This process, as its heartbeats and open requests name it, and when it started.
     pub instance: String,
+    pub started_at_ms: i64,
 }

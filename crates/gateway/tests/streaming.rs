@@ -347,3 +347,78 @@ async fn a_client_that_leaves_an_unstreamed_request_is_billed_for_what_was_gener
     );
     assert!(r.ttft_ms.is_some(), "its first token was seen");
 }
+
+/// A worker that ignores `stream: true` and answers one whole JSON object (some
+/// OpenAI-compatible servers do) still serves streamed and unstreamed clients; no first token
+/// was seen before its whole answer, so the request has no TTFT rather than its whole length.
+#[tokio::test]
+async fn a_worker_that_answers_whole_serves_both_kinds_of_client_without_a_ttft() {
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(|| async {
+                axum::Json(json!({
+                    "id": "whole-1", "object": "chat.completion", "created": 1, "model": "w",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "All in one piece."},
+                        "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}
+                }))
+            }),
+        )
+        .route(
+            "/v1/models",
+            axum::routing::get(|| async {
+                axum::Json(json!({"object": "list", "data": [{"id": "w", "object": "model"}]}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let mut c = config(Vec::new());
+    c.state.path = db.clone();
+    c.workers = vec![toml::from_str(&format!(
+        "name = 'whole'\nurl = 'http://{addr}'\nruntime = 'openai'\nmodel = 'whole-model'"
+    ))
+    .unwrap()];
+    let gw = start(c).await;
+    let body = chat("whole-model", json!({}));
+    let resp = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "All in one piece.");
+    assert_eq!(v["usage"]["total_tokens"], 14);
+
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat(
+            "whole-model",
+            json!({"stream": true, "stream_options": {"include_usage": true}}),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let (events, err) = read_events(resp, Duration::from_secs(10)).await;
+    assert!(err.is_none());
+    assert_eq!(joined_content(&events), "All in one piece.");
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+    gw.shutdown().await;
+    server.abort();
+
+    let store = switchyard_metering::store::sqlite::SqliteStore::open(&db)
+        .await
+        .unwrap();
+    let rows = store
+        .usage_records(&switchyard_metering::store::UsageQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.ttft_ms.is_none() && r.completion_tokens == 5),
+        "{rows:?}"
+    );
+}

@@ -18,6 +18,7 @@ pub mod limiter;
 pub mod maintenance;
 pub mod model;
 pub mod money;
+pub mod open;
 pub mod sli;
 pub mod store;
 

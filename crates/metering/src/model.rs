@@ -164,6 +164,8 @@ pub enum UsageStatus {
     Failed,
     FailedMidStream,
     ClientDisconnected,
+    /// In flight when the gateway process serving it stopped (see [`crate::open`]).
+    Interrupted,
 }
 
 impl UsageStatus {
@@ -173,6 +175,7 @@ impl UsageStatus {
             UsageStatus::Failed => "failed",
             UsageStatus::FailedMidStream => "failed_mid_stream",
             UsageStatus::ClientDisconnected => "client_disconnected",
+            UsageStatus::Interrupted => "interrupted",
         }
     }
 
@@ -182,6 +185,7 @@ impl UsageStatus {
             "failed" => UsageStatus::Failed,
             "failed_mid_stream" => UsageStatus::FailedMidStream,
             "client_disconnected" => UsageStatus::ClientDisconnected,
+            "interrupted" => UsageStatus::Interrupted,
             _ => return None,
         })
     }
@@ -205,6 +209,9 @@ pub enum UsageSource {
     /// The worker's report was out of bounds or malformed and was not billed: the gateway's own
     /// count was, and `usage_note` says what the worker claimed.
     GatewayRejected,
+    /// The gateway process stopped mid-request (a crash): the prompt estimate and the tokens
+    /// relayed at its last checkpoint (see [`crate::open`]).
+    Checkpoint,
 }
 
 impl UsageSource {
@@ -214,6 +221,7 @@ impl UsageSource {
             UsageSource::WorkerTokenizer => "worker_tokenizer",
             UsageSource::Gateway => "gateway",
             UsageSource::GatewayRejected => "gateway_rejected",
+            UsageSource::Checkpoint => "checkpoint",
         }
     }
 
@@ -223,6 +231,7 @@ impl UsageSource {
             "worker_tokenizer" => UsageSource::WorkerTokenizer,
             "gateway" => UsageSource::Gateway,
             "gateway_rejected" => UsageSource::GatewayRejected,
+            "checkpoint" => UsageSource::Checkpoint,
             _ => return None,
         })
     }

@@ -120,7 +120,15 @@ impl SliCounts {
         Self {
             requests: 1,
             ok: u64::from(r.status == UsageStatus::Completed),
-            errors_5xx: u64::from(r.http_status >= 500 || r.status == UsageStatus::FailedMidStream),
+            // A stream cut after its 200, or a request whose gateway died under it: the client
+            // saw an error either way.
+            errors_5xx: u64::from(
+                r.http_status >= 500
+                    || matches!(
+                        r.status,
+                        UsageStatus::FailedMidStream | UsageStatus::Interrupted
+                    ),
+            ),
             errors_429: u64::from(r.http_status == 429),
             ttft_slow: u64::from(r.ttft_ms.is_some_and(|t| t >= TTFT_SLOW_MS)),
         }

@@ -134,3 +134,117 @@ async fn shutdown_ends_at_its_deadline_when_the_store_is_down() {
     );
     assert!(stats.failed_writes.load(Ordering::Relaxed) >= 1);
 }
+
+fn opened(i: u64) -> switchyard_metering::open::OpenRequest {
+    switchyard_metering::open::OpenRequest {
+        request_id: format!("req-{i}"),
+        instance: String::new(),
+        started_at_ms: 1_795_852_800_000,
+        tenant_id: "t".into(),
+        key_id: "k".into(),
+        model: "m".into(),
+        endpoint: "/v1/chat/completions".into(),
+        stream: true,
+        prompt_estimate: 50,
+        price_in_nanos: 1_000_000_000,
+        price_out_nanos: 1_000_000_000,
+    }
+}
+
+fn checkpoint(i: u64, tokens: u64) -> switchyard_metering::open::Checkpoint {
+    switchyard_metering::open::Checkpoint {
+        request_id: format!("req-{i}"),
+        worker: "w".into(),
+        provider: "p".into(),
+        region: "r".into(),
+        worker_price_nanos: 0,
+        worker_slots: 1,
+        relayed_tokens: tokens,
+        ttft_ms: Some(10),
+        at_ms: 1_795_852_801_000,
+    }
+}
+
+/// Requests in flight when their gateway process dies are settled from what the ledger knew:
+/// opened at admission, checkpointed while they ran, settled as `interrupted` once the process
+/// is seen to be dead; requests that ended are not touched, and nothing is billed twice.
+#[tokio::test]
+async fn requests_left_open_by_a_dead_process_are_settled_once_as_interrupted() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let (ledger, task) = Ledger::spawn(
+        store.clone(),
+        LedgerConfig {
+            instance: "dead-one".into(),
+            ..LedgerConfig::default()
+        },
+    );
+    // 1: ends in the same batch as it opened. 2: opened, then ended later. 3: in flight with
+    // two checkpoints. 4: in flight, never reached a worker.
+    ledger.opened(opened(1));
+    ledger.record(record(1));
+    ledger.opened(opened(2));
+    ledger.opened(opened(3));
+    ledger.checkpoint(checkpoint(3, 12));
+    ledger.opened(opened(4));
+    let stats = ledger.stats();
+    while stats.written.load(Ordering::Relaxed) < 5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    ledger.checkpoint(checkpoint(3, 30));
+    ledger.record(record(2));
+    task.shutdown(Duration::from_secs(1)).await; // a crash would leave 3 and 4 open just so
+
+    // Seen alive a minute ago: not dead yet for a 30 s lease measured from 30 s ago.
+    let now = 1_795_852_900_000;
+    store
+        .instance_alive("dead-one", now - 120_000, now - 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .reconcile_interrupted("me", now - 90_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.reconcile_interrupted("dead-one", now).await.unwrap(),
+        0,
+        "never its own"
+    );
+    assert_eq!(
+        store
+            .reconcile_interrupted("me", now - 30_000)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store.reconcile_interrupted("me", now).await.unwrap(),
+        0,
+        "once"
+    );
+
+    let rows = store.usage_records(&UsageQuery::default()).await.unwrap();
+    let by_id = |id: &str| rows.iter().find(|r| r.request_id == id).unwrap().clone();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(by_id("req-1").status, UsageStatus::Completed);
+    assert_eq!(by_id("req-2").status, UsageStatus::Completed);
+    let three = by_id("req-3");
+    assert_eq!(three.status, UsageStatus::Interrupted);
+    assert_eq!(
+        (three.prompt_tokens, three.completion_tokens),
+        (50, 30),
+        "the last checkpoint"
+    );
+    assert_eq!(three.cost, 80_000);
+    let four = by_id("req-4");
+    assert_eq!(
+        (four.status, four.cost, four.worker.as_str()),
+        (UsageStatus::Interrupted, 0, "")
+    );
+    // Both count against the SLA: the clients saw their connections drop.
+    let minutes = store.sli_minutes(&UsageQuery::default()).await.unwrap();
+    let errors: u64 = minutes.iter().map(|m| m.counts.errors_5xx).sum();
+    assert_eq!(errors, 2);
+}

@@ -13,6 +13,8 @@ pub enum RowStatus {
     Failed,
     FailedMidStream,
     ClientDisconnected,
+    /// The gateway process stopped under it: neither the provider's success nor its failure.
+    Interrupted,
 }
 
 /// One request as the ledger recorded it.

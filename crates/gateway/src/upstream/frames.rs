@@ -41,4 +41,9 @@ impl Frames {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Frames waiting to be handed on.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
 }

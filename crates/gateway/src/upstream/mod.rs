@@ -16,6 +16,7 @@ pub mod relay;
 pub mod resume;
 pub mod tgi;
 mod translate;
+mod whole;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -241,13 +242,40 @@ async fn attempt_with(
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(upstream.first_token_timeout_ms);
     let response = send(state, worker, path, body, request_id, deadline).await?;
+    // A worker that answers whole despite `stream: true`: its answer becomes the events a
+    // stream of it would have been (see `whole`), with no first token seen before it.
+    let whole = api == WireApi::OpenAi
+        && response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+    let events: relay::Upstream = if whole {
+        let limit = Duration::from_millis(upstream.request_timeout_ms);
+        let bytes = tokio::time::timeout(
+            limit,
+            client::read_body(response.into_body(), whole::MAX_WHOLE_ANSWER),
+        )
+        .await
+        .map_err(|_| {
+            GatewayError::UpstreamTimeout(format!("worker '{}' did not finish in time", spec.name))
+        })?
+        .map_err(|e| {
+            tracing::warn!(worker = %spec.name, error = %e, "reading the worker's response failed");
+            GatewayError::UpstreamFailed("the worker's response could not be read".into())
+        })?;
+        let events = whole::as_events(req.endpoint, &bytes)?;
+        futures::stream::once(async move { Ok(events) }).boxed()
+    } else {
+        http_body_util::BodyDataStream::new(response.into_body()).boxed()
+    };
 
     let translator: Box<dyn translate::StreamTranslator> = match api {
         WireApi::OpenAi => Box::new(openai::OpenAiStream::new(req)),
         WireApi::TgiNative => Box::new(tgi::TgiStream::new(req)),
     };
     let mut relay = Relay::new(
-        http_body_util::BodyDataStream::new(response.into_body()).boxed(),
+        events,
         translator,
         prompt_count,
         Duration::from_millis(upstream.stall_timeout_ms),
@@ -258,6 +286,10 @@ async fn attempt_with(
             u32::MAX
         },
     );
+    relay.checkpoint_every(Duration::from_millis(state.config.state.checkpoint_ms));
+    if whole {
+        relay.no_first_token();
+    }
     if capture {
         relay.capture_content();
     }

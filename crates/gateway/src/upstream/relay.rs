@@ -67,6 +67,12 @@ pub struct Relay {
     /// The client asked for one whole answer (see [`super::collect`]): a failure is then an
     /// error response, settled as a failed request, not a stream cut after its 200.
     collected: bool,
+    /// How often the settlement hears what was relayed (crash accounting), and when it last
+    /// did.
+    checkpoint_every: Duration,
+    last_checkpoint: Option<std::time::Instant>,
+    /// The worker answered whole: its first frame is not a first token (no TTFT).
+    no_first_token: bool,
 }
 
 impl Relay {
@@ -99,6 +105,34 @@ impl Relay {
             resuming: None,
             broken: None,
             collected: false,
+            checkpoint_every: Duration::from_secs(2),
+            last_checkpoint: None,
+            no_first_token: false,
+        }
+    }
+
+    /// The worker answered whole (see `upstream::whole`): no first token was seen, so the
+    /// request has no TTFT; it counts for errors only, never its whole length as a TTFT.
+    pub fn no_first_token(&mut self) {
+        self.no_first_token = true;
+    }
+
+    /// How often a long answer's progress is checkpointed to the ledger (see
+    /// `switchyard_metering::open`).
+    pub fn checkpoint_every(&mut self, every: Duration) {
+        self.checkpoint_every = every;
+    }
+
+    /// Tells the settlement what has reached the client so far: the tokens translated, less
+    /// the frames not yet handed on (those queued and the one in hand). Never more than the
+    /// client was sent, so a crash never bills a token it did not receive.
+    fn checkpoint(&mut self) {
+        if let Some(settlement) = &self.settlement {
+            let account = self.translator.account();
+            let unsent = u64::try_from(self.frames.len()).unwrap_or(u64::MAX) + 1;
+            let sent = account.content_chunks.saturating_sub(unsent);
+            settlement.checkpoint(sent.min(account.bounds.completion));
+            self.last_checkpoint = Some(std::time::Instant::now());
         }
     }
 
@@ -161,11 +195,13 @@ impl Relay {
     }
 
     pub fn attach(&mut self, lease: WorkerLease, mut settlement: Settlement) {
-        if let Some(at) = self.first_frame_at {
+        if let (Some(at), false) = (self.first_frame_at, self.no_first_token) {
             settlement.first_token_at(at);
         }
         self.lease = Some(lease);
         self.settlement = Some(settlement);
+        // The worker is known now: from here a crash bills the prompt and what was relayed.
+        self.checkpoint();
     }
 
     /// Whether the next event must wait for the prompt count; polls the count meanwhile.
@@ -336,6 +372,12 @@ impl Stream for Relay {
                 this.frames_sent += 1;
                 if this.frames_sent == 1 {
                     this.first_frame_at = Some(std::time::Instant::now());
+                }
+                if this
+                    .last_checkpoint
+                    .is_some_and(|at| at.elapsed() >= this.checkpoint_every)
+                {
+                    this.checkpoint();
                 }
                 return Poll::Ready(Some(Ok(frame)));
             }

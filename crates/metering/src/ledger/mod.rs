@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::content::{ContentConfig, ContentQueue, ContentTask};
 use crate::model::UsageRecord;
+use crate::open::{Checkpoint, OpenRequest};
 use crate::sli::Refusal;
 use crate::store::Store;
 pub use writer::WriterStats;
@@ -34,6 +35,8 @@ pub struct LedgerConfig {
     /// At shutdown, how long the writer may take to store what is queued before it prints the
     /// rest to stderr and returns.
     pub flush_deadline: Duration,
+    /// The gateway process writing, as its open requests name it (see [`crate::open`]).
+    pub instance: String,
 }
 
 impl Default for LedgerConfig {
@@ -42,12 +45,14 @@ impl Default for LedgerConfig {
             queue: 65_536,
             batch: 512,
             flush_deadline: Duration::from_secs(10),
+            instance: "local".into(),
         }
     }
 }
 
 #[derive(Clone)]
 pub struct Ledger {
+    instance: Arc<str>,
     tx: mpsc::Sender<Entry>,
     open: Arc<OpenCount>,
     content: ContentQueue,
@@ -105,6 +110,7 @@ impl Ledger {
         let open = Arc::new(OpenCount::default());
         (
             Ledger {
+                instance: config.instance.into(),
                 tx,
                 open: open.clone(),
                 content,
@@ -148,6 +154,18 @@ impl Ledger {
 
     pub fn record(&self, record: UsageRecord) {
         self.push(Entry::Usage(record));
+    }
+
+    /// A request was admitted: it is recorded as open until its usage row is written, so that
+    /// a crash in between leaves a trace to settle (see [`crate::open`]).
+    pub fn opened(&self, mut request: OpenRequest) {
+        request.instance = self.instance.to_string();
+        self.push(Entry::Open(request));
+    }
+
+    /// What a running request has consumed so far.
+    pub fn checkpoint(&self, checkpoint: Checkpoint) {
+        self.push(Entry::Checkpoint(checkpoint));
     }
 
     /// A request answered by the gateway itself, before any worker: no bill, but an SLI.

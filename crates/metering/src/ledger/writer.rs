@@ -11,6 +11,7 @@
 //!   to stderr, one JSON line per record, and the writer returns. Records are idempotent by
 //!   request id, so a line whose batch did commit after all can be imported again safely.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::directory::unix_ms;
 use crate::model::{DeadLetter, UsageRecord};
+use crate::open::{Checkpoint, OpenRequest};
 use crate::sli::Refusal;
 use crate::store::{Store, StoreError};
 
@@ -40,6 +42,8 @@ const ATTEMPTS_BEFORE_SPLIT: u32 = 2;
 pub(super) enum Entry {
     Usage(UsageRecord),
     Refusal(Refusal),
+    Open(OpenRequest),
+    Checkpoint(Checkpoint),
 }
 
 impl Entry {
@@ -47,6 +51,8 @@ impl Entry {
         match self {
             Entry::Usage(r) => &r.request_id,
             Entry::Refusal(r) => &r.request_id,
+            Entry::Open(r) => &r.request_id,
+            Entry::Checkpoint(r) => &r.request_id,
         }
     }
 
@@ -56,6 +62,8 @@ impl Entry {
         match self {
             Entry::Usage(r) => report(r, why),
             Entry::Refusal(r) => report(r, why),
+            Entry::Open(r) => report(r, why),
+            Entry::Checkpoint(r) => report(r, why),
         }
     }
 }
@@ -89,6 +97,28 @@ impl Record for UsageRecord {
     }
     async fn insert(store: &dyn Store, batch: &[Self]) -> crate::store::Result<()> {
         store.insert_usage(batch).await
+    }
+}
+
+#[async_trait]
+impl Record for OpenRequest {
+    const KIND: &'static str = "open";
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+    async fn insert(store: &dyn Store, batch: &[Self]) -> crate::store::Result<()> {
+        store.insert_open(batch).await
+    }
+}
+
+#[async_trait]
+impl Record for Checkpoint {
+    const KIND: &'static str = "checkpoint";
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+    async fn insert(store: &dyn Store, batch: &[Self]) -> crate::store::Result<()> {
+        store.checkpoint_open(batch).await
     }
 }
 
@@ -184,20 +214,48 @@ impl Writer {
     async fn write(&mut self, batch: &mut Vec<Entry>) -> Result<(), ()> {
         let mut usage = Vec::with_capacity(batch.len());
         let mut refusals = Vec::new();
+        let mut opens = Vec::new();
+        let mut checkpoints: HashMap<String, Checkpoint> = HashMap::new();
         for entry in batch.drain(..) {
             match entry {
                 Entry::Usage(r) => usage.push(r),
                 Entry::Refusal(r) => refusals.push(r),
+                Entry::Open(r) => opens.push(r),
+                // The queue is in order: a later checkpoint of a request supersedes earlier ones.
+                Entry::Checkpoint(c) => {
+                    checkpoints.insert(c.request_id.clone(), c);
+                }
             }
         }
-        // Two transactions, each idempotent per request id, so each may be retried on its own.
+        // A request that ends within the batch that opened it needs no open row at all: a
+        // short request costs the ledger one row, as before crash accounting.
+        let ended: HashSet<&str> = usage
+            .iter()
+            .map(|r| r.request_id.as_str())
+            .chain(refusals.iter().map(|r| r.request_id.as_str()))
+            .collect();
+        opens.retain(|o| !ended.contains(o.request_id.as_str()));
+        let checkpoints: Vec<Checkpoint> = checkpoints
+            .into_values()
+            .filter(|c| !ended.contains(c.request_id.as_str()))
+            .collect();
+        // Opens before checkpoints before final records; each transaction is idempotent per
+        // request id, so each may be retried on its own.
+        let opens = self.store_all(opens).await;
+        let checkpoints = self.store_all(checkpoints).await;
         let usage = self.store_all(usage).await;
         let refusals = self.store_all(refusals).await;
         let mut gave_up = false;
         for left in [
+            opens
+                .err()
+                .map(|g| g.0.into_iter().map(Entry::Open).collect::<Vec<_>>()),
+            checkpoints
+                .err()
+                .map(|g| g.0.into_iter().map(Entry::Checkpoint).collect()),
             usage
                 .err()
-                .map(|g| g.0.into_iter().map(Entry::Usage).collect::<Vec<_>>()),
+                .map(|g| g.0.into_iter().map(Entry::Usage).collect()),
             refusals
                 .err()
                 .map(|g| g.0.into_iter().map(Entry::Refusal).collect()),

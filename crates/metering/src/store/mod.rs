@@ -11,6 +11,7 @@ use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident,
 use crate::maintenance::{Maintenance, NewMaintenance};
 use crate::model::{ApiKey, DeadLetter, LimitOverrides, Tenant, UsageRecord};
 use crate::money::Nanos;
+use crate::open::{Checkpoint, OpenRequest};
 use crate::sli::{
     BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, Refusal, ScopeCounts,
 };
@@ -152,6 +153,17 @@ pub trait Store: Send + Sync + 'static {
     /// Tokens used since `from_ms` per (tenant, key), for restoring every tenant's and key's
     /// monthly quota at start in one query.
     async fn tokens_by_key_since(&self, from_ms: i64) -> Result<Vec<KeyTokens>>;
+
+    // Crash accounting (see [`crate::open`]).
+    /// Records admitted requests as open (skipping any whose usage row exists already).
+    async fn insert_open(&self, batch: &[OpenRequest]) -> Result<()>;
+    /// Updates open requests with their latest checkpoint.
+    async fn checkpoint_open(&self, batch: &[Checkpoint]) -> Result<()>;
+    /// Renews gateway process `instance`'s sign of life.
+    async fn instance_alive(&self, instance: &str, started_at_ms: i64, now_ms: i64) -> Result<()>;
+    /// Settles the open requests of processes other than `own` not seen alive since
+    /// `dead_before_ms` as `interrupted` usage rows; returns how many.
+    async fn reconcile_interrupted(&self, own: &str, dead_before_ms: i64) -> Result<u64>;
 
     /// Keeps records the store refused, with the reason (see `ledger`).
     async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<()>;

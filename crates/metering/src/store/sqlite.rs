@@ -33,6 +33,7 @@ mod batch;
 mod content;
 mod dead_letters;
 mod incidents;
+mod open;
 mod sli;
 mod sli_fleet;
 mod sli_window;
@@ -47,6 +48,7 @@ use crate::model::{
     ApiKey, DeadLetter, LimitOverrides, Scopes, Tenant, UsageRecord, UsageSource, UsageStatus,
 };
 use crate::money::Nanos;
+use crate::open::{Checkpoint, OpenRequest};
 use crate::sli::{
     BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, Refusal, ScopeCounts,
 };
@@ -326,6 +328,55 @@ fn push_usage_filter(qb: &mut QueryBuilder<'_, Sqlite>, q: &UsageQuery) {
     }
 }
 
+/// Writes checked usage records in the caller's transaction: rows not stored before, their
+/// SLI rollups, and the deletion of their open-request rows (see [`crate::open`]).
+async fn insert_usage_in(
+    tx: &mut sqlx::SqliteConnection,
+    checked: &[CheckedUsage<'_>],
+) -> Result<()> {
+    let ids = || checked.iter().map(|c| c.rec.request_id.as_str());
+    let stored = batch::stored_ids(&mut *tx, &batch::USAGE, ids()).await?;
+    for chunk in checked.chunks(INSERT_CHUNK) {
+        let sql = batch::insert_sql(&batch::USAGE, USAGE_COLUMNS, chunk.len());
+        let mut query = sqlx::query(&sql);
+        for c in chunk {
+            let r = c.rec;
+            query = query
+                .bind(r.request_id.as_str())
+                .bind(r.started_at_ms)
+                .bind(r.tenant_id.as_str())
+                .bind(r.key_id.as_str())
+                .bind(r.model.as_str())
+                .bind(r.endpoint.as_str())
+                .bind(r.stream)
+                .bind(r.worker.as_str())
+                .bind(r.provider.as_str())
+                .bind(r.region.as_str())
+                .bind(c.prompt_tokens)
+                .bind(c.completion_tokens)
+                .bind(r.usage_estimated)
+                .bind(r.usage_source.as_str())
+                .bind(r.usage_note.as_deref())
+                .bind(c.ttft_ms)
+                .bind(c.total_ms)
+                .bind(r.status.as_str())
+                .bind(i64::from(r.http_status))
+                .bind(r.finish_reason.as_deref())
+                .bind(r.cost)
+                .bind(r.cogs);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    // Only records stored for the first time count: a retried batch adds nothing twice.
+    let new = batch::unstored(
+        checked.iter().map(|c| c.rec),
+        |r| r.request_id.as_str(),
+        &stored,
+    );
+    sli::apply(&mut *tx, &crate::sli::fold(new, [])).await?;
+    open::close(&mut *tx, ids()).await
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
@@ -535,48 +586,8 @@ impl Store for SqliteStore {
             .iter()
             .map(CheckedUsage::new)
             .collect::<Result<Vec<_>>>()?;
-
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let stored = batch::stored_ids(
-            &mut tx,
-            &batch::USAGE,
-            batch.iter().map(|r| r.request_id.as_str()),
-        )
-        .await?;
-        for chunk in checked.chunks(INSERT_CHUNK) {
-            let sql = batch::insert_sql(&batch::USAGE, USAGE_COLUMNS, chunk.len());
-            let mut query = sqlx::query(&sql);
-            for c in chunk {
-                let r = c.rec;
-                query = query
-                    .bind(r.request_id.as_str())
-                    .bind(r.started_at_ms)
-                    .bind(r.tenant_id.as_str())
-                    .bind(r.key_id.as_str())
-                    .bind(r.model.as_str())
-                    .bind(r.endpoint.as_str())
-                    .bind(r.stream)
-                    .bind(r.worker.as_str())
-                    .bind(r.provider.as_str())
-                    .bind(r.region.as_str())
-                    .bind(c.prompt_tokens)
-                    .bind(c.completion_tokens)
-                    .bind(r.usage_estimated)
-                    .bind(r.usage_source.as_str())
-                    .bind(r.usage_note.as_deref())
-                    .bind(c.ttft_ms)
-                    .bind(c.total_ms)
-                    .bind(r.status.as_str())
-                    .bind(i64::from(r.http_status))
-                    .bind(r.finish_reason.as_deref())
-                    .bind(r.cost)
-                    .bind(r.cogs);
-            }
-            query.execute(&mut *tx).await?;
-        }
-        // Only records stored for the first time count: a retried batch adds nothing twice.
-        let new = batch::unstored(batch, |r| r.request_id.as_str(), &stored);
-        sli::apply(&mut tx, &crate::sli::fold(new, [])).await?;
+        insert_usage_in(&mut tx, &checked).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -676,6 +687,22 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn insert_open(&self, batch: &[OpenRequest]) -> Result<()> {
+        open::insert(&self.writer, batch).await
+    }
+
+    async fn checkpoint_open(&self, batch: &[Checkpoint]) -> Result<()> {
+        open::checkpoint(&self.writer, batch).await
+    }
+
+    async fn instance_alive(&self, instance: &str, started_at_ms: i64, now_ms: i64) -> Result<()> {
+        open::alive(&self.writer, instance, started_at_ms, now_ms).await
+    }
+
+    async fn reconcile_interrupted(&self, own: &str, dead_before_ms: i64) -> Result<u64> {
+        open::reconcile(&self.writer, own, dead_before_ms).await
     }
 
     async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {

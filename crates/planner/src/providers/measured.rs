@@ -38,7 +38,7 @@ pub fn measure(rows: &[LedgerRow]) -> BTreeMap<String, Measured> {
                 m.provider_failures += 1
             }
             // A client's 4xx or a client that went away says nothing about the provider.
-            RowStatus::Failed | RowStatus::ClientDisconnected => {}
+            RowStatus::Failed | RowStatus::ClientDisconnected | RowStatus::Interrupted => {}
         }
         let hour = r.started_at_ms.div_euclid(3_600_000);
         let e = m

@@ -105,6 +105,8 @@ pub(super) async fn insert_refusals(writer: &SqlitePool, batch: &[Refusal]) -> R
     }
     let new = batch::unstored(batch, |r| r.request_id.as_str(), &stored);
     apply(&mut tx, &fold([], new)).await?;
+    // A request refused after it was admitted (no worker for it after all) was opened.
+    super::open::close(&mut tx, batch.iter().map(|r| r.request_id.as_str())).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -1,0 +1,184 @@
+//! Open requests and gateway processes' signs of life on SQLite (see [`crate::open`]).
+
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Row, SqliteConnection};
+
+use super::{insert_usage_in, CheckedUsage};
+use crate::open::{interrupted, Checkpoint, OpenRequest, OpenRow};
+use crate::store::{Result, StoreError};
+
+fn count(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} = {v} does not fit in i64")))
+}
+
+/// Records requests as open, unless their usage row is there already (a record that overtook
+/// its opening through the writer's overflow path) or they are open already.
+pub(super) async fn insert(pool: &SqlitePool, batch: &[OpenRequest]) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for o in batch {
+        sqlx::query(
+            "INSERT INTO usage_open (request_id, instance, started_at_ms, tenant_id, key_id, \
+                 model, endpoint, stream, prompt_estimate, price_in_nanos, price_out_nanos) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+             WHERE NOT EXISTS (SELECT 1 FROM usage WHERE request_id = ?1) \
+             ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(&o.request_id)
+        .bind(&o.instance)
+        .bind(o.started_at_ms)
+        .bind(&o.tenant_id)
+        .bind(&o.key_id)
+        .bind(&o.model)
+        .bind(&o.endpoint)
+        .bind(o.stream)
+        .bind(count(o.prompt_estimate, "prompt_estimate")?)
+        .bind(o.price_in_nanos)
+        .bind(o.price_out_nanos)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Updates open requests with their latest checkpoint; a request already closed is left closed.
+pub(super) async fn checkpoint(pool: &SqlitePool, batch: &[Checkpoint]) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for c in batch {
+        sqlx::query(
+            "UPDATE usage_open SET worker = ?2, provider = ?3, region = ?4, \
+                 worker_price_nanos = ?5, worker_slots = ?6, relayed_tokens = ?7, ttft_ms = ?8, \
+                 checkpoint_at_ms = ?9 \
+             WHERE request_id = ?1",
+        )
+        .bind(&c.request_id)
+        .bind(&c.worker)
+        .bind(&c.provider)
+        .bind(&c.region)
+        .bind(c.worker_price_nanos)
+        .bind(i64::from(c.worker_slots))
+        .bind(count(c.relayed_tokens, "relayed_tokens")?)
+        .bind(c.ttft_ms.map(|t| count(t, "ttft_ms")).transpose()?)
+        .bind(c.at_ms)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes the open rows of requests whose final record is being written (in the caller's
+/// transaction).
+pub(super) async fn close<'a>(
+    conn: &mut SqliteConnection,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<()> {
+    let json = serde_json::to_string(&ids.collect::<Vec<_>>())
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    sqlx::query("DELETE FROM usage_open WHERE request_id IN (SELECT value FROM json_each(?1))")
+        .bind(json)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Renews `instance`'s sign of life.
+pub(super) async fn alive(
+    pool: &SqlitePool,
+    instance: &str,
+    started_at_ms: i64,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO gateway_instances (instance, started_at_ms, last_seen_ms) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (instance) DO UPDATE SET last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)",
+    )
+    .bind(instance)
+    .bind(started_at_ms)
+    .bind(now_ms)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Turns the open requests of dead processes (other than `own`, last seen before
+/// `dead_before_ms`, or never seen) into `interrupted` usage rows, in one transaction.
+pub(super) async fn reconcile(pool: &SqlitePool, own: &str, dead_before_ms: i64) -> Result<u64> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let rows = sqlx::query(
+        "SELECT o.* FROM usage_open AS o \
+         LEFT JOIN gateway_instances AS i ON i.instance = o.instance \
+         WHERE o.instance <> ?1 AND (i.last_seen_ms IS NULL OR i.last_seen_ms < ?2) \
+         ORDER BY o.started_at_ms LIMIT 10000",
+    )
+    .bind(own)
+    .bind(dead_before_ms)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let open: Vec<OpenRow> = rows.iter().map(row).collect::<Result<_>>()?;
+    let records: Vec<_> = open.iter().map(interrupted).collect();
+    let checked = records
+        .iter()
+        .map(CheckedUsage::new)
+        .collect::<Result<Vec<_>>>()?;
+    // Idempotent by request id, and deletes the open rows it settles.
+    insert_usage_in(&mut tx, &checked).await?;
+    tx.commit().await?;
+    Ok(u64::try_from(records.len()).unwrap_or(u64::MAX))
+}
+
+fn row(r: &SqliteRow) -> Result<OpenRow> {
+    let u64_of = |v: i64, what: &str| {
+        u64::try_from(v).map_err(|_| StoreError::Database(format!("{what} is negative ({v})")))
+    };
+    let request_id: String = r.try_get("request_id")?;
+    let worker: Option<String> = r.try_get("worker")?;
+    let checkpoint = match worker {
+        None => None,
+        Some(worker) => Some(Checkpoint {
+            request_id: request_id.clone(),
+            worker,
+            provider: r
+                .try_get::<Option<String>, _>("provider")?
+                .unwrap_or_default(),
+            region: r
+                .try_get::<Option<String>, _>("region")?
+                .unwrap_or_default(),
+            worker_price_nanos: r.try_get("worker_price_nanos")?,
+            worker_slots: u32::try_from(r.try_get::<i64, _>("worker_slots")?).unwrap_or(1),
+            relayed_tokens: u64_of(r.try_get("relayed_tokens")?, "relayed_tokens")?,
+            ttft_ms: r
+                .try_get::<Option<i64>, _>("ttft_ms")?
+                .map(|t| u64_of(t, "ttft_ms"))
+                .transpose()?,
+            at_ms: r
+                .try_get::<Option<i64>, _>("checkpoint_at_ms")?
+                .unwrap_or_default(),
+        }),
+    };
+    Ok(OpenRow {
+        open: OpenRequest {
+            request_id,
+            instance: r.try_get("instance")?,
+            started_at_ms: r.try_get("started_at_ms")?,
+            tenant_id: r.try_get("tenant_id")?,
+            key_id: r.try_get("key_id")?,
+            model: r.try_get("model")?,
+            endpoint: r.try_get("endpoint")?,
+            stream: r.try_get("stream")?,
+            prompt_estimate: u64_of(r.try_get("prompt_estimate")?, "prompt_estimate")?,
+            price_in_nanos: r.try_get("price_in_nanos")?,
+            price_out_nanos: r.try_get("price_out_nanos")?,
+        },
+        checkpoint,
+    })
+}
