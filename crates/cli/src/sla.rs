@@ -49,6 +49,14 @@ fn ppm_pct(v: &Value) -> String {
     }
 }
 
+/// A rate and whether its objective was met: "0.10%" or "0.35% MISSED".
+fn objective(rate: &Value, met: &Value) -> String {
+    match met.as_bool() {
+        Some(false) => format!("{} MISSED", ppm_pct(rate)),
+        _ => ppm_pct(rate),
+    }
+}
+
 /// "5%" from basis points of the fee.
 fn bp_pct(v: &Value) -> String {
     match v.as_u64() {
@@ -124,7 +132,8 @@ pub async fn run(args: SlaArgs) -> Result<(), String> {
                 p95(&r["p95_ttlt"]),
                 p95(&r["p95_ttlt_256"]),
                 cell(&r["requests"]),
-                ppm_pct(&r["rate_5xx_ppm"]),
+                objective(&r["rate_5xx_ppm"], &r["errors_5xx_slo_met"]),
+                objective(&r["rate_throttled_ppm"], &r["throttled_slo_met"]),
                 ppm_pct(&r["rate_429_ppm"]),
                 money(&r["fee_usd"]),
                 bp_pct(&r["credit_bp"]),
@@ -146,7 +155,8 @@ pub async fn run(args: SlaArgs) -> Result<(), String> {
             "P95 TTLT",
             "TTLT@256",
             "REQUESTS",
-            "5XX",
+            "5XX ≤0.2%",
+            "SHED ≤1%",
             "429",
             "FEE",
             "CREDIT",

@@ -35,6 +35,7 @@ use series::{Labels, Series, SeriesCache};
 use switchyard_metering::UsageStatus;
 
 use crate::error::{GatewayError, Origin};
+use switchyard_metering::sli::Verdict;
 use switchyard_protocol::Endpoint;
 
 // --- Recorded as events happen -------------------------------------------------------------
@@ -67,6 +68,16 @@ pub const TOKENS: &str = "switchyard_tokens_total";
 /// Opt-in content log records not stored, by `reason` (`queue_full`: the writer is behind;
 /// `redaction_unavailable`). Usage records are never dropped; content records may be.
 pub const CONTENT_LOG_DROPPED: &str = "switchyard_content_log_dropped_total";
+/// Every request the availability SLI sees, by `tier`, `model`, `verdict` (`good`, `bad`:
+/// a 5xx or a first token 5 s or more after arrival; `excluded`: the tenant's own-limit 429)
+/// and `cause` (`none`, `shed`, `5xx`, `slow_first_token`, `tenant_limit`),
+/// classified by the same function as the ledger's rollups (`SliCounts`), so the Prometheus
+/// rules and the gateway's own burn alerts judge the same requests the same way.
+pub const SLI_REQUESTS: &str = "switchyard_sli_requests_total";
+/// The objectives the SLA promises, by `tier` and `objective` (`availability`: the tier's
+/// share of good requests; `errors_5xx`: the most 5xx; `throttled`: the most requests shed for
+/// capacity), as ratios: what the alert rules divide burn rates by.
+pub const SLO_OBJECTIVE: &str = "switchyard_slo_objective_ratio";
 /// Requests admitted and not yet settled (streams included until their end).
 pub const IN_FLIGHT: &str = "switchyard_in_flight_requests";
 
@@ -113,6 +124,8 @@ pub const WORKER_SCRAPE_UP: &str = "switchyard_worker_metrics_up";
 pub const ALL: &[&str] = &[
     REQUESTS,
     ERRORS,
+    SLI_REQUESTS,
+    SLO_OBJECTIVE,
     TTFT,
     TTLT,
     INTER_TOKEN,
@@ -241,6 +254,10 @@ fn describe() {
         "Time from admission to the first attempt on a worker."
     );
     describe_counter!(RETRIES, "Attempts sent to another worker after one failed.");
+    describe_counter!(
+        SLI_REQUESTS,
+        "Requests by availability SLI verdict: good, bad (5xx or first token 5 s or later), excluded (the tenant's own-limit 429)."
+    );
     describe_counter!(
         HEDGES,
         "Second attempts started because a stream had no first token in time."
@@ -450,6 +467,14 @@ pub fn hedge(model: &str) {
     ::metrics::counter!(HEDGES, "model" => model.to_owned()).increment(1);
 }
 
+/// One request's SLI verdict and its cause (see [`SLI_REQUESTS`]), from its counts as the
+/// ledger's rollups take them.
+pub fn sli(tier: &str, model: &str, one: &switchyard_metering::sli::SliCounts) {
+    ::metrics::counter!(SLI_REQUESTS, "tier" => tier.to_owned(), "model" => model.to_owned(),
+        "verdict" => one.verdict().as_str(), "cause" => one.cause())
+    .increment(1);
+}
+
 /// Why a content log record may be dropped (see [`content_log_dropped`]).
 pub const CONTENT_LOG_DROP_REASONS: [&str; 2] = ["queue_full", "redaction_unavailable"];
 
@@ -500,6 +525,17 @@ pub fn zero_counters<'a>(
             .increment(0);
         }
         for tier in tiers.clone() {
+            for (verdict, cause) in [
+                (Verdict::Good, "none"),
+                (Verdict::Bad, "5xx"),
+                (Verdict::Bad, "shed"),
+                (Verdict::Bad, "slow_first_token"),
+                (Verdict::Excluded, "tenant_limit"),
+            ] {
+                ::metrics::counter!(SLI_REQUESTS, "tier" => tier.to_owned(), "model" => model.to_owned(),
+                    "verdict" => verdict.as_str(), "cause" => cause)
+                .increment(0);
+            }
             for direction in ["input", "output"] {
                 ::metrics::counter!(TOKENS, "direction" => direction, "tier" => tier.to_owned(), "model" => model.to_owned())
                     .increment(0);

@@ -14,7 +14,7 @@ use switchyard_metering::directory::{unix_ms, KeyEntry};
 use switchyard_metering::ledger::Ledger;
 use switchyard_metering::money::{usage_cost, usd_to_nanos, worker_cost};
 use switchyard_metering::open::{Checkpoint, OpenRequest};
-use switchyard_metering::sli::Refusal;
+use switchyard_metering::sli::{Refusal, SliCounts};
 use switchyard_metering::{UsageRecord, UsageStatus};
 use switchyard_protocol::{Endpoint, InferenceRequest};
 
@@ -44,6 +44,8 @@ pub struct Settlement {
     ledger: Ledger,
     /// Failures in a row that eject a worker: a worker whose usage is refused answers for it.
     eject_after: u32,
+    /// Refused for the fleet's lack of capacity (the SLA's throttling).
+    shed: bool,
     /// The prompt and, later, the completion, for a tenant who opted in to content logging;
     /// `None` (nothing captured) for everyone else.
     content: Option<Box<Draft>>,
@@ -99,6 +101,7 @@ impl Settlement {
             _open: ledger.open(),
             ledger,
             eject_after,
+            shed: false,
         }
     }
 
@@ -165,6 +168,7 @@ impl Settlement {
 
     pub fn failed(mut self, error: &GatewayError) {
         self.error_origin = Some(error.origin());
+        self.shed = matches!(error, GatewayError::Shed(_));
         let status = error.status().as_u16();
         let nothing = Metered {
             estimated: false,
@@ -212,13 +216,17 @@ impl Settlement {
             // Never reached a worker: nothing to bill; dropping the reservation refunds it.
             tracing::info!(target: "switchyard::settle", request_id = %self.request_id, status = status.as_str(), http_status, error = error.as_deref().unwrap_or(""), "request refused before any worker");
             // Still an SLI: a 503 with no healthy worker is downtime for this tenant.
-            self.ledger.refused(Refusal {
+            let refusal = Refusal {
                 request_id: self.request_id.clone(),
                 at_ms: self.started_at_ms,
                 tenant_id: self.key.tenant.tenant.id.clone(),
                 model: self.model.clone(),
                 http_status,
-            });
+                throttled: self.shed,
+            };
+            let tier = &self.key.tenant.tenant.tier;
+            crate::metrics::sli(tier, &self.model, &SliCounts::of_refusal(&refusal));
+            self.ledger.refused(refusal);
             return;
         };
         if let Some(claim) = &metered.rejected {
@@ -305,6 +313,11 @@ impl Settlement {
             };
             content_log::submit(&self.ledger, draft, meta);
         }
+        crate::metrics::sli(
+            &self.key.tenant.tenant.tier,
+            &self.model,
+            &SliCounts::of_record(&record),
+        );
         self.ledger.record(record);
     }
 }

@@ -662,3 +662,226 @@ async fn counters_start_at_zero_and_a_queued_request_is_timed_once() {
     }
     gw.shutdown().await;
 }
+
+/// A scenario: its name, its traffic, and the alerts (objective, severity) it must raise.
+type Scenario = (&'static str, Vec<Phase>, Vec<(&'static str, &'static str)>);
+/// An objective: its name, the bad requests of a minute, its target in basis points.
+type ObjectiveOf = (&'static str, fn(&Phase) -> u64, u32);
+
+/// One stretch of steady traffic, per minute, by the SLI's verdict causes.
+#[derive(Clone, Copy, Default)]
+struct Phase {
+    minutes: u64,
+    good: u64,
+    failed: u64,
+    slow: u64,
+    shed: u64,
+    over_limit: u64,
+}
+
+/// The Prometheus rules in deploy/prometheus/alerts.yml and the gateway's own evaluator judge
+/// the same traffic the same way: for each scenario, the gateway's decision (`slo::burn::decide`
+/// over its windows, for each objective) becomes promtool's expected alerts, fed the same
+/// per-minute counts as `switchyard_sli_requests_total` series.
+#[test]
+fn prometheus_rules_and_the_gateway_judge_the_same_traffic_alike() {
+    use switchyard_gateway::alerting::config::AlertsConfig;
+    use switchyard_slo::burn::{decide, Severity, WindowCounts, Windows};
+    use switchyard_slo::objectives::{FIVE_XX_TARGET_BP, THROTTLED_TARGET_BP};
+
+    let Some(promtool) = promtool() else { return };
+    // The rules file spells the gateway's default thresholds and windows out.
+    let config = AlertsConfig::default();
+    assert_eq!(
+        (
+            config.page_burn_rate,
+            config.ticket_burn_rate,
+            config.min_requests
+        ),
+        (14.4, 6.0, 10)
+    );
+    assert_eq!(
+        (
+            config.page_long_window_ms,
+            config.page_short_window_ms,
+            config.ticket_long_window_ms,
+            config.ticket_short_window_ms
+        ),
+        (3_600_000, 300_000, 21_600_000, 1_800_000)
+    );
+    let policy = config.policy();
+    let steady = |minutes, good, failed, slow, shed, over_limit| Phase {
+        minutes,
+        good,
+        failed,
+        slow,
+        shed,
+        over_limit,
+    };
+    let scenarios: Vec<Scenario> = vec![
+        (
+            "5% failing for 2 h",
+            vec![steady(120, 95, 5, 0, 0, 0)],
+            vec![("availability", "page"), ("errors_5xx", "page")],
+        ),
+        (
+            "0.8% failing for 7 h",
+            vec![steady(420, 992, 8, 0, 0, 0)],
+            vec![("availability", "ticket")],
+        ),
+        (
+            "0.8% failing, then 40 clean minutes",
+            vec![steady(380, 992, 8, 0, 0, 0), steady(40, 1_000, 0, 0, 0, 0)],
+            vec![],
+        ),
+        (
+            "5% slow first tokens: bad for availability only",
+            vec![steady(120, 95, 0, 5, 0, 0)],
+            vec![("availability", "page")],
+        ),
+        (
+            "half over the tenant's limits, 0.05% failing",
+            vec![steady(120, 1_999, 1, 0, 0, 2_000)],
+            vec![],
+        ),
+        // Counted among all requests, 15 failures in 2,000 would be 0.75%: a ticket at most.
+        // Among the 1,000 the SLI counts they are 1.5%: a page.
+        (
+            "half over the tenant's limits, 1.5% of the rest failing",
+            vec![steady(120, 985, 15, 0, 0, 1_000)],
+            vec![("availability", "page"), ("errors_5xx", "ticket")],
+        ),
+        (
+            "3% shed",
+            vec![steady(120, 97, 0, 0, 3, 0)],
+            vec![("availability", "page"), ("errors_5xx", "page")],
+        ),
+        (
+            "20% shed",
+            vec![steady(120, 80, 0, 0, 20, 0)],
+            vec![
+                ("availability", "page"),
+                ("errors_5xx", "page"),
+                ("throttled", "page"),
+            ],
+        ),
+        (
+            "too little traffic to judge",
+            vec![steady(120, 0, 0, 0, 0, 0), steady(5, 0, 1, 0, 0, 0)],
+            vec![],
+        ),
+    ];
+
+    let mut tests = String::new();
+    for (name, phases, expected) in &scenarios {
+        // Per-minute counts, oldest first.
+        let per_minute: Vec<Phase> = phases
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(*p, usize::try_from(p.minutes).unwrap()))
+            .collect();
+        let minutes = per_minute.len();
+        // The gateway's windows over the last `len` minutes.
+        let window = |len: usize, bad: fn(&Phase) -> u64| {
+            let mut w = WindowCounts::default();
+            for p in &per_minute[minutes - len.min(minutes)..] {
+                w.add(&WindowCounts {
+                    eligible: p.good + p.failed + p.slow + p.shed,
+                    bad: bad(p),
+                });
+            }
+            w
+        };
+        let windows = |bad: fn(&Phase) -> u64| Windows {
+            short_page: window(5, bad),
+            long_page: window(60, bad),
+            short_ticket: window(30, bad),
+            long_ticket: window(360, bad),
+        };
+        let objectives: [ObjectiveOf; 3] = [
+            ("availability", |p| p.failed + p.slow + p.shed, 9_990),
+            ("errors_5xx", |p| p.failed + p.shed, FIVE_XX_TARGET_BP),
+            ("throttled", |p| p.shed, THROTTLED_TARGET_BP),
+        ];
+        let mut decided = Vec::new();
+        for (objective, bad, slo_bp) in objectives {
+            match decide(&windows(bad), slo_bp, &policy) {
+                Some(Severity::Page) => decided.push((objective, "page")),
+                Some(Severity::Ticket) => decided.push((objective, "ticket")),
+                None => {}
+            }
+        }
+        assert_eq!(&decided, expected, "the gateway's decision for {name:?}");
+
+        // The same counts as counters, one sample a minute (the first is 0).
+        let series = |label: &str, count: fn(&Phase) -> u64| {
+            let mut total = 0;
+            let mut values = vec!["0".to_string()];
+            for p in &per_minute {
+                total += count(p);
+                values.push(total.to_string());
+            }
+            format!(
+                "      - series: 'switchyard_sli_requests_total{{tier=\"pro\",model=\"m\",{label}}}'\n        values: '{}'\n",
+                values.join(" ")
+            )
+        };
+        tests.push_str(&format!(
+            "  - name: {name:?}\n    interval: 1m\n    input_series:\n"
+        ));
+        tests.push_str(&series("verdict=\"good\",cause=\"none\"", |p| p.good));
+        tests.push_str(&series("verdict=\"bad\",cause=\"5xx\"", |p| p.failed));
+        tests.push_str(&series("verdict=\"bad\",cause=\"slow_first_token\"", |p| {
+            p.slow
+        }));
+        tests.push_str(&series("verdict=\"bad\",cause=\"shed\"", |p| p.shed));
+        tests.push_str(&series(
+            "verdict=\"excluded\",cause=\"tenant_limit\"",
+            |p| p.over_limit,
+        ));
+        for (objective, value) in [
+            ("availability", 0.999),
+            ("errors_5xx", 0.002),
+            ("throttled", 0.01),
+        ] {
+            tests.push_str(&format!(
+                "      - series: 'switchyard_slo_objective_ratio{{tier=\"pro\",objective=\"{objective}\"}}'\n        values: '{value}x{minutes}'\n"
+            ));
+        }
+        tests.push_str(&format!(
+            "    promql_expr_test:\n      - expr: 'ALERTS{{alertstate=\"firing\",alertname=~\"SwitchyardSLOBudgetBurn.*\"}}'\n        eval_time: {minutes}m\n        exp_samples:\n"
+        ));
+        for (objective, severity) in expected {
+            let alert = if *severity == "page" {
+                "SwitchyardSLOBudgetBurnPage"
+            } else {
+                "SwitchyardSLOBudgetBurnTicket"
+            };
+            tests.push_str(&format!(
+                "          - labels: 'ALERTS{{alertname=\"{alert}\",alertstate=\"firing\",objective=\"{objective}\",severity=\"{severity}\",tier=\"pro\"}}'\n            value: 1\n"
+            ));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo_file("deploy/prometheus/alerts.yml"),
+        dir.path().join("alerts.yml"),
+    )
+    .unwrap();
+    let file = dir.path().join("agreement_test.yml");
+    std::fs::write(
+        &file,
+        format!("rule_files: [alerts.yml]\nevaluation_interval: 1m\ntests:\n{tests}"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(&promtool)
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus rules disagree with the gateway:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

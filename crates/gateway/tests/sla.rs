@@ -133,6 +133,7 @@ async fn a_month_of_injected_minutes_reports_exact_uptime_budget_and_credit() {
             tenant_id: "acme".into(),
             model: "sim-small".into(),
             http_status: 503,
+            throttled: false,
         },
         Refusal {
             request_id: "r429".into(),
@@ -140,6 +141,7 @@ async fn a_month_of_injected_minutes_reports_exact_uptime_budget_and_credit() {
             tenant_id: "acme".into(),
             model: "sim-small".into(),
             http_status: 429,
+            throttled: false,
         },
     ];
     store.insert_refusals(&refusals).await.unwrap();
@@ -231,8 +233,16 @@ async fn a_month_of_injected_minutes_reports_exact_uptime_budget_and_credit() {
     assert_eq!(r["requests"], 115);
     assert_eq!(r["errors_5xx"], 103);
     assert_eq!(r["errors_429"], 1);
-    // 103 / 115 = 895,652 ppm; 1 / 115 = 8,695 ppm.
-    assert_eq!(r["rate_5xx_ppm"], 895_652);
+    // 5xx among the 114 requests the SLI counts (the 429 left out): 903,508 ppm, far over the
+    // 0.2% objective; no request was shed. The 429 is the tenant's: 1 / 115 = 8,695 ppm.
+    assert_eq!(r["rate_5xx_ppm"], 903_508);
+    assert_eq!(
+        (
+            r["errors_5xx_slo_met"].as_bool(),
+            r["throttled_slo_met"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
     assert_eq!(r["rate_429_ppm"], 8_695);
     // TTFT: ten at 300 ms (≤ 500 bucket) and one at 6 s: rank ⌈0.95 × 11⌉ = 11 → 6,000.
     assert_eq!(
@@ -255,6 +265,25 @@ async fn a_month_of_injected_minutes_reports_exact_uptime_budget_and_credit() {
     assert_eq!(r["fee_usd"], "100.000000");
     assert_eq!(r["credit_usd"], "5.000000");
     assert_eq!(r["credit_nanos"], 5 * USD);
+
+    // The gateway's alert evaluator reads the same month through its own window query (whole
+    // minutes from the rollups, edges from raw rows): the same requests, judged the same way.
+    let window = store.sli_window(SEPT, SEPT + 30 * day).await.unwrap();
+    let mut seen = SliCounts::default();
+    for w in window.iter().filter(|w| w.tenant_id == "acme") {
+        seen.add(&w.counts);
+    }
+    assert_eq!(
+        (seen.requests, seen.errors_5xx, seen.errors_429, seen.ttft_slow),
+        (
+            r["requests"].as_u64().unwrap(),
+            r["errors_5xx"].as_u64().unwrap(),
+            r["errors_429"].as_u64().unwrap(),
+            r["ttft_slow"].as_u64().unwrap()
+        )
+    );
+    // 104 bad requests (the 103 5xx and the slow one; the 429 is not bad) of the 114 counted.
+    assert_eq!((seen.bad, seen.eligible()), (103 + 1, 114));
 
     // Ceil: 1.39 → 2 steps → 10% = $10.
     let (_, report) = admin(
@@ -409,7 +438,9 @@ async fn live_traffic_lands_in_the_current_minute_with_the_right_counts() {
             ok: 4,
             errors_5xx: 2,
             errors_429: 0,
-            ttft_slow: 1
+            ttft_slow: 1,
+            bad: 3,
+            throttled: 0,
         }
     );
     assert!(

@@ -86,6 +86,28 @@ pub struct Refusal {
     pub tenant_id: String,
     pub model: String,
     pub http_status: u16,
+    /// Refused for the fleet's lack of capacity (shed), not for want of a worker at all.
+    #[serde(default)]
+    pub throttled: bool,
+}
+
+/// A request's place in the availability SLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Good,
+    Bad,
+    /// Over the tenant's own limits (429): out of numerator and denominator alike.
+    Excluded,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Good => "good",
+            Verdict::Bad => "bad",
+            Verdict::Excluded => "excluded",
+        }
+    }
 }
 
 /// Counts of one minute (or of any sum of minutes).
@@ -99,6 +121,14 @@ pub struct SliCounts {
     pub errors_429: u64,
     /// First token 5 s or more after arrival.
     pub ttft_slow: u64,
+    /// Requests that count against availability: a 5xx or a slow first token, once each
+    /// (see [`SliCounts::of_record`]). Never a 429.
+    #[serde(default)]
+    pub bad: u64,
+    /// Requests shed for the fleet's lack of capacity (the addendum's throttling, as opposed
+    /// to the tenant's own limits).
+    #[serde(default)]
+    pub throttled: u64,
 }
 
 impl SliCounts {
@@ -108,16 +138,35 @@ impl SliCounts {
         self.errors_5xx += o.errors_5xx;
         self.errors_429 += o.errors_429;
         self.ttft_slow += o.ttft_slow;
+        self.bad += o.bad;
+        self.throttled += o.throttled;
     }
 
     /// The addendum's bad minute: a 5xx, or a first token that took 5 s or more. 429s and
     /// other 4xx are the customer's (misuse beyond quota is excluded), not downtime.
     pub fn is_bad(&self) -> bool {
-        self.errors_5xx > 0 || self.ttft_slow > 0
+        self.bad > 0
     }
 
-    fn of_record(r: &UsageRecord) -> Self {
-        Self {
+    /// Requests the availability SLI is taken over: all but the tenant's own-limit 429s.
+    pub fn eligible(&self) -> u64 {
+        self.requests.saturating_sub(self.errors_429)
+    }
+
+    /// One request's verdict, the SLI's single definition (the ledger's rollups, the
+    /// gateway's burn alerts, its Prometheus series and the status page all count this).
+    pub fn verdict(&self) -> Verdict {
+        if self.errors_429 > 0 {
+            Verdict::Excluded
+        } else if self.bad > 0 {
+            Verdict::Bad
+        } else {
+            Verdict::Good
+        }
+    }
+
+    pub fn of_record(r: &UsageRecord) -> Self {
+        Self::classified(Self {
             requests: 1,
             ok: u64::from(r.status == UsageStatus::Completed),
             // A stream cut after its 200, or a request whose gateway died under it: the client
@@ -131,17 +180,44 @@ impl SliCounts {
             ),
             errors_429: u64::from(r.http_status == 429),
             ttft_slow: u64::from(r.ttft_ms.is_some_and(|t| t >= TTFT_SLOW_MS)),
-        }
+            bad: 0,
+            throttled: 0,
+        })
     }
 
-    fn of_refusal(r: &Refusal) -> Self {
-        Self {
+    pub fn of_refusal(r: &Refusal) -> Self {
+        Self::classified(Self {
             requests: 1,
             ok: 0,
             errors_5xx: u64::from(r.http_status >= 500),
             errors_429: u64::from(r.http_status == 429),
             ttft_slow: 0,
+            bad: 0,
+            throttled: u64::from(r.throttled),
+        })
+    }
+
+    /// Why one request got its verdict: `tenant_limit` (excluded), `shed`, `5xx`,
+    /// `slow_first_token` (bad, in that order when several hold), or `none` (good). With the
+    /// verdict, it is enough to count every objective from (availability, 5xx, throttling).
+    pub fn cause(&self) -> &'static str {
+        if self.errors_429 > 0 {
+            "tenant_limit"
+        } else if self.throttled > 0 {
+            "shed"
+        } else if self.errors_5xx > 0 {
+            "5xx"
+        } else if self.ttft_slow > 0 {
+            "slow_first_token"
+        } else {
+            "none"
         }
+    }
+
+    /// One request's `bad`: a 5xx or a slow first token, counted once; never a 429.
+    fn classified(mut one: Self) -> Self {
+        one.bad = u64::from(one.errors_429 == 0 && (one.errors_5xx > 0 || one.ttft_slow > 0));
+        one
     }
 }
 
@@ -326,6 +402,7 @@ mod tests {
             tenant_id: "acme".into(),
             model: "m".into(),
             http_status: 503,
+            throttled: false,
         };
         let limited = Refusal {
             http_status: 429,
@@ -348,7 +425,9 @@ mod tests {
                 ok: 2,
                 errors_5xx: 0,
                 errors_429: 0,
-                ttft_slow: 1
+                ttft_slow: 1,
+                bad: 1,
+                throttled: 0,
             }
         );
         // TTLT at 256 tokens: 400 + (2400 - 400) * 256 / 128 = 4400 → bucket 5000.
@@ -359,6 +438,7 @@ mod tests {
         assert_eq!(m1.latency[&(Metric::Ttlt, 8_000)], 1);
         let m2 = &out[&worker_key(2)];
         assert_eq!(m2.counts.errors_5xx, 2);
+        assert_eq!(m2.counts.bad, 2);
         assert_eq!(m2.counts.ok, 0);
         let gateway_key = SliKey {
             region: String::new(),
@@ -372,7 +452,9 @@ mod tests {
                 ok: 0,
                 errors_5xx: 1,
                 errors_429: 1,
-                ttft_slow: 0
+                ttft_slow: 0,
+                bad: 1,
+                throttled: 0,
             }
         );
         assert!(out[&gateway_key].counts.is_bad());

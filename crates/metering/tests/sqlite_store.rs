@@ -379,6 +379,7 @@ async fn rollups_count_each_request_once_across_overlaps_and_duplicates() {
         tenant_id: "acme".into(),
         model: "llama-3.1-8b".into(),
         http_status: 503,
+        throttled: false,
     };
     let refusals: Vec<_> = ["r1", "r2", "r2", "r3"]
         .iter()

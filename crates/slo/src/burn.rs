@@ -28,13 +28,13 @@ pub struct WindowCounts {
 }
 
 impl WindowCounts {
-    /// From the ledger's counts. A request can be both slow and failed (a slow stream that
-    /// then broke), so the bad count is capped at the eligible one rather than double-counted.
+    /// From the ledger's counts: each request was judged once where it was counted
+    /// (`SliCounts::of_record`), a slow stream that then broke being one bad request.
     pub fn from_sli(c: &SliCounts) -> Self {
-        let eligible = c.requests.saturating_sub(c.errors_429);
+        let eligible = c.eligible();
         Self {
             eligible,
-            bad: c.errors_5xx.saturating_add(c.ttft_slow).min(eligible),
+            bad: c.bad.min(eligible),
         }
     }
 
@@ -223,22 +223,35 @@ mod tests {
 
     #[test]
     fn counts_leave_429s_out_and_never_count_a_request_bad_twice() {
+        use switchyard_metering::sli::{Refusal, Verdict};
         let c = SliCounts {
             requests: 100,
             ok: 90,
             errors_5xx: 3,
             errors_429: 10,
             ttft_slow: 2,
+            bad: 5,
+            throttled: 0,
         };
         assert_eq!(WindowCounts::from_sli(&c), w(90, 5));
-        let all_bad = SliCounts {
-            requests: 4,
-            ok: 0,
-            errors_5xx: 4,
-            errors_429: 0,
-            ttft_slow: 4,
+        // A request both slow and failed is one bad request, judged where it is counted.
+        let limited = Refusal {
+            request_id: "r".into(),
+            at_ms: 0,
+            tenant_id: "t".into(),
+            model: "m".into(),
+            http_status: 429,
+            throttled: false,
         };
-        assert_eq!(WindowCounts::from_sli(&all_bad), w(4, 4));
+        let one = SliCounts::of_refusal(&limited);
+        assert_eq!((one.verdict(), one.eligible()), (Verdict::Excluded, 0));
+        let shed = Refusal {
+            http_status: 503,
+            throttled: true,
+            ..limited
+        };
+        let one = SliCounts::of_refusal(&shed);
+        assert_eq!((one.verdict(), one.throttled), (Verdict::Bad, 1));
     }
 
     #[test]

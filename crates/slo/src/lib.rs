@@ -5,6 +5,7 @@
 //! - [`credit`]: 5% of the monthly fee per 0.1% below the SLO, capped at 25%; the latency credit.
 //! - [`percentile`]: p95s from the rollups' latency histograms.
 //! - [`exclusions`]: which declared maintenance minutes the addendum lets us exclude.
+//! - [`objectives`]: the 5xx and throttling objectives beside availability.
 //! - [`report`]: one tenant's month, put together.
 //! - [`burn`]: error-budget burn rates and the multi-window page/ticket decision.
 //!
@@ -16,6 +17,7 @@ pub mod availability;
 pub mod burn;
 pub mod credit;
 pub mod exclusions;
+pub mod objectives;
 pub mod percentile;
 pub mod report;
 

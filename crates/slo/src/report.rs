@@ -17,6 +17,7 @@ use crate::credit::{
     availability_credit_bp, credit_amount, latency_credit_bp, steps_below, PartialStep,
 };
 use crate::exclusions::exclusions;
+use crate::objectives::{MAX_5XX_PPM, MAX_THROTTLED_PPM};
 use crate::percentile::{percentile, Percentile};
 
 /// The addendum's "p95 TTLT ≤ 8s @ 256 tokens".
@@ -76,7 +77,20 @@ pub struct TenantSla {
     pub errors_5xx: u64,
     pub errors_429: u64,
     pub ttft_slow: u64,
+    /// Requests shed for the fleet's lack of capacity (see [`crate::objectives`]).
+    pub throttled: u64,
+    /// 5xx among the requests the SLI counts (the tenant's own-limit 429s left out), against
+    /// the 0.2% objective.
     pub rate_5xx_ppm: u64,
+    pub errors_5xx_objective_ppm: u64,
+    pub errors_5xx_slo_met: bool,
+    /// Sheds among the same requests, against the 1% objective (the addendum's "429 ≤ 1%,
+    /// excluding customer bursts beyond quota").
+    pub rate_throttled_ppm: u64,
+    pub throttled_objective_ppm: u64,
+    pub throttled_slo_met: bool,
+    /// The tenant's own-limit 429s among all its requests: how often it hit its limits (an
+    /// exclusion, not an objective).
     pub rate_429_ppm: u64,
     pub p95_ttft: Percentile,
     pub p95_ttlt: Percentile,
@@ -193,7 +207,13 @@ pub fn tenant_report(
         errors_5xx: sum.errors_5xx,
         errors_429: sum.errors_429,
         ttft_slow: sum.ttft_slow,
-        rate_5xx_ppm: ratio_ppm(sum.errors_5xx, sum.requests),
+        throttled: sum.throttled,
+        rate_5xx_ppm: ratio_ppm(sum.errors_5xx, sum.eligible()),
+        errors_5xx_objective_ppm: MAX_5XX_PPM,
+        errors_5xx_slo_met: ratio_ppm(sum.errors_5xx, sum.eligible()) <= MAX_5XX_PPM,
+        rate_throttled_ppm: ratio_ppm(sum.throttled, sum.eligible()),
+        throttled_objective_ppm: MAX_THROTTLED_PPM,
+        throttled_slo_met: ratio_ppm(sum.throttled, sum.eligible()) <= MAX_THROTTLED_PPM,
         rate_429_ppm: ratio_ppm(sum.errors_429, sum.requests),
         ttft_slo_met: p95_ttft.within(u64::from(terms.slo_ttft_p95_ms)),
         ttlt_256_slo_met: p95_ttlt_256.within(TTLT_256_SLO_MS),
@@ -292,6 +312,7 @@ mod tests {
                 requests: 2,
                 ok: 1,
                 errors_5xx: 1,
+                bad: 1,
                 ..Default::default()
             },
         }
@@ -365,11 +386,13 @@ mod tests {
         // Month p95 TTFT: 40 samples, rank 38 → in the 2,000 ms bucket.
         assert_eq!(r.p95_ttft.le_ms, Some(2_000));
         assert!(!r.ttft_slo_met);
-        // Rates over all traffic: 150 of 300 requests were 5xx = 500,000 ppm.
+        // Rates over all traffic: 150 of 300 requests were 5xx = 500,000 ppm: far over 0.2%.
         assert_eq!(
             (r.requests, r.errors_5xx, r.rate_5xx_ppm),
             (300, 150, 500_000)
         );
+        assert!(!r.errors_5xx_slo_met);
+        assert!(r.throttled_slo_met);
     }
 
     #[test]
@@ -422,6 +445,7 @@ mod tests {
             ok: 1,
             ..Default::default()
         };
+        assert!(!served.counts.is_bad());
         let windows = [Maintenance {
             id: 1,
             start_ms: 5_070 * M,

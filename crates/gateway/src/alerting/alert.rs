@@ -4,6 +4,10 @@ use switchyard_slo::burn::{Burns, Severity};
 
 /// Error budget burning too fast for a scope (`all`, `tier:<t>`, `model:<m>`).
 pub const SLO_BURN: &str = "slo_burn_rate";
+/// The 5xx objective's budget (0.2% of requests) burning too fast for a scope.
+pub const SLO_5XX_BURN: &str = "slo_5xx_burn_rate";
+/// The throttling objective's budget (1% of requests shed for capacity) burning too fast.
+pub const SLO_THROTTLED_BURN: &str = "slo_throttled_burn_rate";
 /// A worker's last synthetic probe failed (`worker:<w>`).
 pub const PROBE_FAILED: &str = "probe_failed";
 /// A model has no worker in rotation (`model:<m>`).
@@ -41,6 +45,8 @@ pub fn static_name(name: &str) -> &'static str {
         PROBE_FAILED => PROBE_FAILED,
         MODEL_UNAVAILABLE => MODEL_UNAVAILABLE,
         USAGE_REJECTED => USAGE_REJECTED,
+        SLO_5XX_BURN => SLO_5XX_BURN,
+        SLO_THROTTLED_BURN => SLO_THROTTLED_BURN,
         _ => SLO_BURN,
     }
 }

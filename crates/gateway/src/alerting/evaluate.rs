@@ -6,7 +6,6 @@ use std::sync::Arc;
 use switchyard_metering::directory::unix_ms;
 use switchyard_slo::burn::Policy;
 
-use super::alert::SLO_BURN;
 use super::config::AlertsConfig;
 use super::recorder::Recorder;
 use super::tracker::Tracker;
@@ -50,9 +49,14 @@ impl Evaluator {
                 return;
             }
         };
-        let active_burns = self.tracker.scopes_of(SLO_BURN);
-        let mut holding =
-            burn_alerts::alerts(&scopes, &self.config, &self.policy, &active_burns, now);
+        let tracker = &self.tracker;
+        let mut holding = burn_alerts::all(
+            &scopes,
+            &self.config,
+            &self.policy,
+            |name| tracker.scopes_of(name),
+            now,
+        );
         let strictest = tiers
             .values()
             .map(|l| l.slo_availability_bp)

@@ -13,7 +13,12 @@ use super::config::AlertsConfig;
 /// One scope's counts and the SLO they are judged against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScopeWindows {
+    /// Availability: bad requests (a 5xx or a slow first token) among those the SLI counts.
     pub windows: Windows,
+    /// The 5xx objective's: 5xx among the same requests.
+    pub errors_5xx: Windows,
+    /// The throttling objective's: requests shed for capacity among the same requests.
+    pub throttled: Windows,
     /// A tier's own SLO; for a model or the whole fleet, the strictest among the tiers with
     /// traffic in it (the one whose customers notice first).
     pub slo_bp: u32,
@@ -68,6 +73,15 @@ fn slo_of(tier: &str, tiers: &BTreeMap<String, Limits>) -> u32 {
 
 fn add(scopes: &mut Scopes, row: &ScopedCounts, field: Field, tiers: &BTreeMap<String, Limits>) {
     let counts = WindowCounts::from_sli(&row.counts);
+    let eligible = row.counts.eligible();
+    let errors_5xx = WindowCounts {
+        eligible,
+        bad: row.counts.errors_5xx.min(eligible),
+    };
+    let throttled = WindowCounts {
+        eligible,
+        bad: row.counts.throttled.min(eligible),
+    };
     let slo = slo_of(&row.tier, tiers);
     let mut names = vec!["all".to_string(), format!("model:{}", row.model)];
     // A tenant the store does not know has no tier to alert for; its requests still count
@@ -87,6 +101,8 @@ fn add(scopes: &mut Scopes, row: &ScopedCounts, field: Field, tiers: &BTreeMap<S
     for name in names {
         let s = scopes.entry(name).or_default();
         field(&mut s.windows).add(&counts);
+        field(&mut s.errors_5xx).add(&errors_5xx);
+        field(&mut s.throttled).add(&throttled);
         s.slo_bp = s.slo_bp.max(slo);
     }
 }
@@ -112,6 +128,7 @@ mod tests {
             counts: SliCounts {
                 requests,
                 errors_5xx,
+                bad: errors_5xx,
                 ..SliCounts::default()
             },
         };

@@ -12,7 +12,7 @@ use switchyard_protocol::{Endpoint, InferenceRequest};
 
 use switchyard_metering::admission::{self, RateInfo};
 use switchyard_metering::directory::KeyEntry;
-use switchyard_metering::sli::Refusal;
+use switchyard_metering::sli::{Refusal, SliCounts};
 
 use crate::admit;
 use crate::auth::{self, Scope};
@@ -102,13 +102,20 @@ async fn run(
         Err(refused) => {
             *rate = refused.rate;
             // Not downtime (over the tenant's limits), but the SLA report shows the 429 rate.
-            state.ledger.refused(Refusal {
+            let refusal = Refusal {
                 request_id: request_id.clone(),
                 at_ms: switchyard_metering::directory::unix_ms(),
                 tenant_id: key.tenant.tenant.id.clone(),
                 model: req.model.clone(),
                 http_status: refused.error.status().as_u16(),
-            });
+                throttled: false,
+            };
+            crate::metrics::sli(
+                &key.tenant.tenant.tier,
+                &req.model,
+                &SliCounts::of_refusal(&refusal),
+            );
+            state.ledger.refused(refusal);
             return Err(refused.error);
         }
     };

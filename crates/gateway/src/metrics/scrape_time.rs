@@ -7,11 +7,13 @@ use switchyard_fleet::WorkerState;
 
 use std::sync::atomic::Ordering;
 
+use switchyard_slo::objectives::{MAX_5XX_PPM, MAX_THROTTLED_PPM};
+
 use super::exposition::{counter, gauge, sample};
 use super::{
     BUILD_INFO, LEDGER_DEAD_LETTERS, LEDGER_UNWRITTEN, LEDGER_WRITE_FAILURES, LEDGER_WRITTEN,
-    RETRY_BUDGET, WORKER_EJECTIONS, WORKER_OUTSTANDING, WORKER_STATE, WORKER_TTFT_EWMA,
-    WORKER_USAGE_REJECTED,
+    RETRY_BUDGET, SLO_OBJECTIVE, WORKER_EJECTIONS, WORKER_OUTSTANDING, WORKER_STATE,
+    WORKER_TTFT_EWMA, WORKER_USAGE_REJECTED,
 };
 use crate::state::AppState;
 
@@ -129,6 +131,22 @@ pub fn render(out: &mut String, state: &AppState) {
     ] {
         counter(out, name, help);
         sample(out, name, &[], value.load(Ordering::Relaxed) as f64);
+    }
+    gauge(
+        out,
+        SLO_OBJECTIVE,
+        "The SLA's objectives as ratios by tier: availability (good share), errors_5xx and throttled (most allowed).",
+    );
+    for (tier, limits) in &state.config.tiers {
+        let availability = f64::from(limits.slo_availability_bp) / 10_000.0;
+        for (objective, value) in [
+            ("availability", availability),
+            ("errors_5xx", MAX_5XX_PPM as f64 / 1e6),
+            ("throttled", MAX_THROTTLED_PPM as f64 / 1e6),
+        ] {
+            let labels = [("tier", tier.as_str()), ("objective", objective)];
+            sample(out, SLO_OBJECTIVE, &labels, value);
+        }
     }
     gauge(
         out,

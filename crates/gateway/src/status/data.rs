@@ -180,11 +180,10 @@ pub struct ScopeStatus {
 
 /// The status of one model or region from its workers and its recent counts.
 pub fn classify(workers: WorkerCounts, recent: &SliCounts) -> (Health, String) {
-    let error_ppm = ratio_ppm(recent.errors_5xx, recent.requests);
-    let bad_ppm = ratio_ppm(
-        (recent.errors_5xx + recent.ttft_slow).min(recent.requests),
-        recent.requests,
-    );
+    // The SLI's own definition: bad requests among those it counts (429s left out).
+    let eligible = recent.eligible();
+    let error_ppm = ratio_ppm(recent.errors_5xx, eligible);
+    let bad_ppm = ratio_ppm(recent.bad, eligible);
     let pct = |ppm: u64| format!("{}.{:02}%", ppm / 10_000, ppm % 10_000 / 100);
     if workers.total > 0 && workers.in_rotation == 0 {
         return (Health::Down, "no worker is in rotation".into());
@@ -547,6 +546,8 @@ mod tests {
             errors_5xx,
             errors_429: 0,
             ttft_slow,
+            bad: (errors_5xx + ttft_slow).min(requests),
+            throttled: 0,
         }
     }
 

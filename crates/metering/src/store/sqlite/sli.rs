@@ -29,14 +29,16 @@ pub(super) async fn apply(
 ) -> Result<()> {
     let minutes_sql = format!(
         "INSERT INTO sli_minutes (minute, tenant_id, tier, model, region, provider, \
-             requests, ok, errors_5xx, errors_429, ttft_slow) \
-         VALUES (?1, ?2, {TIER}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             requests, ok, errors_5xx, errors_429, ttft_slow, bad, throttled) \
+         VALUES (?1, ?2, {TIER}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
          ON CONFLICT (minute, tenant_id, tier, model, region, provider) DO UPDATE SET \
              requests = requests + excluded.requests, \
              ok = ok + excluded.ok, \
              errors_5xx = errors_5xx + excluded.errors_5xx, \
              errors_429 = errors_429 + excluded.errors_429, \
-             ttft_slow = ttft_slow + excluded.ttft_slow"
+             ttft_slow = ttft_slow + excluded.ttft_slow, \
+             bad = bad + excluded.bad, \
+             throttled = throttled + excluded.throttled"
     );
     let latency_sql = format!(
         "INSERT INTO sli_latency (minute, tenant_id, tier, model, region, provider, metric, \
@@ -58,6 +60,8 @@ pub(super) async fn apply(
             .bind(count(c.errors_5xx, "errors_5xx")?)
             .bind(count(c.errors_429, "errors_429")?)
             .bind(count(c.ttft_slow, "ttft_slow")?)
+            .bind(count(c.bad, "bad")?)
+            .bind(count(c.throttled, "throttled")?)
             .execute(&mut *conn)
             .await?;
         for ((metric, le_ms), n) in &delta.latency {
@@ -77,7 +81,7 @@ pub(super) async fn apply(
     Ok(())
 }
 
-const REFUSAL_COLUMNS: &str = "request_id, at_ms, tenant_id, model, http_status";
+const REFUSAL_COLUMNS: &str = "request_id, at_ms, tenant_id, model, http_status, throttled";
 
 pub(super) async fn insert_refusals(writer: &SqlitePool, batch: &[Refusal]) -> Result<()> {
     if batch.is_empty() {
@@ -99,7 +103,8 @@ pub(super) async fn insert_refusals(writer: &SqlitePool, batch: &[Refusal]) -> R
                 .bind(r.at_ms)
                 .bind(r.tenant_id.as_str())
                 .bind(r.model.as_str())
-                .bind(i64::from(r.http_status));
+                .bind(i64::from(r.http_status))
+                .bind(r.throttled);
         }
         query.execute(&mut *tx).await?;
     }
@@ -131,6 +136,8 @@ pub(super) fn counts_from_row(row: &SqliteRow) -> Result<SliCounts> {
         errors_5xx: to_u64(row.try_get("errors_5xx")?, "errors_5xx")?,
         errors_429: to_u64(row.try_get("errors_429")?, "errors_429")?,
         ttft_slow: to_u64(row.try_get("ttft_slow")?, "ttft_slow")?,
+        bad: to_u64(row.try_get("bad")?, "bad")?,
+        throttled: to_u64(row.try_get("throttled")?, "throttled")?,
     })
 }
 
@@ -138,7 +145,7 @@ pub(super) async fn minutes(reader: &SqlitePool, q: &UsageQuery) -> Result<Vec<M
     let mut qb = QueryBuilder::<Sqlite>::new(
         "SELECT tenant_id, minute, SUM(requests) AS requests, SUM(ok) AS ok, \
              SUM(errors_5xx) AS errors_5xx, SUM(errors_429) AS errors_429, \
-             SUM(ttft_slow) AS ttft_slow \
+             SUM(ttft_slow) AS ttft_slow, SUM(bad) AS bad, SUM(throttled) AS throttled \
          FROM sli_minutes",
     );
     push_filter(&mut qb, q);

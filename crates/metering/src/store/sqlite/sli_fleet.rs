@@ -12,7 +12,8 @@ use crate::sli::{minute_of, BucketLatency, FleetMinute, Metric, ScopeCounts};
 use crate::store::{Result, StoreError};
 
 const SUMS: &str = "SUM(requests) AS requests, SUM(ok) AS ok, SUM(errors_5xx) AS errors_5xx, \
-                    SUM(errors_429) AS errors_429, SUM(ttft_slow) AS ttft_slow";
+                    SUM(errors_429) AS errors_429, SUM(ttft_slow) AS ttft_slow, SUM(bad) AS bad, \
+                    SUM(throttled) AS throttled";
 
 pub(super) async fn minutes(
     reader: &SqlitePool,

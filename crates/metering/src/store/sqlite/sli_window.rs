@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
-use super::to_u64;
 use crate::incident::ScopedCounts;
 use crate::sli::{SliCounts, MS_PER_MINUTE, TTFT_SLOW_MS};
 use crate::store::Result;
@@ -54,13 +53,7 @@ pub(super) async fn window(
 
 fn add_rows(rows: Vec<sqlx::sqlite::SqliteRow>, acc: &mut Acc) -> Result<()> {
     for row in rows {
-        let c = SliCounts {
-            requests: to_u64(row.try_get("requests")?, "requests")?,
-            ok: to_u64(row.try_get("ok")?, "ok")?,
-            errors_5xx: to_u64(row.try_get("errors_5xx")?, "errors_5xx")?,
-            errors_429: to_u64(row.try_get("errors_429")?, "errors_429")?,
-            ttft_slow: to_u64(row.try_get("ttft_slow")?, "ttft_slow")?,
-        };
+        let c = super::sli::counts_from_row(&row)?;
         acc.entry((
             row.try_get("tenant_id")?,
             row.try_get("tier")?,
@@ -85,7 +78,7 @@ async fn rollups(
     let rows = sqlx::query(
         "SELECT tenant_id, tier, model, region, provider, SUM(requests) AS requests, \
              SUM(ok) AS ok, SUM(errors_5xx) AS errors_5xx, SUM(errors_429) AS errors_429, \
-             SUM(ttft_slow) AS ttft_slow \
+             SUM(ttft_slow) AS ttft_slow, SUM(bad) AS bad, SUM(throttled) AS throttled \
          FROM sli_minutes WHERE minute >= ?1 AND minute < ?2 \
          GROUP BY tenant_id, tier, model, region, provider",
     )
@@ -103,29 +96,37 @@ async fn raw(reader: &SqlitePool, from_ms: i64, to_ms: i64, acc: &mut Acc) -> Re
     if from_ms >= to_ms {
         return Ok(());
     }
-    let usage = sqlx::query(
+    // A 5xx as `SliCounts::of_record` counts it: the status the client got, a stream cut
+    // after its 200, a request its gateway died under.
+    const FIVE_XX: &str =
+        "u.http_status >= 500 OR u.status IN ('failed_mid_stream', 'interrupted')";
+    let sql = format!(
         "SELECT u.tenant_id AS tenant_id, \
              COALESCE((SELECT tier FROM tenants WHERE id = u.tenant_id), '') AS tier, \
              u.model AS model, u.region AS region, u.provider AS provider, COUNT(*) AS requests, \
              SUM(u.status = 'completed') AS ok, \
-             SUM(u.http_status >= 500 OR u.status = 'failed_mid_stream') AS errors_5xx, \
+             SUM({FIVE_XX}) AS errors_5xx, \
              SUM(u.http_status = 429) AS errors_429, \
-             SUM(COALESCE(u.ttft_ms, 0) >= ?3) AS ttft_slow \
+             SUM(COALESCE(u.ttft_ms, 0) >= ?3) AS ttft_slow, \
+             SUM(u.http_status <> 429 AND (({FIVE_XX}) OR COALESCE(u.ttft_ms, 0) >= ?3)) AS bad, \
+             0 AS throttled \
          FROM usage u WHERE u.started_at_ms >= ?1 AND u.started_at_ms < ?2 \
-         GROUP BY 1, 2, 3, 4, 5",
-    )
-    .bind(from_ms)
-    .bind(to_ms)
-    .bind(i64::try_from(TTFT_SLOW_MS).unwrap_or(i64::MAX))
-    .fetch_all(reader)
-    .await?;
+         GROUP BY 1, 2, 3, 4, 5"
+    );
+    let usage = sqlx::query(&sql)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(i64::try_from(TTFT_SLOW_MS).unwrap_or(i64::MAX))
+        .fetch_all(reader)
+        .await?;
     add_rows(usage, acc)?;
     let refusals = sqlx::query(
         "SELECT r.tenant_id AS tenant_id, \
              COALESCE((SELECT tier FROM tenants WHERE id = r.tenant_id), '') AS tier, \
              r.model AS model, '' AS region, '' AS provider, COUNT(*) AS requests, 0 AS ok, \
              SUM(r.http_status >= 500) AS errors_5xx, \
-             SUM(r.http_status = 429) AS errors_429, 0 AS ttft_slow \
+             SUM(r.http_status = 429) AS errors_429, 0 AS ttft_slow, \
+             SUM(r.http_status >= 500) AS bad, SUM(r.throttled) AS throttled \
          FROM sli_refusals r WHERE r.at_ms >= ?1 AND r.at_ms < ?2 \
          GROUP BY 1, 2, 3, 4, 5",
     )
@@ -195,6 +196,7 @@ mod tests {
                 tenant_id: "acme".into(),
                 model: "m".into(),
                 http_status: 503,
+                throttled: false,
             }])
             .await
             .unwrap();
