@@ -9,6 +9,7 @@ mod inputs;
 mod keys;
 mod maintenance;
 mod plan;
+mod probe;
 mod providers;
 mod serve;
 mod sim;
@@ -68,6 +69,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Rank GPU providers by the rubric, from the ledger's measurements and your scores.
     Providers(providers::ProvidersArgs),
+    /// Black-box prober: probe the public URL from elsewhere; push its minutes to the SLA.
+    Probe(probe::ProbeArgs),
 }
 
 fn init_logging(format: &str) {
@@ -101,6 +104,7 @@ async fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args).await,
         Command::Plan(args) => plan::run(args).await,
         Command::Providers(args) => providers::run(args).await,
+        Command::Probe(args) => probe::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

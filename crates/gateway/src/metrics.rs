@@ -119,6 +119,27 @@ pub const WORKER_WAITING: &str = "switchyard_worker_requests_waiting";
 /// Whether the last scrape of the worker's `/metrics` succeeded (1) or not (0).
 pub const WORKER_SCRAPE_UP: &str = "switchyard_worker_metrics_up";
 
+// --- Exported by `switchyard probe` (the black-box prober), not by the gateway ----------------
+
+/// Probes sent, by `prober`, `region`, `model`, `result` (`passed`, `failed`, `misconfigured`).
+pub const PROBE_REQUESTS: &str = "switchyard_probe_requests_total";
+/// 1 when the last probe of a model passed.
+pub const PROBE_UP: &str = "switchyard_probe_up";
+/// The last probe's time to first and to last token, in seconds.
+pub const PROBE_LAST_TTFT: &str = "switchyard_probe_last_ttft_seconds";
+pub const PROBE_LAST_TTLT: &str = "switchyard_probe_last_ttlt_seconds";
+/// Pushes of probe minutes to the gateway that failed.
+pub const PROBE_PUSH_FAILURES: &str = "switchyard_probe_push_failures_total";
+
+/// Every metric family the prober exports.
+pub const PROBER: &[&str] = &[
+    PROBE_REQUESTS,
+    PROBE_UP,
+    PROBE_LAST_TTFT,
+    PROBE_LAST_TTLT,
+    PROBE_PUSH_FAILURES,
+];
+
 /// Every metric family the gateway can export (histograms without their `_bucket`, `_sum`
 /// and `_count` suffixes). The dashboard and alert rules may reference only these.
 pub const ALL: &[&str] = &[

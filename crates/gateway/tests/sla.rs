@@ -274,7 +274,12 @@ async fn a_month_of_injected_minutes_reports_exact_uptime_budget_and_credit() {
         seen.add(&w.counts);
     }
     assert_eq!(
-        (seen.requests, seen.errors_5xx, seen.errors_429, seen.ttft_slow),
+        (
+            seen.requests,
+            seen.errors_5xx,
+            seen.errors_429,
+            seen.ttft_slow
+        ),
         (
             r["requests"].as_u64().unwrap(),
             r["errors_5xx"].as_u64().unwrap(),

@@ -41,6 +41,6 @@ pub use report::{
     BenchReport, Counts, Latencies, LatencySummary, LoadReport, TargetReport, Throughput, Tokens,
     SCHEMA,
 };
-pub use request::Outcome;
+pub use request::{measure, Outcome};
 pub use run::{run, LoadgenError, Progress};
 pub use schedule::Schedule;

@@ -88,6 +88,19 @@ fn cut_error(e: &reqwest::Error, stream: bool) -> String {
     }
 }
 
+/// Sends one request now and measures it, as a client would (the synthetic prober's probe);
+/// never fails (a failure is an [`Outcome`] with an error).
+pub async fn measure(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    api_key: Option<&str>,
+    body: &Value,
+    stream: bool,
+    timeout: Duration,
+) -> Outcome {
+    send(client, url, api_key, body, stream, Instant::now(), timeout).await
+}
+
 /// Sends one request and measures it; never fails (a failure is an [`Outcome`] with an
 /// error). `start` is when the request was due, so in open loop the time it waited for its
 /// turn counts against the server.

@@ -91,6 +91,17 @@ pub struct Refusal {
     pub throttled: bool,
 }
 
+/// What one black-box prober saw of the public endpoint in one minute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeMinute {
+    pub minute: i64,
+    pub prober: String,
+    pub region: String,
+    pub probes: u64,
+    /// Probes that failed: a 5xx, no answer, a broken stream, or a token over its limit.
+    pub failed: u64,
+}
+
 /// A request's place in the availability SLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

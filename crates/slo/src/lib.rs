@@ -22,4 +22,6 @@ pub mod percentile;
 pub mod report;
 
 pub use credit::PartialStep;
-pub use report::{tenant_report, unobserved_minutes, Period, Settings, TenantSla, TenantTerms};
+pub use report::{
+    tenant_report, unobserved_minutes, Outside, Period, Settings, TenantSla, TenantTerms,
+};

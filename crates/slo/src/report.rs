@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use switchyard_metering::maintenance::Maintenance;
 use switchyard_metering::money::Nanos;
-use switchyard_metering::sli::{minute_of, LatencyCount, Metric, MinuteCounts, SliCounts};
+use switchyard_metering::sli::{
+    minute_of, LatencyCount, Metric, MinuteCounts, ProbeMinute, SliCounts,
+};
 use switchyard_metering::store::Heartbeats;
 
 use crate::availability::{
@@ -65,6 +67,15 @@ pub struct TenantSla {
     /// Minutes in which no gateway was alive (no heartbeat, no traffic) and no qualifying
     /// maintenance covered them: nobody could serve or measure them, so they count as bad.
     pub minutes_unobserved: u64,
+    /// Minutes in which a black-box probe of the public endpoint failed (bad, whatever the
+    /// gateway saw), and minutes probed at all.
+    pub minutes_probe_bad: u64,
+    pub minutes_probed: u64,
+    /// Availability as the gateway saw it (its traffic and heartbeats), and as the probers did
+    /// (over the minutes they probed); `availability_ppm`, which credits are computed from,
+    /// takes the worse of the two for each minute.
+    pub gateway_availability_ppm: u64,
+    pub probe_availability_ppm: u64,
     pub minutes_with_traffic: u64,
     pub availability_ppm: u64,
     pub availability_pct: String,
@@ -111,6 +122,37 @@ pub struct TenantSla {
     pub credit_nanos: Nanos,
 }
 
+/// What was seen of a period from outside the tenant's own traffic: the minutes no gateway was
+/// alive in, and what black-box probers saw of the public endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outside {
+    /// See [`unobserved_minutes`].
+    pub unobserved: BTreeSet<i64>,
+    /// Minutes with at least one probe.
+    pub probed: BTreeSet<i64>,
+    /// Minutes with at least one failed probe.
+    pub probe_bad: BTreeSet<i64>,
+}
+
+impl Outside {
+    pub fn of(period: Period, alive: &Heartbeats, probes: &[ProbeMinute]) -> Self {
+        let (from, to) = minutes_of(period);
+        let mut out = Self {
+            unobserved: unobserved_minutes(period, alive),
+            ..Self::default()
+        };
+        for p in probes.iter().filter(|p| (from..to).contains(&p.minute)) {
+            if p.probes > 0 {
+                out.probed.insert(p.minute);
+            }
+            if p.failed > 0 {
+                out.probe_bad.insert(p.minute);
+            }
+        }
+        out
+    }
+}
+
 /// Minutes of `period` in which no gateway was alive, from the heartbeats: minutes before
 /// the first heartbeat ever recorded are not judged (they predate the record).
 pub fn unobserved_minutes(period: Period, alive: &Heartbeats) -> BTreeSet<i64> {
@@ -131,14 +173,19 @@ fn minutes_of(period: Period) -> (i64, i64) {
 }
 
 /// `minutes` and `latency` may hold other tenants' rows; only `terms.tenant_id`'s are used.
-/// `unobserved` is [`unobserved_minutes`] of the same period.
+/// `outside` is [`Outside::of`] the same period.
+///
+/// A minute is bad for the tenant when its own traffic saw a 5xx or a slow first token, when no
+/// gateway was alive in it (and it had no traffic of the tenant's), or when a black-box probe
+/// of the public endpoint failed in it: the worse of the gateway's view and the probers', minute
+/// by minute. Excluded (qualifying maintenance) minutes are neither good nor bad.
 pub fn tenant_report(
     period: Period,
     terms: &TenantTerms,
     minutes: &[MinuteCounts],
     latency: &[LatencyCount],
     windows: &[Maintenance],
-    unobserved: &BTreeSet<i64>,
+    outside: &Outside,
     settings: Settings,
 ) -> TenantSla {
     let (from, to) = minutes_of(period);
@@ -146,8 +193,9 @@ pub fn tenant_report(
     let ex = exclusions(windows, &terms.tenant_id, from, to);
 
     let mut sum = SliCounts::default();
-    let (mut bad, mut with_traffic) = (0u64, 0u64);
+    let mut with_traffic = 0u64;
     let mut served = BTreeSet::new();
+    let mut gateway_bad = BTreeSet::new();
     for m in minutes
         .iter()
         .filter(|m| m.tenant_id == terms.tenant_id && (from..to).contains(&m.minute))
@@ -157,19 +205,31 @@ pub fn tenant_report(
         with_traffic += 1;
         served.insert(m.minute);
         if !ex.excluded.contains(&m.minute) && m.counts.is_bad() {
-            bad += 1;
+            gateway_bad.insert(m.minute);
         }
     }
+    let counted = |m: &&i64| !ex.excluded.contains(*m);
     // A minute with this tenant's traffic was observed whatever the heartbeats say.
-    let unobserved = u64::try_from(
-        unobserved
-            .range(from..to)
-            .filter(|m| !ex.excluded.contains(m) && !served.contains(m))
-            .count(),
-    )
-    .unwrap_or(u64::MAX);
-    bad += unobserved;
-    let excluded = u64::try_from(ex.excluded.len()).unwrap_or(u64::MAX);
+    let unobserved: BTreeSet<i64> = outside
+        .unobserved
+        .range(from..to)
+        .filter(counted)
+        .filter(|m| !served.contains(*m))
+        .copied()
+        .collect();
+    gateway_bad.extend(&unobserved);
+    let probe_bad: BTreeSet<i64> = outside
+        .probe_bad
+        .range(from..to)
+        .filter(counted)
+        .copied()
+        .collect();
+    let probed =
+        u64::try_from(outside.probed.range(from..to).filter(counted).count()).unwrap_or(u64::MAX);
+    let bad_minutes: BTreeSet<i64> = gateway_bad.union(&probe_bad).copied().collect();
+    let len = |s: &BTreeSet<i64>| u64::try_from(s.len()).unwrap_or(u64::MAX);
+    let bad = len(&bad_minutes);
+    let excluded = len(&ex.excluded);
     let eligible = total.saturating_sub(excluded);
     let good = eligible.saturating_sub(bad);
     let slo = terms.slo_availability_bp;
@@ -195,7 +255,14 @@ pub fn tenant_report(
         minutes_maintenance_not_excluded: ex.not_excluded,
         minutes_eligible: eligible,
         minutes_bad: bad,
-        minutes_unobserved: unobserved,
+        minutes_unobserved: len(&unobserved),
+        minutes_probe_bad: len(&probe_bad),
+        minutes_probed: probed,
+        gateway_availability_ppm: availability_ppm(
+            eligible.saturating_sub(len(&gateway_bad)),
+            eligible,
+        ),
+        probe_availability_ppm: availability_ppm(probed.saturating_sub(len(&probe_bad)), probed),
         minutes_with_traffic: with_traffic,
         availability_ppm: ppm,
         availability_pct: format_ppm_percent(ppm),
@@ -359,7 +426,7 @@ mod tests {
             &minutes,
             &latency,
             &windows,
-            &BTreeSet::new(),
+            &Outside::default(),
             Settings::default(),
         );
         // Eligible: 43,200 − 30 = 43,170; bad: 140; good 43,030.
@@ -405,15 +472,15 @@ mod tests {
             minutes: (0..43_200).collect(),
             since_minute: Some(0),
         };
-        let unobserved = unobserved_minutes(period, &always_alive);
-        assert!(unobserved.is_empty());
+        let outside = Outside::of(period, &always_alive, &[]);
+        assert!(outside.unobserved.is_empty());
         let r = tenant_report(
             period,
             &terms(),
             &[],
             &[],
             &[],
-            &unobserved,
+            &outside,
             Settings::default(),
         );
         assert_eq!(r.availability_pct, "100.0000");
@@ -455,18 +522,36 @@ mod tests {
             announced_at_ms: 0,
             created_at_ms: 0,
         }];
+        // A prober saw the public endpoint fail in minutes 5,005 (also unobserved: one bad
+        // minute, not two) and 9,000 (the gateway saw nothing wrong: the worse view wins).
+        let probes =
+            [(5_005, 2, 2), (9_000, 2, 1), (9_001, 2, 0)].map(|(minute, probes, failed)| {
+                ProbeMinute {
+                    minute,
+                    prober: "eu-1".into(),
+                    region: "eu".into(),
+                    probes,
+                    failed,
+                }
+            });
+        let outside = Outside::of(period, &alive, &probes);
         let r = tenant_report(
             period,
             &terms(),
             &[served],
             &[],
             &windows,
-            &unobserved,
+            &outside,
             Settings::default(),
         );
         assert_eq!(r.minutes_unobserved, 80 - 1 - 10);
-        assert_eq!(r.minutes_bad, 69);
+        assert_eq!((r.minutes_probe_bad, r.minutes_probed), (2, 3));
+        assert_eq!(r.minutes_bad, 69 + 1);
         assert_eq!(r.minutes_eligible, 43_200 - 10);
+        // The probers' own view: 1 good minute of 3 probed.
+        assert_eq!(r.probe_availability_ppm, 333_333);
+        // The gateway's own view misses minute 9,000.
+        assert!(r.gateway_availability_ppm > r.availability_ppm);
         // No heartbeat ever: nothing is judged (a store from before heartbeats).
         assert!(unobserved_minutes(period, &Heartbeats::default()).is_empty());
     }

@@ -20,6 +20,7 @@ mod fleet;
 mod incidents;
 mod keys;
 mod maintenance;
+mod probes;
 pub(crate) mod render;
 pub(crate) mod sla;
 mod tenants;
@@ -57,6 +58,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/admin/v1/invoices/{tenant}", get(usage::invoice))
         .route("/admin/v1/margin", get(usage::margin))
         .route("/admin/v1/ledger/dead-letters", get(dead_letters::list))
+        .route("/admin/v1/probes/minutes", post(probes::push))
         .route(
             "/admin/v1/maintenance",
             get(maintenance::list).post(maintenance::create),

@@ -13,9 +13,7 @@ use switchyard_metering::money::Nanos;
 use switchyard_metering::sli::{minute_of, MS_PER_MINUTE};
 use switchyard_metering::store::{Period, UsageQuery, UsageRow};
 use switchyard_metering::{Limits, Tenant};
-use switchyard_slo::{
-    tenant_report, unobserved_minutes, PartialStep, Settings, TenantSla, TenantTerms,
-};
+use switchyard_slo::{tenant_report, Outside, PartialStep, Settings, TenantSla, TenantTerms};
 
 use super::extract::{Admin, Params};
 use super::render::put_money;
@@ -82,6 +80,10 @@ pub(crate) async fn compute(
         .heartbeats(start_ms, end_ms)
         .await
         .map_err(store_error)?;
+    let probes = store
+        .probe_minutes(start_ms, end_ms)
+        .await
+        .map_err(store_error)?;
     // The fee is the whole month's invoice, also for a month in progress (so far).
     let invoice_q = UsageQuery {
         to_ms: Some(month.end_ms()),
@@ -97,7 +99,7 @@ pub(crate) async fn compute(
     }
 
     let period = switchyard_slo::Period { start_ms, end_ms };
-    let unobserved = unobserved_minutes(period, &alive);
+    let outside = Outside::of(period, &alive, &probes);
     let settings = Settings { partial_step };
     let reports = tenants
         .iter()
@@ -111,13 +113,7 @@ pub(crate) async fn compute(
                 fee: fees.get(tenant.id.as_str()).copied().unwrap_or(0),
             };
             tenant_report(
-                period,
-                &terms,
-                &minutes,
-                &latency,
-                &windows,
-                &unobserved,
-                settings,
+                period, &terms, &minutes, &latency, &windows, &outside, settings,
             )
         })
         .collect();

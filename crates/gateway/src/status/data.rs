@@ -28,7 +28,7 @@ use switchyard_metering::sli::{
 use switchyard_metering::{Store, StoreError};
 use switchyard_slo::availability::{availability_ppm, format_ppm_percent, ratio_ppm};
 use switchyard_slo::percentile::{percentile, Percentile};
-use switchyard_slo::{unobserved_minutes, Period};
+use switchyard_slo::{Outside, Period};
 
 use crate::admin::format_rfc3339;
 
@@ -238,7 +238,12 @@ pub struct Point {
 pub struct Summary {
     pub minutes: u64,
     pub minutes_bad: u64,
+    /// The worse of the gateway's view and the black-box probers' for each minute.
     pub availability_ppm: u64,
+    /// The probers' own view: minutes they probed, and the share in which none failed
+    /// (`None` when nothing was probed).
+    pub probed_minutes: u64,
+    pub probe_availability_ppm: Option<u64>,
     pub availability_pct: String,
     pub requests: u64,
     pub errors_5xx: u64,
@@ -315,14 +320,16 @@ pub async fn compute(
         .list_maintenance(Some(now_ms), Some(now_ms + MAINTENANCE_AHEAD_MS))
         .await?;
     let alive = store.heartbeats(from_ms, to_ms).await?;
-    let unobserved = unobserved_minutes(
+    let probes = store.probe_minutes(from_ms, to_ms).await?;
+    let outside = Outside::of(
         Period {
             start_ms: from_ms,
             end_ms: to_ms,
         },
         &alive,
+        &probes,
     );
-    let mut s = build(now_ms, &workers, &recent, &minutes, &ttft, &unobserved);
+    let mut s = build(now_ms, &workers, &recent, &minutes, &ttft, &outside);
     s.maintenance = announced(&windows, now_ms);
     Ok(s)
 }
@@ -343,15 +350,15 @@ fn announced(windows: &[Maintenance], now_ms: i64) -> Vec<Announced> {
 }
 
 /// The pure half of [`compute`]: `ttft` is bucketed by [`LATENCY_QUERY_BUCKET`] minutes from
-/// the longest window's first minute; `unobserved` are minutes no gateway was alive in (bad,
-/// as the SLA report counts them).
+/// the longest window's first minute; `outside` holds the minutes no gateway was alive in and
+/// what black-box probers saw (bad minutes, as the SLA report counts them).
 pub fn build(
     now_ms: i64,
     workers: &[WorkerInfo],
     recent: &[ScopeCounts],
     minutes: &[FleetMinute],
     ttft: &[BucketLatency],
-    unobserved: &BTreeSet<i64>,
+    outside: &Outside,
 ) -> Snapshot {
     let models = scopes(workers, recent, |w| &w.model, |s| Some(&s.model));
     // Refusals before any worker have no region: they count for their model only.
@@ -375,16 +382,7 @@ pub fn build(
     let longest = WINDOWS.iter().map(WindowSpec::minutes).max().unwrap_or(0);
     let windows = WINDOWS
         .iter()
-        .map(|spec| {
-            window(
-                spec,
-                to_minute,
-                to_minute - longest,
-                minutes,
-                ttft,
-                unobserved,
-            )
-        })
+        .map(|spec| window(spec, to_minute, to_minute - longest, minutes, ttft, outside))
         .collect();
     Snapshot {
         object: "status",
@@ -437,7 +435,7 @@ fn window(
     query_from: i64,
     minutes: &[FleetMinute],
     ttft: &[BucketLatency],
-    unobserved: &BTreeSet<i64>,
+    outside: &Outside,
 ) -> Window {
     let from = to_minute - spec.minutes();
     let n = usize::try_from(spec.buckets).unwrap_or(0);
@@ -450,22 +448,36 @@ fn window(
     let mut counts = vec![SliCounts::default(); n];
     let mut bad = vec![0u64; n];
     let mut served = BTreeSet::new();
+    let mut bad_minutes = BTreeSet::new();
     for m in minutes {
         if let Some(c) = index(m.minute).and_then(|i| counts.get_mut(i).zip(bad.get_mut(i))) {
             c.0.add(&m.counts);
             *c.1 += u64::from(m.counts.is_bad());
             served.insert(m.minute);
+            if m.counts.is_bad() {
+                bad_minutes.insert(m.minute);
+            }
         }
     }
-    // Minutes no gateway was alive in are bad too, unless traffic shows one was.
-    for &m in unobserved.range(from..to_minute) {
-        if served.contains(&m) {
+    // Minutes no gateway was alive in are bad too, unless traffic shows one was; and so are
+    // minutes in which a black-box probe failed (the worse view wins).
+    let mut outside_bad: BTreeSet<i64> = outside
+        .unobserved
+        .range(from..to_minute)
+        .filter(|m| !served.contains(*m))
+        .copied()
+        .collect();
+    outside_bad.extend(outside.probe_bad.range(from..to_minute));
+    for &m in &outside_bad {
+        if bad_minutes.contains(&m) {
             continue;
         }
         if let Some(b) = index(m).and_then(|i| bad.get_mut(i)) {
             *b += 1;
         }
     }
+    let probed = u64::try_from(outside.probed.range(from..to_minute).count()).unwrap_or(0);
+    let probe_bad = u64::try_from(outside.probe_bad.range(from..to_minute).count()).unwrap_or(0);
     let mut hists: Vec<BTreeMap<i64, u64>> = vec![BTreeMap::new(); n];
     let mut whole: BTreeMap<i64, u64> = BTreeMap::new();
     for l in ttft {
@@ -512,6 +524,9 @@ fn window(
             minutes: total_minutes,
             minutes_bad,
             availability_ppm: ppm,
+            probed_minutes: probed,
+            probe_availability_ppm: (probed > 0)
+                .then(|| availability_ppm(probed.saturating_sub(probe_bad), probed)),
             availability_pct: format_ppm_percent(ppm),
             requests: sum.requests,
             errors_5xx: sum.errors_5xx,
@@ -641,7 +656,7 @@ mod tests {
                 count: 5,
             },
         ];
-        let s = build(now_ms, &[w], &[], &minutes, &ttft, &BTreeSet::new());
+        let s = build(now_ms, &[w], &[], &minutes, &ttft, &Outside::default());
         let day = s.window("24h").unwrap();
         assert_eq!(day.points.len(), 96);
         assert_eq!(day.summary.minutes, 1_440);
@@ -700,7 +715,7 @@ mod tests {
                 counts: counts(1, 1, 0),
             },
         ];
-        let s = build(0, &fleet, &recent, &[], &[], &BTreeSet::new());
+        let s = build(0, &fleet, &recent, &[], &[], &Outside::default());
         let names = |v: &[ScopeStatus]| {
             v.iter()
                 .map(|s| (s.name.clone(), s.status))

@@ -120,6 +120,16 @@ pub fn render(s: &Snapshot, window: &str) -> String {
             body.push_str(&figure(&chart));
         }
         body.push_str("</div>");
+        let sum = &w.summary;
+        if let Some(ppm) = sum.probe_availability_ppm {
+            body.push_str(&format!(
+                "<p class=\"muted\" id=\"probes\">Measured from outside by synthetic probes: \
+                 {}% of {} probed minutes without a failure (counted in the availability \
+                 above: a minute a probe failed in is down).</p>",
+                format_ppm_percent(ppm),
+                sum.probed_minutes
+            ));
+        }
     }
     body.push_str(
         "<footer>Availability is the share of 1-minute intervals without a server error (5xx) \

@@ -13,7 +13,8 @@ use crate::model::{ApiKey, DeadLetter, LimitOverrides, Tenant, UsageRecord};
 use crate::money::Nanos;
 use crate::open::{Checkpoint, OpenRequest};
 use crate::sli::{
-    BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, Refusal, ScopeCounts,
+    BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, ProbeMinute, Refusal,
+    ScopeCounts,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +202,11 @@ pub trait Store: Send + Sync + 'static {
     /// Which minutes of `[from_ms, to_ms)` some gateway was alive in, and the first minute
     /// any heartbeat was ever recorded (before it, minutes are not judged).
     async fn heartbeats(&self, from_ms: i64, to_ms: i64) -> Result<Heartbeats>;
+    /// Records what black-box probers saw (see `switchyard probe`); a minute pushed again
+    /// replaces its earlier counts.
+    async fn put_probe_minutes(&self, minutes: &[ProbeMinute]) -> Result<()>;
+    /// Probers' minutes in `[from_ms, to_ms)`.
+    async fn probe_minutes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ProbeMinute>>;
     async fn add_maintenance(&self, window: &NewMaintenance) -> Result<Maintenance>;
     /// Windows overlapping `[from_ms, to_ms)` (unbounded where `None`), by start.
     async fn list_maintenance(

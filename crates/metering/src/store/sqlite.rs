@@ -50,7 +50,8 @@ use crate::model::{
 use crate::money::Nanos;
 use crate::open::{Checkpoint, OpenRequest};
 use crate::sli::{
-    BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, Refusal, ScopeCounts,
+    BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, ProbeMinute, Refusal,
+    ScopeCounts,
 };
 
 /// The migrations, embedded in the binary at build time.
@@ -773,6 +774,52 @@ impl Store for SqliteStore {
             minutes: minutes.into_iter().collect(),
             since_minute,
         })
+    }
+
+    async fn put_probe_minutes(&self, minutes: &[ProbeMinute]) -> Result<()> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        for m in minutes {
+            let count = |v: u64| {
+                i64::try_from(v).map_err(|_| StoreError::Invalid(format!("probe count {v}")))
+            };
+            sqlx::query(
+                "INSERT INTO probe_minutes (minute, prober, region, probes, failed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (minute, prober) DO UPDATE SET region = excluded.region, \
+                     probes = excluded.probes, failed = excluded.failed",
+            )
+            .bind(m.minute)
+            .bind(&m.prober)
+            .bind(&m.region)
+            .bind(count(m.probes)?)
+            .bind(count(m.failed)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn probe_minutes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ProbeMinute>> {
+        let rows = sqlx::query(
+            "SELECT minute, prober, region, probes, failed FROM probe_minutes \
+             WHERE minute >= ?1 AND minute < ?2 ORDER BY minute, prober",
+        )
+        .bind(crate::sli::minute_of(from_ms))
+        .bind(crate::sli::minute_of(to_ms))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ProbeMinute {
+                    minute: row.try_get("minute")?,
+                    prober: row.try_get("prober")?,
+                    region: row.try_get("region")?,
+                    probes: to_u64(row.try_get("probes")?, "probes")?,
+                    failed: to_u64(row.try_get("failed")?, "failed")?,
+                })
+            })
+            .collect()
     }
 
     async fn add_maintenance(&self, window: &NewMaintenance) -> Result<Maintenance> {
