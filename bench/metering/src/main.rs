@@ -114,6 +114,7 @@ fn record(i: u64) -> UsageRecord {
         usage_source: Default::default(),
         usage_note: None,
         ttft_ms: Some(100),
+        ttft_exempt: false,
         total_ms: 1000,
         status: UsageStatus::Completed,
         http_status: 200,

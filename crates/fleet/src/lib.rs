@@ -13,6 +13,7 @@ pub mod registry;
 pub mod runtime;
 pub mod signal;
 pub mod state;
+pub mod ttft;
 pub mod worker;
 
 pub use health::{HealthChecker, HealthConfig};

@@ -272,10 +272,10 @@ mod tests {
         ]);
         f.worker("fast")
             .unwrap()
-            .record_ttft(std::time::Duration::from_millis(10));
+            .record_ttft(std::time::Duration::from_millis(10), 10);
         f.worker("slow")
             .unwrap()
-            .record_ttft(std::time::Duration::from_millis(500));
+            .record_ttft(std::time::Duration::from_millis(500), 10);
         for _ in 0..5 {
             assert_eq!(name(f.pick(&Query::new("m", "pro"))), "fast");
         }
@@ -285,7 +285,7 @@ mod tests {
         ]);
         f.worker("measured")
             .unwrap()
-            .record_ttft(std::time::Duration::from_millis(10));
+            .record_ttft(std::time::Duration::from_millis(10), 10);
         let picks: Vec<String> = (0..4)
             .map(|_| name(f.pick(&Query::new("m", "pro"))))
             .collect();
@@ -330,13 +330,13 @@ mod tests {
         // b1 is slower, so without the breaker a2 would win.
         f.worker("a1")
             .unwrap()
-            .record_ttft(std::time::Duration::from_millis(20));
+            .record_ttft(std::time::Duration::from_millis(20), 10);
         f.worker("a2")
             .unwrap()
-            .record_ttft(std::time::Duration::from_millis(10));
+            .record_ttft(std::time::Duration::from_millis(10), 10);
         f.worker("b1")
             .unwrap()
-            .record_ttft(std::time::Duration::from_millis(50));
+            .record_ttft(std::time::Duration::from_millis(50), 10);
         assert_eq!(name(f.pick(&Query::new("m", "pro"))), "a2");
         f.worker("a1").unwrap().health_failed("probe refused");
         for _ in 0..3 {
@@ -379,10 +379,10 @@ mod tests {
         // ...but not onto a worker that would make it wait more than twice the best.
         f.worker("reserved")
             .unwrap()
-            .record_ttft(std::time::Duration::from_millis(10));
+            .record_ttft(std::time::Duration::from_millis(10), 10);
         f.worker("shared")
             .unwrap()
-            .record_ttft(std::time::Duration::from_millis(100));
+            .record_ttft(std::time::Duration::from_millis(100), 10);
         assert_eq!(name(f.pick(&q)), "reserved");
 
         let f = fleet(vec![
@@ -391,10 +391,10 @@ mod tests {
         ]);
         f.worker("dear")
             .unwrap()
-            .record_ttft(std::time::Duration::from_millis(100));
+            .record_ttft(std::time::Duration::from_millis(100), 10);
         f.worker("cheap")
             .unwrap()
-            .record_ttft(std::time::Duration::from_millis(120));
+            .record_ttft(std::time::Duration::from_millis(120), 10);
         let q = Query {
             cost_slack: 1.5,
             ..Query::new("m", "pro")

@@ -276,14 +276,16 @@ impl Fleet {
 
     /// Ejects `worker` if its TTFT EWMA is far above its pool's median, unless that would
     /// take out more of the pool than `max_ejected_percent`. Returns whether it did.
-    pub fn check_ttft_outlier(&self, worker: &Worker) -> bool {
+    /// Ejects `worker` if its first tokens after prompts of about `prompt_tokens` tokens are
+    /// far slower than its pool's after prompts of the same size class (see [`crate::ttft`]):
+    /// a worker that served one tenant's long prompts is compared with long prompts only.
+    pub fn check_ttft_outlier(&self, worker: &Worker, prompt_tokens: u64) -> bool {
         let policy = &self.policy;
-        let Some(ewma) = worker.ttft_ewma_us() else {
+        let class = crate::ttft::class_of(prompt_tokens);
+        let Some((ewma, samples)) = worker.health().ttft_of_size(class) else {
             return false;
         };
-        if worker.health().ttft_samples() < policy.ttft_min_samples
-            || worker.state() != WorkerState::Ready
-        {
+        if samples < policy.ttft_min_samples || worker.state() != WorkerState::Ready {
             return false;
         }
         let members = self.members.load();
@@ -293,7 +295,7 @@ impl Fleet {
         let mut ewmas: Vec<u64> = pool
             .iter()
             .filter(|w| w.is_healthy())
-            .filter_map(|w| w.ttft_ewma_us())
+            .filter_map(|w| w.health().ttft_of_size(class).map(|(e, _)| e))
             .collect();
         if ewmas.len() < 2 {
             return false; // no pool to compare with
@@ -315,9 +317,10 @@ impl Fleet {
             &worker.spec.name,
             WorkerState::Ready,
             &format!(
-                "TTFT outlier: EWMA {:.0} ms against the pool's median {:.0} ms",
+                "TTFT outlier: EWMA {:.0} ms against the pool's median {:.0} ms (prompts of {})",
                 ewma as f64 / 1000.0,
-                median as f64 / 1000.0
+                median as f64 / 1000.0,
+                crate::ttft::class_label(class)
             ),
         )
     }
@@ -402,6 +405,39 @@ mod tests {
         let f = Fleet::new((0..n).map(|i| spec(&format!("w{i}"), "m")).collect()).unwrap();
         f.workers().iter().for_each(|w| w.set_healthy(true));
         f
+    }
+
+    /// One tenant's long prompts, all served by one worker, make its first tokens slow; it is
+    /// compared with the pool's first tokens after prompts of the same size, not after short
+    /// ones, and stays in rotation. Slow on short prompts too, it is ejected.
+    #[test]
+    fn a_worker_is_judged_against_prompts_of_its_own_size() {
+        let f = fleet(3);
+        let workers = f.workers();
+        let (a, b, c) = (&workers[0], &workers[1], &workers[2]);
+        let ms = std::time::Duration::from_millis;
+        for _ in 0..10 {
+            a.record_ttft(ms(3_000), 30_000); // a long prompt: slow to its first token
+            b.record_ttft(ms(100), 200);
+            c.record_ttft(ms(120), 200);
+        }
+        assert!(
+            !f.check_ttft_outlier(a, 30_000),
+            "no peer served a long prompt"
+        );
+        assert!(a.is_healthy());
+        // The same worker slow on short prompts too: an outlier among short prompts.
+        for _ in 0..10 {
+            a.record_ttft(ms(2_000), 200);
+        }
+        assert!(f.check_ttft_outlier(a, 200));
+        assert!(
+            a.health_view()
+                .reason
+                .contains("prompts of under 1024 tokens"),
+            "{}",
+            a.health_view().reason
+        );
     }
 
     #[test]

@@ -159,20 +159,14 @@ pub(crate) struct Health {
     ejected_until_ms: AtomicU64,
     probation_passes: AtomicU32,
     consecutive_failures: AtomicU32,
-    /// TTFT EWMA in microseconds; 0 = no sample yet.
-    ttft_ewma_us: AtomicU64,
-    ttft_samples: AtomicU32,
-    /// When the last TTFT sample came (monotonic ms).
-    ttft_at_ms: AtomicU64,
+    /// TTFT moving average, for routing.
+    ttft: crate::ttft::Ewma,
+    /// The same per prompt size class, for outlier detection.
+    ttft_by_size: [crate::ttft::Ewma; crate::ttft::CLASSES],
     note: Mutex<Note>,
     last_probe: Mutex<Option<ProbeView>>,
     usage_rejected: Mutex<Option<UsageRejectionView>>,
 }
-
-/// A TTFT EWMA older than this is forgotten. Routing prefers the fastest worker, so a worker
-/// measured slow once (a cold start, a noisy neighbour) would otherwise never be sent a request
-/// again to show it has recovered; forgotten, it counts as unmeasured and gets measured anew.
-const TTFT_STALE_MS: u64 = 10_000;
 
 /// What the admin API shows of a worker's breaker.
 #[derive(Debug, Clone, Serialize)]
@@ -220,9 +214,8 @@ impl Health {
             ejected_until_ms: AtomicU64::new(0),
             probation_passes: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
-            ttft_ewma_us: AtomicU64::new(0),
-            ttft_samples: AtomicU32::new(0),
-            ttft_at_ms: AtomicU64::new(0),
+            ttft: Default::default(),
+            ttft_by_size: Default::default(),
             last_probe: Mutex::new(None),
             usage_rejected: Mutex::new(None),
             note: Mutex::new(Note {
@@ -383,39 +376,29 @@ impl Health {
         }
     }
 
-    pub(crate) fn record_ttft(&self, ttft: Duration) {
-        // EWMA with weight 1/5 for the new sample: a slow worker shows within a few requests,
-        // one slow request does not condemn a fast one.
-        let sample = u64::try_from(ttft.as_micros()).unwrap_or(u64::MAX).max(1);
-        let old = self.ttft_ewma_us().unwrap_or(0);
-        let new = if old == 0 {
-            sample
-        } else {
-            (old.saturating_mul(4).saturating_add(sample)) / 5
-        };
-        if old == 0 {
-            self.ttft_samples.store(0, Ordering::Relaxed);
+    /// A first token after a prompt of about `prompt_tokens` tokens: for routing (one
+    /// average) and for outlier detection (one average per prompt size).
+    pub(crate) fn record_ttft(&self, ttft: Duration, prompt_tokens: u64) {
+        self.ttft.record(ttft);
+        if let Some(class) = self.ttft_by_size.get(crate::ttft::class_of(prompt_tokens)) {
+            class.record(ttft);
         }
-        self.ttft_ewma_us.store(new, Ordering::Relaxed);
-        self.ttft_samples.fetch_add(1, Ordering::Relaxed);
-        self.ttft_at_ms.store(mono_ms(), Ordering::Relaxed);
     }
 
     /// TTFT EWMA in µs; `None` before the first sample and once it is stale.
     pub(crate) fn ttft_ewma_us(&self) -> Option<u64> {
-        let v = self.ttft_ewma_us.load(Ordering::Relaxed);
-        let fresh =
-            mono_ms().saturating_sub(self.ttft_at_ms.load(Ordering::Relaxed)) < TTFT_STALE_MS;
-        (v > 0 && fresh).then_some(v)
+        self.ttft.get()
     }
 
     /// Samples in the current (not stale) EWMA.
     pub(crate) fn ttft_samples(&self) -> u32 {
-        if self.ttft_ewma_us().is_some() {
-            self.ttft_samples.load(Ordering::Relaxed)
-        } else {
-            0
-        }
+        self.ttft.samples()
+    }
+
+    /// The EWMA of first tokens after prompts of `class`'s size, with its sample count.
+    pub(crate) fn ttft_of_size(&self, class: usize) -> Option<(u64, u32)> {
+        let e = self.ttft_by_size.get(class)?;
+        Some((e.get()?, e.samples()))
     }
 
     pub(crate) fn set_probe(&self, probe: ProbeView) {
@@ -555,12 +538,14 @@ mod tests {
     }
 
     #[test]
-    fn ttft_ewma_follows_samples() {
+    fn ttft_is_averaged_overall_and_per_prompt_size() {
         let h = Health::new(policy(30));
         assert_eq!(h.ttft_ewma_us(), None);
-        h.record_ttft(Duration::from_millis(100));
-        assert_eq!(h.ttft_ewma_us(), Some(100_000));
-        h.record_ttft(Duration::from_millis(600));
+        h.record_ttft(Duration::from_millis(100), 50);
+        h.record_ttft(Duration::from_millis(600), 20_000);
         assert_eq!(h.ttft_ewma_us(), Some(200_000)); // (4 × 100 + 600) / 5
+        assert_eq!(h.ttft_of_size(0), Some((100_000, 1)));
+        assert_eq!(h.ttft_of_size(3), Some((600_000, 1)));
+        assert_eq!(h.ttft_of_size(1), None);
     }
 }

@@ -327,9 +327,10 @@ impl Worker {
         );
     }
 
-    /// Time to first token (or to the whole answer, unstreamed) of a successful request.
-    pub fn record_ttft(&self, ttft: Duration) {
-        self.health.record_ttft(ttft);
+    /// Time to first token of a request whose prompt was about `prompt_tokens` tokens (see
+    /// [`crate::ttft`]: outlier detection compares prompts of a size).
+    pub fn record_ttft(&self, ttft: Duration, prompt_tokens: u64) {
+        self.health.record_ttft(ttft, prompt_tokens);
     }
 
     pub fn ttft_ewma_us(&self) -> Option<u64> {

@@ -153,6 +153,13 @@ impl Settlement {
         self.arm = pool;
     }
 
+    /// Whether the prompt was over the tier's cap for the TTFT objectives (see
+    /// `Limits::sla_max_prompt_tokens`).
+    fn ttft_exempt(&self) -> bool {
+        let cap = self.key.limits.sla_max_prompt_tokens;
+        cap > 0 && self.prompt_estimate > u64::from(cap)
+    }
+
     /// An unstreamed answer broke before any of it reached the client and starts over on
     /// another worker: the first token that counts will be the new one's.
     pub fn started_over(&mut self) {
@@ -272,6 +279,7 @@ impl Settlement {
             usage_source: metered.source,
             usage_note: metered.rejected.clone(),
             ttft_ms: self.ttft_ms.map(|t| t as u64),
+            ttft_exempt: self.ttft_exempt(),
             total_ms,
             status,
             http_status,

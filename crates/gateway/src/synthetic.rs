@@ -103,7 +103,8 @@ pub async fn probe(state: &AppState, worker: &Worker) -> ProbeView {
             } else {
                 None
             };
-            worker.record_ttft(ttft);
+            // The probe prompt is a few tokens: the smallest size class.
+            worker.record_ttft(ttft, 0);
             ProbeView {
                 at_unix_ms: switchyard_metering::directory::unix_ms(),
                 passed: error.is_none(),

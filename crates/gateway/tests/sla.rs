@@ -61,6 +61,7 @@ fn record(id: &str, at_ms: i64, status: UsageStatus, http: u16) -> UsageRecord {
         usage_source: Default::default(),
         usage_note: None,
         ttft_ms: (status == UsageStatus::Completed).then_some(300),
+        ttft_exempt: false,
         total_ms: 1_000,
         status,
         http_status: http,
@@ -562,5 +563,48 @@ async fn a_six_second_unstreamed_answer_makes_no_bad_minute() {
         "the first token came at once: {counts:?}"
     );
     assert!(!counts.is_bad());
+    gw.shutdown().await;
+}
+
+/// A prompt over its tier's `sla_max_prompt_tokens` is outside the TTFT objectives (the
+/// addendum's "agreed burst caps"): its slow first token makes no bad minute, while the same
+/// wait after a short prompt does. One tenant's long documents cannot burn everyone's budget.
+#[tokio::test]
+async fn a_slow_first_token_after_a_prompt_over_the_cap_is_not_judged() {
+    let mut c = config(vec![sim("slow", |s| s.prefill_base_ms = 5_200.0)]);
+    c.tiers.get_mut("pro").unwrap().sla_max_prompt_tokens = 20;
+    let gw = start(c).await;
+    let started = minute_of(switchyard_metering::directory::unix_ms());
+    let long = chat(
+        "sim-small",
+        json!({"messages": [{"role": "user", "content": "word ".repeat(40)}]}),
+    );
+    let short = chat(
+        "sim-small",
+        json!({"messages": [{"role": "user", "content": "hi"}]}),
+    );
+    let (long, short) = tokio::join!(
+        post(&gw, "/v1/chat/completions", &long),
+        post(&gw, "/v1/chat/completions", &short),
+    );
+    assert_eq!(
+        (long.status().as_u16(), short.status().as_u16()),
+        (200, 200)
+    );
+    let ended = minute_of(switchyard_metering::directory::unix_ms());
+    let mut counts = SliCounts::default();
+    for _ in 0..100 {
+        counts = live_counts(&gw, "dev", started, ended).await.0;
+        if counts.requests == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counts.requests, 2, "{counts:?}");
+    assert_eq!(
+        (counts.ttft_slow, counts.bad),
+        (1, 1),
+        "only the short prompt's wait counts: {counts:?}"
+    );
     gw.shutdown().await;
 }

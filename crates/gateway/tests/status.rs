@@ -38,6 +38,7 @@ fn record(id: &str, at_ms: i64, status: UsageStatus, http: u16, ttft: u64) -> Us
         usage_source: Default::default(),
         usage_note: None,
         ttft_ms: (status == UsageStatus::Completed).then_some(ttft),
+        ttft_exempt: false,
         total_ms: ttft + 500,
         status,
         http_status: http,

@@ -58,6 +58,7 @@ fn record(id: String, at_ms: i64, ok: bool, ttft: u64) -> UsageRecord {
         usage_source: Default::default(),
         usage_note: None,
         ttft_ms: ok.then_some(ttft),
+        ttft_exempt: false,
         total_ms: ttft + 800,
         status: if ok {
             UsageStatus::Completed

@@ -33,6 +33,11 @@ pub struct Limits {
     pub fallback: bool,
     /// A request with no `max_tokens` reserves this many completion tokens.
     pub default_max_tokens: u32,
+    /// Prompts longer than this (estimated tokens) are outside the TTFT objectives, the
+    /// addendum's "agreed burst caps": their first token is not judged (not a slow one, not in
+    /// the p95), only whether they failed. One tenant's long documents, slow to prefill on any
+    /// GPU, cannot then burn everyone's budget. 0 = every prompt is judged.
+    pub sla_max_prompt_tokens: u32,
 }
 
 impl Default for Limits {
@@ -53,6 +58,7 @@ impl Default for Limits {
             hedge_after_ms: 0,
             fallback: false,
             default_max_tokens: 512,
+            sla_max_prompt_tokens: 8_192,
         }
     }
 }
@@ -262,6 +268,9 @@ pub struct UsageRecord {
     #[serde(default)]
     pub usage_note: Option<String>,
     pub ttft_ms: Option<u64>,
+    /// The prompt was over the tier's `sla_max_prompt_tokens`: its first token is not judged.
+    #[serde(default)]
+    pub ttft_exempt: bool,
     pub total_ms: u64,
     pub status: UsageStatus,
     pub http_status: u16,

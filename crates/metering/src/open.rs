@@ -112,6 +112,7 @@ pub fn interrupted(row: &OpenRow) -> UsageRecord {
             "the gateway process serving it stopped; billed at its last checkpoint".into(),
         ),
         ttft_ms,
+        ttft_exempt: false,
         total_ms: u64::try_from(until_ms.saturating_sub(o.started_at_ms)).unwrap_or(0),
         status: UsageStatus::Interrupted,
         // The client got no status: its connection went with the process.

@@ -190,7 +190,7 @@ impl SliCounts {
                     ),
             ),
             errors_429: u64::from(r.http_status == 429),
-            ttft_slow: u64::from(r.ttft_ms.is_some_and(|t| t >= TTFT_SLOW_MS)),
+            ttft_slow: u64::from(!r.ttft_exempt && r.ttft_ms.is_some_and(|t| t >= TTFT_SLOW_MS)),
             bad: 0,
             throttled: 0,
         })
@@ -334,13 +334,15 @@ pub fn fold<'a>(
 /// The latencies a record contributes, per metric.
 fn latencies(r: &UsageRecord) -> Vec<(Metric, u64)> {
     let mut out = Vec::with_capacity(3);
-    if let Some(ttft) = r.ttft_ms {
+    // A prompt over the tier's cap is outside the TTFT objectives: no TTFT figures.
+    let ttft_ms = r.ttft_ms.filter(|_| !r.ttft_exempt);
+    if let Some(ttft) = ttft_ms {
         out.push((Metric::Ttft, ttft));
     }
     if r.status == UsageStatus::Completed {
         out.push((Metric::Ttlt, r.total_ms));
         // Streamed to the client or not, the answer came as a stream with a first token.
-        if let (Some(ttft), ct @ 1..) = (r.ttft_ms, r.completion_tokens) {
+        if let (Some(ttft), ct @ 1..) = (ttft_ms, r.completion_tokens) {
             let decode = u128::from(r.total_ms.saturating_sub(ttft));
             let scaled = decode * u128::from(TTLT_TOKENS) / u128::from(ct);
             let at_256 = u128::from(ttft) + scaled;
@@ -372,6 +374,7 @@ mod tests {
             usage_source: Default::default(),
             usage_note: None,
             ttft_ms: Some(400),
+            ttft_exempt: false,
             total_ms: 2_400,
             status,
             http_status: http,

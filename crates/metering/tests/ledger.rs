@@ -29,6 +29,7 @@ fn record(i: u64) -> UsageRecord {
         usage_source: Default::default(),
         usage_note: None,
         ttft_ms: None,
+        ttft_exempt: false,
         total_ms: 5,
         status: UsageStatus::Completed,
         http_status: 200,

@@ -89,6 +89,7 @@ fn rec(
         usage_source: Default::default(),
         usage_note: None,
         ttft_ms: Some(120),
+        ttft_exempt: false,
         total_ms: 900,
         status: UsageStatus::Completed,
         http_status: 200,

@@ -230,6 +230,7 @@ pub async fn records(
             "usage_source",
             "usage_note",
             "ttft_ms",
+            "ttft_exempt",
             "total_ms",
             "status",
             "http_status",
@@ -258,6 +259,7 @@ pub async fn records(
                 r.usage_source.as_str().to_string(),
                 r.usage_note.clone().unwrap_or_default(),
                 r.ttft_ms.map(|v| v.to_string()).unwrap_or_default(),
+                r.ttft_exempt.to_string(),
                 r.total_ms.to_string(),
                 r.status.as_str().to_string(),
                 r.http_status.to_string(),
@@ -291,6 +293,7 @@ pub async fn records(
             obj.insert("usage_source".into(), json!(r.usage_source.as_str()));
             obj.insert("usage_note".into(), json!(r.usage_note));
             obj.insert("ttft_ms".into(), json!(r.ttft_ms));
+            obj.insert("ttft_exempt".into(), json!(r.ttft_exempt));
             obj.insert("total_ms".into(), json!(r.total_ms));
             obj.insert("status".into(), json!(r.status.as_str()));
             obj.insert("http_status".into(), json!(r.http_status));

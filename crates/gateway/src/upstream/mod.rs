@@ -74,6 +74,8 @@ pub async fn forward(
         }
     }
     let mut tried: Vec<Arc<Worker>> = failed_before.to_vec();
+    // First tokens are judged against prompts of a size (see `switchyard_fleet::ttft`).
+    let prompt_tokens = account::estimate_prompt_tokens(req);
     let mut last_error = None;
     let mut running = FuturesUnordered::new();
     let mut hedge = hedge_after.map(|d| Box::pin(tokio::time::sleep(d)));
@@ -121,7 +123,7 @@ pub async fn forward(
                     .map(|i| began_at.swap_remove(i).1);
                 match result {
                     Ok(reply) => {
-                        worker.record_ttft(took);
+                        worker.record_ttft(took, prompt_tokens);
                         // An attempt still running that began before the winner has been slower
                         // than it: its elapsed time is a lower bound of its TTFT. Without this a
                         // hung worker whose requests are always hedged away is never measured,
@@ -129,15 +131,15 @@ pub async fn forward(
                         // `began_at` now holds only the attempts still running.
                         for (loser, at) in &began_at {
                             if winner_began.is_some_and(|w| *at < w) {
-                                loser.record_ttft(at.elapsed());
+                                loser.record_ttft(at.elapsed(), prompt_tokens);
                                 if adaptive {
-                                    state.fleet.check_ttft_outlier(loser);
+                                    state.fleet.check_ttft_outlier(loser, prompt_tokens);
                                 }
                             }
                         }
                         // Its success is known at its end (the relay records it).
                         if adaptive {
-                            state.fleet.check_ttft_outlier(&worker);
+                            state.fleet.check_ttft_outlier(&worker, prompt_tokens);
                         }
                         settlement.served_by(&worker);
                         crate::route::served(state, route, &worker);

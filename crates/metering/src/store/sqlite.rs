@@ -65,15 +65,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// a few are enough for reports and auth lookups on a small machine.
 const READ_CONNECTIONS: u32 = 4;
 
-/// Rows per multi-row `INSERT` in [`Store::insert_usage`]. 22 columns each, so 50 rows bind
-/// 1,100 parameters, far below SQLite's limit of 32,766, and a batch of 1,000 records is 20
+/// Rows per multi-row `INSERT` in [`Store::insert_usage`]. 23 columns each, so 50 rows bind
+/// 1,150 parameters, far below SQLite's limit of 32,766, and a batch of 1,000 records is 20
 /// statements in one transaction instead of 1,000 round trips to the connection's thread.
 const INSERT_CHUNK: usize = 50;
 
 const USAGE_COLUMNS: &str = "request_id, started_at_ms, tenant_id, key_id, model, endpoint, \
      stream, worker, provider, region, prompt_tokens, completion_tokens, usage_estimated, \
-     usage_source, usage_note, ttft_ms, total_ms, status, http_status, finish_reason, \
-     cost_nanos, cogs_nanos";
+     usage_source, usage_note, ttft_ms, ttft_exempt, total_ms, status, http_status, \
+     finish_reason, cost_nanos, cogs_nanos";
 
 const KEY_COLUMNS: &str =
     "id, tenant_id, name, prefix, hash, scopes, limits, expires_at, revoked_at, created_at";
@@ -273,6 +273,7 @@ fn usage_from_row(row: &SqliteRow) -> Result<UsageRecord> {
         },
         usage_note: row.try_get("usage_note")?,
         ttft_ms: ttft_ms.map(|v| to_u64(v, "ttft_ms")).transpose()?,
+        ttft_exempt: row.try_get("ttft_exempt")?,
         total_ms: to_u64(row.try_get("total_ms")?, "total_ms")?,
         status: UsageStatus::parse(&status)
             .ok_or_else(|| StoreError::Database(format!("unknown usage status {status:?}")))?,
@@ -359,6 +360,7 @@ async fn insert_usage_in(
                 .bind(r.usage_source.as_str())
                 .bind(r.usage_note.as_deref())
                 .bind(c.ttft_ms)
+                .bind(r.ttft_exempt)
                 .bind(c.total_ms)
                 .bind(r.status.as_str())
                 .bind(i64::from(r.http_status))

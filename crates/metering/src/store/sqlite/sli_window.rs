@@ -100,6 +100,8 @@ async fn raw(reader: &SqlitePool, from_ms: i64, to_ms: i64, acc: &mut Acc) -> Re
     // after its 200, a request its gateway died under.
     const FIVE_XX: &str =
         "u.http_status >= 500 OR u.status IN ('failed_mid_stream', 'interrupted')";
+    // A slow first token, unless the prompt was over its tier's cap.
+    const SLOW: &str = "(u.ttft_exempt = 0 AND COALESCE(u.ttft_ms, 0) >= ?3)";
     let sql = format!(
         "SELECT u.tenant_id AS tenant_id, \
              COALESCE((SELECT tier FROM tenants WHERE id = u.tenant_id), '') AS tier, \
@@ -107,8 +109,8 @@ async fn raw(reader: &SqlitePool, from_ms: i64, to_ms: i64, acc: &mut Acc) -> Re
              SUM(u.status = 'completed') AS ok, \
              SUM({FIVE_XX}) AS errors_5xx, \
              SUM(u.http_status = 429) AS errors_429, \
-             SUM(COALESCE(u.ttft_ms, 0) >= ?3) AS ttft_slow, \
-             SUM(u.http_status <> 429 AND (({FIVE_XX}) OR COALESCE(u.ttft_ms, 0) >= ?3)) AS bad, \
+             SUM({SLOW}) AS ttft_slow, \
+             SUM(u.http_status <> 429 AND (({FIVE_XX}) OR {SLOW})) AS bad, \
              0 AS throttled \
          FROM usage u WHERE u.started_at_ms >= ?1 AND u.started_at_ms < ?2 \
          GROUP BY 1, 2, 3, 4, 5"
@@ -163,6 +165,7 @@ mod tests {
             usage_source: Default::default(),
             usage_note: None,
             ttft_ms: Some(100),
+            ttft_exempt: false,
             total_ms: 200,
             status: if http == 200 {
                 UsageStatus::Completed
