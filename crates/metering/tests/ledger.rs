@@ -136,6 +136,44 @@ async fn shutdown_ends_at_its_deadline_when_the_store_is_down() {
     assert!(stats.failed_writes.load(Ordering::Relaxed) >= 1);
 }
 
+/// A full disk is the store's state, not a bad record: the writer retries its batch whole and
+/// dead-letters nothing, the write connection survives SQLite's own rollback of the failed
+/// transaction, and once there is room again every record is written as it was.
+#[tokio::test]
+async fn a_full_disk_dead_letters_nothing_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("l.db")).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+    let (ledger, task) = Ledger::spawn(store.clone(), LedgerConfig::default());
+    // Big rows: each needs pages of its own, and so would its dead letter.
+    let big = |i: u64| UsageRecord {
+        usage_note: Some("x".repeat(6_000)),
+        ..record(i)
+    };
+    ledger.record(big(0));
+    let stats = ledger.stats();
+    while stats.written.load(Ordering::Relaxed) < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sqlite.cap_pages(Some(1)).await.unwrap(); // full: the file may not grow
+    for i in 1..=40 {
+        ledger.record(big(i));
+    }
+    // Failed and retried a few times: long enough for a writer that splits batches to start.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.failed_writes.load(Ordering::Relaxed) < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stats.failed_writes.load(Ordering::Relaxed) >= 5, "{stats:?}");
+    assert_eq!(stats.written.load(Ordering::Relaxed), 1, "nothing fits");
+    sqlite.cap_pages(None).await.unwrap(); // the operator made room
+    task.shutdown(Duration::from_secs(30)).await;
+    let rows = store.usage_records(&UsageQuery::default()).await.unwrap();
+    assert_eq!(rows.len(), 41, "every record is written: {stats:?}");
+    assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+}
+
 fn opened(i: u64) -> switchyard_metering::open::OpenRequest {
     switchyard_metering::open::OpenRequest {
         request_id: format!("req-{i}"),

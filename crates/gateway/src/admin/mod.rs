@@ -89,7 +89,7 @@ fn store_error(e: StoreError) -> GatewayError {
             message,
             param: None,
         },
-        StoreError::Database(message) => {
+        StoreError::Database(message) | StoreError::Unavailable(message) => {
             tracing::error!(target: "switchyard::admin", error = %message, "state store failed");
             GatewayError::Internal(format!("state store: {message}"))
         }

@@ -1,12 +1,16 @@
 //! The batch writer: one task that takes records off the ledger's queue and stores them, a
 //! batch per transaction. It never blocks on a bad row and never loses one:
 //!
-//! - A batch the store refuses while the store itself answers (a record it cannot hold) is
-//!   split in halves until the refused record is alone; that record goes to the dead-letter
-//!   table with the store's reason, and every other record of the batch is written.
-//! - A batch that fails because the store is down (the write connection cannot even run
-//!   `SELECT 1`) is retried whole, with doubling waits, until it is written: splitting it then
-//!   would only dead-letter good records.
+//! - A batch the store refuses for a record it cannot hold (a constraint, a range, a type:
+//!   `StoreError::Invalid`) is split in halves until the refused record is alone; that record
+//!   goes to the dead-letter table with the store's reason, and every other record of the
+//!   batch is written.
+//! - A batch that fails for the store's own state (locked, full, gone:
+//!   `StoreError::Unavailable`) is retried whole with doubling waits until it is written.
+//! - A batch that fails with an error neither names is retried a few times, then split too,
+//!   in case one record causes it; a record failing alone is dead-lettered only if the store
+//!   takes its dead letter, which shows the store is writing. Otherwise it is retried as a good
+//!   record until the store is back.
 //! - At shutdown the writer has a deadline: what is still unwritten when it passes is printed
 //!   to stderr, one JSON line per record, and the writer returns. Records are idempotent by
 //!   request id, so a line whose batch did commit after all can be imported again safely.
@@ -31,9 +35,10 @@ const LINGER: Duration = Duration::from_millis(25);
 /// First wait after a failed write; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Attempts at a batch the store refuses while it answers, before the batch is split: the
-/// second covers a transient error (a lock held by another process past `busy_timeout`).
-const ATTEMPTS_BEFORE_SPLIT: u32 = 2;
+/// Attempts at a batch that fails with an error the store does not pin on a record, before
+/// the batch is split to look for one: the retries cover a transient error (a lock held by
+/// another process past `busy_timeout`, a full disk being cleaned up).
+const ATTEMPTS_BEFORE_SPLIT: u32 = 3;
 
 /// What the queue carries. Unboxed: a record moves once into a channel slot, and a box would
 /// be an allocation per request on the request path for a smaller slot.
@@ -278,12 +283,12 @@ impl Writer {
     /// Stores `records`, isolating and dead-lettering any the store refuses.
     async fn store_all<R: Record>(&mut self, records: Vec<R>) -> Result<(), GaveUp<R>> {
         let mut parts = vec![records];
-        while let Some(part) = parts.pop() {
+        while let Some(mut part) = parts.pop() {
             if part.is_empty() {
                 continue;
             }
             let mut backoff = FIRST_BACKOFF;
-            let mut refused = 0;
+            let mut failures = 0;
             loop {
                 let result = tokio::select! {
                     r = R::insert(&*self.store, &part) => r,
@@ -302,34 +307,34 @@ impl Writer {
                     return Err(GaveUp(parts.into_iter().flatten().collect()));
                 }
                 self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
-                // A record the store cannot hold, or a store that is down?
-                let store_answers = matches!(error, StoreError::Invalid(_))
-                    || tokio::select! {
-                        r = self.store.ping() => r.is_ok(),
-                        () = gave_up(&mut self.give_up) => false,
-                    };
-                if store_answers {
-                    refused += 1;
-                    if matches!(error, StoreError::Invalid(_)) || refused >= ATTEMPTS_BEFORE_SPLIT {
-                        if part.len() > 1 {
-                            tracing::warn!(kind = R::KIND, records = part.len(), error = %error, "ledger batch refused; splitting it to find the record");
-                            let mut part = part;
-                            let second = part.split_off(part.len() / 2);
-                            parts.push(second);
-                            parts.push(part);
-                        } else {
-                            let mut part = part;
-                            if let Some(record) = part.pop() {
-                                if let Err(GaveUp(left)) = self.dead_letter(record, &error).await {
-                                    parts.push(left);
-                                    return Err(GaveUp(parts.into_iter().flatten().collect()));
-                                }
-                            }
-                        }
+                failures += 1;
+                // The store names a record it cannot hold (a constraint, a range, a type):
+                // isolate it now. The store's own state (locked, full, gone): retry the batch
+                // whole until it is back; a split would only turn good records into dead
+                // letters. Anything else: retry a few times, then look for a culprit.
+                let refused = matches!(error, StoreError::Invalid(_));
+                let store_down = matches!(error, StoreError::Unavailable(_));
+                if refused || (!store_down && failures >= ATTEMPTS_BEFORE_SPLIT) {
+                    if part.len() > 1 {
+                        tracing::warn!(kind = R::KIND, records = part.len(), error = %error, "ledger batch refused; splitting it to find the record");
+                        let second = part.split_off(part.len() / 2);
+                        parts.push(second);
+                        parts.push(part);
                         break;
                     }
+                    if let Some(record) = part.pop() {
+                        match self.dead_letter(record, &error, refused).await {
+                            Ok(None) => break,
+                            // Not a refusal after all: the store took no write at all.
+                            Ok(Some(record)) => part.push(record),
+                            Err(GaveUp(left)) => {
+                                parts.push(left);
+                                return Err(GaveUp(parts.into_iter().flatten().collect()));
+                            }
+                        }
+                    }
                 }
-                tracing::error!(kind = R::KIND, records = part.len(), error = %error, store_answers, "ledger write failed; retrying");
+                tracing::error!(kind = R::KIND, records = part.len(), error = %error, "ledger write failed; retrying");
                 if wait(backoff, &mut self.give_up).await.is_err() {
                     parts.push(part);
                     return Err(GaveUp(parts.into_iter().flatten().collect()));
@@ -340,12 +345,19 @@ impl Writer {
         Ok(())
     }
 
-    /// Keeps a refused record in the dead-letter table, retrying until the table takes it.
+    /// Keeps a refused record in the dead-letter table with the store's reason.
+    ///
+    /// A record the store named as invalid (`certain`) is retried into the table until it is
+    /// there. Otherwise the record failed alone with an error that could also be the store's
+    /// state, and the dead letter is tried once: if the store takes it, the store is writing
+    /// and refuses only this record; if not, the store is not writing at all, and the record
+    /// is handed back (`Ok(Some)`) to be retried as a good one.
     async fn dead_letter<R: Record>(
         &mut self,
         record: R,
         error: &StoreError,
-    ) -> Result<(), GaveUp<R>> {
+        certain: bool,
+    ) -> Result<Option<R>, GaveUp<R>> {
         let letter = DeadLetter {
             request_id: record.request_id().to_string(),
             kind: R::KIND.to_string(),
@@ -353,7 +365,6 @@ impl Writer {
             error: error.to_string(),
             at_ms: unix_ms(),
         };
-        tracing::error!(kind = R::KIND, request_id = %letter.request_id, error = %error, "ledger record refused by the store; kept as a dead letter");
         let mut backoff = FIRST_BACKOFF;
         loop {
             let result = tokio::select! {
@@ -362,11 +373,15 @@ impl Writer {
             };
             match result {
                 Ok(()) => {
+                    tracing::error!(kind = R::KIND, request_id = %letter.request_id, error = %error, "ledger record refused by the store; kept as a dead letter");
                     self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
+                    return Ok(None);
                 }
                 Err(e) => {
                     self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                    if !certain {
+                        return Ok(Some(record));
+                    }
                     tracing::error!(error = %e, "dead letter not stored; retrying");
                     if wait(backoff, &mut self.give_up).await.is_err() {
                         return Err(GaveUp(vec![record]));

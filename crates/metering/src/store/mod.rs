@@ -25,6 +25,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// The store cannot take writes now (locked, full, disconnected): nothing about the
+    /// request is wrong, and the same request may succeed later.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Database(String),
 }
@@ -36,8 +40,71 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_string())
             }
+            // The row, not the store: the ledger writer dead-letters such a record instead of
+            // retrying its batch (see `ledger::writer`).
+            sqlx::Error::Database(db) if refuses_the_row(db.as_ref()) => {
+                StoreError::Invalid(db.message().to_string())
+            }
+            sqlx::Error::Database(db) if store_state(db.as_ref()) => {
+                StoreError::Unavailable(db.message().to_string())
+            }
+            sqlx::Error::Encode(_) => StoreError::Invalid(e.to_string()),
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::InvalidSavePointStatement
+            | sqlx::Error::BeginFailed => StoreError::Unavailable(e.to_string()),
             _ => StoreError::Database(e.to_string()),
         }
+    }
+}
+
+/// Whether the database refused a statement for the values it carries (a constraint, a
+/// datatype, a size) rather than for its own state (locked, full, gone).
+fn refuses_the_row(db: &dyn sqlx::error::DatabaseError) -> bool {
+    use sqlx::error::ErrorKind;
+    match db.kind() {
+        ErrorKind::CheckViolation | ErrorKind::NotNullViolation | ErrorKind::ForeignKeyViolation => {
+            true
+        }
+        _ => {
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Primary result codes (the low byte of an extended one): SQLITE_TOOBIG,
+                // SQLITE_MISMATCH, SQLITE_RANGE.
+                matches!(code.parse::<u32>().map(|c| c & 0xff), Ok(18 | 20 | 25))
+            } else {
+                // SQLSTATE class 22 (data exception: out of range, bad encoding, NUL in text)
+                // and 23 (integrity constraint).
+                code.starts_with("22") || code.starts_with("23")
+            }
+        }
+    }
+}
+
+/// Whether the database failed for its own state (busy, full, read-only, I/O, gone), which a
+/// retry of the same statement may get past.
+fn store_state(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // SQLITE_BUSY, _LOCKED, _NOMEM, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN,
+        // _PROTOCOL.
+        matches!(
+            code.parse::<u32>().map(|c| c & 0xff),
+            Ok(5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 15)
+        )
+    } else {
+        // SQLSTATE: connection exception, transaction rollback (serialization, deadlock),
+        // insufficient resources (disk full), operator intervention (shutdown), system error.
+        ["08", "40", "53", "57", "58"]
+            .iter()
+            .any(|class| code.starts_with(class))
     }
 }
 
@@ -170,9 +237,6 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<()>;
     /// The newest `limit` dead letters, newest first.
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>>;
-    /// Succeeds when the store can be written to now: tells a refused record from a store
-    /// that is down.
-    async fn ping(&self) -> Result<()>;
 
     // The SLA ledger.
     /// Records requests refused before any worker, idempotently per `request_id`, and adds

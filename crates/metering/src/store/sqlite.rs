@@ -20,6 +20,8 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -27,7 +29,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
 mod batch;
 mod content;
@@ -85,6 +87,9 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Reads. For an in-memory store this is the writer's pool (one connection, one database).
     reader: SqlitePool,
+    /// The size cap [`SqliteStore::cap_pages`] set (0: none), applied to every new writer
+    /// connection too.
+    page_cap: Arc<AtomicU32>,
 }
 
 impl SqliteStore {
@@ -111,9 +116,8 @@ impl SqliteStore {
         // `secure_delete` on the writer: an erased or expired content log is overwritten with
         // zeros, not left readable in the file's free pages. Deletes are rare elsewhere (the
         // ledger only appends), so this costs next to nothing.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
+        let page_cap = Arc::new(AtomicU32::new(0));
+        let writer = writer_pool(page_cap.clone())
             .connect_with(options.clone().pragma("secure_delete", "ON"))
             .await
             .map_err(|e| open_error(path, e))?;
@@ -130,7 +134,11 @@ impl SqliteStore {
             .await
             .map_err(|e| open_error(path, e))?;
 
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            page_cap,
+        })
     }
 
     /// A private in-memory ledger, for tests and throwaway runs.
@@ -156,7 +164,20 @@ impl SqliteStore {
         Ok(Self {
             writer: pool.clone(),
             reader: pool,
+            page_cap: Arc::new(AtomicU32::new(0)),
         })
+    }
+
+    /// Caps the database at `pages` pages (SQLite's `max_page_count`, never below the current
+    /// size; `None` lifts the cap), so that writes needing more room fail as on a full disk.
+    /// For fault-injection tests; returns the cap in force.
+    pub async fn cap_pages(&self, pages: Option<u32>) -> Result<u32> {
+        let pages = pages.unwrap_or(MAX_PAGES).clamp(1, MAX_PAGES);
+        self.page_cap.store(pages, Ordering::Relaxed);
+        let cap: i64 = sqlx::query_scalar(&format!("PRAGMA max_page_count = {pages}"))
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(u32::try_from(cap).unwrap_or(u32::MAX))
     }
 
     /// Waits for queries in flight, then closes every connection (checkpointing the WAL).
@@ -165,6 +186,47 @@ impl SqliteStore {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// SQLite's largest `max_page_count`.
+const MAX_PAGES: u32 = 4_294_967_294;
+
+/// The pool of the one write connection of a file store.
+fn writer_pool(page_cap: Arc<AtomicU32>) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .after_connect(move |conn, _| {
+            let cap = page_cap.load(Ordering::Relaxed);
+            Box::pin(async move {
+                if cap > 0 {
+                    sqlx::query(&format!("PRAGMA max_page_count = {cap}"))
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        // SQLite rolls a transaction back by itself on some errors (SQLITE_FULL, SQLITE_IOERR,
+        // SQLITE_NOMEM, a failed COMMIT). sqlx then still counts it open: its own ROLLBACK
+        // fails ("no transaction is active") and every later `begin_with` on the connection
+        // is refused, so one full disk would stop the ledger until a restart. Such a
+        // connection is closed on release and the pool opens a fresh one.
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                if !conn.is_in_transaction() {
+                    return Ok(true);
+                }
+                // Queued behind the dropped transaction's ROLLBACK: afterwards the count says
+                // whether that rollback took.
+                sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                let desynced = conn.is_in_transaction();
+                if desynced {
+                    tracing::warn!("ledger write connection lost its transaction; reopening it");
+                }
+                Ok(!desynced)
+            })
+        })
 }
 
 fn open_error(path: &Path, e: sqlx::Error) -> StoreError {
@@ -714,11 +776,6 @@ impl Store for SqliteStore {
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
         dead_letters::list(&self.reader, limit).await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.writer).await?;
-        Ok(())
     }
 
     async fn insert_refusals(&self, batch: &[Refusal]) -> Result<()> {
