@@ -1,5 +1,5 @@
-//! Step "admit": reserve the request's worst case (prompt estimate + max completion, times
-//! `n`) against the tenant's and key's limits and prepaid credit, or refuse with 429/402 and
+//! Step "admit": reserve the request's worst case (prompt estimate + max completion for each
+//! choice: `n` per prompt of the batch) against the tenant's and key's limits and prepaid credit, or refuse with 429/402 and
 //! the `x-ratelimit-*` figures.
 
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub fn admit(
     req: &InferenceRequest,
     shaped: &Shaped,
 ) -> Result<(Reservation, RateInfo), Box<Refused>> {
-    let completion = u64::from(shaped.max_tokens) * u64::from(req.n);
+    let completion = u64::from(shaped.max_tokens).saturating_mul(req.choices());
     let tokens = shaped.prompt_estimate.saturating_add(completion);
     let limits = &key.limits;
     // A worst case that does not fit in i64 holds everything: no prepaid balance covers it.

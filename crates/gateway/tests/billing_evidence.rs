@@ -264,6 +264,21 @@ async fn every_form_of_prompt_counts_against_the_caps() {
         "40 images at 1,024 tokens each are over the cap"
     );
 
+    // A batch of 30 prompts is 30 completions of up to 4,096 tokens each: 122,880 tokens
+    // reserved, more than a minute's 100,000, where one prompt's 4,096 would fit.
+    let batch = json!({"model": "sim-small", "prompt": vec!["hi"; 30], "max_tokens": 4096});
+    let resp = post(&gw, "/v1/completions", &batch).await;
+    assert_eq!(
+        resp.status(),
+        429,
+        "every prompt of a batch is reserved for"
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["code"], "request_too_large_for_limit",
+        "{body}"
+    );
+
     // Eight parallel 20,000-id prompts reserve 20,001 tokens each against 100,000 a minute.
     let statuses = futures::future::join_all((0..8).map(|_| {
         let body = ids(20_000);

@@ -47,7 +47,7 @@ pub struct Checkpoint {
     /// The worker's price, nano-dollars per hour, and its concurrent sequences.
     pub worker_price_nanos: Nanos,
     pub worker_slots: u32,
-    /// Completion tokens relayed so far (bounded by the request's `max_tokens × n`).
+    /// Completion tokens relayed so far (bounded by `max_tokens` per choice).
     pub relayed_tokens: u64,
     pub ttft_ms: Option<u64>,
     pub at_ms: i64,

@@ -164,7 +164,10 @@ async fn a_full_disk_dead_letters_nothing_and_loses_nothing() {
     while stats.failed_writes.load(Ordering::Relaxed) < 5 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(stats.failed_writes.load(Ordering::Relaxed) >= 5, "{stats:?}");
+    assert!(
+        stats.failed_writes.load(Ordering::Relaxed) >= 5,
+        "{stats:?}"
+    );
     assert_eq!(stats.written.load(Ordering::Relaxed), 1, "nothing fits");
     sqlite.cap_pages(None).await.unwrap(); // the operator made room
     task.shutdown(Duration::from_secs(30)).await;

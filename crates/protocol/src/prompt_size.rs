@@ -42,6 +42,9 @@ pub struct PromptSize {
     pub messages: u64,
     /// Non-text content parts.
     pub media_parts: u64,
+    /// Prompts in a completions batch (`"prompt": ["a", "b"]` or `[[1], [2]]`: 2), each
+    /// answered separately; 1 for chat and for a single prompt.
+    pub prompts: u64,
 }
 
 impl PromptSize {
@@ -61,12 +64,17 @@ impl PromptSize {
             .saturating_add(self.token_ids)
             .saturating_add(self.messages.saturating_mul(MESSAGE_FRAMING_BOUND))
             .saturating_add(self.media_parts.saturating_mul(MEDIA_PART_BOUND))
+            // Each prompt of a batch gets its own special tokens (BOS and the like).
+            .saturating_add(self.prompts.saturating_mul(MESSAGE_FRAMING_BOUND))
             .saturating_add(TEMPLATE_BOUND)
     }
 
     /// Chat: `messages`, plus `tools` and the old `functions`.
     pub(crate) fn of_chat(messages: Option<&Value>, tools: &[Option<&Value>]) -> Self {
-        let mut size = Self::default();
+        let mut size = Self {
+            prompts: 1,
+            ..Self::default()
+        };
         if let Some(Value::Array(messages)) = messages {
             size.messages = len_u64(messages.len());
             for message in messages {
@@ -81,10 +89,17 @@ impl PromptSize {
 
     /// Completions: `prompt` (text, texts, token ids or lists of token ids) and `suffix`.
     pub(crate) fn of_completion(prompt: Option<&Value>, suffix: Option<&Value>) -> Self {
-        let mut size = Self::default();
+        let mut size = Self {
+            prompts: 1,
+            ..Self::default()
+        };
         match prompt {
             Some(Value::String(s)) => size.add_text(s),
             Some(Value::Array(items)) => {
+                // A flat array of ids is one prompt; strings and id arrays are one each.
+                if items.iter().any(|i| !i.is_number()) {
+                    size.prompts = len_u64(items.len());
+                }
                 for item in items {
                     match item {
                         Value::String(s) => size.add_text(s),
@@ -190,9 +205,15 @@ mod tests {
     fn token_ids_count_one_each_in_flat_and_nested_prompts() {
         let flat = PromptSize::of_completion(Some(&json!(vec![7; 60_000])), None);
         assert_eq!(flat.estimate(), 60_000);
+        assert_eq!(flat.prompts, 1, "a flat array of ids is one prompt");
         let nested = PromptSize::of_completion(Some(&json!([[1, 2, 3], [4, 5]])), None);
         assert_eq!(nested.token_ids, 5);
+        assert_eq!(nested.prompts, 2);
         assert!(nested.upper_bound() >= 5);
+        let texts = PromptSize::of_completion(Some(&json!(["a", "b", "c"])), None);
+        assert_eq!(texts.prompts, 3);
+        let single = PromptSize::of_completion(Some(&json!("a")), None);
+        assert_eq!(single.prompts, 1);
     }
 
     #[test]

@@ -131,6 +131,7 @@ impl InferenceRequest {
                 opt_int(&known, "logprobs", 0, 20)?;
                 opt_bool(&known, "echo")?;
                 opt_string(&known, "suffix")?;
+                check_best_of(&known, n)?;
             }
         }
         opt_string(&known, "user")?;
@@ -158,6 +159,13 @@ impl InferenceRequest {
     /// What the prompt is made of: its token estimate and upper bound (see [`PromptSize`]).
     pub fn prompt_size(&self) -> &PromptSize {
         &self.prompt
+    }
+
+    /// Choices the worker generates: `n` for each prompt (a completions request may carry a
+    /// batch of prompts). `max_tokens` applies to each, so the most completion tokens the
+    /// request can produce is `max_tokens × choices()`.
+    pub fn choices(&self) -> u64 {
+        u64::from(self.n).saturating_mul(self.prompt.prompts.max(1))
     }
 
     /// The same request asked for as a stream with a final usage chunk: how the gateway sends
@@ -189,7 +197,7 @@ impl InferenceRequest {
 /// of the validation costs.
 struct Known<'a>([Option<&'a Value>; KNOWN.len()]);
 
-const KNOWN: [&str; 22] = [
+const KNOWN: [&str; 23] = [
     "model",
     "messages",
     "prompt",
@@ -212,6 +220,7 @@ const KNOWN: [&str; 22] = [
     "echo",
     "suffix",
     "user",
+    "best_of",
 ];
 
 impl<'a> Known<'a> {
@@ -406,6 +415,20 @@ fn check_prompt(body: &Known<'_>) -> Check {
     }
 }
 
+/// `best_of` generates candidates the client never sees and is billed for all of them; it
+/// cannot be streamed, and the gateway streams every answer from its workers (to observe the
+/// first token and resume on failure). `best_of` equal to `n` (or 1) is the same as leaving it
+/// out and is accepted.
+fn check_best_of(body: &Known<'_>, n: u32) -> Check {
+    match opt_int(body, "best_of", 1, 20)? {
+        Some(best_of) if best_of > i64::from(n) => Err(InvalidRequest::new(
+            format!("'best_of' ({best_of}) above 'n' ({n}) is not supported: this API streams every completion from its workers, and 'best_of' cannot be streamed. Ask for 'n' completions and choose among them instead."),
+            Some("best_of".into()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_stop(body: &Known<'_>) -> Check {
     match body.get("stop") {
         None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
@@ -561,6 +584,27 @@ mod tests {
             let err = chat(body).unwrap_err();
             assert_eq!(err.param, None, "{body}");
         }
+    }
+
+    #[test]
+    fn best_of_above_n_is_refused_and_choices_count_every_prompt() {
+        let parse = |body: &str| InferenceRequest::parse(Endpoint::Completions, body.as_bytes());
+        let err = parse(r#"{"model":"m","prompt":"a","best_of":3}"#).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("best_of"));
+        assert!(
+            err.message.contains("cannot be streamed"),
+            "{}",
+            err.message
+        );
+        assert!(parse(r#"{"model":"m","prompt":"a","best_of":"x"}"#).is_err());
+        let same = parse(r#"{"model":"m","prompt":["a","b"],"best_of":2,"n":2}"#).unwrap();
+        assert_eq!(same.choices(), 4, "n for each of the two prompts");
+        assert_eq!(
+            parse(r#"{"model":"m","prompt":[1,2,3]}"#)
+                .unwrap()
+                .choices(),
+            1
+        );
     }
 
     #[test]

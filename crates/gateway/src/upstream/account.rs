@@ -5,7 +5,9 @@
 //! - prompt tokens at most the prompt's upper bound (its text bytes, token ids and per-item
 //!   costs; see [`switchyard_protocol::PromptSize`]), and never above
 //!   [`MAX_BILLED_PROMPT_TOKENS`];
-//! - completion tokens at most `max_tokens × n` (the tier's cap was written into the request).
+//! - completion tokens at most `max_tokens` for each choice generated: `n` per prompt, and a
+//!   completions request may carry a batch of prompts (the tier's cap was written into the
+//!   request).
 //!
 //! Within bounds the worker's figures are billed. Out of bounds, or malformed, they are not: the
 //! gateway's own count is (its prompt estimate and the tokens it relayed), and the result says
@@ -32,7 +34,7 @@ impl UsageBounds {
     pub fn of(req: &InferenceRequest) -> Self {
         let completion = req
             .max_tokens
-            .map(|m| u64::from(m).saturating_mul(u64::from(req.n.max(1))))
+            .map(|m| u64::from(m).saturating_mul(req.choices()))
             .unwrap_or(MAX_BILLED_COMPLETION_TOKENS);
         Self {
             prompt: req
@@ -53,7 +55,7 @@ impl UsageBounds {
         }
         if u.completion_tokens > self.completion {
             return Some(format!(
-                "worker reported completion_tokens {} above max_tokens × n = {}",
+                "worker reported completion_tokens {} above max_tokens × choices = {}",
                 u.completion_tokens, self.completion
             ));
         }
@@ -309,6 +311,22 @@ mod tests {
             (m.usage.completion_tokens, m.source),
             (6, UsageSource::Gateway)
         );
+    }
+
+    /// A completions batch of three prompts with `n: 2` generates six choices, each up to
+    /// `max_tokens`: an honest worker's count for all of them is within the bound.
+    #[test]
+    fn the_completion_bound_counts_every_prompt_of_a_batch() {
+        let body = json!({"model": "m", "prompt": ["a", "b", "c"], "max_tokens": 5, "n": 2});
+        let req =
+            InferenceRequest::from_map(Endpoint::Completions, body.as_object().unwrap().clone())
+                .unwrap();
+        let bounds = UsageBounds::of(&req);
+        assert_eq!(bounds.completion, 30);
+        let m = meter(&Reported::Counts(Usage::new(6, 30)), own(), bounds);
+        assert_eq!(m.source, UsageSource::Worker);
+        let m = meter(&Reported::Counts(Usage::new(6, 31)), own(), bounds);
+        assert_eq!(m.source, UsageSource::GatewayRejected);
     }
 
     #[test]

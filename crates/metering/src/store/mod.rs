@@ -66,9 +66,9 @@ impl From<sqlx::Error> for StoreError {
 fn refuses_the_row(db: &dyn sqlx::error::DatabaseError) -> bool {
     use sqlx::error::ErrorKind;
     match db.kind() {
-        ErrorKind::CheckViolation | ErrorKind::NotNullViolation | ErrorKind::ForeignKeyViolation => {
-            true
-        }
+        ErrorKind::CheckViolation
+        | ErrorKind::NotNullViolation
+        | ErrorKind::ForeignKeyViolation => true,
         _ => {
             let Some(code) = db.code() else {
                 return false;
