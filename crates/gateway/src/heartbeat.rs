@@ -4,8 +4,8 @@
 //!   (`gateway_heartbeats`, one row per minute and process). The SLA report counts a minute
 //!   that no gateway recorded as unobserved, and so as bad: a gateway that was down for an hour
 //!   cannot report that hour as up just because no request failed in it.
-//! - Its sign of life (`gateway_instances`) is renewed with each beat. A process silent for
-//!   three beats is dead: the requests it left open (see `switchyard_metering::open`) were in
+//! - Its sign of life (`gateway_instances`) is renewed with each beat, with the lease it
+//!   promises (three of its beats). A process silent for its lease is dead: the requests it left open (see `switchyard_metering::open`) were in
 //!   flight when it stopped, and are settled as `interrupted`. Every live process checks, at
 //!   start and with each beat.
 //!
@@ -54,17 +54,19 @@ async fn beat(state: &AppState) {
     }
     // Liveness is wall-clock time: it is about processes, not about SLA minutes.
     let wall = switchyard_metering::directory::unix_ms();
+    let lease = i64::try_from(state.config.state.heartbeat_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(LEASE_BEATS);
     if let Err(e) = store
-        .instance_alive(&state.instance, state.started_at_ms, wall)
+        .instance_alive(&state.instance, state.started_at_ms, wall, lease)
         .await
     {
         tracing::error!(target: "switchyard::ledger", error = %e, "cannot renew this gateway's sign of life");
     }
-    let lease = i64::try_from(state.config.state.heartbeat_ms)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(LEASE_BEATS);
+    // Another process is judged by the lease it promised (replicas may beat at different
+    // intervals); one never seen alive, by this process's own.
     match store
-        .reconcile_interrupted(&state.instance, wall.saturating_sub(lease))
+        .reconcile_interrupted(&state.instance, wall, lease)
         .await
     {
         Ok(0) => {}

@@ -352,12 +352,14 @@ impl RunningGateway {
         self.alerts.abort();
         self.worker_scrape.abort();
         self.content_sweep.abort();
-        self.heartbeat.abort();
         // Every request has settled by now (or was aborted and settled on drop): write the
-        // queued usage records before returning.
+        // queued usage records before returning. The heartbeat goes on meanwhile: while this
+        // process is seen alive, no other settles its open requests as interrupted under the
+        // final records it is still writing.
         if let Some(ledger) = self.ledger.take() {
             ledger.shutdown(self.grace).await;
         }
+        self.heartbeat.abort();
         for sim in self.sims.drain(..) {
             sim.shutdown().await;
         }

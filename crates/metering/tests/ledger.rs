@@ -236,36 +236,20 @@ async fn requests_left_open_by_a_dead_process_are_settled_once_as_interrupted() 
     ledger.record(record(2));
     task.shutdown(Duration::from_secs(1)).await; // a crash would leave 3 and 4 open just so
 
-    // Seen alive a minute ago: not dead yet for a 30 s lease measured from 30 s ago.
+    // Seen alive a minute ago with a 30 s lease: dead 30 s ago, not 40 s ago.
     let now = 1_795_852_900_000;
     store
-        .instance_alive("dead-one", now - 120_000, now - 60_000)
+        .instance_alive("dead-one", now - 120_000, now - 60_000, 30_000)
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .reconcile_interrupted("me", now - 90_000)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store.reconcile_interrupted("dead-one", now).await.unwrap(),
-        0,
-        "never its own"
-    );
-    assert_eq!(
-        store
-            .reconcile_interrupted("me", now - 30_000)
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        store.reconcile_interrupted("me", now).await.unwrap(),
-        0,
-        "once"
-    );
+    let reconcile = |own: &'static str, at: i64| {
+        let store = store.clone();
+        async move { store.reconcile_interrupted(own, at, 30_000).await.unwrap() }
+    };
+    assert_eq!(reconcile("me", now - 40_000).await, 0);
+    assert_eq!(reconcile("dead-one", now).await, 0, "never its own");
+    assert_eq!(reconcile("me", now).await, 2);
+    assert_eq!(reconcile("me", now).await, 0, "once");
 
     let rows = store.usage_records(&UsageQuery::default()).await.unwrap();
     let by_id = |id: &str| rows.iter().find(|r| r.request_id == id).unwrap().clone();
@@ -289,4 +273,78 @@ async fn requests_left_open_by_a_dead_process_are_settled_once_as_interrupted() 
     let minutes = store.sli_minutes(&UsageQuery::default()).await.unwrap();
     let errors: u64 = minutes.iter().map(|m| m.counts.errors_5xx).sum();
     assert_eq!(errors, 2);
+}
+
+/// A process is dead when the lease it promised has passed, not the judge's: a replica that
+/// beats every minute is not settled by one that beats every 15 s. A process never seen alive
+/// (its first sign of life not stored yet) has its requests left alone for a lease too.
+#[tokio::test]
+async fn each_process_is_judged_by_its_own_lease() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let now = 1_795_852_900_000;
+    let open_by = |i: u64, instance: &str| switchyard_metering::open::OpenRequest {
+        instance: instance.into(),
+        started_at_ms: now - 10_000,
+        ..opened(i)
+    };
+    store
+        .insert_open(&[open_by(1, "slow-beater"), open_by(2, "not-seen-yet")])
+        .await
+        .unwrap();
+    // Seen 60 s ago, promising three 60 s beats.
+    store
+        .instance_alive("slow-beater", now - 600_000, now - 60_000, 180_000)
+        .await
+        .unwrap();
+    let settled = |at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .reconcile_interrupted("judge", at, 45_000)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(settled(now).await, 0, "both may still be alive");
+    assert_eq!(
+        settled(now + 40_000).await,
+        1,
+        "the unseen one, a lease after its request opened"
+    );
+    assert_eq!(
+        settled(now + 110_000).await,
+        0,
+        "the slow beater's lease holds"
+    );
+    assert_eq!(settled(now + 130_000).await, 1, "and then it does not");
+}
+
+/// A final record kept as a dead letter is the request's record: its open row goes, and a
+/// late opening does not bring it back, so it is never also billed as interrupted.
+#[tokio::test]
+async fn a_dead_lettered_final_record_closes_its_request() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let now = 1_795_852_900_000;
+    store.insert_open(&[opened(1)]).await.unwrap();
+    let letter = |i: u64| switchyard_metering::DeadLetter {
+        request_id: format!("req-{i}"),
+        kind: "usage".into(),
+        record: "{}".into(),
+        error: "refused".into(),
+        at_ms: now,
+    };
+    store
+        .insert_dead_letters(&[letter(1), letter(2)])
+        .await
+        .unwrap();
+    store.insert_open(&[opened(2)]).await.unwrap(); // overtaken by its dead letter
+    assert_eq!(
+        store.reconcile_interrupted("judge", now, 1).await.unwrap(),
+        0
+    );
+    assert!(store
+        .usage_records(&UsageQuery::default())
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -223,17 +223,33 @@ pub trait Store: Send + Sync + 'static {
     async fn tokens_by_key_since(&self, from_ms: i64) -> Result<Vec<KeyTokens>>;
 
     // Crash accounting (see [`crate::open`]).
-    /// Records admitted requests as open (skipping any whose usage row exists already).
+    /// Records admitted requests as open (skipping any whose final record, usage row,
+    /// refusal or dead letter, exists already).
     async fn insert_open(&self, batch: &[OpenRequest]) -> Result<()>;
     /// Updates open requests with their latest checkpoint.
     async fn checkpoint_open(&self, batch: &[Checkpoint]) -> Result<()>;
-    /// Renews gateway process `instance`'s sign of life.
-    async fn instance_alive(&self, instance: &str, started_at_ms: i64, now_ms: i64) -> Result<()>;
-    /// Settles the open requests of processes other than `own` not seen alive since
-    /// `dead_before_ms` as `interrupted` usage rows; returns how many.
-    async fn reconcile_interrupted(&self, own: &str, dead_before_ms: i64) -> Result<u64>;
+    /// Renews gateway process `instance`'s sign of life at `now_ms`; it counts as dead once
+    /// `lease_ms` has passed without another.
+    async fn instance_alive(
+        &self,
+        instance: &str,
+        started_at_ms: i64,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<()>;
+    /// Settles as `interrupted` usage rows the open requests of processes other than `own`
+    /// that are dead at `now_ms`: past their own lease, or never seen alive and opened more
+    /// than `unseen_lease_ms` ago. Returns how many.
+    async fn reconcile_interrupted(
+        &self,
+        own: &str,
+        now_ms: i64,
+        unseen_lease_ms: i64,
+    ) -> Result<u64>;
 
-    /// Keeps records the store refused, with the reason (see `ledger`).
+    /// Keeps records the store refused, with the reason (see `ledger`). A final record
+    /// (usage, refusal) kept so closes its request's open row: the dead letter is its record
+    /// now, not an interrupted request.
     async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<()>;
     /// The newest `limit` dead letters, newest first.
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>>;

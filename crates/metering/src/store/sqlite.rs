@@ -762,12 +762,23 @@ impl Store for SqliteStore {
         open::checkpoint(&self.writer, batch).await
     }
 
-    async fn instance_alive(&self, instance: &str, started_at_ms: i64, now_ms: i64) -> Result<()> {
-        open::alive(&self.writer, instance, started_at_ms, now_ms).await
+    async fn instance_alive(
+        &self,
+        instance: &str,
+        started_at_ms: i64,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<()> {
+        open::alive(&self.writer, instance, started_at_ms, now_ms, lease_ms).await
     }
 
-    async fn reconcile_interrupted(&self, own: &str, dead_before_ms: i64) -> Result<u64> {
-        open::reconcile(&self.writer, own, dead_before_ms).await
+    async fn reconcile_interrupted(
+        &self,
+        own: &str,
+        now_ms: i64,
+        unseen_lease_ms: i64,
+    ) -> Result<u64> {
+        open::reconcile(&self.writer, own, now_ms, unseen_lease_ms).await
     }
 
     async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {

@@ -7,7 +7,7 @@ use crate::model::DeadLetter;
 use crate::store::Result;
 
 pub(super) async fn insert(pool: &SqlitePool, letters: &[DeadLetter]) -> Result<()> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for l in letters {
         sqlx::query(
             "INSERT INTO ledger_dead_letters (request_id, kind, record, error, at_ms) \
@@ -21,6 +21,13 @@ pub(super) async fn insert(pool: &SqlitePool, letters: &[DeadLetter]) -> Result<
         .execute(&mut *tx)
         .await?;
     }
+    // A final record kept here is the request's record: it is not left open to be settled
+    // later as interrupted, which would bill an estimate beside it.
+    let finals = letters
+        .iter()
+        .filter(|l| matches!(l.kind.as_str(), "usage" | "refusal"))
+        .map(|l| l.request_id.as_str());
+    super::open::close(&mut tx, finals).await?;
     tx.commit().await?;
     Ok(())
 }

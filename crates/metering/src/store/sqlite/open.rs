@@ -11,8 +11,9 @@ fn count(v: u64, what: &str) -> Result<i64> {
     i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} = {v} does not fit in i64")))
 }
 
-/// Records requests as open, unless their usage row is there already (a record that overtook
-/// its opening through the writer's overflow path) or they are open already.
+/// Records requests as open, unless their final record is there already (a usage row, a
+/// refusal or a dead letter that overtook the opening through the writer's overflow path) or
+/// they are open already.
 pub(super) async fn insert(pool: &SqlitePool, batch: &[OpenRequest]) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
@@ -24,6 +25,9 @@ pub(super) async fn insert(pool: &SqlitePool, batch: &[OpenRequest]) -> Result<(
                  model, endpoint, stream, prompt_estimate, price_in_nanos, price_out_nanos) \
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
              WHERE NOT EXISTS (SELECT 1 FROM usage WHERE request_id = ?1) \
+               AND NOT EXISTS (SELECT 1 FROM sli_refusals WHERE request_id = ?1) \
+               AND NOT EXISTS (SELECT 1 FROM ledger_dead_letters \
+                               WHERE request_id = ?1 AND kind IN ('usage', 'refusal')) \
              ON CONFLICT (request_id) DO NOTHING",
         )
         .bind(&o.request_id)
@@ -88,37 +92,55 @@ pub(super) async fn close<'a>(
     Ok(())
 }
 
-/// Renews `instance`'s sign of life.
+/// Renews `instance`'s sign of life and the lease it promises.
 pub(super) async fn alive(
     pool: &SqlitePool,
     instance: &str,
     started_at_ms: i64,
     now_ms: i64,
+    lease_ms: i64,
 ) -> Result<()> {
+    if lease_ms <= 0 {
+        return Err(StoreError::Invalid(format!("lease_ms = {lease_ms}")));
+    }
     sqlx::query(
-        "INSERT INTO gateway_instances (instance, started_at_ms, last_seen_ms) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (instance) DO UPDATE SET last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)",
+        "INSERT INTO gateway_instances (instance, started_at_ms, last_seen_ms, lease_ms) \
+         VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (instance) DO UPDATE SET \
+             last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), lease_ms = excluded.lease_ms",
     )
     .bind(instance)
     .bind(started_at_ms)
     .bind(now_ms)
+    .bind(lease_ms)
     .execute(pool)
     .await?;
     Ok(())
 }
 
-/// Turns the open requests of dead processes (other than `own`, last seen before
-/// `dead_before_ms`, or never seen) into `interrupted` usage rows, in one transaction.
-pub(super) async fn reconcile(pool: &SqlitePool, own: &str, dead_before_ms: i64) -> Result<u64> {
+/// Turns the open requests of dead processes (other than `own`: past their own lease at
+/// `now_ms`, or never seen and opened more than `unseen_lease_ms` ago) into `interrupted` usage
+/// rows, in one transaction.
+pub(super) async fn reconcile(
+    pool: &SqlitePool,
+    own: &str,
+    now_ms: i64,
+    unseen_lease_ms: i64,
+) -> Result<u64> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // A process never seen alive may be one whose first sign of life has not landed yet (its
+    // store write failed, or is queued): its requests are left alone for a lease too.
     let rows = sqlx::query(
         "SELECT o.* FROM usage_open AS o \
          LEFT JOIN gateway_instances AS i ON i.instance = o.instance \
-         WHERE o.instance <> ?1 AND (i.last_seen_ms IS NULL OR i.last_seen_ms < ?2) \
+         WHERE o.instance <> ?1 \
+           AND CASE WHEN i.instance IS NULL THEN o.started_at_ms + ?3 < ?2 \
+                    ELSE i.last_seen_ms + i.lease_ms < ?2 END \
          ORDER BY o.started_at_ms LIMIT 10000",
     )
     .bind(own)
-    .bind(dead_before_ms)
+    .bind(now_ms)
+    .bind(unseen_lease_ms)
     .fetch_all(&mut *tx)
     .await?;
     if rows.is_empty() {
