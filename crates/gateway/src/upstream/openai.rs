@@ -137,7 +137,16 @@ impl StreamTranslator for OpenAiStream {
                     .or_else(|| c.get("text"))
                     .and_then(Value::as_str);
                 let has_tool_call = c.pointer("/delta/tool_calls").is_some_and(|t| !t.is_null());
-                if text.is_some_and(|t| !t.is_empty()) || has_tool_call {
+                // Reasoning tokens are generated and billed like the answer's.
+                let has_reasoning =
+                    ["/delta/reasoning_content", "/delta/reasoning"]
+                        .iter()
+                        .any(|p| {
+                            c.pointer(p)
+                                .and_then(Value::as_str)
+                                .is_some_and(|r| !r.is_empty())
+                        });
+                if text.is_some_and(|t| !t.is_empty()) || has_tool_call || has_reasoning {
                     self.account.content_chunks += 1;
                 }
                 if let Some(t) = text {
