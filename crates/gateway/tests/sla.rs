@@ -517,6 +517,21 @@ async fn minutes_without_a_running_gateway_count_as_unobserved() {
         r["requests"], 0,
         "no request failed: silence alone made these minutes bad"
     );
+    // The public page agrees, and does not count the minute in progress (10:05, in which this
+    // process has not beaten yet) as unobserved.
+    let status: Value = reqwest::get(format!("{}/status.json", gw.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let day = status["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "24h")
+        .unwrap();
+    assert_eq!(day["summary"]["minutes_bad"], 3, "{:#}", day["summary"]);
     gw.shutdown().await;
 }
 

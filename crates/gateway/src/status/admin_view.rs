@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
-use switchyard_metering::directory::unix_ms;
 use switchyard_slo::PartialStep;
 
 use super::admin_auth::AdminViewer;
@@ -32,7 +31,7 @@ pub async fn view(
     _: AdminViewer,
     State(state): State<Arc<AppState>>,
 ) -> Result<Response, GatewayError> {
-    let now = unix_ms();
+    let now = state.clock.now_ms();
     let sla = compute(&state, Month::containing(now), None, PartialStep::default()).await?;
     Ok(response(render(&sla, &state, now), 0))
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use switchyard_metering::directory::unix_ms;
 use tokio::sync::Mutex;
 
 use super::data::{compute, Snapshot, WorkerInfo};
@@ -36,7 +35,8 @@ impl StatusCache {
             return Ok(c.clone());
         }
         let workers = WorkerInfo::of_fleet(&state.fleet);
-        let snapshot = compute(state.directory.store().as_ref(), workers, unix_ms())
+        // SLA time: the clock heartbeats and rollups are kept by (a test may set it).
+        let snapshot = compute(state.directory.store().as_ref(), workers, state.clock.now_ms())
             .await
             .map_err(|e| {
                 tracing::error!(target: "switchyard::status", error = %e, "status page: state store failed");

@@ -460,10 +460,12 @@ fn window(
         }
     }
     // Minutes no gateway was alive in are bad too, unless traffic shows one was; and so are
-    // minutes in which a black-box probe failed (the worse view wins).
+    // minutes in which a black-box probe failed (the worse view wins). Not the current minute:
+    // it is not over, and this process may not have beaten in it yet.
+    let current = to_minute - 1;
     let mut outside_bad: BTreeSet<i64> = outside
         .unobserved
-        .range(from..to_minute)
+        .range(from..current.max(from))
         .filter(|m| !served.contains(*m))
         .copied()
         .collect();
