@@ -350,7 +350,8 @@ async fn a_client_that_leaves_an_unstreamed_request_is_billed_for_what_was_gener
 
 /// A worker that ignores `stream: true` and answers one whole JSON object (some
 /// OpenAI-compatible servers do) still serves streamed and unstreamed clients; no first token
-/// was seen before its whole answer, so the request has no TTFT rather than its whole length.
+/// was seen before its whole answer, so the request has no TTFT rather than its whole length,
+/// and the worker is not timed by it.
 #[tokio::test]
 async fn a_worker_that_answers_whole_serves_both_kinds_of_client_without_a_ttft() {
     let app = axum::Router::new()
@@ -405,6 +406,20 @@ async fn a_worker_that_answers_whole_serves_both_kinds_of_client_without_a_ttft(
     assert!(err.is_none());
     assert_eq!(joined_content(&events), "All in one piece.");
     assert_eq!(events.last().unwrap().data, "[DONE]");
+    // Nor is the whole answer's time taken as the worker's TTFT (it would be judged an
+    // outlier against workers that stream, and ejected).
+    let fleet: serde_json::Value = client()
+        .get(format!("{}/admin/v1/fleet", gw.url()))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let worker = &fleet["data"][0];
+    assert_eq!(worker["name"], "whole");
+    assert_eq!(worker["ttft_samples"], 0, "{worker}");
     gw.shutdown().await;
     server.abort();
 

@@ -123,7 +123,11 @@ pub async fn forward(
                     .map(|i| began_at.swap_remove(i).1);
                 match result {
                     Ok(reply) => {
-                        worker.record_ttft(took, prompt_tokens);
+                        // A whole answer at once has no first token to time: its length says
+                        // nothing about the worker's TTFT, and must not eject it.
+                        if reply.relay.saw_first_token() {
+                            worker.record_ttft(took, prompt_tokens);
+                        }
                         // An attempt still running that began before the winner has been slower
                         // than it: its elapsed time is a lower bound of its TTFT. Without this a
                         // hung worker whose requests are always hedged away is never measured,
@@ -138,7 +142,7 @@ pub async fn forward(
                             }
                         }
                         // Its success is known at its end (the relay records it).
-                        if adaptive {
+                        if adaptive && reply.relay.saw_first_token() {
                             state.fleet.check_ttft_outlier(&worker, prompt_tokens);
                         }
                         settlement.served_by(&worker);

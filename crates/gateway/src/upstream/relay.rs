@@ -117,6 +117,11 @@ impl Relay {
         self.no_first_token = true;
     }
 
+    /// Whether the answer's first token was observed (not a whole answer at once).
+    pub fn saw_first_token(&self) -> bool {
+        !self.no_first_token
+    }
+
     /// How often a long answer's progress is checkpointed to the ledger (see
     /// `switchyard_metering::open`).
     pub fn checkpoint_every(&mut self, every: Duration) {
