@@ -177,15 +177,9 @@ impl InferenceRequest {
         if self.stream {
             return streamed; // already one, as its client asked
         }
-        let mut options = match self.body.get("stream_options") {
-            Some(Value::Object(o)) => o.clone(),
-            _ => Map::new(),
-        };
-        options.insert("include_usage".into(), Value::Bool(true));
+        // The body's `stream` too: adapters that forward the body as it is (resumption) must
+        // not ask for a whole answer. Each adapter asks its runtime for usage its own way.
         streamed.body.insert("stream".into(), Value::Bool(true));
-        streamed
-            .body
-            .insert("stream_options".into(), Value::Object(options));
         streamed.stream = true;
         streamed.include_usage = true;
         streamed
