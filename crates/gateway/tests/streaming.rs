@@ -230,6 +230,32 @@ async fn a_stalled_stream_is_ended_after_the_stall_timeout() {
     gw.shutdown().await;
 }
 
+/// The same stall under an unstreamed request: the client gets the error as it was
+/// classified, a 504 timeout, not a generic 502.
+#[tokio::test]
+async fn a_stalled_unstreamed_answer_is_a_timeout() {
+    let mut c = config(vec![sim("a", |s| {
+        s.faults = FaultConfig {
+            stall_stream: 1.0,
+            cut_after_tokens: 2,
+            ..FaultConfig::default()
+        };
+    })]);
+    c.upstream.stall_timeout_ms = 300;
+    c.upstream.max_attempts = 1;
+    let gw = start(c).await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("sim-small", json!({"max_tokens": 20})),
+    )
+    .await;
+    assert_eq!(resp.status(), 504);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_timeout", "{body}");
+    gw.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_worker_killed_mid_stream_ends_the_stream_with_an_error() {
     let mut c = config(vec![sim("a", |s| s.decode_ms_per_token = 20.0)]);

@@ -50,6 +50,11 @@ pub async fn assemble(
         Ok::<(), GatewayError>(())
     };
     let outcome = tokio::time::timeout(limit, read).await;
+    // A failed relay ends with one error event, which says less than the error itself: a
+    // stall is a timeout (504), a refusal keeps its status and is not retried elsewhere.
+    if let (Ok(Err(_)), Some(e)) = (&outcome, relay.failure()) {
+        return Err(e.clone());
+    }
     match outcome {
         Ok(Ok(())) if answer.done => Ok((
             Bytes::from(answer.into_json(req).to_string()),

@@ -117,6 +117,16 @@ impl Relay {
         self.no_first_token = true;
     }
 
+    /// What failed the answer, once something has: the error as classified where it
+    /// happened (a stall is a timeout, a worker's refusal keeps its status), for a caller that
+    /// reads the relay to its end rather than passing its frames on.
+    pub fn failure(&self) -> Option<&GatewayError> {
+        match &self.state {
+            State::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Whether the answer's first token was observed (not a whole answer at once).
     pub fn saw_first_token(&self) -> bool {
         !self.no_first_token
