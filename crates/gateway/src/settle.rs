@@ -105,6 +105,12 @@ impl Settlement {
         }
     }
 
+    /// Workers this request has been sent to so far, hedges and starts-over included: what
+    /// `[upstream] max_attempts` bounds.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
     pub fn attempt(&mut self, worker: &Arc<Worker>) {
         self.attempts += 1;
         if self.attempts == 1 {

@@ -474,3 +474,46 @@ async fn an_unstreamed_answer_cut_mid_way_is_finished_on_another_worker() {
         "{rows:?}"
     );
 }
+
+/// `max_attempts` bounds the workers one request is sent to over everything the gateway does
+/// for it: a worker that failed before the first token and one whose answer broke after it
+/// are two attempts, and with `max_attempts = 2` there is no third, started over or not.
+#[tokio::test]
+async fn max_attempts_counts_every_worker_a_request_was_sent_to() {
+    let mut c = config(vec![
+        sim("fails", |s| {
+            s.faults = FaultConfig {
+                error_500: 1.0,
+                ..FaultConfig::default()
+            };
+        }),
+        sim("breaks", |s| {
+            s.faults = FaultConfig {
+                cut_stream: 1.0,
+                cut_after_tokens: 3,
+                ..FaultConfig::default()
+            };
+        }),
+    ]);
+    c.upstream.max_attempts = 2;
+    c.upstream.eject_after_failures = 1_000;
+    c.upstream.retry_budget_min_per_sec = 1_000;
+    c.tiers.get_mut("pro").unwrap().hedge_after_ms = 0;
+    let gw = start(c).await;
+    // Tools: not resumable, so a broken answer can only start over.
+    let body = chat(
+        "sim-small",
+        json!({"max_tokens": 20, "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}),
+    );
+    for round in 1..=4u64 {
+        let resp = post(&gw, "/v1/chat/completions", &body).await;
+        assert!(resp.status().is_server_error(), "{}", resp.status());
+        let sent: u64 = gw.sims.iter().map(|s| s.stats().requests).sum();
+        assert_eq!(
+            sent,
+            2 * round,
+            "two workers per request, never a third attempt"
+        );
+    }
+    gw.shutdown().await;
+}

@@ -217,7 +217,7 @@ async fn run(
                     fallback_to.as_deref(),
                 ));
             }
-            Err(e) if e.is_retryable() && restart_allowed(state, &failed_on) => {
+            Err(e) if e.is_retryable() && restart_allowed(state, relay.attempts()) => {
                 let Some(taken) = relay.detach() else {
                     return Err(e);
                 };
@@ -232,10 +232,9 @@ async fn run(
     }
 }
 
-/// Whether an unstreamed answer that broke may start over: attempts and the retry budget
-/// allow it.
-fn restart_allowed(state: &AppState, failed_on: &[Arc<switchyard_fleet::Worker>]) -> bool {
-    let attempts = u32::try_from(failed_on.len() + 1).unwrap_or(u32::MAX);
+/// Whether an unstreamed answer that broke may start over: the request's attempts so far (every
+/// worker it was sent to, before and since its first token) and the retry budget allow it.
+fn restart_allowed(state: &AppState, attempts: u32) -> bool {
     crate::route::adaptive(state)
         && attempts < state.config.upstream.max_attempts
         && state.retry_budget.try_withdraw()

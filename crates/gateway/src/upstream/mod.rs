@@ -51,8 +51,8 @@ pub struct Reply {
 ///   cancelled (its future dropped: the connection closes and the worker stops generating).
 ///   Only the winner's answer reaches the client and the ledger, so a hedge is billed once.
 /// - `failed_before` are workers this request already failed on (an unstreamed answer that
-///   broke before any of it reached its client starts over elsewhere); they count toward
-///   `max_attempts` and are avoided.
+///   broke before any of it reached its client starts over elsewhere); they are avoided.
+///   `max_attempts` bounds the workers the request is sent to in all, over every start.
 pub async fn forward(
     state: &AppState,
     req: &InferenceRequest,
@@ -157,7 +157,7 @@ pub async fn forward(
                             worker.record_failure_because(upstream.eject_after_failures, &e.to_string());
                         }
                         last_error = Some(e);
-                        if running.is_empty() && tried.len() < upstream.max_attempts as usize {
+                        if running.is_empty() && settlement.attempts() < upstream.max_attempts {
                             if !state.retry_budget.try_withdraw() {
                                 tracing::warn!(request_id, "retry budget exhausted; not retrying");
                             } else {
@@ -181,7 +181,7 @@ pub async fn forward(
             }
             () = hedge_due => {
                 hedge = None; // one hedge per request
-                if tried.len() < upstream.max_attempts as usize {
+                if settlement.attempts() < upstream.max_attempts {
                     if let Some(lease) = crate::route::hedge(state, route, &tried) {
                         // Hedges have their own, smaller budget: under load every request is
                         // slow, and hedging them all would add load exactly when there is none

@@ -117,6 +117,11 @@ impl Relay {
         self.no_first_token = true;
     }
 
+    /// Workers the request has been sent to, over every attempt (see `Settlement::attempts`).
+    pub fn attempts(&self) -> u32 {
+        self.settlement.as_ref().map_or(0, Settlement::attempts)
+    }
+
     /// What failed the answer, once something has: the error as classified where it
     /// happened (a stall is a timeout, a worker's refusal keeps its status), for a caller that
     /// reads the relay to its end rather than passing its frames on.
