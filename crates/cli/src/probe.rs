@@ -260,6 +260,19 @@ async fn push(http: &reqwest::Client, args: &ProbeArgs, seen: &Mutex<Seen>) {
                 switchyard_metering::sli::minute_of(switchyard_metering::directory::unix_ms());
             s.minutes.retain(|minute, _| *minute >= now);
         }
+        Ok(r) if refused_for_the_data(r.status()) => {
+            // Pushing the same minutes again would be refused again, and block every later
+            // minute with them: the finished ones are dropped, with the gateway's reason.
+            s.push_failures += 1;
+            let now =
+                switchyard_metering::sli::minute_of(switchyard_metering::directory::unix_ms());
+            let dropped = s.minutes.range(..now).count();
+            s.minutes.retain(|minute, _| *minute >= now);
+            drop(s);
+            let status = r.status();
+            let reason = r.text().await.unwrap_or_default();
+            tracing::error!(%status, dropped, reason = %reason, "the gateway refused the probe minutes as invalid; dropped them (is this machine's clock right?)");
+        }
         Ok(r) => {
             s.push_failures += 1;
             tracing::error!(status = %r.status(), "the gateway refused the probe minutes; kept to push again");
@@ -269,6 +282,12 @@ async fn push(http: &reqwest::Client, args: &ProbeArgs, seen: &Mutex<Seen>) {
             tracing::warn!(error = %e, "cannot push the probe minutes; kept to push again");
         }
     }
+}
+
+/// A refusal of what was pushed rather than of who pushed it or when (a wrong token, a
+/// gateway shedding load): the same push would be refused again.
+fn refused_for_the_data(status: reqwest::StatusCode) -> bool {
+    status.is_client_error() && !matches!(status.as_u16(), 401 | 403 | 404 | 408 | 429)
 }
 
 fn render(seen: &Mutex<Seen>, name: &str, region: &str) -> String {

@@ -151,7 +151,8 @@ async fn probes_from_outside_count_in_the_sla_report_and_on_the_status_page() {
         "{day:#}"
     );
 
-    // Pushes are checked: a month-old minute, or more failures than probes, is refused.
+    // Pushes are checked: a month-old minute, a future one, or more failures than probes, is
+    // refused.
     let push = |body: Value| {
         client()
             .post(format!("{url}/admin/v1/probes/minutes"))
@@ -172,5 +173,15 @@ async fn probes_from_outside_count_in_the_sla_report_and_on_the_status_page() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+    // A prober's clock a minute ahead of the gateway's (two ahead of the real one here) is
+    // tolerated; ten minutes ahead is not.
+    let skewed = push(json!({"prober": "x", "region": "eu", "minutes": [{"minute": now_minute + 3, "probes": 1, "failed": 0}]}))
+        .await
+        .unwrap();
+    assert_eq!(skewed.status(), 200);
+    let future = push(json!({"prober": "x", "region": "eu", "minutes": [{"minute": now_minute + 12, "probes": 1, "failed": 0}]}))
+        .await
+        .unwrap();
+    assert_eq!(future.status(), 400);
     gw.shutdown().await;
 }

@@ -4,8 +4,9 @@
 //!
 //! `{"prober": "eu-1", "region": "eu", "minutes": [{"minute": 29858160, "probes": 2,
 //! "failed": 0}]}` (unix minutes). A minute pushed again replaces its counts (a prober pushes
-//! the current minute as it goes). Minutes older than a week or in the future are refused: a
-//! prober cannot rewrite last month after the report went out.
+//! the current minute as it goes). Minutes older than a week, or more than
+//! [`MAX_SKEW_MINUTES`] ahead of the gateway's clock, are refused: a prober cannot rewrite last
+//! month after the report went out, and a clock a little ahead costs it nothing.
 
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ use crate::state::AppState;
 
 /// How far back a push may reach.
 const MAX_AGE_MINUTES: i64 = 7 * 24 * 60;
+/// How far ahead of the gateway's clock a prober's clock may run.
+pub const MAX_SKEW_MINUTES: i64 = 2;
 /// Probes one prober may report for a minute (it probes every few seconds at most).
 const MAX_PROBES_PER_MINUTE: u64 = 10_000;
 
@@ -66,11 +69,11 @@ pub async fn push(
     let now = minute_of(state.clock.now_ms());
     let mut minutes = Vec::with_capacity(body.minutes.len());
     for (i, m) in body.minutes.iter().enumerate() {
-        if !(now - MAX_AGE_MINUTES..=now).contains(&m.minute) {
+        if !(now - MAX_AGE_MINUTES..=now + MAX_SKEW_MINUTES).contains(&m.minute) {
             return Err(invalid(
                 &format!("minutes[{i}].minute"),
                 format!(
-                    "Minute {} is not within the last week (now is minute {now}).",
+                    "Minute {} is not within the last week (now is minute {now}; a clock up to {MAX_SKEW_MINUTES} minutes ahead is tolerated).",
                     m.minute
                 ),
             ));
