@@ -277,6 +277,7 @@ async fn attempt_with(
     };
 
     let translator: Box<dyn translate::StreamTranslator> = match api {
+        WireApi::OpenAi if whole => Box::new(openai::OpenAiStream::new(req).count_by_characters()),
         WireApi::OpenAi => Box::new(openai::OpenAiStream::new(req)),
         WireApi::TgiNative => Box::new(tgi::TgiStream::new(req)),
     };

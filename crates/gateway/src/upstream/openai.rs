@@ -42,6 +42,28 @@ pub fn request_body<'r>(req: &'r InferenceRequest, worker: &WorkerSpec) -> Edite
     body
 }
 
+/// Tokens a choice's chunk holds at four characters a token: its text, reasoning, refusal and
+/// tool calls (names and arguments).
+fn tokens_by_characters(choice: &Value) -> u64 {
+    let chars = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .map_or(0, |s| u64::try_from(s.chars().count()).unwrap_or(u64::MAX))
+    };
+    let delta = choice.get("delta");
+    let mut total = chars(choice.get("text"));
+    for key in ["content", "reasoning_content", "reasoning", "refusal"] {
+        total = total.saturating_add(chars(delta.and_then(|d| d.get(key))));
+    }
+    if let Some(Value::Array(calls)) = delta.and_then(|d| d.get("tool_calls")) {
+        for call in calls {
+            total = total
+                .saturating_add(chars(call.pointer("/function/name")))
+                .saturating_add(chars(call.pointer("/function/arguments")));
+        }
+    }
+    total.div_ceil(4)
+}
+
 /// Relays OpenAI chunks: renames the model, keeps count, and manages the usage chunk.
 pub struct OpenAiStream {
     model: Value,
@@ -52,6 +74,8 @@ pub struct OpenAiStream {
     last_id: Value,
     last_created: Value,
     object: &'static str,
+    /// Count generated tokens from characters, not chunks (see [`Self::count_by_characters`]).
+    by_characters: bool,
 }
 
 impl OpenAiStream {
@@ -67,7 +91,16 @@ impl OpenAiStream {
                 switchyard_protocol::Endpoint::Chat => "chat.completion.chunk",
                 switchyard_protocol::Endpoint::Completions => "text_completion",
             },
+            by_characters: false,
         }
+    }
+
+    /// The worker answered whole (see `upstream::whole`): one chunk holds the whole answer, so
+    /// the gateway's own count of it is its characters (text, reasoning, tool calls) at four a
+    /// token, its usual estimate, rather than one token per chunk.
+    pub fn count_by_characters(mut self) -> Self {
+        self.by_characters = true;
+        self
     }
 
     fn finish(&mut self, out: &mut Frames) {
@@ -146,7 +179,9 @@ impl StreamTranslator for OpenAiStream {
                                 .and_then(Value::as_str)
                                 .is_some_and(|r| !r.is_empty())
                         });
-                if text.is_some_and(|t| !t.is_empty()) || has_tool_call || has_reasoning {
+                if self.by_characters {
+                    self.account.content_chunks += tokens_by_characters(c);
+                } else if text.is_some_and(|t| !t.is_empty()) || has_tool_call || has_reasoning {
                     self.account.content_chunks += 1;
                 }
                 if let Some(t) = text {
@@ -266,6 +301,37 @@ mod tests {
         );
         assert_eq!(usage["choices"], json!([]));
         assert_eq!(frames[5], "data: [DONE]\n\n");
+    }
+
+    /// A whole answer in one chunk is counted by its characters: if the worker's usage is
+    /// refused (here: 100,000 completion tokens against max_tokens 50), the gateway bills
+    /// its text, reasoning and tool call at four characters a token, not one token a chunk.
+    #[test]
+    fn a_whole_answer_is_counted_by_its_characters() {
+        let r = req(
+            json!({"model":"pub","messages":[{"role":"user","content":"hi"}],
+            "stream":true,"max_tokens":50}),
+        );
+        let mut t = OpenAiStream::new(&r).count_by_characters();
+        let mut out = Frames::default();
+        // 12 + 4 + (1 + 7) = 24 characters: 6 tokens.
+        t.on_event(
+            r#"{"id":"a","choices":[{"index":0,"delta":{"role":"assistant",
+            "content":"Hello there!","reasoning_content":"hmm.",
+            "tool_calls":[{"index":0,"id":"t","function":{"name":"f","arguments":"{\"a\":1}"}}]},
+            "finish_reason":"tool_calls"}]}"#,
+            &mut out,
+        )
+        .unwrap();
+        t.on_event(
+            r#"{"id":"a","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":100000}}"#,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(t.on_event("[DONE]", &mut out).unwrap(), Flow::Done);
+        let billed = t.account().usage();
+        assert!(billed.rejected.is_some());
+        assert_eq!(billed.usage.completion_tokens, 6);
     }
 
     #[test]

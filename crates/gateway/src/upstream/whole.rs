@@ -4,10 +4,9 @@
 //! treat every worker alike. No first token was seen before the whole answer: such an answer
 //! has no TTFT (see `Relay::no_first_token`).
 //!
-//! Each choice becomes the chunks a stream of it would have been: its text, reasoning and
-//! tool-call arguments cut in pieces of four characters, so that the gateway's own count (one
-//! completion token per content-bearing chunk, its usual estimate of four characters per
-//! token) is right whether the worker reported no usage or usage the gateway refuses.
+//! Each choice becomes one chunk carrying all of it. The gateway's own count of a whole answer
+//! is then made from its characters, not its chunks (see `OpenAiStream::count_by_characters`):
+//! right whether the worker reported no usage or usage the gateway refuses.
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -18,9 +17,6 @@ use crate::error::GatewayError;
 /// A whole answer larger than this is refused rather than held in memory. Generous: a long
 /// completion with logprobs for every token is a few MB.
 pub const MAX_WHOLE_ANSWER: usize = 64 * 1024 * 1024;
-
-/// Characters per piece of a whole answer (the gateway's tokens estimate).
-const CHARS_PER_TOKEN: usize = 4;
 
 /// The answer as SSE bytes: its chunks, then `[DONE]`.
 pub fn as_events(endpoint: Endpoint, body: &[u8]) -> Result<Bytes, GatewayError> {
@@ -68,36 +64,24 @@ pub fn as_events(endpoint: Endpoint, body: &[u8]) -> Result<Bytes, GatewayError>
         .into_iter()
         .flatten()
     {
-        let index = choice.get("index").cloned().unwrap_or(json!(0));
-        let pieces = match endpoint {
-            Endpoint::Chat => chat_deltas(choice),
-            Endpoint::Completions => {
-                let text = choice.get("text").and_then(Value::as_str).unwrap_or("");
-                cut(text).into_iter().map(|t| json!(t)).collect()
-            }
-        };
-        for piece in pieces {
-            let mut c = Map::new();
-            c.insert("index".into(), index.clone());
-            match endpoint {
-                Endpoint::Chat => c.insert("delta".into(), piece),
-                Endpoint::Completions => c.insert("text".into(), piece),
-            };
-            push(chunk(vec![Value::Object(c)]));
-        }
-        // The end of the choice, as a stream ends one: no content, the reason and logprobs.
-        let mut end = Map::new();
-        end.insert("index".into(), index);
+        let mut c = Map::new();
+        c.insert(
+            "index".into(),
+            choice.get("index").cloned().unwrap_or(json!(0)),
+        );
         match endpoint {
-            Endpoint::Chat => end.insert("delta".into(), json!({})),
-            Endpoint::Completions => end.insert("text".into(), json!("")),
+            Endpoint::Chat => c.insert("delta".into(), chat_delta(choice)),
+            Endpoint::Completions => c.insert(
+                "text".into(),
+                choice.get("text").cloned().unwrap_or(json!("")),
+            ),
         };
         for key in ["logprobs", "finish_reason", "stop_reason"] {
             if let Some(v) = choice.get(key) {
-                end.insert(key.into(), v.clone());
+                c.insert(key.into(), v.clone());
             }
         }
-        push(chunk(vec![Value::Object(end)]));
+        push(chunk(vec![Value::Object(c)]));
     }
     if let Some(u) = usage {
         let mut c = chunk(Vec::new());
@@ -108,50 +92,34 @@ pub fn as_events(endpoint: Endpoint, body: &[u8]) -> Result<Bytes, GatewayError>
     Ok(Bytes::from(out))
 }
 
-/// A chat choice's message as the deltas a stream of it carries: the role, reasoning and
-/// content in pieces, then each tool call (its id and name, then its arguments in pieces),
-/// then a refusal.
-fn chat_deltas(choice: &Value) -> Vec<Value> {
-    let message = choice.get("message").unwrap_or(&Value::Null);
-    let text_of = |key: &str| message.get(key).and_then(Value::as_str).unwrap_or("");
-    let mut deltas = vec![json!({"role": "assistant", "content": ""})];
-    for key in ["reasoning_content", "content"] {
-        deltas.extend(cut(text_of(key)).into_iter().map(|t| json!({ key: t })));
-    }
-    if let Some(Value::Array(calls)) = message.get("tool_calls") {
-        for (i, call) in calls.iter().enumerate() {
-            let index = call.get("index").cloned().unwrap_or(json!(i));
-            let function = call.get("function").unwrap_or(&Value::Null);
-            let mut head = json!({"index": index, "type": "function",
-                "function": {"name": function.get("name").cloned().unwrap_or(json!("")), "arguments": ""}});
-            if let Some(id) = call.get("id") {
-                head["id"] = id.clone();
-            }
-            deltas.push(json!({"tool_calls": [head]}));
-            let arguments = function
-                .get("arguments")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            deltas.extend(
-                cut(arguments).into_iter().map(
-                    |a| json!({"tool_calls": [{"index": index, "function": {"arguments": a}}]}),
-                ),
-            );
+/// A chat choice's message as one delta: the role, reasoning, content, tool calls (each with
+/// the `index` deltas need) and refusal.
+fn chat_delta(choice: &Value) -> Value {
+    let mut delta = Map::new();
+    delta.insert("role".into(), json!("assistant"));
+    let Some(Value::Object(message)) = choice.get("message") else {
+        return Value::Object(delta);
+    };
+    for key in ["content", "reasoning_content", "refusal"] {
+        if let Some(v) = message.get(key).filter(|v| !v.is_null()) {
+            delta.insert(key.into(), v.clone());
         }
     }
-    if let Some(refusal) = message.get("refusal").filter(|r| !r.is_null()) {
-        deltas.push(json!({ "refusal": refusal }));
+    if let Some(Value::Array(calls)) = message.get("tool_calls") {
+        let calls: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| {
+                let mut call = call.clone();
+                if let Value::Object(o) = &mut call {
+                    o.entry("index").or_insert(json!(i));
+                }
+                call
+            })
+            .collect();
+        delta.insert("tool_calls".into(), Value::Array(calls));
     }
-    deltas
-}
-
-/// `text` in pieces of [`CHARS_PER_TOKEN`] characters; nothing for an empty text.
-fn cut(text: &str) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
-    chars
-        .chunks(CHARS_PER_TOKEN)
-        .map(|c| c.iter().collect())
-        .collect()
+    Value::Object(delta)
 }
 
 #[cfg(test)]
@@ -169,57 +137,34 @@ mod tests {
             .collect()
     }
 
-    /// Text, reasoning and tool-call arguments come in four-character pieces, with or without
-    /// usage: if the worker's usage is refused, the gateway's count of pieces is billed.
     #[test]
-    fn a_whole_chat_answer_becomes_the_stream_it_would_have_been() {
+    fn a_whole_chat_answer_is_one_chunk_and_a_usage_chunk() {
         let body = br#"{"id":"c","object":"chat.completion","created":1,"model":"m",
             "choices":[{"index":0,"message":{"role":"assistant","content":"Hello there",
             "reasoning_content":"hmm",
-            "tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},
-            "finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+            "tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{}"}}]},
+            "finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
         let bytes = as_events(Endpoint::Chat, body).unwrap();
         assert!(bytes.ends_with(b"data: [DONE]\n\n"));
         let ev = events(&bytes);
-        assert!(ev.iter().all(|e| e["id"] == "c"));
+        assert_eq!(ev.len(), 2);
         assert_eq!(ev[0]["object"], "chat.completion.chunk");
-        let deltas: Vec<&Value> = ev
-            .iter()
-            .filter_map(|e| e["choices"].get(0).map(|c| &c["delta"]))
-            .collect();
-        assert_eq!(deltas[0]["role"], "assistant");
-        assert_eq!(deltas[1]["reasoning_content"], "hmm");
-        let content: Vec<&str> = deltas
-            .iter()
-            .filter_map(|d| d["content"].as_str())
-            .collect();
-        assert_eq!(content, ["", "Hell", "o th", "ere"]);
-        let calls: Vec<&Value> = deltas.iter().filter_map(|d| d.get("tool_calls")).collect();
-        assert_eq!(calls[0][0]["id"], "t");
-        assert_eq!(calls[0][0]["function"]["name"], "f");
-        let arguments: String = calls
-            .iter()
-            .filter_map(|c| c[0]["function"]["arguments"].as_str())
-            .collect();
-        assert_eq!(arguments, "{\"a\":1}");
-        assert_eq!(calls.len(), 3, "the head, then two pieces of arguments");
-        let end = &ev[ev.len() - 2]["choices"][0];
-        assert_eq!(end["finish_reason"], "tool_calls");
-        assert_eq!(ev[ev.len() - 1]["usage"]["total_tokens"], 5);
+        let delta = &ev[0]["choices"][0]["delta"];
+        assert_eq!(delta["content"], "Hello there");
+        assert_eq!(delta["reasoning_content"], "hmm");
+        assert_eq!(delta["tool_calls"][0]["index"], 0);
+        assert_eq!(ev[0]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(ev[1]["usage"]["total_tokens"], 5);
     }
 
     #[test]
-    fn completion_text_is_cut_into_four_character_pieces() {
+    fn a_whole_completion_is_one_chunk() {
         let body =
             br#"{"id":"x","choices":[{"index":0,"text":"abcdefghij","finish_reason":"length"}]}"#;
         let ev = events(&as_events(Endpoint::Completions, body).unwrap());
-        let texts: Vec<&str> = ev
-            .iter()
-            .map(|e| e["choices"][0]["text"].as_str().unwrap())
-            .collect();
-        assert_eq!(texts, ["abcd", "efgh", "ij", ""]);
-        assert_eq!(ev[3]["choices"][0]["finish_reason"], "length");
-        assert!(ev[0]["choices"][0].get("finish_reason").is_none());
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0]["choices"][0]["text"], "abcdefghij");
+        assert_eq!(ev[0]["choices"][0]["finish_reason"], "length");
     }
 
     #[test]
