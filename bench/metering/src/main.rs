@@ -1,7 +1,8 @@
 //! Cost per request of the metering hot path: admission (reserve against tenant and key
 //! limits) plus settlement (refund and charge), against a baseline measured in the same run:
 //! an uncontended mutex lock/unlock pair, the cheapest thing the path could possibly be. Also
-//! the ledger's write throughput to a real SQLite file. Run: `bench/metering/run.sh`.
+//! the ledger's write throughput to a real SQLite file, without and with crash accounting's
+//! open and checkpoint records. Run: `bench/metering/run.sh`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use switchyard_metering::admission;
 use switchyard_metering::directory::{unix_ms, Directory, KeyEntry};
 use switchyard_metering::keys::{display_prefix, hash_secret};
 use switchyard_metering::ledger::{Ledger, LedgerConfig};
+use switchyard_metering::open::{Checkpoint, OpenRequest};
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
 use switchyard_metering::{
@@ -151,18 +153,122 @@ async fn main() -> Result<(), Error> {
         single / 1e6 * 100.0
     );
 
-    let n = 100_000u64;
-    let (ledger, task) = Ledger::spawn(store.clone(), LedgerConfig::default());
-    let start = Instant::now();
-    for i in 0..n {
-        ledger.record(record(i));
+    // The ledger, three ways, each into a fresh file, median of rounds: usage rows alone (the
+    // baseline); crash accounting for short requests (each opened and closed within one
+    // batch: the open is dropped unwritten); and for long ones (opened, checkpointed and
+    // closed in different batches: three writes per request).
+    let n = 50_000u64;
+    let mut rates: BTreeMap<Mode, Vec<f64>> = BTreeMap::new();
+    for _ in 0..3 {
+        for mode in [Mode::RowsOnly, Mode::ShortRequests, Mode::LongRequests] {
+            rates
+                .entry(mode)
+                .or_default()
+                .push(ledger_rate(mode, n).await?);
+        }
     }
-    task.shutdown(std::time::Duration::from_secs(60)).await;
-    let secs = start.elapsed().as_secs_f64();
-    let stored = store.usage_records(&UsageQuery::default()).await?.len();
-    println!("ledger: {n} records to SQLite (WAL, synchronous=FULL) in {secs:.2} s = {:.0} records/s; stored {stored}", n as f64 / secs);
-    if stored as u64 != n {
-        return Err(format!("ledger stored {stored} of {n} records").into());
+    let rate = |m: Mode| median(rates.get(&m).cloned().unwrap_or_default());
+    let base = rate(Mode::RowsOnly);
+    println!(
+        "ledger to SQLite (WAL, synchronous=FULL), {n} requests, median of 3 rounds (requests/s):"
+    );
+    for mode in [Mode::RowsOnly, Mode::ShortRequests, Mode::LongRequests] {
+        let r = rate(mode);
+        println!(
+            "  {:<58} {r:>9.0}  ({:.2}x rows only)",
+            mode.label(),
+            r / base
+        );
     }
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Mode {
+    RowsOnly,
+    ShortRequests,
+    LongRequests,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::RowsOnly => "usage rows only (no crash accounting)",
+            Mode::ShortRequests => "opened + closed in one batch (short requests)",
+            Mode::LongRequests => "opened, checkpointed, closed in separate batches (long)",
+        }
+    }
+}
+
+/// Requests per second the ledger stores in `mode`; checks that every one has its row and no
+/// request is left open.
+async fn ledger_rate(mode: Mode, n: u64) -> Result<f64, Error> {
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("ledger.db")).await?);
+    let (ledger, task) = Ledger::spawn(store.clone(), LedgerConfig::default());
+    // Long requests overlap: request i opens while i - WINDOW/2 checkpoints and i - WINDOW
+    // ends, so the three records of one request land in different batches (512 each).
+    const WINDOW: u64 = 4_096;
+    let start = Instant::now();
+    for i in 0..n + WINDOW {
+        match mode {
+            Mode::RowsOnly if i < n => ledger.record(record(i)),
+            Mode::ShortRequests if i < n => {
+                ledger.opened(opened(i));
+                ledger.record(record(i));
+            }
+            Mode::LongRequests => {
+                if i < n {
+                    ledger.opened(opened(i));
+                }
+                if let Some(j) = i.checked_sub(WINDOW / 2).filter(|j| *j < n) {
+                    ledger.checkpoint(checkpoint(j));
+                }
+                if let Some(j) = i.checked_sub(WINDOW) {
+                    ledger.record(record(j));
+                }
+            }
+            _ => {}
+        }
+    }
+    task.shutdown(std::time::Duration::from_secs(120)).await;
+    let secs = start.elapsed().as_secs_f64();
+    let stored = store.usage_records(&UsageQuery::default()).await?.len() as u64;
+    let left_open = store
+        .reconcile_interrupted("bench", i64::MAX / 2, 0)
+        .await?;
+    if stored != n || left_open != 0 {
+        return Err(format!("{mode:?}: stored {stored} of {n} rows, {left_open} left open").into());
+    }
+    Ok(n as f64 / secs)
+}
+
+fn opened(i: u64) -> OpenRequest {
+    OpenRequest {
+        request_id: format!("req-{i:012}"),
+        instance: String::new(),
+        started_at_ms: unix_ms(),
+        tenant_id: "bench".into(),
+        key_id: "key_bench".into(),
+        model: "m".into(),
+        endpoint: "/v1/chat/completions".into(),
+        stream: true,
+        prompt_estimate: 100,
+        price_in_nanos: 3_200,
+        price_out_nanos: 3_200,
+    }
+}
+
+fn checkpoint(i: u64) -> Checkpoint {
+    Checkpoint {
+        request_id: format!("req-{i:012}"),
+        worker: "w".into(),
+        provider: "p".into(),
+        region: "r".into(),
+        worker_price_nanos: 1_000_000_000,
+        worker_slots: 8,
+        relayed_tokens: 100,
+        ttft_ms: Some(100),
+        at_ms: unix_ms(),
+    }
 }

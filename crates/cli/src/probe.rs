@@ -253,35 +253,47 @@ async fn push(http: &reqwest::Client, args: &ProbeArgs, seen: &Mutex<Seen>) {
         .json(&json!({"prober": args.name, "region": args.region, "minutes": minutes}))
         .send()
         .await;
-    let mut s = lock(seen);
-    match sent {
-        Ok(r) if r.status().is_success() => {
-            let now =
-                switchyard_metering::sli::minute_of(switchyard_metering::directory::unix_ms());
-            s.minutes.retain(|minute, _| *minute >= now);
-        }
+    // The refusal's reason is read before the lock is taken: no lock across an await.
+    let outcome = match sent {
+        Ok(r) if r.status().is_success() => Pushed::Stored,
         Ok(r) if refused_for_the_data(r.status()) => {
+            let status = r.status();
+            Pushed::Invalid(status, r.text().await.unwrap_or_default())
+        }
+        Ok(r) => Pushed::Refused(r.status()),
+        Err(e) => Pushed::Unreachable(e),
+    };
+    let now = switchyard_metering::sli::minute_of(switchyard_metering::directory::unix_ms());
+    let mut s = lock(seen);
+    match outcome {
+        Pushed::Stored => s.minutes.retain(|minute, _| *minute >= now),
+        Pushed::Invalid(status, reason) => {
             // Pushing the same minutes again would be refused again, and block every later
             // minute with them: the finished ones are dropped, with the gateway's reason.
             s.push_failures += 1;
-            let now =
-                switchyard_metering::sli::minute_of(switchyard_metering::directory::unix_ms());
             let dropped = s.minutes.range(..now).count();
             s.minutes.retain(|minute, _| *minute >= now);
-            drop(s);
-            let status = r.status();
-            let reason = r.text().await.unwrap_or_default();
             tracing::error!(%status, dropped, reason = %reason, "the gateway refused the probe minutes as invalid; dropped them (is this machine's clock right?)");
         }
-        Ok(r) => {
+        Pushed::Refused(status) => {
             s.push_failures += 1;
-            tracing::error!(status = %r.status(), "the gateway refused the probe minutes; kept to push again");
+            tracing::error!(%status, "the gateway refused the probe minutes; kept to push again");
         }
-        Err(e) => {
+        Pushed::Unreachable(e) => {
             s.push_failures += 1;
             tracing::warn!(error = %e, "cannot push the probe minutes; kept to push again");
         }
     }
+}
+
+/// How a push of minutes went.
+enum Pushed {
+    Stored,
+    /// Refused for what was pushed, with the gateway's reason.
+    Invalid(reqwest::StatusCode, String),
+    /// Refused for another reason (the token, load): the same push may succeed later.
+    Refused(reqwest::StatusCode),
+    Unreachable(reqwest::Error),
 }
 
 /// A refusal of what was pushed rather than of who pushed it or when (a wrong token, a

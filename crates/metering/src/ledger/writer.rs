@@ -28,7 +28,7 @@ use crate::directory::unix_ms;
 use crate::model::{DeadLetter, UsageRecord};
 use crate::open::{Checkpoint, OpenRequest};
 use crate::sli::Refusal;
-use crate::store::{Store, StoreError};
+use crate::store::{LedgerBatch, Store, StoreError};
 
 /// How long the writer waits for more records before writing a partial batch.
 const LINGER: Duration = Duration::from_millis(25);
@@ -244,6 +244,33 @@ impl Writer {
             .into_values()
             .filter(|c| !ended.contains(c.request_id.as_str()))
             .collect();
+        // Everything in one transaction: one commit (one fsync) per batch, however many kinds
+        // it holds. Only if that fails are the kinds written one by one, where a refused
+        // record can be isolated.
+        let together = LedgerBatch {
+            opens: &opens,
+            checkpoints: &checkpoints,
+            usage: &usage,
+            refusals: &refusals,
+        };
+        if together.is_empty() {
+            return Ok(());
+        }
+        let written = tokio::select! {
+            r = self.store.write_ledger_batch(&together) => r,
+            () = gave_up(&mut self.give_up) => Err(StoreError::Database("shutdown deadline passed".into())),
+        };
+        match written {
+            Ok(()) => {
+                let n = u64::try_from(together.len()).unwrap_or(u64::MAX);
+                self.stats.written.fetch_add(n, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) => {
+                self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(records = together.len(), error = %e, "ledger batch not written whole; writing its kinds one by one");
+            }
+        }
         // Opens before checkpoints before final records; each transaction is idempotent per
         // request id, so each may be retried on its own.
         let opens = self.store_all(opens).await;

@@ -110,6 +110,25 @@ fn store_state(db: &dyn sqlx::error::DatabaseError) -> bool {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What the ledger writer stores at once (see [`Store::write_ledger_batch`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LedgerBatch<'a> {
+    pub opens: &'a [OpenRequest],
+    pub checkpoints: &'a [Checkpoint],
+    pub usage: &'a [UsageRecord],
+    pub refusals: &'a [Refusal],
+}
+
+impl LedgerBatch<'_> {
+    pub fn len(&self) -> usize {
+        self.opens.len() + self.checkpoints.len() + self.usage.len() + self.refusals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Aggregation period of a usage report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -221,6 +240,12 @@ pub trait Store: Send + Sync + 'static {
     /// Tokens used since `from_ms` per (tenant, key), for restoring every tenant's and key's
     /// monthly quota at start in one query.
     async fn tokens_by_key_since(&self, from_ms: i64) -> Result<Vec<KeyTokens>>;
+
+    /// A ledger batch of every kind in one transaction (one commit, one fsync): opens, then
+    /// checkpoints, then usage rows, then refusals, each as its own method would write it.
+    /// The ledger writer tries this first and falls back to the kinds one by one (to isolate
+    /// a refused record) when it fails.
+    async fn write_ledger_batch(&self, batch: &LedgerBatch<'_>) -> Result<()>;
 
     // Crash accounting (see [`crate::open`]).
     /// Records admitted requests as open (skipping any whose final record, usage row,

@@ -41,7 +41,8 @@ mod sli_fleet;
 mod sli_window;
 
 use super::{
-    Heartbeats, KeyTokens, MarginRow, Period, Result, Store, StoreError, UsageQuery, UsageRow,
+    Heartbeats, KeyTokens, LedgerBatch, MarginRow, Period, Result, Store, StoreError, UsageQuery,
+    UsageRow,
 };
 use crate::content::{ContentLogging, ContentRecord};
 use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident, ScopedCounts};
@@ -639,6 +640,26 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("key {id}")));
         }
+        Ok(())
+    }
+
+    async fn write_ledger_batch(&self, batch: &LedgerBatch<'_>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let checked = batch
+            .usage
+            .iter()
+            .map(CheckedUsage::new)
+            .collect::<Result<Vec<_>>>()?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        open::insert_in(&mut tx, batch.opens).await?;
+        open::checkpoint_in(&mut tx, batch.checkpoints).await?;
+        if !checked.is_empty() {
+            insert_usage_in(&mut tx, &checked).await?;
+        }
+        sli::insert_refusals_in(&mut tx, batch.refusals).await?;
+        tx.commit().await?;
         Ok(())
     }
 

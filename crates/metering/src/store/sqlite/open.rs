@@ -1,5 +1,6 @@
 //! Open requests and gateway processes' signs of life on SQLite (see [`crate::open`]).
 
+use serde_json::{json, Value};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, SqliteConnection};
 
@@ -19,32 +20,51 @@ pub(super) async fn insert(pool: &SqlitePool, batch: &[OpenRequest]) -> Result<(
         return Ok(());
     }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for o in batch {
-        sqlx::query(
-            "INSERT INTO usage_open (request_id, instance, started_at_ms, tenant_id, key_id, \
-                 model, endpoint, stream, prompt_estimate, price_in_nanos, price_out_nanos) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
-             WHERE NOT EXISTS (SELECT 1 FROM usage WHERE request_id = ?1) \
-               AND NOT EXISTS (SELECT 1 FROM sli_refusals WHERE request_id = ?1) \
-               AND NOT EXISTS (SELECT 1 FROM ledger_dead_letters \
-                               WHERE request_id = ?1 AND kind IN ('usage', 'refusal')) \
-             ON CONFLICT (request_id) DO NOTHING",
-        )
-        .bind(&o.request_id)
-        .bind(&o.instance)
-        .bind(o.started_at_ms)
-        .bind(&o.tenant_id)
-        .bind(&o.key_id)
-        .bind(&o.model)
-        .bind(&o.endpoint)
-        .bind(o.stream)
-        .bind(count(o.prompt_estimate, "prompt_estimate")?)
-        .bind(o.price_in_nanos)
-        .bind(o.price_out_nanos)
-        .execute(&mut *tx)
-        .await?;
-    }
+    insert_in(&mut tx, batch).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// [`insert`] in the caller's transaction: one statement for the whole batch, its rows passed
+/// as one JSON array (a statement per row would be a round trip to SQLite's thread each).
+pub(super) async fn insert_in(conn: &mut SqliteConnection, batch: &[OpenRequest]) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let rows = batch
+        .iter()
+        .map(|o| {
+            Ok(json!([
+                o.request_id,
+                o.instance,
+                o.started_at_ms,
+                o.tenant_id,
+                o.key_id,
+                o.model,
+                o.endpoint,
+                i64::from(o.stream),
+                count(o.prompt_estimate, "prompt_estimate")?,
+                o.price_in_nanos,
+                o.price_out_nanos
+            ]))
+        })
+        .collect::<Result<Vec<Value>>>()?;
+    sqlx::query(
+        "INSERT INTO usage_open (request_id, instance, started_at_ms, tenant_id, key_id, \
+             model, endpoint, stream, prompt_estimate, price_in_nanos, price_out_nanos) \
+         SELECT o.value ->> 0, o.value ->> 1, o.value ->> 2, o.value ->> 3, o.value ->> 4, \
+             o.value ->> 5, o.value ->> 6, o.value ->> 7, o.value ->> 8, o.value ->> 9, \
+             o.value ->> 10 \
+         FROM json_each(?1) AS o \
+         WHERE NOT EXISTS (SELECT 1 FROM usage WHERE request_id = o.value ->> 0) \
+           AND NOT EXISTS (SELECT 1 FROM sli_refusals WHERE request_id = o.value ->> 0) \
+           AND NOT EXISTS (SELECT 1 FROM ledger_dead_letters \
+                           WHERE request_id = o.value ->> 0 AND kind IN ('usage', 'refusal')) \
+         ON CONFLICT (request_id) DO NOTHING",
+    )
+    .bind(Value::Array(rows).to_string())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -54,26 +74,44 @@ pub(super) async fn checkpoint(pool: &SqlitePool, batch: &[Checkpoint]) -> Resul
         return Ok(());
     }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for c in batch {
-        sqlx::query(
-            "UPDATE usage_open SET worker = ?2, provider = ?3, region = ?4, \
-                 worker_price_nanos = ?5, worker_slots = ?6, relayed_tokens = ?7, ttft_ms = ?8, \
-                 checkpoint_at_ms = ?9 \
-             WHERE request_id = ?1",
-        )
-        .bind(&c.request_id)
-        .bind(&c.worker)
-        .bind(&c.provider)
-        .bind(&c.region)
-        .bind(c.worker_price_nanos)
-        .bind(i64::from(c.worker_slots))
-        .bind(count(c.relayed_tokens, "relayed_tokens")?)
-        .bind(c.ttft_ms.map(|t| count(t, "ttft_ms")).transpose()?)
-        .bind(c.at_ms)
-        .execute(&mut *tx)
-        .await?;
-    }
+    checkpoint_in(&mut tx, batch).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// [`checkpoint`] in the caller's transaction, one statement for the batch (as [`insert_in`]).
+/// A request should appear once in a batch (the ledger writer keeps only its latest).
+pub(super) async fn checkpoint_in(conn: &mut SqliteConnection, batch: &[Checkpoint]) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let rows = batch
+        .iter()
+        .map(|c| {
+            Ok(json!([
+                c.request_id,
+                c.worker,
+                c.provider,
+                c.region,
+                c.worker_price_nanos,
+                i64::from(c.worker_slots),
+                count(c.relayed_tokens, "relayed_tokens")?,
+                c.ttft_ms.map(|t| count(t, "ttft_ms")).transpose()?,
+                c.at_ms
+            ]))
+        })
+        .collect::<Result<Vec<Value>>>()?;
+    sqlx::query(
+        "UPDATE usage_open SET worker = c.value ->> 1, provider = c.value ->> 2, \
+             region = c.value ->> 3, worker_price_nanos = c.value ->> 4, \
+             worker_slots = c.value ->> 5, relayed_tokens = c.value ->> 6, \
+             ttft_ms = c.value ->> 7, checkpoint_at_ms = c.value ->> 8 \
+         FROM json_each(?1) AS c \
+         WHERE usage_open.request_id = c.value ->> 0",
+    )
+    .bind(Value::Array(rows).to_string())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

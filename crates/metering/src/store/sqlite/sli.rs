@@ -88,8 +88,21 @@ pub(super) async fn insert_refusals(writer: &SqlitePool, batch: &[Refusal]) -> R
         return Ok(());
     }
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    insert_refusals_in(&mut tx, batch).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`insert_refusals`] in the caller's transaction.
+pub(super) async fn insert_refusals_in(
+    conn: &mut SqliteConnection,
+    batch: &[Refusal],
+) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
     let stored = batch::stored_ids(
-        &mut tx,
+        &mut *conn,
         &batch::REFUSALS,
         batch.iter().map(|r| r.request_id.as_str()),
     )
@@ -106,13 +119,12 @@ pub(super) async fn insert_refusals(writer: &SqlitePool, batch: &[Refusal]) -> R
                 .bind(i64::from(r.http_status))
                 .bind(r.throttled);
         }
-        query.execute(&mut *tx).await?;
+        query.execute(&mut *conn).await?;
     }
     let new = batch::unstored(batch, |r| r.request_id.as_str(), &stored);
-    apply(&mut tx, &fold([], new)).await?;
+    apply(&mut *conn, &fold([], new)).await?;
     // A request refused after it was admitted (no worker for it after all) was opened.
-    super::open::close(&mut tx, batch.iter().map(|r| r.request_id.as_str())).await?;
-    tx.commit().await?;
+    super::open::close(&mut *conn, batch.iter().map(|r| r.request_id.as_str())).await?;
     Ok(())
 }
 
