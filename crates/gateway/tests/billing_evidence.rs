@@ -130,15 +130,7 @@ async fn a_lying_worker_is_billed_by_the_gateways_count_and_blocks_no_one() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let fleet: Value = client()
-        .get(format!("{}/admin/v1/fleet", gw.url()))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fleet = admin_get(&gw, "/admin/v1/fleet").await;
     let liar = fleet["data"]
         .as_array()
         .unwrap()
@@ -147,15 +139,7 @@ async fn a_lying_worker_is_billed_by_the_gateways_count_and_blocks_no_one() {
         .unwrap()
         .clone();
     assert_eq!(liar["usage_rejected"]["count"], 10, "{liar}");
-    let letters: Value = client()
-        .get(format!("{}/admin/v1/ledger/dead-letters", gw.url()))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let letters = admin_get(&gw, "/admin/v1/ledger/dead-letters").await;
     assert_eq!(
         letters["data"],
         json!([]),

@@ -101,17 +101,6 @@ async fn register(gw: &RunningGateway, body: &Value) -> (u16, Value) {
     .await
 }
 
-async fn admin_get(gw: &RunningGateway, path: &str) -> Value {
-    let resp = client()
-        .get(format!("{}{path}", gw.url()))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
-}
-
 async fn admin_post(gw: &RunningGateway, path: &str, body: Value) -> (u16, Value) {
     let resp = client()
         .post(format!("{}{path}", gw.url()))

@@ -434,15 +434,7 @@ async fn a_worker_that_answers_whole_serves_both_kinds_of_client_without_a_ttft(
     assert_eq!(events.last().unwrap().data, "[DONE]");
     // Nor is the whole answer's time taken as the worker's TTFT (it would be judged an
     // outlier against workers that stream, and ejected).
-    let fleet: serde_json::Value = client()
-        .get(format!("{}/admin/v1/fleet", gw.url()))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fleet = admin_get(&gw, "/admin/v1/fleet").await;
     let worker = &fleet["data"][0];
     assert_eq!(worker["name"], "whole");
     assert_eq!(worker["ttft_samples"], 0, "{worker}");

@@ -114,6 +114,18 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
+/// GETs an admin API path with the admin token; asserts 200 and returns the JSON.
+pub async fn admin_get(gw: &RunningGateway, path: &str) -> Value {
+    let resp = client()
+        .get(format!("{}{path}", gw.url()))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "GET {path}");
+    resp.json().await.unwrap()
+}
+
 pub async fn post(gw: &RunningGateway, path: &str, body: &Value) -> reqwest::Response {
     client()
         .post(format!("{}{path}", gw.url()))
