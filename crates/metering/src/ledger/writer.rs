@@ -138,10 +138,14 @@ impl Record for Refusal {
     }
 }
 
-fn report<R: Serialize + ?Sized>(record: &R, why: &str) {
+fn report<R: Record>(record: &R, why: &str) {
     let json = serde_json::to_string(record).unwrap_or_else(|e| format!("\"unprintable: {e}\""));
-    // stderr on purpose, beside the log: this line is the record, for an operator to import.
-    eprintln!("switchyard: unwritten ledger record ({why}): {json}");
+    // stderr on purpose, beside the log: this line is the record, with its kind, for an
+    // operator to import.
+    eprintln!(
+        "switchyard: unwritten ledger {} record ({why}): {json}",
+        R::KIND
+    );
 }
 
 /// The writer's side: the queue, the shutdown signals and the counters.
