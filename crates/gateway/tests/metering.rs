@@ -69,6 +69,10 @@ async fn ledger_matches_what_workers_generated_under_faults() {
     // Cut streams must reach the client cut here (the ledger's side of a broken stream is
     // what is tested); resumed streams have their own test in resilience.rs.
     c.upstream.max_resumes = 0;
+    // Every request must be served: `max_attempts` counts every worker a request is sent to,
+    // starts-over included, and a 500, a cut and another 500 in a row would use up the
+    // default 3 about once in these 2,000 requests.
+    c.upstream.max_attempts = 8;
     roomy(&mut c);
     let gw = Arc::new(start(c).await);
 
