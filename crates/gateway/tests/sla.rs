@@ -472,21 +472,7 @@ async fn minutes_without_a_running_gateway_count_as_unobserved() {
     let boot = |clock: Arc<ManualClock>| {
         let mut c = config(vec![sim("a", |_| {})]);
         c.state.path = db.clone();
-        async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            switchyard_gateway::start_with_clock(
-                c,
-                switchyard_gateway::Secrets {
-                    dev_key: Some(KEY.into()),
-                    admin_token: Some(ADMIN.into()),
-                    fleet_token: None,
-                },
-                listener,
-                clock,
-            )
-            .await
-            .unwrap()
-        }
+        start_with_clock(c, clock)
     };
     let gw = boot(clock.clone()).await; // alive in 10:00
     let (s, _) = admin(

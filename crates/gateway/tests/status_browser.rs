@@ -10,9 +10,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use switchyard_metering::clock::ManualClock;
 use switchyard_metering::directory::unix_ms;
 use switchyard_metering::sli::minute_of;
 use switchyard_metering::{UsageRecord, UsageStatus};
@@ -160,8 +162,12 @@ fn line_pixels(png_path: &Path) -> (u32, u32, (u32, u32), usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_renders_charts_with_data_in_headless_chromium() {
     let Some(bin) = chromium() else { return };
-    let gw = start(config(vec![sim("a", |_| {})])).await;
-    let now_minute = minute_of(unix_ms());
+    // Half a minute into the current minute, held there: the page's buckets are counted back
+    // from the minute it is rendered in, which must be the one the history was written for.
+    let now_ms = minute_of(unix_ms()) * MIN + 30_000;
+    let clock = Arc::new(ManualClock::new(now_ms));
+    let gw = start_with_clock(config(vec![sim("a", |_| {})]), clock).await;
+    let now_minute = minute_of(now_ms);
     gw.state
         .directory
         .store()
