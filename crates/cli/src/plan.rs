@@ -740,7 +740,7 @@ async fn capacity(a: CapacityArgs) -> Result<(), String> {
 fn tiers(config: Option<&PathBuf>) -> Result<Vec<TierPrice>, String> {
     let tiers = match config {
         Some(path) => switchyard_gateway::Config::load(path).map_err(err)?.tiers,
-        None => switchyard_gateway::config::default_tiers(),
+        None => switchyard_config::default_tiers(),
     };
     Ok(tiers
         .into_iter()

@@ -72,6 +72,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let sims = switchyard_sim::start_sim_workers(&mut config)
+        .await
+        .map_err(|e| e.to_string())?;
     let gateway = switchyard_gateway::start(config, secrets, listener)
         .await
         .map_err(|e| e.to_string())?;
@@ -91,7 +94,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     println!(
         "workers: {healthy}/{} healthy{}",
         workers.len(),
-        if gateway.sims.is_empty() {
+        if sims.is_empty() {
             ""
         } else {
             " (simulated fleet)"
@@ -100,5 +103,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     crate::shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     gateway.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
     Ok(())
 }

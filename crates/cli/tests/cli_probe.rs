@@ -58,7 +58,13 @@ async fn probe(url: &str, key: &str, rounds: &str) -> std::process::Output {
 /// A gateway in this process, its clock two minutes ahead of the prober's: the SLA report
 /// covers whole minutes up to its "now", so the minutes the prober pushes (by the real clock)
 /// are already in it.
-async fn gateway(dir: &std::path::Path) -> (switchyard_gateway::RunningGateway, String) {
+async fn gateway(
+    dir: &std::path::Path,
+) -> (
+    switchyard_gateway::RunningGateway,
+    Vec<switchyard_sim::SimHandle>,
+    String,
+) {
     let mut c = switchyard_gateway::Config::embedded_default();
     let mut sim = switchyard_sim::SimConfig {
         prefill_base_ms: 2.0,
@@ -66,7 +72,7 @@ async fn gateway(dir: &std::path::Path) -> (switchyard_gateway::RunningGateway, 
         ..switchyard_sim::SimConfig::default()
     };
     sim.model = "sim-small".into();
-    c.sim_workers = vec![switchyard_gateway::config::SimWorkerConfig {
+    c.sim_workers = vec![switchyard_config::SimWorkerConfig {
         name: "w1".into(),
         provider: "p".into(),
         region: "eu".into(),
@@ -83,6 +89,7 @@ async fn gateway(dir: &std::path::Path) -> (switchyard_gateway::RunningGateway, 
     let clock = std::sync::Arc::new(switchyard_metering::clock::ManualClock::new(
         switchyard_metering::directory::unix_ms() + 120_000,
     ));
+    let sims = switchyard_sim::start_sim_workers(&mut c).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw = switchyard_gateway::start_with_clock(
         c,
@@ -97,13 +104,13 @@ async fn gateway(dir: &std::path::Path) -> (switchyard_gateway::RunningGateway, 
     .await
     .unwrap();
     let url = gw.url();
-    (gw, url)
+    (gw, sims, url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_from_outside_count_in_the_sla_report_and_on_the_status_page() {
     let dir = tempfile::tempdir().unwrap();
-    let (gw, url) = gateway(dir.path()).await;
+    let (gw, sims, url) = gateway(dir.path()).await;
 
     // Healthy: three rounds, all passing, pushed.
     let out = probe(&url, DEV_KEY, "3").await;
@@ -121,7 +128,7 @@ async fn probes_from_outside_count_in_the_sla_report_and_on_the_status_page() {
     assert_eq!(month["probe_availability_ppm"], 1_000_000);
 
     // The worker fails every request: the probes see it from outside.
-    gw.sims[0].set_faults(switchyard_sim::FaultConfig {
+    sims[0].set_faults(switchyard_sim::FaultConfig {
         error_500: 1.0,
         ..switchyard_sim::FaultConfig::default()
     });
@@ -184,4 +191,7 @@ async fn probes_from_outside_count_in_the_sla_report_and_on_the_status_page() {
         .unwrap();
     assert_eq!(future.status(), 400);
     gw.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
 }

@@ -10,7 +10,6 @@ pub mod admit;
 pub mod alerting;
 pub mod auth;
 mod body;
-pub mod config;
 pub mod content_log;
 pub mod error;
 pub mod fleet_api;
@@ -28,6 +27,6 @@ pub mod synthetic;
 pub mod upstream;
 pub mod worker_scrape;
 
-pub use config::Config;
 pub use error::GatewayError;
 pub use server::{start, start_with_clock, RunningGateway, Secrets, StartError};
+pub use switchyard_config::Config;

@@ -22,7 +22,6 @@
 //! Models are labelled only once the fleet is known to serve them (a client's made-up model
 //! name must not create a series).
 
-pub mod config;
 pub mod exposition;
 pub mod scrape_time;
 mod series;

@@ -1,6 +1,7 @@
-//! Starting and stopping the gateway: spawn configured sim workers, build the fleet, run the
-//! first health check before listening (so the first request finds ready workers), serve, and
-//! on shutdown let in-flight requests finish within the grace period.
+//! Starting and stopping the gateway: build the fleet, run the first health check before
+//! listening (so the first request finds ready workers), serve, and on shutdown let in-flight
+//! requests finish within the grace period. Simulated workers are the caller's to start
+//! (`switchyard_sim::start_sim_workers`): the gateway serves whatever `[[workers]]` it is given.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +10,6 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use axum::Router;
 use switchyard_fleet::{Fleet, HealthChecker};
-use switchyard_sim::SimHandle;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -23,17 +23,14 @@ use switchyard_metering::ledger::{Ledger, LedgerConfig, LedgerTask};
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::{ApiKey, LimitOverrides, Scopes, Store, StoreError, Tenant};
 
-use crate::config::Config;
 use crate::handlers::{inference, method_not_allowed, models, not_found, probes};
 use crate::state::AppState;
+use switchyard_config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot start simulated worker '{name}': {source}")]
-    Sim {
-        name: String,
-        source: std::io::Error,
-    },
+    #[error("the config has [[sim_workers]] that were not started: start them first (switchyard_sim::start_sim_workers) and pass their [[workers]] entries")]
+    SimWorkersNotStarted,
     #[error("invalid fleet: {0}")]
     Fleet(#[from] switchyard_fleet::FleetError),
     #[error("cannot build the HTTP client: {0}")]
@@ -58,8 +55,6 @@ pub struct Secrets {
 pub struct RunningGateway {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
-    /// The simulated workers this gateway started, for tests to inject faults into.
-    pub sims: Vec<SimHandle>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
     health: JoinHandle<()>,
@@ -178,6 +173,9 @@ pub async fn start_with_clock(
     listener: TcpListener,
     clock: Arc<dyn Clock>,
 ) -> Result<RunningGateway, StartError> {
+    if !config.sim_workers.is_empty() {
+        return Err(StartError::SimWorkersNotStarted);
+    }
     let store = open_store(&config).await?;
     ensure_dev_tenant(&*store, &config).await?;
     let instance = crate::heartbeat::instance_name();
@@ -197,19 +195,10 @@ pub async fn start_with_clock(
             instance: instance.clone(),
         },
     );
-    let mut sims = Vec::new();
-    let mut specs = config.workers.clone();
-    for sim in &config.sim_workers {
-        let handle = switchyard_sim::spawn_on("127.0.0.1:0", sim.sim.clone())
-            .await
-            .map_err(|source| StartError::Sim {
-                name: sim.name.clone(),
-                source,
-            })?;
-        specs.push(sim.to_worker_spec(handle.url()));
-        sims.push(handle);
-    }
-    let fleet = Arc::new(Fleet::with_policy(specs, config.outlier.clone())?);
+    let fleet = Arc::new(Fleet::with_policy(
+        config.workers.clone(),
+        config.outlier.clone(),
+    )?);
     let client = http_client(&config)?;
     let checker = HealthChecker::new(fleet.clone(), client.clone(), config.health.clone());
     checker.check_all_once().await;
@@ -301,7 +290,6 @@ pub async fn start_with_clock(
     Ok(RunningGateway {
         addr,
         state,
-        sims,
         stop: Some(stop),
         server,
         health,
@@ -360,8 +348,5 @@ impl RunningGateway {
             ledger.shutdown(self.grace).await;
         }
         self.heartbeat.abort();
-        for sim in self.sims.drain(..) {
-            sim.shutdown().await;
-        }
     }
 }

@@ -7,7 +7,7 @@ use switchyard_fleet::Fleet;
 use switchyard_metering::directory::Directory;
 use switchyard_metering::ledger::Ledger;
 
-use crate::config::Config;
+use switchyard_config::Config;
 
 pub struct AppState {
     pub config: Config,

@@ -278,9 +278,7 @@ async fn the_admin_token_is_required_and_without_one_there_is_no_admin_api() {
         admin_token: None,
         fleet_token: None,
     };
-    let gw = switchyard_gateway::start(config(vec![sim("a", |_| {})]), secrets, listener)
-        .await
-        .unwrap();
+    let gw = start_on(config(vec![sim("a", |_| {})]), secrets, listener, None).await;
     let resp = client()
         .get(format!("{}/admin/v1/tenants", gw.url()))
         .bearer_auth(ADMIN)

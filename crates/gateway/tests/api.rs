@@ -269,3 +269,20 @@ async fn arbitrary_bodies_never_take_the_gateway_down() {
     assert_eq!(health.status(), 200);
     gw.shutdown().await;
 }
+
+/// The gateway never starts simulated workers itself: a config whose `[[sim_workers]]` were
+/// not started by the caller is refused with an error that says what to do, rather than
+/// served with a fleet silently missing them.
+#[tokio::test]
+async fn unstarted_sim_workers_are_refused_at_start() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = switchyard_gateway::start(
+        config(vec![sim("a", |_| {})]),
+        switchyard_gateway::Secrets::default(),
+        listener,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("start_sim_workers"), "{err}");
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use switchyard_gateway::config::FleetConfig;
+use switchyard_config::FleetConfig;
 use switchyard_gateway::{Config, RunningGateway, Secrets};
 use switchyard_sim::{SimConfig, SimHandle};
 
@@ -27,7 +27,7 @@ fn fleet_config(lease_ms: u64, heartbeat_ms: u64) -> Config {
     c
 }
 
-async fn gateway(config: Config) -> RunningGateway {
+async fn gateway(config: Config) -> TestGateway {
     start_with(
         config,
         Secrets {

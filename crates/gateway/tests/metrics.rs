@@ -685,7 +685,7 @@ struct Phase {
 /// per-minute counts as `switchyard_sli_requests_total` series.
 #[test]
 fn prometheus_rules_and_the_gateway_judge_the_same_traffic_alike() {
-    use switchyard_gateway::alerting::config::AlertsConfig;
+    use switchyard_config::AlertsConfig;
     use switchyard_slo::burn::{decide, Severity, WindowCounts, Windows};
     use switchyard_slo::objectives::{FIVE_XX_TARGET_BP, THROTTLED_TARGET_BP};
 
@@ -709,7 +709,7 @@ fn prometheus_rules_and_the_gateway_judge_the_same_traffic_alike() {
         ),
         (3_600_000, 300_000, 21_600_000, 1_800_000)
     );
-    let policy = config.policy();
+    let policy = switchyard_gateway::alerting::policy::burn_policy(&config);
     let steady = |minutes, good, failed, slow, shed, over_limit| Phase {
         minutes,
         good,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
+use switchyard_config::RoutingPolicy;
 use switchyard_fleet::WorkerState;
-use switchyard_gateway::config::RoutingPolicy;
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
 use switchyard_metering::Store;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
+use switchyard_config::{CanaryMode, CanarySplit};
 use switchyard_fleet::Pool;
-use switchyard_gateway::route::canary::{CanaryMode, CanarySplit};
 
 async fn error_code(resp: reqwest::Response) -> (u16, Option<String>, String) {
     let status = resp.status().as_u16();

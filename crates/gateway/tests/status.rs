@@ -58,7 +58,7 @@ async fn get(gw: &RunningGateway, path: &str) -> reqwest::Response {
 
 /// Three workers in two regions: a good one, one answering 500 to everything (kept in
 /// rotation), and a drained one, so its model has no worker and gets the gateway's 503.
-async fn gateway() -> RunningGateway {
+async fn gateway() -> TestGateway {
     let mut ok = sim("wk-ok-eu", |_| {});
     ok.sim.model = "m-ok".into();
     ok.region = "eu-west".into();

@@ -76,7 +76,9 @@ mod stats;
 mod text;
 mod tgi;
 mod timing;
+mod workers;
 
 pub use config::{FaultConfig, SimConfig, UsageInStream};
 pub use server::{spawn, spawn_on, SimHandle};
 pub use stats::SimStats;
+pub use workers::{start_sim_workers, SimStartError};

@@ -15,8 +15,8 @@ use switchyard_slo::burn::{decide, format_burn, Policy, Severity, Windows};
 use switchyard_slo::objectives::{FIVE_XX_TARGET_BP, THROTTLED_TARGET_BP};
 
 use super::alert::{Alert, SLO_5XX_BURN, SLO_BURN, SLO_THROTTLED_BURN};
-use super::config::AlertsConfig;
 use super::windows::{ScopeWindows, Scopes};
+use switchyard_config::AlertsConfig;
 
 /// One budget the burn alerts watch.
 pub struct Objective {
@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn narrow_scopes_fold_into_the_fleet_wide_alert() {
         let config = AlertsConfig::default();
-        let policy = config.policy();
+        let policy = crate::alerting::policy::burn_policy(&config);
         let scopes = Scopes::from([
             ("all".to_string(), burning(50)),
             ("model:m".to_string(), burning(50)),
@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn the_5xx_and_throttling_objectives_alert_on_their_own_budgets() {
         let config = AlertsConfig::default();
-        let policy = config.policy();
+        let policy = crate::alerting::policy::burn_policy(&config);
         // 3% of requests shed: within a 99.9% availability budget? No: 30x. Within the 0.2%
         // 5xx budget? 15x. Within the 1% throttling budget? 3x: no alert for it.
         let w = |bad| {

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use switchyard_metering::directory::unix_ms;
 use switchyard_slo::burn::Policy;
 
-use super::config::AlertsConfig;
 use super::recorder::Recorder;
 use super::tracker::Tracker;
 use super::{burn_alerts, fleet_alerts, windows};
 use crate::state::AppState;
+use switchyard_config::AlertsConfig;
 
 pub struct Evaluator {
     state: Arc<AppState>,
@@ -28,7 +28,7 @@ impl Evaluator {
             tracker.adopt(a);
         }
         Self {
-            policy: config.policy(),
+            policy: super::policy::burn_policy(&config),
             state,
             config,
             tracker,

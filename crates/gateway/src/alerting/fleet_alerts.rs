@@ -10,7 +10,7 @@ use switchyard_fleet::{Fleet, Worker};
 use switchyard_slo::burn::Severity;
 
 use super::alert::{Alert, MODEL_UNAVAILABLE, PROBE_FAILED, USAGE_REJECTED};
-use super::config::AlertsConfig;
+use switchyard_config::AlertsConfig;
 
 /// A refused usage report keeps its worker's alert firing this long.
 const USAGE_REJECTED_FOR_MS: i64 = 15 * 60 * 1000;

@@ -7,7 +7,8 @@
 //! over 1 h and 5 m, ticket above 6× over 6 h and 30 m). It also alerts on a worker whose last
 //! synthetic probe failed and on a model with no worker in rotation.
 //!
-//! - [`config`]: `[alerts]`; [`windows`]: SLIs per scope; [`burn_alerts`], [`fleet_alerts`]:
+//! - `[alerts]` is `switchyard_config::AlertsConfig`, and [`policy`] its burn thresholds;
+//!   [`windows`]: SLIs per scope; [`burn_alerts`], [`fleet_alerts`]:
 //!   which alerts hold; [`tracker`]: deduplication into start / escalation / resolution;
 //!   [`notify`]: log lines and the webhook; [`recorder`], [`impact`]: the incident log;
 //!   [`postmortem`]: an incident as a Markdown post-mortem template.
@@ -16,11 +17,11 @@
 
 pub mod alert;
 pub mod burn_alerts;
-pub mod config;
 mod evaluate;
 pub mod fleet_alerts;
 pub mod impact;
 pub mod notify;
+pub mod policy;
 pub mod postmortem;
 mod recorder;
 pub mod tracker;

@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::burn_alerts::window_label;
-use super::config::AlertsConfig;
 use super::tracker::{Active, Transition};
 use crate::admin::format_rfc3339;
+use switchyard_config::AlertsConfig;
 
 pub struct Notifier {
     tx: Option<mpsc::Sender<Value>>,

@@ -8,7 +8,7 @@ use switchyard_metering::incident::ScopedCounts;
 use switchyard_metering::{Limits, Store, StoreError};
 use switchyard_slo::burn::{WindowCounts, Windows};
 
-use super::config::AlertsConfig;
+use switchyard_config::AlertsConfig;
 
 /// One scope's counts and the SLO they are judged against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn rows_sum_into_all_tier_and_model_with_the_strictest_slo() {
-        let tiers = crate::config::default_tiers();
+        let tiers = switchyard_config::default_tiers();
         let row = |tier: &str, model: &str, requests, errors_5xx| ScopedCounts {
             tenant_id: format!("t-{tier}"),
             tier: tier.into(),

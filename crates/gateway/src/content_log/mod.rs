@@ -6,7 +6,6 @@
 //! buffering, nothing queued).
 
 pub mod capture;
-pub mod config;
 pub mod redact;
 pub mod sweep;
 

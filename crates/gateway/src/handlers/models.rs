@@ -24,11 +24,9 @@ pub async fn list(
         .map(|(model, workers)| {
             let model = model.as_str();
             let owners: Vec<&str> = workers.iter().map(|w| w.spec.provider.as_str()).collect();
-            let simulated = state
-                .config
-                .sim_workers
+            let simulated = workers
                 .iter()
-                .any(|s| s.sim.model == model);
+                .any(|w| w.spec.gpu == switchyard_config::SIMULATED_GPU);
             ModelCard {
                 id: model.to_string(),
                 object: "model",

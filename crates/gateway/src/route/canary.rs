@@ -11,28 +11,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Deserialize;
+use switchyard_config::{CanaryMode, CanarySplit};
 use switchyard_fleet::Pool;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CanarySplit {
-    pub model: String,
-    /// Share of the model's requests for the canary pool, 0.0 to 1.0.
-    pub weight: f64,
-    #[serde(default)]
-    pub mode: CanaryMode,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CanaryMode {
-    /// The share is served by the canary.
-    #[default]
-    Split,
-    /// The share is copied to the canary; the client is served by the main pool.
-    Shadow,
-}
 
 #[derive(Debug)]
 pub struct Canaries {

@@ -19,10 +19,10 @@ use switchyard_fleet::{Pick, Pool, Query, Worker, WorkerLease};
 use switchyard_metering::directory::KeyEntry;
 use switchyard_protocol::InferenceRequest;
 
-use crate::config::RoutingPolicy;
 use crate::error::GatewayError;
 use crate::state::AppState;
 use queue::Priority;
+use switchyard_config::RoutingPolicy;
 
 /// What routing needs to know of one request.
 #[derive(Debug, Clone)]

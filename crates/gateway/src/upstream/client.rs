@@ -20,8 +20,8 @@ use hyper_util::rt::TokioExecutor;
 
 use switchyard_fleet::WorkerSpec;
 
-use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
+use switchyard_config::UpstreamConfig;
 
 #[derive(Clone)]
 pub struct UpstreamClient {

@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use switchyard_config::SimWorkerConfig;
 use switchyard_fleet::RuntimeKind;
-use switchyard_gateway::config::SimWorkerConfig;
 use switchyard_gateway::{Config, RunningGateway, Secrets};
-use switchyard_sim::SimConfig;
+use switchyard_sim::{SimConfig, SimHandle};
 
 pub const KEY: &str = "sk-test-0123456789abcdefghij";
 pub const ADMIN: &str = "sy-admin-test-0123456789abcdef";
@@ -90,7 +90,7 @@ pub fn config(sims: Vec<SimWorkerConfig>) -> Config {
     c
 }
 
-pub async fn start(config: Config) -> RunningGateway {
+pub async fn start(config: Config) -> TestGateway {
     start_with(
         config,
         Secrets {
@@ -102,31 +102,69 @@ pub async fn start(config: Config) -> RunningGateway {
     .await
 }
 
-pub async fn start_with(config: Config, secrets: Secrets) -> RunningGateway {
-    config.validate().unwrap();
+/// A gateway a test started, with the simulated workers its config asked for (started first,
+/// as `switchyard serve` does). Derefs to the gateway.
+pub struct TestGateway {
+    pub gateway: RunningGateway,
+    /// In `[[sim_workers]]` order, for fault injection.
+    pub sims: Vec<SimHandle>,
+}
+
+impl std::ops::Deref for TestGateway {
+    type Target = RunningGateway;
+    fn deref(&self) -> &RunningGateway {
+        &self.gateway
+    }
+}
+
+impl TestGateway {
+    /// The gateway's shutdown (drain, grace, ledger flush), then the sims'.
+    pub async fn shutdown(self) {
+        self.gateway.shutdown().await;
+        for sim in self.sims {
+            sim.shutdown().await;
+        }
+    }
+}
+
+pub async fn start_with(config: Config, secrets: Secrets) -> TestGateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    switchyard_gateway::start(config, secrets, listener)
+    start_on(config, secrets, listener, None).await
+}
+
+/// Starts the config's sims, then the gateway on `listener`, on the system clock unless a
+/// test gives one.
+pub async fn start_on(
+    mut config: Config,
+    secrets: Secrets,
+    listener: tokio::net::TcpListener,
+    clock: Option<std::sync::Arc<dyn switchyard_metering::clock::Clock>>,
+) -> TestGateway {
+    config.validate().unwrap();
+    let sims = switchyard_sim::start_sim_workers(&mut config)
         .await
-        .unwrap()
+        .unwrap();
+    let gateway = match clock {
+        Some(clock) => switchyard_gateway::start_with_clock(config, secrets, listener, clock).await,
+        None => switchyard_gateway::start(config, secrets, listener).await,
+    }
+    .unwrap();
+    TestGateway { gateway, sims }
 }
 
 /// [`start`] with the clock SLA time is kept by: a test that judges minutes sets it, so that
 /// a minute boundary passing during the test cannot move its data into another bucket.
-#[allow(dead_code)]
 pub async fn start_with_clock(
     config: Config,
     clock: std::sync::Arc<dyn switchyard_metering::clock::Clock>,
-) -> RunningGateway {
-    config.validate().unwrap();
+) -> TestGateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let secrets = Secrets {
         dev_key: Some(KEY.into()),
         admin_token: Some(ADMIN.into()),
         fleet_token: None,
     };
-    switchyard_gateway::start_with_clock(config, secrets, listener, clock)
-        .await
-        .unwrap()
+    start_on(config, secrets, listener, Some(clock)).await
 }
 
 pub fn client() -> reqwest::Client {

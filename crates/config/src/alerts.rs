@@ -4,7 +4,6 @@
 //! same rules over seconds.
 
 use serde::Deserialize;
-use switchyard_slo::burn::{BurnRule, Policy, BURN_ONE};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -61,26 +60,7 @@ impl Default for AlertsConfig {
     }
 }
 
-/// A burn-rate multiple as exact thousandths (14.4 → 14,400).
-fn milli(rate: f64) -> u64 {
-    // Validated finite and positive; the cast saturates anyway.
-    (rate * BURN_ONE as f64).round() as u64
-}
-
 impl AlertsConfig {
-    pub fn policy(&self) -> Policy {
-        Policy {
-            page: BurnRule {
-                threshold_milli: milli(self.page_burn_rate),
-                min_requests: self.min_requests,
-            },
-            ticket: BurnRule {
-                threshold_milli: milli(self.ticket_burn_rate),
-                min_requests: self.min_requests,
-            },
-        }
-    }
-
     pub fn validate(&self) -> Result<(), String> {
         if !self.enabled {
             return Ok(());
@@ -123,7 +103,7 @@ impl AlertsConfig {
             );
         }
         if let Some(url) = &self.webhook_url {
-            let parsed = reqwest::Url::parse(url)
+            let parsed = url::Url::parse(url)
                 .map_err(|e| format!("alerts.webhook_url '{url}' is not a URL: {e}"))?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                 return Err(format!(
@@ -144,9 +124,7 @@ mod tests {
     fn defaults_are_the_workbooks_and_valid() {
         let c = AlertsConfig::default();
         c.validate().unwrap();
-        let p = c.policy();
-        assert_eq!(p.page.threshold_milli, 14_400);
-        assert_eq!(p.ticket.threshold_milli, 6_000);
+        assert_eq!((c.page_burn_rate, c.ticket_burn_rate), (14.4, 6.0));
     }
 
     #[test]
