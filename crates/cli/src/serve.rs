@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use rand::Rng;
-use switchyard_gateway::{Config, Secrets};
+use switchyard_server::{Config, Secrets};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -75,7 +75,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let sims = switchyard_sim::start_sim_workers(&mut config)
         .await
         .map_err(|e| e.to_string())?;
-    let gateway = switchyard_gateway::start(config, secrets, listener)
+    let gateway = switchyard_server::start(config, secrets, listener)
         .await
         .map_err(|e| e.to_string())?;
     let workers = gateway.state.fleet.workers();

@@ -61,11 +61,11 @@ async fn probe(url: &str, key: &str, rounds: &str) -> std::process::Output {
 async fn gateway(
     dir: &std::path::Path,
 ) -> (
-    switchyard_gateway::RunningGateway,
+    switchyard_server::RunningGateway,
     Vec<switchyard_sim::SimHandle>,
     String,
 ) {
-    let mut c = switchyard_gateway::Config::embedded_default();
+    let mut c = switchyard_server::Config::embedded_default();
     let mut sim = switchyard_sim::SimConfig {
         prefill_base_ms: 2.0,
         decode_ms_per_token: 1.0,
@@ -91,9 +91,9 @@ async fn gateway(
     ));
     let sims = switchyard_sim::start_sim_workers(&mut c).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = switchyard_gateway::start_with_clock(
+    let gw = switchyard_server::start_with_clock(
         c,
-        switchyard_gateway::Secrets {
+        switchyard_server::Secrets {
             dev_key: Some(DEV_KEY.into()),
             admin_token: Some(ADMIN_TOKEN.into()),
             fleet_token: None,

@@ -25,6 +25,7 @@
 pub mod exposition;
 pub mod scrape_time;
 mod series;
+pub mod worker_figures;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

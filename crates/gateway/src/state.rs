@@ -1,4 +1,5 @@
 //! What every request handler shares. Built once at start; nothing in it is locked per request.
+//! The control plane holds it too (behind its own state), and reads it; it adds nothing here.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -14,12 +15,8 @@ pub struct AppState {
     pub fleet: Arc<Fleet>,
     pub directory: Arc<Directory>,
     pub ledger: Ledger,
-    /// SHA-256 of the admin token; the admin API is off without one.
-    pub admin_token: Option<[u8; 32]>,
-    /// SHA-256 of the fleet token; the registration API is off without one.
-    pub fleet_token: Option<[u8; 32]>,
-    /// Models registered workers have served (see [`crate::fleet_api::RegisteredModels`]).
-    pub registered_models: crate::fleet_api::RegisteredModels,
+    /// Models registered workers have served (see [`crate::registered_models`]).
+    pub registered_models: crate::registered_models::RegisteredModels,
     /// Set once shutdown begins: `/readyz` answers 503 so load balancers stop sending.
     pub shutting_down: AtomicBool,
     /// For health probes and side calls (prompt counts).
@@ -35,10 +32,9 @@ pub struct AppState {
     /// Conversation → the worker that served its last turn.
     pub sticky: crate::route::sticky::StickyTable,
     pub canaries: crate::route::canary::Canaries,
-    /// The latest figures read from workers' own `/metrics` (see [`crate::worker_scrape`]).
-    pub worker_metrics: Arc<crate::worker_scrape::WorkerMetrics>,
-    /// Alert and maintenance notifications: the log, and the webhook when one is set.
-    pub notifier: crate::alerting::notify::Notifier,
+    /// The latest figures read from workers' own `/metrics`, published by the control
+    /// plane's scraper (see [`crate::metrics::worker_figures`]).
+    pub worker_metrics: Arc<crate::metrics::worker_figures::WorkerMetrics>,
     /// The time SLA records are stamped and judged by: heartbeats, maintenance notices, the
     /// report's "now". The system clock, except in tests that move time on.
     pub clock: Arc<dyn switchyard_metering::clock::Clock>,

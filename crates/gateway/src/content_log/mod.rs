@@ -1,13 +1,12 @@
 //! Opt-in content logging, the gateway's half: capture a request's prompt and completion for
 //! tenants who turned it on, redact them off the request's task, and queue the record to the
-//! ledger's content writer; plus the sweeper that deletes expired records.
+//! ledger's content writer. (The sweeper that deletes expired records is the control plane's.)
 //!
 //! Cost for tenants with logging off: one comparison when the request starts (no capture, no
 //! buffering, nothing queued).
 
 pub mod capture;
 pub mod redact;
-pub mod sweep;
 
 use serde_json::Value;
 use switchyard_metering::content::ContentRecord;

@@ -30,7 +30,7 @@ pub fn maybe_spawn(state: &Arc<AppState>, req: &InferenceRequest) {
         let id = uuid::Uuid::new_v4().to_string();
         let began = Instant::now();
         let result = match crate::upstream::attempt(&state, &req, &id, lease.worker()).await {
-            Ok(reply) => crate::synthetic::consume(reply, began).await,
+            Ok(reply) => crate::upstream::consume::consume(reply, began).await,
             Err(e) => Err(e.to_string()),
         };
         let total = began.elapsed();

@@ -7,6 +7,7 @@ pub mod budget;
 mod classify;
 pub mod client;
 pub mod collect;
+pub mod consume;
 mod edited_body;
 mod frames;
 pub mod openai;
@@ -202,7 +203,7 @@ pub async fn forward(
     Err(last_error.unwrap_or_else(|| GatewayError::NoHealthyWorker(req.model.clone())))
 }
 
-pub(crate) async fn attempt(
+pub async fn attempt(
     state: &AppState,
     req: &InferenceRequest,
     request_id: &str,

@@ -1,0 +1,49 @@
+//! `GET /admin/v1/ledger/dead-letters[?limit=100]`: ledger records the store refused, newest
+//! first, each kept whole (`record`, as JSON) with the store's reason. Invoices should not go
+//! out while this list has something new in it.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::extract::{Admin, Params};
+use super::{format_rfc3339, invalid, store_error};
+use crate::state::ControlState;
+use switchyard_gateway::error::GatewayError;
+
+pub async fn list(
+    _: Admin,
+    State(state): State<Arc<ControlState>>,
+    params: Params,
+) -> Result<Json<Value>, GatewayError> {
+    params.only(&["limit"])?;
+    let limit = match params.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| invalid("limit", "Invalid 'limit': give a number from 1 to 10000."))?,
+    };
+    let letters = state
+        .directory
+        .store()
+        .dead_letters(limit)
+        .await
+        .map_err(store_error)?;
+    let data: Vec<Value> = letters
+        .iter()
+        .map(|l| {
+            json!({
+                "request_id": l.request_id,
+                "kind": l.kind,
+                "at": format_rfc3339(l.at_ms),
+                "error": l.error,
+                "record": serde_json::from_str::<Value>(&l.record).unwrap_or(Value::String(l.record.clone())),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}

@@ -1,0 +1,114 @@
+//! `/admin/v1/fleet`: every worker, static and registered, with its state and why; and
+//! draining a worker, a provider or a region (and undoing it) without dropping what they
+//! are serving.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use switchyard_fleet::DrainTarget;
+
+use super::extract::{Admin, AdminJson};
+use super::invalid;
+use crate::fleet_api::view::worker_json;
+use crate::state::ControlState;
+use switchyard_gateway::error::GatewayError;
+
+pub async fn list(_: Admin, State(state): State<Arc<ControlState>>) -> Json<Value> {
+    let mut workers = state.fleet.workers();
+    workers.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let data: Vec<Value> = workers.iter().map(|w| worker_json(w)).collect();
+    Json(json!({ "object": "list", "data": data }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainBody {
+    worker: Option<String>,
+    provider: Option<String>,
+    region: Option<String>,
+    /// Shown as the workers' reason; a default says who did it.
+    reason: Option<String>,
+}
+
+impl DrainBody {
+    fn target(self) -> Result<(DrainTarget, Option<String>), GatewayError> {
+        let reason = self.reason;
+        let target = match (self.worker, self.provider, self.region) {
+            (Some(w), None, None) => DrainTarget::Worker(w),
+            (None, Some(p), None) => DrainTarget::Provider(p),
+            (None, None, Some(r)) => DrainTarget::Region(r),
+            _ => {
+                return Err(invalid(
+                    "worker",
+                    "Give exactly one of 'worker', 'provider' or 'region'.",
+                ))
+            }
+        };
+        Ok((target, reason))
+    }
+}
+
+fn describe(target: &DrainTarget) -> (&'static str, &str) {
+    match target {
+        DrainTarget::Worker(n) => ("worker", n),
+        DrainTarget::Provider(p) => ("provider", p),
+        DrainTarget::Region(r) => ("region", r),
+    }
+}
+
+async fn apply(
+    state: &ControlState,
+    body: DrainBody,
+    draining: bool,
+) -> Result<Json<Value>, GatewayError> {
+    let (target, reason) = body.target()?;
+    let (kind, value) = describe(&target);
+    let matched: Vec<String> = state
+        .fleet
+        .workers()
+        .iter()
+        .filter(|w| target.matches(w))
+        .map(|w| w.spec.name.clone())
+        .collect();
+    if matched.is_empty() {
+        return Err(GatewayError::NotFound(format!(
+            "No worker matches {kind} '{value}'."
+        )));
+    }
+    let why = reason.unwrap_or_else(|| {
+        if draining {
+            format!("drained by admin ({kind} {value})")
+        } else {
+            format!("undrained by admin ({kind} {value})")
+        }
+    });
+    let changed = state.fleet.drain(&target, draining, &why);
+    Ok(Json(json!({
+        kind: value,
+        "draining": draining,
+        "matched": matched.len(),
+        "changed": changed,
+        "workers": matched,
+    })))
+}
+
+/// Matching workers get no new requests; their streams finish. Idempotent: draining what is
+/// already draining changes nothing (`changed` counts what did change).
+pub async fn drain(
+    _: Admin,
+    State(state): State<Arc<ControlState>>,
+    AdminJson(body): AdminJson<DrainBody>,
+) -> Result<Json<Value>, GatewayError> {
+    apply(&state, body, true).await
+}
+
+pub async fn undrain(
+    _: Admin,
+    State(state): State<Arc<ControlState>>,
+    AdminJson(body): AdminJson<DrainBody>,
+) -> Result<Json<Value>, GatewayError> {
+    apply(&state, body, false).await
+}

@@ -1,0 +1,86 @@
+//! The registration API, under `/fleet/v1` on the gateway's own listener: how workers run by
+//! `switchyard agent` join the fleet, hold their place by heartbeat, drain and leave.
+//!
+//! - Every route takes `Authorization: Bearer <fleet token>` (a secret distinct from the
+//!   admin token: agents run on rented machines, and a leaked fleet token must not open the
+//!   tenants and keys). Compared as SHA-256 digests in constant time; missing or wrong is 401,
+//!   and without a configured token the API is absent (404, as an unknown route).
+//! - A registration holds a lease of `fleet.lease_ms`; heartbeats renew it and a background
+//!   task ([`leases`]) removes workers whose lease ran out. Requests already on a removed
+//!   worker finish: they hold the worker, not the registry.
+//! - A worker from the config file can be seen here but not replaced, drained or removed:
+//!   the file is the operator's word (409).
+//! - Errors are [`GatewayError`]s, in the same OpenAI shape as everything else.
+
+mod auth;
+mod drain;
+mod heartbeat;
+pub mod leases;
+mod registration;
+pub mod view;
+mod worker;
+mod workers;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use switchyard_fleet::{FleetError, Worker, WorkerSource};
+
+use crate::state::ControlState;
+use switchyard_gateway::error::GatewayError;
+
+/// The registration routes, to be merged into the gateway's router before its state is set.
+pub fn router() -> Router<Arc<ControlState>> {
+    Router::new()
+        .route("/fleet/v1/workers", post(workers::register))
+        .route(
+            "/fleet/v1/workers/{name}",
+            get(worker::show).delete(worker::remove),
+        )
+        .route(
+            "/fleet/v1/workers/{name}/heartbeat",
+            post(heartbeat::heartbeat),
+        )
+        .route("/fleet/v1/workers/{name}/drain", post(drain::drain))
+}
+
+/// A fleet failure as the registration API reports it.
+fn fleet_error(e: FleetError) -> GatewayError {
+    match e {
+        FleetError::UnknownWorker(name) => not_registered(&name),
+        FleetError::StaticName(name) => static_worker(&name),
+        FleetError::InvalidWorker(message) => GatewayError::InvalidRequest {
+            message,
+            param: None,
+        },
+        FleetError::DuplicateName(name) => {
+            GatewayError::Conflict(format!("A worker named '{name}' already exists."))
+        }
+    }
+}
+
+/// 404 tells an agent to register again (its lease ran out, or the gateway restarted).
+fn not_registered(name: &str) -> GatewayError {
+    GatewayError::NotFound(format!(
+        "Worker '{name}' is not registered (its lease may have run out); register it again."
+    ))
+}
+
+fn static_worker(name: &str) -> GatewayError {
+    GatewayError::Conflict(format!(
+        "Worker '{name}' is declared in the gateway's config file; the registration API cannot change it."
+    ))
+}
+
+/// The registered worker called `name`, or why there is none to act on.
+fn registered(state: &ControlState, name: &str) -> Result<Arc<Worker>, GatewayError> {
+    let worker = state
+        .fleet
+        .worker(name)
+        .ok_or_else(|| not_registered(name))?;
+    if worker.source == WorkerSource::Static {
+        return Err(static_worker(name));
+    }
+    Ok(worker)
+}

@@ -1,0 +1,45 @@
+//! `GET /fleet/v1/workers/{name}` (its state, what it is serving, its lease) and
+//! `DELETE /fleet/v1/workers/{name}` (it leaves the fleet).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::auth::FleetAgent;
+use super::view::worker_json;
+use super::{not_registered, registered};
+use crate::admin::extract::Id;
+use crate::state::ControlState;
+use switchyard_gateway::error::GatewayError;
+
+pub async fn show(
+    _: FleetAgent,
+    State(state): State<Arc<ControlState>>,
+    Id(name): Id,
+) -> Result<Json<Value>, GatewayError> {
+    let worker = state
+        .fleet
+        .worker(&name)
+        .ok_or_else(|| not_registered(&name))?;
+    Ok(Json(worker_json(&worker)))
+}
+
+/// Requests still on the worker finish (they hold it); `outstanding` says how many there were.
+pub async fn remove(
+    _: FleetAgent,
+    State(state): State<Arc<ControlState>>,
+    Id(name): Id,
+) -> Result<Json<Value>, GatewayError> {
+    registered(&state, &name)?;
+    let gone = state
+        .fleet
+        .remove(&name)
+        .ok_or_else(|| not_registered(&name))?;
+    Ok(Json(json!({
+        "name": gone.spec.name,
+        "removed": true,
+        "outstanding": gone.outstanding(),
+    })))
+}

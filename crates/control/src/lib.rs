@@ -1,0 +1,93 @@
+//! Switchyard's control plane: everything that is not a customer's request. It depends on the
+//! request path's public types (`switchyard-gateway`), never the other way.
+//!
+//! - [`admin`]: the admin API (tenants, keys, usage, SLA report, incidents, maintenance,
+//!   probes pushed by `switchyard probe`, content logs, the fleet's drains).
+//! - [`fleet_api`]: the registration API of `switchyard agent`, and registration leases.
+//! - [`status`]: the public status page and its admin view.
+//! - [`alerting`]: the SLO evaluator, incidents and notifications.
+//! - [`synthetic`]: synthetic probes of every worker.
+//! - [`worker_scrape`]: reading workers' own `/metrics`.
+//! - [`content_sweep`]: deleting expired content logs.
+
+pub mod admin;
+pub mod alerting;
+pub mod content_sweep;
+pub mod fleet_api;
+pub mod state;
+pub mod status;
+pub mod synthetic;
+pub mod worker_scrape;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use switchyard_gateway::state::AppState;
+use switchyard_metering::keys::hash_secret;
+use tokio::task::JoinHandle;
+
+pub use state::ControlState;
+
+/// The control plane's secrets, never read from the config file.
+#[derive(Default)]
+pub struct ControlSecrets {
+    /// Enables the admin API.
+    pub admin_token: Option<String>,
+    /// Enables the registration API (`/fleet/v1`) for `switchyard agent`.
+    pub fleet_token: Option<String>,
+}
+
+/// The control plane, running beside a request path.
+pub struct ControlPlane {
+    pub state: Arc<ControlState>,
+    /// Registration leases, synthetic probes, the SLO evaluator, the worker scraper and the
+    /// content sweep: all stopped together, none of them on a request's path.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    pub fn start(gateway: Arc<AppState>, secrets: ControlSecrets) -> Self {
+        let notifier =
+            alerting::notify::Notifier::new(&gateway.config.alerts, gateway.client.clone());
+        let state = Arc::new(ControlState {
+            admin_token: secrets.admin_token.as_deref().map(hash_secret),
+            fleet_token: secrets.fleet_token.as_deref().map(hash_secret),
+            notifier,
+            gateway,
+        });
+        let config = &state.config;
+        let tasks = vec![
+            fleet_api::leases::spawn(state.fleet.clone(), config.fleet_settings().lease_ms),
+            worker_scrape::spawn(
+                state.fleet.clone(),
+                state.client.clone(),
+                state.worker_metrics.clone(),
+                Duration::from_millis(config.metrics.worker_scrape_interval_ms),
+                Duration::from_millis(config.metrics.worker_scrape_timeout_ms),
+            ),
+            content_sweep::spawn(
+                state.directory.store().clone(),
+                Duration::from_millis(config.content_log.sweep_interval_ms),
+            ),
+            synthetic::spawn(state.clone()),
+            alerting::spawn(state.clone()),
+        ];
+        Self { state, tasks }
+    }
+
+    /// The admin, registration and status routes, with their state.
+    pub fn routes(&self) -> Router {
+        Router::new()
+            .merge(admin::router())
+            .merge(fleet_api::router())
+            .merge(status::router())
+            .with_state(self.state.clone())
+    }
+
+    pub fn stop(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Building the request path and stopping it: open the store, load the key directory, start
+//! the ledger writer, build the fleet and run its first health check (so the first request
+//! finds ready workers), and the routes of the OpenAI API, `/healthz`, `/readyz` and
+//! `/metrics`. Listening, the control plane and the shutdown order are the composition's
+//! (`switchyard-server`). Simulated workers are the caller's to start
+//! (`switchyard_sim::start_sim_workers`): the gateway serves whatever `[[workers]]` it is given.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use switchyard_config::Config;
+use switchyard_fleet::{Fleet, HealthChecker};
+use switchyard_metering::clock::Clock;
+use switchyard_metering::directory::{unix_ms, Directory};
+use switchyard_metering::keys::{display_prefix, hash_secret};
+use switchyard_metering::ledger::{Ledger, LedgerConfig, LedgerTask};
+use switchyard_metering::store::sqlite::SqliteStore;
+use switchyard_metering::{ApiKey, LimitOverrides, Scopes, Store, StoreError, Tenant};
+use tokio::task::JoinHandle;
+
+use crate::handlers::{inference, method_not_allowed, models, not_found, probes};
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the config has [[sim_workers]] that were not started: start them first (switchyard_sim::start_sim_workers) and pass their [[workers]] entries")]
+    SimWorkersNotStarted,
+    #[error("invalid fleet: {0}")]
+    Fleet(#[from] switchyard_fleet::FleetError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The request path, built and running: its state, and the background work it cannot do
+/// without (active health checks, this process's heartbeat, the ledger writer).
+pub struct RequestPath {
+    pub state: Arc<AppState>,
+    health: JoinHandle<()>,
+    /// Records the minutes this process is alive (see [`crate::heartbeat`]).
+    heartbeat: JoinHandle<()>,
+    ledger: Option<LedgerTask>,
+}
+
+/// The request path's routes, with their state.
+pub fn routes(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(inference::chat))
+        .route("/v1/completions", post(inference::completions))
+        .route("/v1/models", get(models::list))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(crate::handlers::metrics::metrics))
+        .with_state(state)
+}
+
+/// What every route of the listener gets, whichever plane it belongs to: a request id, the
+/// OpenAI error shape for unknown routes and methods, and a 500 in that shape for a panic.
+pub fn finish(app: Router) -> Router {
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(crate::request_id::AssignRequestIdLayer)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            use axum::response::IntoResponse;
+            crate::error::GatewayError::Internal(
+                "the gateway hit a bug handling this request".into(),
+            )
+            .into_response()
+        }))
+}
+
+pub fn http_client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(config.upstream.connect_timeout_ms))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1024)
+        // Workers are reached directly; an HTTP_PROXY meant for the operator's shell must not
+        // silently reroute inference traffic.
+        .no_proxy()
+        // A worker never has a reason to redirect an inference call, and following one would
+        // re-send the prompt somewhere the operator did not configure.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let store = if config.state.path.as_os_str() == ":memory:" {
+        SqliteStore::in_memory().await?
+    } else {
+        SqliteStore::open(&config.state.path).await?
+    };
+    Ok(Arc::new(store))
+}
+
+/// The dev tenant exists so that the printed dev key works on a fresh state file.
+async fn ensure_dev_tenant(store: &dyn Store, config: &Config) -> Result<(), StoreError> {
+    let dev = &config.dev_tenant;
+    if store.get_tenant(&dev.id).await?.is_none() {
+        store
+            .create_tenant(&Tenant {
+                id: dev.id.clone(),
+                tier: dev.tier.clone(),
+                overrides: LimitOverrides::default(),
+                prepaid: false,
+                created_at: unix_ms(),
+                content_logging: Default::default(),
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+fn dev_key_record(secret: &str, tenant: &str) -> ApiKey {
+    ApiKey {
+        id: "key_dev".into(),
+        tenant_id: tenant.into(),
+        name: "dev key (memory only)".into(),
+        prefix: display_prefix(secret),
+        hash: hash_secret(secret),
+        scopes: Scopes::default(),
+        expires_at: None,
+        revoked_at: None,
+        created_at: unix_ms(),
+        limits: LimitOverrides::default(),
+    }
+}
+
+/// Builds the request path on `config` (whose `[[sim_workers]]` must have been started),
+/// with an in-memory dev key if one is given, and SLA time from `clock`.
+pub async fn build(
+    config: Config,
+    dev_key: Option<&str>,
+    clock: Arc<dyn Clock>,
+) -> Result<RequestPath, StartError> {
+    if !config.sim_workers.is_empty() {
+        return Err(StartError::SimWorkersNotStarted);
+    }
+    let store = open_store(&config).await?;
+    ensure_dev_tenant(&*store, &config).await?;
+    let instance = crate::heartbeat::instance_name();
+    let ephemeral = dev_key
+        .iter()
+        .map(|k| dev_key_record(k, &config.dev_tenant.id))
+        .collect();
+    let tiers: BTreeMap<_, _> = config.tiers.clone();
+    let directory = Arc::new(Directory::load(store.clone(), tiers, ephemeral).await?);
+    let (ledger, ledger_task) = Ledger::spawn(
+        store,
+        LedgerConfig {
+            queue: config.state.ledger_queue,
+            batch: config.state.ledger_batch,
+            flush_deadline: Duration::from_millis(config.state.ledger_flush_ms),
+            instance: instance.clone(),
+        },
+    );
+    let fleet = Arc::new(Fleet::with_policy(
+        config.workers.clone(),
+        config.outlier.clone(),
+    )?);
+    let client = http_client(&config)?;
+    let checker = HealthChecker::new(fleet.clone(), client.clone(), config.health.clone());
+    checker.check_all_once().await;
+    let health = checker.spawn();
+
+    let config_upstream = config.upstream.clone();
+    let routing = config.routing.clone();
+    let state = Arc::new(AppState {
+        config,
+        fleet,
+        directory,
+        ledger,
+        registered_models: Default::default(),
+        shutting_down: std::sync::atomic::AtomicBool::new(false),
+        client,
+        upstream: crate::upstream::client::UpstreamClient::new(&config_upstream),
+        retry_budget: crate::upstream::budget::RetryBudget::new(
+            config_upstream.retry_budget_ratio,
+            config_upstream.retry_budget_min_per_sec,
+        ),
+        hedge_budget: crate::upstream::budget::RetryBudget::new(
+            config_upstream.hedge_budget_ratio,
+            1,
+        ),
+        queue: crate::route::queue::WaitQueue::new(routing.max_queue),
+        sticky: crate::route::sticky::StickyTable::new(
+            Duration::from_secs(routing.sticky_idle_s.max(1)),
+            routing.sticky_capacity,
+        ),
+        canaries: crate::route::canary::Canaries::new(&routing.canary),
+        worker_metrics: Default::default(),
+        clock,
+        started_at_ms: unix_ms(),
+        instance,
+    });
+    crate::metrics::install();
+    {
+        let workers = state.fleet.workers();
+        crate::metrics::zero_counters(
+            state.config.tiers.keys().map(String::as_str),
+            workers.iter().map(|w| {
+                let s = &w.spec;
+                (s.model.as_str(), s.region.as_str(), s.provider.as_str())
+            }),
+        );
+    }
+    let heartbeat = crate::heartbeat::spawn(state.clone()).await;
+    Ok(RequestPath {
+        state,
+        health,
+        heartbeat,
+        ledger: Some(ledger_task),
+    })
+}
+
+impl RequestPath {
+    /// Once the listener is closed and every request has settled (or was aborted and settled
+    /// on drop): stop health checks and write the queued usage records, within `grace`. The
+    /// heartbeat goes on meanwhile: while this process is seen alive, no other settles its
+    /// open requests as interrupted under the final records it is still writing.
+    pub async fn stop(mut self, grace: Duration) {
+        self.health.abort();
+        if let Some(ledger) = self.ledger.take() {
+            ledger.shutdown(grace).await;
+        }
+        self.heartbeat.abort();
+    }
+}

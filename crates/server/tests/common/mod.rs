@@ -1,0 +1,304 @@
+//! Shared test harness: an in-process gateway on port 0 in front of in-process simulated
+//! workers, and small helpers to read responses and event streams as a client would.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use switchyard_config::SimWorkerConfig;
+use switchyard_fleet::RuntimeKind;
+use switchyard_server::{Config, RunningGateway, Secrets};
+use switchyard_sim::{SimConfig, SimHandle};
+
+pub const KEY: &str = "sk-test-0123456789abcdefghij";
+pub const ADMIN: &str = "sy-admin-test-0123456789abcdef";
+
+/// A sim with fast, deterministic timing unless the test says otherwise.
+pub fn sim(name: &str, tweak: impl FnOnce(&mut SimConfig)) -> SimWorkerConfig {
+    let mut sim = SimConfig {
+        prefill_base_ms: 2.0,
+        prefill_per_token_ms: 0.0,
+        decode_ms_per_token: 1.0,
+        ..SimConfig::default()
+    };
+    tweak(&mut sim);
+    SimWorkerConfig {
+        name: name.into(),
+        provider: format!("provider-{name}"),
+        region: "local".into(),
+        price_per_hour: 1.0,
+        runtime: RuntimeKind::Vllm,
+        tiers: Vec::new(),
+        pool: Default::default(),
+        max_concurrency: 32,
+        sim,
+    }
+}
+
+/// A new tenant of `tier` with one key; returns the key's secret.
+pub async fn tenant_key(gw: &RunningGateway, tenant: &str, tier: &str) -> String {
+    let admin = |path: &str| {
+        client()
+            .post(format!("{}/admin/v1{path}", gw.url()))
+            .bearer_auth(ADMIN)
+    };
+    let resp = admin("/tenants")
+        .json(&serde_json::json!({"id": tenant, "tier": tier}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let resp = admin("/keys")
+        .json(&serde_json::json!({"tenant": tenant, "name": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    body["secret"].as_str().unwrap().to_string()
+}
+
+/// POSTs as the holder of `secret`.
+pub async fn post_as(
+    gw: &RunningGateway,
+    secret: &str,
+    path: &str,
+    body: &Value,
+) -> reqwest::Response {
+    client()
+        .post(format!("{}{path}", gw.url()))
+        .bearer_auth(secret)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub fn config(sims: Vec<SimWorkerConfig>) -> Config {
+    let mut c = Config::embedded_default();
+    c.sim_workers = sims;
+    c.health.interval_ms = 100;
+    // Generous: tests load both cores, and a slow health answer must not eject a worker.
+    c.health.timeout_ms = 3_000;
+    c.server.shutdown_grace_ms = 2_000;
+    c.state.path = ":memory:".into();
+    // Every test chat has the same opening, so stickiness would send them all to one worker;
+    // tests of stickiness turn it on.
+    c.routing.sticky_idle_s = 0;
+    // Probes would add requests the tests' counts do not expect; probe tests turn them on.
+    c.probes.interval_ms = 0;
+    c
+}
+
+pub async fn start(config: Config) -> TestGateway {
+    start_with(
+        config,
+        Secrets {
+            dev_key: Some(KEY.into()),
+            admin_token: Some(ADMIN.into()),
+            fleet_token: None,
+        },
+    )
+    .await
+}
+
+/// A gateway a test started, with the simulated workers its config asked for (started first,
+/// as `switchyard serve` does). Derefs to the gateway.
+pub struct TestGateway {
+    pub gateway: RunningGateway,
+    /// In `[[sim_workers]]` order, for fault injection.
+    pub sims: Vec<SimHandle>,
+}
+
+impl std::ops::Deref for TestGateway {
+    type Target = RunningGateway;
+    fn deref(&self) -> &RunningGateway {
+        &self.gateway
+    }
+}
+
+impl TestGateway {
+    /// The gateway's shutdown (drain, grace, ledger flush), then the sims'.
+    pub async fn shutdown(self) {
+        self.gateway.shutdown().await;
+        for sim in self.sims {
+            sim.shutdown().await;
+        }
+    }
+}
+
+pub async fn start_with(config: Config, secrets: Secrets) -> TestGateway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on(config, secrets, listener, None).await
+}
+
+/// Starts the config's sims, then the gateway on `listener`, on the system clock unless a
+/// test gives one.
+pub async fn start_on(
+    mut config: Config,
+    secrets: Secrets,
+    listener: tokio::net::TcpListener,
+    clock: Option<std::sync::Arc<dyn switchyard_metering::clock::Clock>>,
+) -> TestGateway {
+    config.validate().unwrap();
+    let sims = switchyard_sim::start_sim_workers(&mut config)
+        .await
+        .unwrap();
+    let gateway = match clock {
+        Some(clock) => switchyard_server::start_with_clock(config, secrets, listener, clock).await,
+        None => switchyard_server::start(config, secrets, listener).await,
+    }
+    .unwrap();
+    TestGateway { gateway, sims }
+}
+
+/// [`start`] with the clock SLA time is kept by: a test that judges minutes sets it, so that
+/// a minute boundary passing during the test cannot move its data into another bucket.
+pub async fn start_with_clock(
+    config: Config,
+    clock: std::sync::Arc<dyn switchyard_metering::clock::Clock>,
+) -> TestGateway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let secrets = Secrets {
+        dev_key: Some(KEY.into()),
+        admin_token: Some(ADMIN.into()),
+        fleet_token: None,
+    };
+    start_on(config, secrets, listener, Some(clock)).await
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// GETs an admin API path with the admin token; asserts 200 and returns the JSON.
+pub async fn admin_get(gw: &RunningGateway, path: &str) -> Value {
+    let resp = client()
+        .get(format!("{}{path}", gw.url()))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "GET {path}");
+    resp.json().await.unwrap()
+}
+
+pub async fn post(gw: &RunningGateway, path: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{}{path}", gw.url()))
+        .bearer_auth(KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn post_raw(
+    gw: &RunningGateway,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    client()
+        .post(format!("{}{path}", gw.url()))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// One parsed SSE `data:` payload with its arrival time.
+#[derive(Debug)]
+pub struct Event {
+    pub data: String,
+    pub at: Instant,
+}
+
+impl Event {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+/// Reads a whole event stream as a client would, noting when each event arrived. Bounded by
+/// a deadline so that a hanging stream fails the test instead of hanging it.
+pub async fn read_events(
+    resp: reqwest::Response,
+    deadline: Duration,
+) -> (Vec<Event>, Option<String>) {
+    use futures::StreamExt;
+    let mut parser = switchyard_protocol::SseParser::new();
+    let mut items = Vec::new();
+    let mut events = Vec::new();
+    let mut body = resp.bytes_stream();
+    let end = tokio::time::Instant::now() + deadline;
+    let mut transport_error = None;
+    loop {
+        match tokio::time::timeout_at(end, body.next()).await {
+            Err(_) => panic!("stream still open after {deadline:?}"),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                transport_error = Some(e.to_string());
+                break;
+            }
+            Ok(Some(Ok(chunk))) => {
+                parser.feed(&chunk, &mut items);
+                let now = Instant::now();
+                for item in items.drain(..) {
+                    if let switchyard_protocol::SseItem::Event { data, .. } = item {
+                        events.push(Event { data, at: now });
+                    }
+                }
+            }
+        }
+    }
+    (events, transport_error)
+}
+
+/// Content of all chunks, in order (`delta.content` or `text`).
+pub fn joined_content(events: &[Event]) -> String {
+    events
+        .iter()
+        .filter(|e| e.data != "[DONE]")
+        .flat_map(|e| {
+            let v = e.json();
+            v["choices"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| {
+                    c.pointer("/delta/content")
+                        .or_else(|| c.get("text"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Polls `cond` until it holds or `deadline` passes; returns whether it held.
+pub async fn eventually(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}
+
+pub fn chat(model: &str, extra: Value) -> Value {
+    let mut body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Tell me about rail yards."}],
+        "max_tokens": 8,
+    });
+    if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+        b.extend(e);
+    }
+    body
+}
