@@ -14,8 +14,8 @@ pub struct AdminArgs {
     #[arg(
         long,
         global = true,
-        env = "SWITCHYARD_URL",
-        default_value = "http://127.0.0.1:8080"
+        env = crate::gateway_url::URL_ENV,
+        default_value = crate::gateway_url::DEFAULT_URL
     )]
     pub url: String,
     /// The gateway's admin token.

@@ -17,13 +17,10 @@ use crate::inputs::thousands;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Base URL of the server (`/v1/chat/completions` is appended) or the full endpoint URL.
-    #[arg(
-        long,
-        env = "SWITCHYARD_BENCH_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    url: String,
+    /// Base URL of the server (`/v1/chat/completions` is appended) or the full endpoint URL
+    /// [default: http://127.0.0.1:8080].
+    #[arg(long, env = crate::gateway_url::URL_ENV)]
+    url: Option<String>,
     /// API key, sent as a bearer token.
     #[arg(long, env = "SWITCHYARD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -151,7 +148,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         },
     };
     let cfg = BenchConfig {
-        url: args.url,
+        url: crate::gateway_url::resolve(args.url, "SWITCHYARD_BENCH_URL")
+            .unwrap_or_else(|| crate::gateway_url::DEFAULT_URL.to_string()),
         api_key: args.api_key.filter(|k| !k.trim().is_empty()),
         model: args.model,
         endpoint: match args.endpoint {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use switchyard_loadgen::{BenchReport, SCHEMA};
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
-use switchyard_metering::{Store, UsageRecord, UsageStatus};
+use switchyard_metering::{LedgerStore, UsageRecord, UsageStatus};
 use switchyard_planner::mix::{LedgerRow, RowStatus};
 
 /// A `switchyard bench --json` result.

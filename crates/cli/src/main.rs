@@ -4,6 +4,7 @@ mod admin_client;
 mod agent;
 mod bench;
 mod fleet;
+mod gateway_url;
 mod incidents;
 mod inputs;
 mod keys;

@@ -26,9 +26,10 @@ use crate::admin_client::is_loopback;
 
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
-    /// The gateway's public base URL, as customers reach it.
-    #[arg(long, env = "SWITCHYARD_PROBE_URL")]
-    url: String,
+    /// The gateway's public base URL, as customers reach it (required, here or in the
+    /// environment).
+    #[arg(long, env = crate::gateway_url::URL_ENV)]
+    url: Option<String>,
     /// The probe tenant's API key.
     #[arg(long, env = "SWITCHYARD_PROBE_KEY", hide_env_values = true)]
     key: String,
@@ -100,11 +101,14 @@ struct Seen {
 const KEEP_MINUTES: usize = 24 * 60;
 
 pub async fn run(args: ProbeArgs) -> Result<(), String> {
-    let base = reqwest::Url::parse(args.url.trim_end_matches('/'))
-        .map_err(|e| format!("--url {}: {e}", args.url))?;
+    let url = crate::gateway_url::resolve(args.url.clone(), "SWITCHYARD_PROBE_URL")
+        .ok_or("the gateway's public URL is required: --url or SWITCHYARD_URL")?;
+    let base =
+        reqwest::Url::parse(url.trim_end_matches('/')).map_err(|e| format!("--url {url}: {e}"))?;
     let chat = base
         .join("/v1/chat/completions")
-        .map_err(|e| format!("--url {}: {e}", args.url))?;
+        .map_err(|e| format!("--url {url}: {e}"))?;
+    let admin_base = args.admin_url.clone().unwrap_or_else(|| url.clone());
     let mut http = reqwest::Client::builder()
         .timeout(Duration::from_millis(args.ttlt_limit_ms.saturating_mul(2)));
     if is_loopback(&base) {
@@ -149,7 +153,7 @@ pub async fn run(args: ProbeArgs) -> Result<(), String> {
             let (verdict, ttft, ttlt) = probe(&http, &chat, &args, model).await;
             note(&seen, model, verdict, ttft, ttlt);
         }
-        push(&http, &args, &seen).await;
+        push(&http, &args, &admin_base, &seen).await;
         round += 1;
         if args.rounds > 0 && round >= args.rounds {
             break;
@@ -233,7 +237,7 @@ fn note(
 
 /// Pushes every minute held; finished minutes are dropped once the gateway has them, the
 /// current one is kept (it is still growing) and pushed again next time.
-async fn push(http: &reqwest::Client, args: &ProbeArgs, seen: &Mutex<Seen>) {
+async fn push(http: &reqwest::Client, args: &ProbeArgs, admin_base: &str, seen: &Mutex<Seen>) {
     let Some(token) = args.admin_token.as_deref() else {
         return;
     };
@@ -245,8 +249,10 @@ async fn push(http: &reqwest::Client, args: &ProbeArgs, seen: &Mutex<Seen>) {
     if minutes.is_empty() {
         return;
     }
-    let base = args.admin_url.as_deref().unwrap_or(&args.url);
-    let url = format!("{}/admin/v1/probes/minutes", base.trim_end_matches('/'));
+    let url = format!(
+        "{}/admin/v1/probes/minutes",
+        admin_base.trim_end_matches('/')
+    );
     let sent = http
         .post(&url)
         .bearer_auth(token)

@@ -623,3 +623,71 @@ async fn bench_through_the_gateway_then_plan_and_providers_from_its_ledger() {
 
     gw.kill().await.unwrap();
 }
+
+/// `SWITCHYARD_URL` names the server; the old `SWITCHYARD_BENCH_URL` still does when it is the
+/// only one given, with a warning; the flag wins over both.
+#[tokio::test]
+async fn the_gateway_url_comes_from_switchyard_url_or_the_deprecated_name() {
+    let port = free_port();
+    let (mut sim, url) = start(
+        &[
+            "sim".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--decode-ms".into(),
+            "1".into(),
+        ],
+        "listening on ",
+    )
+    .await;
+    let bench = |envs: Vec<(&'static str, String)>, flag: Option<String>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["bench", "-n", "2", "--max-tokens", "2", "--json", "--quiet"])
+            .env("SWITCHYARD_LOG", "warn")
+            .env_remove("SWITCHYARD_API_KEY")
+            .env_remove("SWITCHYARD_URL")
+            .env_remove("SWITCHYARD_BENCH_URL")
+            .envs(envs);
+        if let Some(flag) = flag {
+            cmd.args(["--url", &flag]);
+        }
+        async move { cmd.output().await.unwrap() }
+    };
+    let sent = |out: &Output| -> u64 {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        n(&r["requests"]["ok"])
+    };
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+
+    let out = bench(vec![("SWITCHYARD_URL", url.clone())], None).await;
+    assert_eq!(sent(&out), 2);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("deprecated"));
+
+    let out = bench(vec![("SWITCHYARD_BENCH_URL", url.clone())], None).await;
+    assert_eq!(sent(&out), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("SWITCHYARD_BENCH_URL is deprecated; set SWITCHYARD_URL"),
+        "{stderr}"
+    );
+
+    // The new name wins over the old one, and the flag over both.
+    let out = bench(
+        vec![
+            ("SWITCHYARD_URL", url.clone()),
+            ("SWITCHYARD_BENCH_URL", nowhere.clone()),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(sent(&out), 2);
+    let out = bench(vec![("SWITCHYARD_URL", nowhere)], Some(url.clone())).await;
+    assert_eq!(sent(&out), 2);
+    assert_eq!(n(&sim_stats(&url).await["requests"]), 8);
+    sim.kill().await.unwrap();
+}

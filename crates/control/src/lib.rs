@@ -9,6 +9,7 @@
 //! - [`synthetic`]: synthetic probes of every worker.
 //! - [`worker_scrape`]: reading workers' own `/metrics`.
 //! - [`content_sweep`]: deleting expired content logs.
+//! - [`token`]: the one check of the admin and fleet tokens.
 
 pub mod admin;
 pub mod alerting;
@@ -17,6 +18,7 @@ pub mod fleet_api;
 pub mod state;
 pub mod status;
 pub mod synthetic;
+pub mod token;
 pub mod worker_scrape;
 
 use std::sync::Arc;

@@ -4,21 +4,21 @@
 //! - [`worker`]: a worker's declared labels ([`WorkerSpec`]) and live state ([`Worker`]).
 //! - [`registry`]: the set of workers by model: who joins, who leaves, who is drained.
 //! - [`pick`]: the adaptive choice of a worker for a request.
-//! - [`state`]: a worker's breaker: ready, unhealthy, ejected, probation, draining.
+//! - [`breaker`]: a worker's circuit breaker: ready, unhealthy, ejected, probation, draining.
 //! - [`health`]: active health checks, and the passive signal from live traffic.
 
+pub mod breaker;
 pub mod health;
 pub mod pick;
 pub mod registry;
 pub mod runtime;
 pub mod signal;
-pub mod state;
 pub mod ttft;
 pub mod worker;
 
+pub use breaker::{HealthView, OutlierConfig, ProbeView, UsageRejectionView, WorkerState};
 pub use health::{HealthChecker, HealthConfig};
 pub use pick::{Pick, Query};
 pub use registry::{DrainTarget, Fleet, FleetError, Members, WorkerLease};
 pub use runtime::{PromptFormat, RuntimeKind, WireApi};
-pub use state::{HealthView, OutlierConfig, ProbeView, UsageRejectionView, WorkerState};
 pub use worker::{Pool, Worker, WorkerSource, WorkerSpec};

@@ -23,8 +23,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::breaker::WorkerState;
 use crate::registry::{Fleet, WorkerLease};
-use crate::state::WorkerState;
 use crate::worker::{Pool, Worker};
 
 /// What the request asks of the fleet.

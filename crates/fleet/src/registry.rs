@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::breaker::{OutlierConfig, WorkerState};
 use crate::signal::ReleaseSignal;
-use crate::state::{OutlierConfig, WorkerState};
 use crate::worker::{Worker, WorkerSource, WorkerSpec};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::state::mono_ms;
+use crate::breaker::mono_ms;
 
 /// A TTFT EWMA older than this is forgotten. Routing prefers the fastest worker, so a worker
 /// measured slow once (a cold start, a noisy neighbour) would otherwise never be sent a request

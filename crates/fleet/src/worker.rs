@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::breaker::{mono_ms, Health, HealthView, OutlierConfig, ProbeView, WorkerState};
 use crate::runtime::{PromptFormat, RuntimeKind};
 use crate::signal::ReleaseSignal;
-use crate::state::{mono_ms, Health, HealthView, OutlierConfig, ProbeView, WorkerState};
 
 /// A worker as the operator declares it in the config file.
 #[derive(Clone, Deserialize)]

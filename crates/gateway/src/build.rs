@@ -21,7 +21,7 @@ use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::{ApiKey, LimitOverrides, Scopes, Store, StoreError, Tenant};
 use tokio::task::JoinHandle;
 
-use crate::handlers::{inference, method_not_allowed, models, not_found, probes};
+use crate::handlers::{health, inference, method_not_allowed, models, not_found};
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +54,8 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(inference::chat))
         .route("/v1/completions", post(inference::completions))
         .route("/v1/models", get(models::list))
-        .route("/healthz", get(probes::healthz))
-        .route("/readyz", get(probes::readyz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::handlers::metrics::metrics))
         .with_state(state)
 }

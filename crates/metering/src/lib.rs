@@ -23,4 +23,6 @@ pub mod sli;
 pub mod store;
 
 pub use model::*;
-pub use store::{Store, StoreError};
+pub use store::{
+    ContentStore, IncidentStore, LedgerStore, SliStore, Store, StoreError, TenantStore,
+};

@@ -8,8 +8,8 @@ use std::time::Duration;
 use switchyard_metering::content::{ContentLogging, ContentRecord};
 use switchyard_metering::ledger::{Ledger, LedgerConfig};
 use switchyard_metering::model::{LimitOverrides, Tenant};
+use switchyard_metering::store::prelude::*;
 use switchyard_metering::store::sqlite::SqliteStore;
-use switchyard_metering::Store;
 
 fn record(id: &str, tenant: &str, created: i64, expires: i64) -> ContentRecord {
     ContentRecord {

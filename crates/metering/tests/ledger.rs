@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard_metering::ledger::{Ledger, LedgerConfig};
+use switchyard_metering::store::prelude::*;
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
-use switchyard_metering::{Store, UsageRecord, UsageStatus};
+use switchyard_metering::{UsageRecord, UsageStatus};
 
 fn record(i: u64) -> UsageRecord {
     UsageRecord {

@@ -8,9 +8,10 @@ use std::time::Instant;
 use switchyard_metering::model::{
     ApiKey, LimitOverrides, Scopes, Tenant, UsageRecord, UsageStatus,
 };
+use switchyard_metering::store::prelude::*;
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::{Period, UsageQuery};
-use switchyard_metering::{Store, StoreError};
+use switchyard_metering::StoreError;
 
 /// 2026-02-01T00:00:00Z.
 const FEB_1: i64 = 1_769_904_000_000;

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
+use switchyard_metering::store::prelude::*;
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
-use switchyard_metering::{Store, UsageSource};
+use switchyard_metering::UsageSource;
 use switchyard_sim::FaultConfig;
 
 fn lie(usage: Value) -> FaultConfig {

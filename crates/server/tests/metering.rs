@@ -12,9 +12,10 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt;
 use serde_json::{json, Value};
+use switchyard_metering::store::prelude::*;
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
-use switchyard_metering::{Store, UsageStatus};
+use switchyard_metering::UsageStatus;
 use switchyard_sim::FaultConfig;
 
 fn roomy(c: &mut switchyard_gateway::Config) {

@@ -11,9 +11,9 @@ use common::*;
 use serde_json::json;
 use switchyard_config::RoutingPolicy;
 use switchyard_fleet::WorkerState;
+use switchyard_metering::store::prelude::*;
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
-use switchyard_metering::Store;
 use switchyard_sim::FaultConfig;
 
 const DEADLINE: Duration = Duration::from_secs(15);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use switchyard_metering::Store;
+use switchyard_metering::store::prelude::*;
 use switchyard_sim::{FaultConfig, UsageInStream};
 
 const DEADLINE: Duration = Duration::from_secs(10);

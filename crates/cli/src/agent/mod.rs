@@ -27,9 +27,9 @@ use runtime::RuntimeProbe;
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// Base URL of the gateway.
-    #[arg(long, env = "SWITCHYARD_GATEWAY_URL")]
-    gateway: String,
+    /// Base URL of the gateway (required, here or in the environment).
+    #[arg(long, alias = "url", env = crate::gateway_url::URL_ENV)]
+    gateway: Option<String>,
     /// The gateway's fleet token (the gateway reads the same variable).
     #[arg(long, env = "SWITCHYARD_FLEET_TOKEN", hide_env_values = true)]
     fleet_token: String,
@@ -214,6 +214,8 @@ enum Left {
 }
 
 pub async fn run(args: AgentArgs) -> Result<(), String> {
+    let gateway = crate::gateway_url::resolve(args.gateway.clone(), "SWITCHYARD_GATEWAY_URL")
+        .ok_or("the gateway's URL is required: --gateway or SWITCHYARD_URL")?;
     let name = args.name()?;
     let body = args.registration(&name)?;
     let served = args.upstream_model.as_deref().unwrap_or(&args.model);
@@ -224,14 +226,14 @@ pub async fn run(args: AgentArgs) -> Result<(), String> {
             served,
             args.runtime_api_key.clone(),
         )?,
-        api: FleetApi::new(&args.gateway, args.fleet_token.clone())?,
+        api: FleetApi::new(&gateway, args.fleet_token.clone())?,
         name,
         body,
         runtime_url: args.runtime_url.clone(),
         drain_timeout: args.drain_timeout,
     };
     let mut signal: Signal = Box::pin(crate::shutdown_signal());
-    tracing::info!(worker = %agent.name, gateway = %args.gateway, runtime = %agent.runtime_url, model = %args.model, "agent starting");
+    tracing::info!(worker = %agent.name, gateway = %gateway, runtime = %agent.runtime_url, model = %args.model, "agent starting");
     loop {
         if !agent.wait_for_runtime(&mut signal).await {
             tracing::info!("signal received before registering; exiting");

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use switchyard_metering::keys::{digests_equal, hash_secret};
 
 use crate::state::ControlState;
+use crate::token::{surface_off, verify, Verdict};
 use switchyard_gateway::auth::bearer;
 use switchyard_gateway::error::GatewayError;
 
@@ -27,18 +27,10 @@ impl FromRequestParts<Arc<ControlState>> for Admin {
         parts: &mut Parts,
         state: &Arc<ControlState>,
     ) -> Result<Self, Self::Rejection> {
-        let Some(expected) = &state.admin_token else {
-            return Err(GatewayError::RouteNotFound {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
-            });
-        };
-        let presented = bearer(&parts.headers).ok_or(GatewayError::AdminUnauthorized)?;
-        // Compare digests, in constant time: the token itself is never compared.
-        if digests_equal(expected, &hash_secret(presented)) {
-            Ok(Admin)
-        } else {
-            Err(GatewayError::AdminUnauthorized)
+        match verify(state.admin_token.as_ref(), bearer(&parts.headers)) {
+            Verdict::Accepted => Ok(Admin),
+            Verdict::Refused => Err(GatewayError::AdminUnauthorized),
+            Verdict::Off => Err(surface_off(parts)),
         }
     }
 }

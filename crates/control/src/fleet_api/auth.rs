@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use switchyard_metering::keys::{digests_equal, hash_secret};
 
 use crate::state::ControlState;
+use crate::token::{surface_off, verify, Verdict};
 use switchyard_gateway::auth::bearer;
 use switchyard_gateway::error::GatewayError;
 
@@ -21,18 +21,10 @@ impl FromRequestParts<Arc<ControlState>> for FleetAgent {
         parts: &mut Parts,
         state: &Arc<ControlState>,
     ) -> Result<Self, Self::Rejection> {
-        let Some(expected) = &state.fleet_token else {
-            return Err(GatewayError::RouteNotFound {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
-            });
-        };
-        let presented = bearer(&parts.headers).ok_or(GatewayError::FleetUnauthorized)?;
-        // Compare digests, in constant time: the token itself is never compared.
-        if digests_equal(expected, &hash_secret(presented)) {
-            Ok(FleetAgent)
-        } else {
-            Err(GatewayError::FleetUnauthorized)
+        match verify(state.fleet_token.as_ref(), bearer(&parts.headers)) {
+            Verdict::Accepted => Ok(FleetAgent),
+            Verdict::Refused => Err(GatewayError::FleetUnauthorized),
+            Verdict::Off => Err(surface_off(parts)),
         }
     }
 }

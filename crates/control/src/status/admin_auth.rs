@@ -10,11 +10,10 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use switchyard_metering::keys::{digests_equal, hash_secret};
 
 use crate::state::ControlState;
+use crate::token::{surface_off, verify, Verdict};
 use switchyard_gateway::auth::bearer;
-use switchyard_gateway::error::GatewayError;
 
 pub struct AdminViewer;
 
@@ -57,22 +56,14 @@ impl FromRequestParts<Arc<ControlState>> for AdminViewer {
         parts: &mut Parts,
         state: &Arc<ControlState>,
     ) -> Result<Self, Self::Rejection> {
-        // Without a configured token the admin surface does not exist, as in the admin API.
-        let Some(expected) = &state.admin_token else {
-            return Err(GatewayError::RouteNotFound {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
-            }
-            .into_response());
-        };
         let presented = match bearer(&parts.headers) {
             Some(token) => Some(token.to_string()),
             None => basic_password(&parts.headers),
         };
-        match presented {
-            // Digests compared in constant time, as the admin API does.
-            Some(token) if digests_equal(expected, &hash_secret(&token)) => Ok(AdminViewer),
-            _ => Err(challenge()),
+        match verify(state.admin_token.as_ref(), presented.as_deref()) {
+            Verdict::Accepted => Ok(AdminViewer),
+            Verdict::Refused => Err(challenge()),
+            Verdict::Off => Err(surface_off(parts).into_response()),
         }
     }
 }

@@ -1,9 +1,10 @@
-//! HTTP handlers: the routes of the OpenAI API and the gateway's own probes.
+//! HTTP handlers: the routes of the OpenAI API, `/metrics`, and the process health checks
+//! (`/healthz`, `/readyz`).
 
+pub mod health;
 pub mod inference;
 pub mod metrics;
 pub mod models;
-pub mod probes;
 
 use axum::extract::Request;
 use axum::http::Method;

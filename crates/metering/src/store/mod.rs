@@ -1,5 +1,7 @@
-//! Where tenants, keys, credits and the ledger live. A trait, so that a Postgres store (for
-//! several gateway replicas) can be added without touching the request path.
+//! Where tenants, keys, credits and the ledger live: one trait per consumer's concern
+//! ([`TenantStore`], [`LedgerStore`], [`SliStore`], [`IncidentStore`], [`ContentStore`]), so
+//! that a second backend (Postgres, for several gateway replicas) can be added trait by trait,
+//! and [`Store`], all of them at once.
 
 pub mod sqlite;
 
@@ -110,7 +112,7 @@ fn store_state(db: &dyn sqlx::error::DatabaseError) -> bool {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// What the ledger writer stores at once (see [`Store::write_ledger_batch`]).
+/// What the ledger writer stores at once (see [`LedgerStore::write_ledger_batch`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LedgerBatch<'a> {
     pub opens: &'a [OpenRequest],
@@ -172,7 +174,7 @@ pub struct MarginRow {
     pub cogs: Nanos,
 }
 
-/// Minutes in which a gateway was alive (see [`Store::heartbeats`]).
+/// Minutes in which a gateway was alive (see [`SliStore::heartbeats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Heartbeats {
     pub minutes: std::collections::BTreeSet<i64>,
@@ -180,7 +182,7 @@ pub struct Heartbeats {
     pub since_minute: Option<i64>,
 }
 
-/// Tokens a key used over a period (see [`Store::tokens_by_key_since`]).
+/// Tokens a key used over a period (see [`LedgerStore::tokens_by_key_since`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTokens {
     pub tenant_id: String,
@@ -188,9 +190,11 @@ pub struct KeyTokens {
     pub tokens: u64,
 }
 
+/// Tenants, their keys (hashes only) and prepaid credit: what the key directory and the
+/// admin API read and write. The credit balance is top-ups minus the ledger's costs, so it
+/// cannot drift from what was billed.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // Tenants.
+pub trait TenantStore: Send + Sync + 'static {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
     async fn update_tenant(
         &self,
@@ -202,52 +206,36 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Tenant>;
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
-
-    // Opt-in content logs (see [`crate::content`]); records arrive already redacted.
-    /// Writes a batch in one transaction; a request id already stored is skipped.
-    async fn insert_content(&self, batch: &[ContentRecord]) -> Result<()>;
-    /// A tenant's records, newest first, at most `limit`; one request's with `request_id`.
-    async fn content_records(
-        &self,
-        tenant_id: &str,
-        request_id: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<ContentRecord>>;
-    /// Erases every content record of a tenant; returns how many there were.
-    async fn erase_content(&self, tenant_id: &str) -> Result<u64>;
-    /// Deletes records whose `expires_at_ms` is at or before `now_ms`; returns how many.
-    async fn delete_expired_content(&self, now_ms: i64) -> Result<u64>;
-
-    // Prepaid credit: the balance is top-ups minus the ledger's costs, so it cannot drift
-    // from what was billed.
     async fn add_credit(&self, tenant_id: &str, amount: Nanos, note: &str) -> Result<()>;
     async fn credit_balance(&self, tenant_id: &str) -> Result<Nanos>;
-
-    // Keys (hashes only).
     async fn create_key(&self, key: &ApiKey) -> Result<()>;
     async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ApiKey>>;
     async fn get_key(&self, id: &str) -> Result<Option<ApiKey>>;
     async fn revoke_key(&self, id: &str, at: i64) -> Result<()>;
+}
 
-    // The ledger.
+/// The usage ledger: what the ledger writer stores (usage rows, refusals, crash accounting's
+/// open requests and process leases, dead letters) and the usage reports read from it.
+#[async_trait]
+pub trait LedgerStore: Send + Sync + 'static {
+    /// A ledger batch of every kind in one transaction (one commit, one fsync): opens, then
+    /// checkpoints, then usage rows, then refusals, each as its own method would write it.
+    /// The ledger writer tries this first and falls back to the kinds one by one (to isolate
+    /// a refused record) when it fails.
+    async fn write_ledger_batch(&self, batch: &LedgerBatch<'_>) -> Result<()>;
     /// Writes a batch in one transaction; records whose `request_id` is already stored are
     /// skipped, so a retried batch never counts twice. The per-minute SLI rollups of the
     /// records actually inserted are updated in the same transaction.
     async fn insert_usage(&self, batch: &[UsageRecord]) -> Result<()>;
+    /// Records requests refused before any worker, idempotently per `request_id`, and adds
+    /// the new ones to the per-minute SLI rollups in the same transaction.
+    async fn insert_refusals(&self, batch: &[Refusal]) -> Result<()>;
     async fn usage(&self, query: &UsageQuery, period: Period) -> Result<Vec<UsageRow>>;
     async fn usage_records(&self, query: &UsageQuery) -> Result<Vec<UsageRecord>>;
     async fn margin(&self, query: &UsageQuery) -> Result<Vec<MarginRow>>;
     /// Tokens used since `from_ms` per (tenant, key), for restoring every tenant's and key's
     /// monthly quota at start in one query.
     async fn tokens_by_key_since(&self, from_ms: i64) -> Result<Vec<KeyTokens>>;
-
-    /// A ledger batch of every kind in one transaction (one commit, one fsync): opens, then
-    /// checkpoints, then usage rows, then refusals, each as its own method would write it.
-    /// The ledger writer tries this first and falls back to the kinds one by one (to isolate
-    /// a refused record) when it fails.
-    async fn write_ledger_batch(&self, batch: &LedgerBatch<'_>) -> Result<()>;
-
-    // Crash accounting (see [`crate::open`]).
     /// Records admitted requests as open (skipping any whose final record, usage row,
     /// refusal or dead letter, exists already).
     async fn insert_open(&self, batch: &[OpenRequest]) -> Result<()>;
@@ -271,18 +259,19 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         unseen_lease_ms: i64,
     ) -> Result<u64>;
-
     /// Keeps records the store refused, with the reason (see `ledger`). A final record
     /// (usage, refusal) kept so closes its request's open row: the dead letter is its record
     /// now, not an interrupted request.
     async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<()>;
     /// The newest `limit` dead letters, newest first.
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>>;
+}
 
-    // The SLA ledger.
-    /// Records requests refused before any worker, idempotently per `request_id`, and adds
-    /// the new ones to the per-minute SLI rollups in the same transaction.
-    async fn insert_refusals(&self, batch: &[Refusal]) -> Result<()>;
+/// SLI rollups: per-minute counts and latency histograms (kept by the ledger writes above),
+/// the minutes gateways were alive, and black-box probers' minutes: what the SLA report, the
+/// status page and burn-rate alerts read.
+#[async_trait]
+pub trait SliStore: Send + Sync + 'static {
     /// Per tenant and minute, summed over models, regions and providers; only minutes with
     /// traffic. The query's bounds are unix ms, rounded down to their minute.
     async fn sli_minutes(&self, query: &UsageQuery) -> Result<Vec<MinuteCounts>>;
@@ -302,6 +291,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<BucketLatency>>;
     /// Counts per model and region over `[from_ms, to_ms)`, every tenant summed.
     async fn sli_scopes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ScopeCounts>>;
+    /// Counts per tier and model over `[from_ms, to_ms)`, exact to the millisecond: whole
+    /// minutes from the rollups, the edges from raw rows. What burn-rate alerts are made of.
+    async fn sli_window(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ScopedCounts>>;
     /// Notes that gateway process `instance` is alive in unix minute `minute` (idempotent).
     async fn record_heartbeat(&self, instance: &str, minute: i64) -> Result<()>;
     /// Which minutes of `[from_ms, to_ms)` some gateway was alive in, and the first minute
@@ -312,21 +304,12 @@ pub trait Store: Send + Sync + 'static {
     async fn put_probe_minutes(&self, minutes: &[ProbeMinute]) -> Result<()>;
     /// Probers' minutes in `[from_ms, to_ms)`.
     async fn probe_minutes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ProbeMinute>>;
-    async fn add_maintenance(&self, window: &NewMaintenance) -> Result<Maintenance>;
-    /// Windows overlapping `[from_ms, to_ms)` (unbounded where `None`), by start.
-    async fn list_maintenance(
-        &self,
-        from_ms: Option<i64>,
-        to_ms: Option<i64>,
-    ) -> Result<Vec<Maintenance>>;
-    /// Deletes a window that has not started by `now_ms`; one that has is a `Conflict` (it
-    /// was announced, and the report's exclusions must not change after the fact).
-    async fn delete_maintenance(&self, id: i64, now_ms: i64) -> Result<()>;
+}
 
-    // Alerts and incidents (see [`crate::incident`]).
-    /// Counts per tier and model over `[from_ms, to_ms)`, exact to the millisecond: whole
-    /// minutes from the rollups, the edges from raw rows. What burn-rate alerts are made of.
-    async fn sli_window(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ScopedCounts>>;
+/// Incidents (see [`crate::incident`]) and maintenance windows: what the alerting and the
+/// SLA report's exclusions read and write.
+#[async_trait]
+pub trait IncidentStore: Send + Sync + 'static {
     /// Opens an incident with its first alert; returns its id. At most one is open at a time.
     async fn open_incident(&self, incident: &NewIncident) -> Result<i64>;
     /// Adds (or updates: same name, scope and firing time) an alert of incident `id`, widening
@@ -357,4 +340,43 @@ pub trait Store: Send + Sync + 'static {
         to_ms: i64,
         scope: &ImpactScope,
     ) -> Result<Impact>;
+    async fn add_maintenance(&self, window: &NewMaintenance) -> Result<Maintenance>;
+    /// Windows overlapping `[from_ms, to_ms)` (unbounded where `None`), by start.
+    async fn list_maintenance(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<Maintenance>>;
+    /// Deletes a window that has not started by `now_ms`; one that has is a `Conflict` (it
+    /// was announced, and the report's exclusions must not change after the fact).
+    async fn delete_maintenance(&self, id: i64, now_ms: i64) -> Result<()>;
+}
+
+/// Opt-in content logs (see [`crate::content`]); records arrive already redacted.
+#[async_trait]
+pub trait ContentStore: Send + Sync + 'static {
+    /// Writes a batch in one transaction; a request id already stored is skipped.
+    async fn insert_content(&self, batch: &[ContentRecord]) -> Result<()>;
+    /// A tenant's records, newest first, at most `limit`; one request's with `request_id`.
+    async fn content_records(
+        &self,
+        tenant_id: &str,
+        request_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ContentRecord>>;
+    /// Erases every content record of a tenant; returns how many there were.
+    async fn erase_content(&self, tenant_id: &str) -> Result<u64>;
+    /// Deletes records whose `expires_at_ms` is at or before `now_ms`; returns how many.
+    async fn delete_expired_content(&self, now_ms: i64) -> Result<u64>;
+}
+
+/// Every store trait at once: what a backend implements, trait by trait, and what the
+/// gateway holds (`Arc<dyn Store>`). A consumer that needs one concern names that trait.
+pub trait Store: TenantStore + LedgerStore + SliStore + IncidentStore + ContentStore {}
+
+impl<T: TenantStore + LedgerStore + SliStore + IncidentStore + ContentStore> Store for T {}
+
+/// Every store trait, for code that calls a concrete store's methods (tools, tests).
+pub mod prelude {
+    pub use super::{ContentStore, IncidentStore, LedgerStore, SliStore, Store, TenantStore};
 }

@@ -144,8 +144,8 @@ async fn raw(reader: &SqlitePool, from_ms: i64, to_ms: i64, acc: &mut Acc) -> Re
 mod tests {
     use crate::model::{UsageRecord, UsageStatus};
     use crate::sli::Refusal;
+    use crate::store::prelude::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::Store;
 
     fn record(id: &str, at_ms: i64, http: u16) -> UsageRecord {
         UsageRecord {

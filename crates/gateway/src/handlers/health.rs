@@ -1,4 +1,5 @@
-//! Probes for the gateway itself: `/healthz` (the process answers) and `/readyz` (at least one
+//! Health checks of the gateway process itself (for load balancers and orchestrators; not the
+//! synthetic probes of workers): `/healthz` (the process answers) and `/readyz` (at least one
 //! worker is healthy, so requests can succeed, and the gateway is not shutting down).
 
 use std::sync::atomic::Ordering;

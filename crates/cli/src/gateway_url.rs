@@ -1,0 +1,19 @@
+//! One environment variable names the gateway for every command: `SWITCHYARD_URL`. The names
+//! earlier releases read (`SWITCHYARD_GATEWAY_URL` for `agent`, `SWITCHYARD_BENCH_URL` for
+//! `bench`, `SWITCHYARD_PROBE_URL` for `probe`) still work when neither the flag nor
+//! `SWITCHYARD_URL` is given, with a warning on stderr.
+
+/// The variable every command reads (through clap's `env`).
+pub const URL_ENV: &str = "SWITCHYARD_URL";
+
+/// A gateway on this machine, as `switchyard serve` listens by default.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// The flag or `SWITCHYARD_URL` if given, else the deprecated variable `old`, else `None`.
+pub fn resolve(given: Option<String>, old: &str) -> Option<String> {
+    given.or_else(|| {
+        let value = std::env::var(old).ok().filter(|v| !v.is_empty())?;
+        eprintln!("switchyard: {old} is deprecated; set {URL_ENV} instead");
+        Some(value)
+    })
+}
