@@ -15,6 +15,17 @@ pub fn usd(n: Nanos) -> String {
     format_usd(n).replacen('$', "", 1)
 }
 
+/// An amount as its decimal USD string: the `_usd` field beside each `_nanos` one in typed
+/// responses.
+#[derive(Debug, Clone, Copy)]
+pub struct Usd(pub Nanos);
+
+impl serde::Serialize for Usd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&usd(self.0))
+    }
+}
+
 /// Inserts `{name}_usd` and `{name}_nanos` into `obj`.
 pub fn put_money(obj: &mut Map<String, Value>, name: &str, n: Nanos) {
     obj.insert(format!("{name}_usd"), json!(usd(n)));

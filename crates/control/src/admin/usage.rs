@@ -12,13 +12,16 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{json, Value};
 use switchyard_metering::directory::unix_ms;
+use switchyard_metering::money::Nanos;
 use switchyard_metering::store::{Period, UsageQuery};
+use switchyard_metering::UsageRecord;
 
 use super::dates::{civil_from_days, Month};
 use super::extract::{Admin, Id, Params};
-use super::render::{csv, csv_response, price_nanos, put_money, usd};
+use super::render::{csv, csv_response, price_nanos, usd, Usd};
 use super::tenants::get_tenant;
 use super::{format_rfc3339, invalid, month_range, parse_day, parse_month, store_error};
 use crate::state::ControlState;
@@ -80,23 +83,143 @@ fn filters_json(q: &UsageQuery) -> Value {
     })
 }
 
-#[derive(Default)]
-struct Totals {
+/// Requests and tokens of a report line or total.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+struct Counts {
     requests: u64,
     prompt_tokens: u64,
     completion_tokens: u64,
-    cost: i64,
-    cogs: i64,
 }
 
-impl Totals {
-    fn add(&mut self, requests: u64, prompt: u64, completion: u64, cost: i64, cogs: i64) {
-        self.requests += requests;
-        self.prompt_tokens += prompt;
-        self.completion_tokens += completion;
-        self.cost += cost;
-        self.cogs += cogs;
+/// What every report sums: counts, what tenants were charged, and the cost of goods.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sums {
+    counts: Counts,
+    charged: Nanos,
+    cogs: Nanos,
+}
+
+impl Sums {
+    fn of(requests: u64, prompt: u64, completion: u64, charged: Nanos, cogs: Nanos) -> Self {
+        let counts = Counts {
+            requests,
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+        };
+        Self {
+            counts,
+            charged,
+            cogs,
+        }
     }
+
+    fn add(&mut self, other: Sums) {
+        let (c, o) = (&mut self.counts, other.counts);
+        c.requests += o.requests;
+        c.prompt_tokens += o.prompt_tokens;
+        c.completion_tokens += o.completion_tokens;
+        self.charged += other.charged;
+        self.cogs += other.cogs;
+    }
+
+    /// The lines' sums and their total.
+    fn collect<T>(items: &[T], sums: impl Fn(&T) -> Sums) -> (Vec<Sums>, Sums) {
+        let mut total = Sums::default();
+        let lines = items
+            .iter()
+            .map(|item| {
+                let s = sums(item);
+                total.add(s);
+                s
+            })
+            .collect();
+        (lines, total)
+    }
+
+    fn usage(self) -> UsageSums {
+        let c = self.counts;
+        UsageSums {
+            counts: c,
+            total_tokens: c.prompt_tokens + c.completion_tokens,
+            cost_usd: Usd(self.charged),
+            cost_nanos: self.charged,
+            cogs_usd: Usd(self.cogs),
+            cogs_nanos: self.cogs,
+        }
+    }
+
+    fn margin(self) -> MarginSums {
+        let margin = self.charged - self.cogs;
+        MarginSums {
+            counts: self.counts,
+            revenue_usd: Usd(self.charged),
+            revenue_nanos: self.charged,
+            cogs_usd: Usd(self.cogs),
+            cogs_nanos: self.cogs,
+            margin_usd: Usd(margin),
+            margin_nanos: margin,
+            margin_pct: margin_pct(self.charged, self.cogs),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct UsageSums {
+    #[serde(flatten)]
+    counts: Counts,
+    total_tokens: u64,
+    cost_usd: Usd,
+    cost_nanos: Nanos,
+    cogs_usd: Usd,
+    cogs_nanos: Nanos,
+}
+
+#[derive(Serialize)]
+struct UsageLine<'a> {
+    tenant: &'a str,
+    period: &'a str,
+    model: &'a str,
+    #[serde(flatten)]
+    sums: UsageSums,
+}
+
+#[derive(Serialize)]
+struct UsageReport<'a> {
+    object: &'static str,
+    period: &'static str,
+    filters: Value,
+    data: Vec<UsageLine<'a>>,
+    totals: UsageSums,
+}
+
+#[derive(Serialize)]
+struct MarginSums {
+    #[serde(flatten)]
+    counts: Counts,
+    revenue_usd: Usd,
+    revenue_nanos: Nanos,
+    cogs_usd: Usd,
+    cogs_nanos: Nanos,
+    margin_usd: Usd,
+    margin_nanos: Nanos,
+    margin_pct: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct MarginLine<'a> {
+    model: &'a str,
+    provider: &'a str,
+    #[serde(flatten)]
+    sums: MarginSums,
+}
+
+#[derive(Serialize)]
+struct MarginReport<'a> {
+    object: &'static str,
+    month: String,
+    tenant: Option<String>,
+    data: Vec<MarginLine<'a>>,
+    total: MarginSums,
 }
 
 /// `GET /admin/v1/usage?tenant=&from=&to=&month=&period=day|month&format=json|csv`
@@ -149,50 +272,36 @@ pub async fn summary(
         });
         return Ok(csv_response(csv(&header, lines), "usage.csv"));
     }
-    let mut totals = Totals::default();
-    let data: Vec<Value> = rows
+    let (sums, total) = Sums::collect(&rows, |r| {
+        Sums::of(
+            r.requests,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.cost,
+            r.cogs,
+        )
+    });
+    let data = rows
         .iter()
-        .map(|r| {
-            totals.add(
-                r.requests,
-                r.prompt_tokens,
-                r.completion_tokens,
-                r.cost,
-                r.cogs,
-            );
-            let mut obj = Map::new();
-            obj.insert("tenant".into(), json!(r.tenant_id));
-            obj.insert("period".into(), json!(r.period));
-            obj.insert("model".into(), json!(r.model));
-            obj.insert("requests".into(), json!(r.requests));
-            obj.insert("prompt_tokens".into(), json!(r.prompt_tokens));
-            obj.insert("completion_tokens".into(), json!(r.completion_tokens));
-            obj.insert(
-                "total_tokens".into(),
-                json!(r.prompt_tokens + r.completion_tokens),
-            );
-            put_money(&mut obj, "cost", r.cost);
-            put_money(&mut obj, "cogs", r.cogs);
-            Value::Object(obj)
+        .zip(sums)
+        .map(|(r, sums)| UsageLine {
+            tenant: &r.tenant_id,
+            period: &r.period,
+            model: &r.model,
+            sums: sums.usage(),
         })
         .collect();
-    let mut t = Map::new();
-    t.insert("requests".into(), json!(totals.requests));
-    t.insert("prompt_tokens".into(), json!(totals.prompt_tokens));
-    t.insert("completion_tokens".into(), json!(totals.completion_tokens));
-    t.insert(
-        "total_tokens".into(),
-        json!(totals.prompt_tokens + totals.completion_tokens),
-    );
-    put_money(&mut t, "cost", totals.cost);
-    put_money(&mut t, "cogs", totals.cogs);
-    Ok(Json(json!({
-        "object": "usage",
-        "period": if period == Period::Month { "month" } else { "day" },
-        "filters": filters_json(&q),
-        "data": data,
-        "totals": t,
-    }))
+    Ok(Json(UsageReport {
+        object: "usage",
+        period: if period == Period::Month {
+            "month"
+        } else {
+            "day"
+        },
+        filters: filters_json(&q),
+        data,
+        totals: total.usage(),
+    })
     .into_response())
 }
 
@@ -272,43 +381,84 @@ pub async fn records(
         });
         return Ok(csv_response(csv(&header, lines), "usage-records.csv"));
     }
-    let data: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            let mut obj = Map::new();
-            obj.insert("request_id".into(), json!(r.request_id));
-            obj.insert("started_at".into(), json!(format_rfc3339(r.started_at_ms)));
-            obj.insert("started_at_ms".into(), json!(r.started_at_ms));
-            obj.insert("tenant".into(), json!(r.tenant_id));
-            obj.insert("key_id".into(), json!(r.key_id));
-            obj.insert("model".into(), json!(r.model));
-            obj.insert("endpoint".into(), json!(r.endpoint));
-            obj.insert("stream".into(), json!(r.stream));
-            obj.insert("worker".into(), json!(r.worker));
-            obj.insert("provider".into(), json!(r.provider));
-            obj.insert("region".into(), json!(r.region));
-            obj.insert("prompt_tokens".into(), json!(r.prompt_tokens));
-            obj.insert("completion_tokens".into(), json!(r.completion_tokens));
-            obj.insert("usage_estimated".into(), json!(r.usage_estimated));
-            obj.insert("usage_source".into(), json!(r.usage_source.as_str()));
-            obj.insert("usage_note".into(), json!(r.usage_note));
-            obj.insert("ttft_ms".into(), json!(r.ttft_ms));
-            obj.insert("ttft_exempt".into(), json!(r.ttft_exempt));
-            obj.insert("total_ms".into(), json!(r.total_ms));
-            obj.insert("status".into(), json!(r.status.as_str()));
-            obj.insert("http_status".into(), json!(r.http_status));
-            obj.insert("finish_reason".into(), json!(r.finish_reason));
-            put_money(&mut obj, "cost", r.cost);
-            put_money(&mut obj, "cogs", r.cogs);
-            Value::Object(obj)
-        })
-        .collect();
-    Ok(Json(json!({
-        "object": "list",
-        "filters": filters_json(&q),
-        "data": data,
-    }))
+    let data = records.iter().map(RecordView::of).collect();
+    Ok(Json(RecordList {
+        object: "list",
+        filters: filters_json(&q),
+        data,
+    })
     .into_response())
+}
+
+/// One ledger row as the admin API shows it.
+#[derive(Serialize)]
+struct RecordView<'a> {
+    request_id: &'a str,
+    started_at: String,
+    started_at_ms: i64,
+    tenant: &'a str,
+    key_id: &'a str,
+    model: &'a str,
+    endpoint: &'a str,
+    stream: bool,
+    worker: &'a str,
+    provider: &'a str,
+    region: &'a str,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    usage_estimated: bool,
+    usage_source: &'static str,
+    usage_note: Option<&'a str>,
+    ttft_ms: Option<u64>,
+    ttft_exempt: bool,
+    total_ms: u64,
+    status: &'static str,
+    http_status: u16,
+    finish_reason: Option<&'a str>,
+    cost_usd: Usd,
+    cost_nanos: Nanos,
+    cogs_usd: Usd,
+    cogs_nanos: Nanos,
+}
+
+impl<'a> RecordView<'a> {
+    fn of(r: &'a UsageRecord) -> Self {
+        Self {
+            request_id: &r.request_id,
+            started_at: format_rfc3339(r.started_at_ms),
+            started_at_ms: r.started_at_ms,
+            tenant: &r.tenant_id,
+            key_id: &r.key_id,
+            model: &r.model,
+            endpoint: &r.endpoint,
+            stream: r.stream,
+            worker: &r.worker,
+            provider: &r.provider,
+            region: &r.region,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            usage_estimated: r.usage_estimated,
+            usage_source: r.usage_source.as_str(),
+            usage_note: r.usage_note.as_deref(),
+            ttft_ms: r.ttft_ms,
+            ttft_exempt: r.ttft_exempt,
+            total_ms: r.total_ms,
+            status: r.status.as_str(),
+            http_status: r.http_status,
+            finish_reason: r.finish_reason.as_deref(),
+            cost_usd: Usd(r.cost),
+            cost_nanos: r.cost,
+            cogs_usd: Usd(r.cogs),
+            cogs_nanos: r.cogs,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RecordList<'a> {
+    object: &'static str,
+    filters: Value,
+    data: Vec<RecordView<'a>>,
 }
 
 /// `GET /admin/v1/invoices/{tenant}?month=YYYY-MM` (default: the current month). One line per
@@ -340,36 +490,34 @@ pub async fn invoice(
             .get(&tenant.tier)
             .map(|tier| tenant.overrides.apply(tier)),
     };
-    let mut totals = Totals::default();
-    let lines: Vec<Value> = rows
+    let prices = limits.map(|l| {
+        let input = price_nanos(l.price_input_per_million);
+        let output = price_nanos(l.price_output_per_million);
+        Prices {
+            price_input_per_million_usd: Usd(input),
+            price_input_per_million_nanos: input,
+            price_output_per_million_usd: Usd(output),
+            price_output_per_million_nanos: output,
+        }
+    });
+    let (sums, total) = Sums::collect(&rows, |r| {
+        Sums::of(
+            r.requests,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.cost,
+            r.cogs,
+        )
+    });
+    let lines = rows
         .iter()
-        .map(|r| {
-            totals.add(
-                r.requests,
-                r.prompt_tokens,
-                r.completion_tokens,
-                r.cost,
-                r.cogs,
-            );
-            let mut obj = Map::new();
-            obj.insert("model".into(), json!(r.model));
-            obj.insert("requests".into(), json!(r.requests));
-            obj.insert("prompt_tokens".into(), json!(r.prompt_tokens));
-            obj.insert("completion_tokens".into(), json!(r.completion_tokens));
-            if let Some(l) = &limits {
-                put_money(
-                    &mut obj,
-                    "price_input_per_million",
-                    price_nanos(l.price_input_per_million),
-                );
-                put_money(
-                    &mut obj,
-                    "price_output_per_million",
-                    price_nanos(l.price_output_per_million),
-                );
-            }
-            put_money(&mut obj, "amount", r.cost);
-            Value::Object(obj)
+        .zip(sums)
+        .map(|(r, sums)| InvoiceLine {
+            model: &r.model,
+            counts: sums.counts,
+            prices,
+            amount_usd: Usd(sums.charged),
+            amount_nanos: sums.charged,
         })
         .collect();
     let balance = match &entry {
@@ -379,25 +527,72 @@ pub async fn invoice(
             .await
             .map_err(store_error)?,
     };
-    let mut t = Map::new();
-    t.insert("requests".into(), json!(totals.requests));
-    t.insert("prompt_tokens".into(), json!(totals.prompt_tokens));
-    t.insert("completion_tokens".into(), json!(totals.completion_tokens));
-    put_money(&mut t, "amount", totals.cost);
-    let mut out = Map::new();
-    out.insert("object".into(), json!("invoice"));
-    out.insert("tenant".into(), json!(tenant.id));
-    out.insert("tier".into(), json!(tenant.tier));
-    out.insert("month".into(), json!(month.to_string()));
-    out.insert("from".into(), json!(format_rfc3339(month.start_ms())));
-    out.insert("to".into(), json!(format_rfc3339(month.end_ms())));
-    out.insert("currency".into(), json!("USD"));
-    out.insert("prepaid".into(), json!(tenant.prepaid));
-    out.insert("lines".into(), json!(lines));
-    out.insert("total".into(), Value::Object(t));
-    // Prepaid credit left now (top-ups minus everything charged so far, not only this month).
-    put_money(&mut out, "balance", balance);
-    Ok(Json(Value::Object(out)))
+    let invoice = Invoice {
+        object: "invoice",
+        tenant: &tenant.id,
+        tier: &tenant.tier,
+        month: month.to_string(),
+        from: format_rfc3339(month.start_ms()),
+        to: format_rfc3339(month.end_ms()),
+        currency: "USD",
+        prepaid: tenant.prepaid,
+        lines,
+        total: InvoiceTotal {
+            counts: total.counts,
+            amount_usd: Usd(total.charged),
+            amount_nanos: total.charged,
+        },
+        balance_usd: Usd(balance),
+        balance_nanos: balance,
+    };
+    serde_json::to_value(invoice)
+        .map(Json)
+        .map_err(|e| GatewayError::Internal(format!("cannot render the invoice: {e}")))
+}
+
+/// The tenant's prices now, shown on each invoice line.
+#[derive(Clone, Copy, Serialize)]
+struct Prices {
+    price_input_per_million_usd: Usd,
+    price_input_per_million_nanos: Nanos,
+    price_output_per_million_usd: Usd,
+    price_output_per_million_nanos: Nanos,
+}
+
+#[derive(Serialize)]
+struct InvoiceLine<'a> {
+    model: &'a str,
+    #[serde(flatten)]
+    counts: Counts,
+    #[serde(flatten)]
+    prices: Option<Prices>,
+    amount_usd: Usd,
+    amount_nanos: Nanos,
+}
+
+#[derive(Serialize)]
+struct InvoiceTotal {
+    #[serde(flatten)]
+    counts: Counts,
+    amount_usd: Usd,
+    amount_nanos: Nanos,
+}
+
+#[derive(Serialize)]
+struct Invoice<'a> {
+    object: &'static str,
+    tenant: &'a str,
+    tier: &'a str,
+    month: String,
+    from: String,
+    to: String,
+    currency: &'static str,
+    prepaid: bool,
+    lines: Vec<InvoiceLine<'a>>,
+    total: InvoiceTotal,
+    /// Prepaid credit left now (top-ups minus everything charged so far, not only this month).
+    balance_usd: Usd,
+    balance_nanos: Nanos,
 }
 
 /// Margin as a percentage of revenue, to two decimals; none without revenue.
@@ -406,13 +601,6 @@ fn margin_pct(revenue: i64, cogs: i64) -> Option<f64> {
         let pct = (revenue - cogs) as f64 * 100.0 / revenue as f64;
         (pct * 100.0).round() / 100.0
     })
-}
-
-fn margin_fields(obj: &mut Map<String, Value>, revenue: i64, cogs: i64) {
-    put_money(obj, "revenue", revenue);
-    put_money(obj, "cogs", cogs);
-    put_money(obj, "margin", revenue - cogs);
-    obj.insert("margin_pct".into(), json!(margin_pct(revenue, cogs)));
 }
 
 /// `GET /admin/v1/margin?month=YYYY-MM&tenant=`: revenue (what tenants were charged) against
@@ -439,39 +627,34 @@ pub async fn margin(
         .margin(&q)
         .await
         .map_err(store_error)?;
-    let mut totals = Totals::default();
-    let data: Vec<Value> = rows
+    let (sums, total) = Sums::collect(&rows, |r| {
+        Sums::of(
+            r.requests,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.revenue,
+            r.cogs,
+        )
+    });
+    let data = rows
         .iter()
-        .map(|r| {
-            totals.add(
-                r.requests,
-                r.prompt_tokens,
-                r.completion_tokens,
-                r.revenue,
-                r.cogs,
-            );
-            let mut obj = Map::new();
-            obj.insert("model".into(), json!(r.model));
-            obj.insert("provider".into(), json!(r.provider));
-            obj.insert("requests".into(), json!(r.requests));
-            obj.insert("prompt_tokens".into(), json!(r.prompt_tokens));
-            obj.insert("completion_tokens".into(), json!(r.completion_tokens));
-            margin_fields(&mut obj, r.revenue, r.cogs);
-            Value::Object(obj)
+        .zip(sums)
+        .map(|(r, sums)| MarginLine {
+            model: &r.model,
+            provider: &r.provider,
+            sums: sums.margin(),
         })
         .collect();
-    let mut t = Map::new();
-    t.insert("requests".into(), json!(totals.requests));
-    t.insert("prompt_tokens".into(), json!(totals.prompt_tokens));
-    t.insert("completion_tokens".into(), json!(totals.completion_tokens));
-    margin_fields(&mut t, totals.cost, totals.cogs);
-    Ok(Json(json!({
-        "object": "margin",
-        "month": month.to_string(),
-        "tenant": tenant_id,
-        "data": data,
-        "total": t,
-    })))
+    Ok(Json(
+        serde_json::to_value(MarginReport {
+            object: "margin",
+            month: month.to_string(),
+            tenant: tenant_id,
+            data,
+            total: total.margin(),
+        })
+        .map_err(|e| GatewayError::Internal(format!("cannot render the margin report: {e}")))?,
+    ))
 }
 
 #[cfg(test)]
