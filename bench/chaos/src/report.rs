@@ -1,5 +1,8 @@
 //! The side-by-side report: request records, fault events and gateway logs of each phase in,
 //! a table on stdout and one JSON document out.
+//!
+//! One piece: the report's parsing, per-window tallies and table are read together when the
+//! benchmark's output format changes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

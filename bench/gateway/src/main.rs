@@ -19,6 +19,8 @@
 //! the run with an error: a benchmark that quietly drops failures measures the wrong thing.
 //!
 //! This is part of `bench/gateway/run.sh`; see `bench/gateway/README.md`.
+//!
+//! One piece: the streamed-TTFT measurement and its report, run as one step of `run.sh`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -3,6 +3,9 @@
 //! Membership changes (a worker registers, its lease runs out, an operator removes it) swap in
 //! a new immutable snapshot; requests read the current snapshot without a lock. Per-worker
 //! state lives in the shared [`Worker`]s, so a snapshot swap never loses it.
+//!
+//! One piece, over 500 lines with its tests (the code is about 370): the membership snapshot and
+//! the operations that swap it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};

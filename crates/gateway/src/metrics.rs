@@ -21,6 +21,9 @@
 //! Labels never carry an API key, a key id or a tenant id: tenants appear as their tier only.
 //! Models are labelled only once the fleet is known to serve them (a client's made-up model
 //! name must not create a series).
+//!
+//! One piece by design: every metric the gateway exports is named, labelled and recorded here, so
+//! that a name lives in one place (the dashboard, the alert rules and the README refer to it).
 
 pub mod exposition;
 pub mod scrape_time;

@@ -3,6 +3,9 @@
 //! We keep the map rather than a struct with `#[serde(flatten)]` because the map passes unknown
 //! fields (and the order and exact form of known ones) to the worker untouched, while the checks
 //! below give the client an error that names the offending parameter, as OpenAI does.
+//!
+//! One piece, over 500 lines with its tests (the code is about 460): every parameter check of the
+//! two OpenAI endpoints, so that one request is validated by one reading of the rules.
 
 use serde_json::{Map, Value};
 

@@ -1,5 +1,8 @@
 //! One tenant's SLA month, from its per-minute counts, latency histograms and the declared
 //! maintenance windows. The caller fetches the rows and the fee; this only computes.
+//!
+//! One piece, over 500 lines with its tests (the code is about 350): one month's arithmetic, and
+//! worked examples that check it.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -12,6 +12,7 @@
 //! - Money goes out as `*_usd` decimal strings (six decimals) and `*_nanos` integers, summed
 //!   from the ledger's integer nano-dollars, never through floating point.
 
+mod billing;
 mod content;
 mod dates;
 mod dead_letters;
@@ -25,6 +26,7 @@ pub(crate) mod render;
 pub(crate) mod sla;
 mod tenants;
 mod usage;
+mod usage_sums;
 
 use std::sync::Arc;
 
@@ -55,8 +57,8 @@ pub fn router() -> Router<Arc<ControlState>> {
         .route("/admin/v1/keys/{id}/revoke", post(keys::revoke))
         .route("/admin/v1/usage", get(usage::summary))
         .route("/admin/v1/usage/records", get(usage::records))
-        .route("/admin/v1/invoices/{tenant}", get(usage::invoice))
-        .route("/admin/v1/margin", get(usage::margin))
+        .route("/admin/v1/invoices/{tenant}", get(billing::invoice))
+        .route("/admin/v1/margin", get(billing::margin))
         .route("/admin/v1/ledger/dead-letters", get(dead_letters::list))
         .route("/admin/v1/probes/minutes", post(probes::push))
         .route(

@@ -1,12 +1,11 @@
-//! Reports from the ledger: usage per tenant, period and model (`/admin/v1/usage`), the raw
-//! rows (`/admin/v1/usage/records`), a tenant's monthly invoice (`/admin/v1/invoices/{tenant}`)
-//! and revenue against cost of goods (`/admin/v1/margin`). Every sum is the ledger's integer
-//! nano-dollars; decimal strings are only a rendering of them.
+//! Usage reports from the ledger: usage per tenant, period and model (`/admin/v1/usage`) and
+//! the raw rows (`/admin/v1/usage/records`), as JSON or CSV. Invoices and margins are
+//! [`super::billing`]'s. Every sum is the ledger's integer nano-dollars; decimal strings are
+//! only a rendering of them.
 //!
 //! Days and months are UTC. `from` and `to` are both inclusive days; `month` is the same as
 //! the first and last day of that month.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -14,16 +13,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
-use switchyard_metering::directory::unix_ms;
 use switchyard_metering::money::Nanos;
 use switchyard_metering::store::{Period, UsageQuery};
 use switchyard_metering::UsageRecord;
 
-use super::dates::{civil_from_days, Month};
-use super::extract::{Admin, Id, Params};
-use super::render::{csv, csv_response, price_nanos, usd, Usd};
+use super::dates::civil_from_days;
+use super::extract::{Admin, Params};
+use super::render::{csv, csv_response, usd, Usd};
 use super::tenants::get_tenant;
-use super::{format_rfc3339, invalid, month_range, parse_day, parse_month, store_error};
+use super::usage_sums::{Sums, UsageSums};
+use super::{format_rfc3339, invalid, month_range, parse_day, store_error};
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
 
@@ -68,110 +67,12 @@ async fn query(state: &ControlState, params: &Params) -> Result<UsageQuery, Gate
     })
 }
 
-fn month_param(params: &Params) -> Result<Month, GatewayError> {
-    match params.get("month") {
-        Some(m) => parse_month(m, "month"),
-        None => Ok(Month::containing(unix_ms())),
-    }
-}
-
 fn filters_json(q: &UsageQuery) -> Value {
     json!({
         "tenant": q.tenant_id,
         "from": q.from_ms.map(day_string),
         "to": q.to_ms.map(|t| day_string(t - MS_PER_DAY)),
     })
-}
-
-/// Requests and tokens of a report line or total.
-#[derive(Debug, Default, Clone, Copy, Serialize)]
-struct Counts {
-    requests: u64,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-}
-
-/// What every report sums: counts, what tenants were charged, and the cost of goods.
-#[derive(Debug, Default, Clone, Copy)]
-struct Sums {
-    counts: Counts,
-    charged: Nanos,
-    cogs: Nanos,
-}
-
-impl Sums {
-    fn of(requests: u64, prompt: u64, completion: u64, charged: Nanos, cogs: Nanos) -> Self {
-        let counts = Counts {
-            requests,
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-        };
-        Self {
-            counts,
-            charged,
-            cogs,
-        }
-    }
-
-    fn add(&mut self, other: Sums) {
-        let (c, o) = (&mut self.counts, other.counts);
-        c.requests += o.requests;
-        c.prompt_tokens += o.prompt_tokens;
-        c.completion_tokens += o.completion_tokens;
-        self.charged += other.charged;
-        self.cogs += other.cogs;
-    }
-
-    /// The lines' sums and their total.
-    fn collect<T>(items: &[T], sums: impl Fn(&T) -> Sums) -> (Vec<Sums>, Sums) {
-        let mut total = Sums::default();
-        let lines = items
-            .iter()
-            .map(|item| {
-                let s = sums(item);
-                total.add(s);
-                s
-            })
-            .collect();
-        (lines, total)
-    }
-
-    fn usage(self) -> UsageSums {
-        let c = self.counts;
-        UsageSums {
-            counts: c,
-            total_tokens: c.prompt_tokens + c.completion_tokens,
-            cost_usd: Usd(self.charged),
-            cost_nanos: self.charged,
-            cogs_usd: Usd(self.cogs),
-            cogs_nanos: self.cogs,
-        }
-    }
-
-    fn margin(self) -> MarginSums {
-        let margin = self.charged - self.cogs;
-        MarginSums {
-            counts: self.counts,
-            revenue_usd: Usd(self.charged),
-            revenue_nanos: self.charged,
-            cogs_usd: Usd(self.cogs),
-            cogs_nanos: self.cogs,
-            margin_usd: Usd(margin),
-            margin_nanos: margin,
-            margin_pct: margin_pct(self.charged, self.cogs),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct UsageSums {
-    #[serde(flatten)]
-    counts: Counts,
-    total_tokens: u64,
-    cost_usd: Usd,
-    cost_nanos: Nanos,
-    cogs_usd: Usd,
-    cogs_nanos: Nanos,
 }
 
 #[derive(Serialize)]
@@ -190,36 +91,6 @@ struct UsageReport<'a> {
     filters: Value,
     data: Vec<UsageLine<'a>>,
     totals: UsageSums,
-}
-
-#[derive(Serialize)]
-struct MarginSums {
-    #[serde(flatten)]
-    counts: Counts,
-    revenue_usd: Usd,
-    revenue_nanos: Nanos,
-    cogs_usd: Usd,
-    cogs_nanos: Nanos,
-    margin_usd: Usd,
-    margin_nanos: Nanos,
-    margin_pct: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct MarginLine<'a> {
-    model: &'a str,
-    provider: &'a str,
-    #[serde(flatten)]
-    sums: MarginSums,
-}
-
-#[derive(Serialize)]
-struct MarginReport<'a> {
-    object: &'static str,
-    month: String,
-    tenant: Option<String>,
-    data: Vec<MarginLine<'a>>,
-    total: MarginSums,
 }
 
 /// `GET /admin/v1/usage?tenant=&from=&to=&month=&period=day|month&format=json|csv`
@@ -459,212 +330,4 @@ struct RecordList<'a> {
     object: &'static str,
     filters: Value,
     data: Vec<RecordView<'a>>,
-}
-
-/// `GET /admin/v1/invoices/{tenant}?month=YYYY-MM` (default: the current month). One line per
-/// model: requests, tokens, the tenant's prices, and the amount the ledger charged. The
-/// amount is the ledger's sum of per-request costs, not tokens × today's price: a price
-/// changed mid-month bills each request at the price it ran under.
-pub async fn invoice(
-    _: Admin,
-    State(state): State<Arc<ControlState>>,
-    Id(tenant_id): Id,
-    params: Params,
-) -> Result<Json<Value>, GatewayError> {
-    params.only(&["month"])?;
-    let month = month_param(&params)?;
-    let tenant = get_tenant(&state, &tenant_id).await?;
-    let store = state.directory.store();
-    let q = UsageQuery {
-        tenant_id: Some(tenant.id.clone()),
-        from_ms: Some(month.start_ms()),
-        to_ms: Some(month.end_ms()),
-    };
-    let rows = store.usage(&q, Period::Month).await.map_err(store_error)?;
-    let entry = state.directory.tenant(&tenant.id);
-    let limits = match &entry {
-        Some(e) => Some(e.limits.clone()),
-        None => state
-            .directory
-            .tiers()
-            .get(&tenant.tier)
-            .map(|tier| tenant.overrides.apply(tier)),
-    };
-    let prices = limits.map(|l| {
-        let input = price_nanos(l.price_input_per_million);
-        let output = price_nanos(l.price_output_per_million);
-        Prices {
-            price_input_per_million_usd: Usd(input),
-            price_input_per_million_nanos: input,
-            price_output_per_million_usd: Usd(output),
-            price_output_per_million_nanos: output,
-        }
-    });
-    let (sums, total) = Sums::collect(&rows, |r| {
-        Sums::of(
-            r.requests,
-            r.prompt_tokens,
-            r.completion_tokens,
-            r.cost,
-            r.cogs,
-        )
-    });
-    let lines = rows
-        .iter()
-        .zip(sums)
-        .map(|(r, sums)| InvoiceLine {
-            model: &r.model,
-            counts: sums.counts,
-            prices,
-            amount_usd: Usd(sums.charged),
-            amount_nanos: sums.charged,
-        })
-        .collect();
-    let balance = match &entry {
-        Some(e) => e.balance.load(Ordering::Relaxed),
-        None => store
-            .credit_balance(&tenant.id)
-            .await
-            .map_err(store_error)?,
-    };
-    let invoice = Invoice {
-        object: "invoice",
-        tenant: &tenant.id,
-        tier: &tenant.tier,
-        month: month.to_string(),
-        from: format_rfc3339(month.start_ms()),
-        to: format_rfc3339(month.end_ms()),
-        currency: "USD",
-        prepaid: tenant.prepaid,
-        lines,
-        total: InvoiceTotal {
-            counts: total.counts,
-            amount_usd: Usd(total.charged),
-            amount_nanos: total.charged,
-        },
-        balance_usd: Usd(balance),
-        balance_nanos: balance,
-    };
-    serde_json::to_value(invoice)
-        .map(Json)
-        .map_err(|e| GatewayError::Internal(format!("cannot render the invoice: {e}")))
-}
-
-/// The tenant's prices now, shown on each invoice line.
-#[derive(Clone, Copy, Serialize)]
-struct Prices {
-    price_input_per_million_usd: Usd,
-    price_input_per_million_nanos: Nanos,
-    price_output_per_million_usd: Usd,
-    price_output_per_million_nanos: Nanos,
-}
-
-#[derive(Serialize)]
-struct InvoiceLine<'a> {
-    model: &'a str,
-    #[serde(flatten)]
-    counts: Counts,
-    #[serde(flatten)]
-    prices: Option<Prices>,
-    amount_usd: Usd,
-    amount_nanos: Nanos,
-}
-
-#[derive(Serialize)]
-struct InvoiceTotal {
-    #[serde(flatten)]
-    counts: Counts,
-    amount_usd: Usd,
-    amount_nanos: Nanos,
-}
-
-#[derive(Serialize)]
-struct Invoice<'a> {
-    object: &'static str,
-    tenant: &'a str,
-    tier: &'a str,
-    month: String,
-    from: String,
-    to: String,
-    currency: &'static str,
-    prepaid: bool,
-    lines: Vec<InvoiceLine<'a>>,
-    total: InvoiceTotal,
-    /// Prepaid credit left now (top-ups minus everything charged so far, not only this month).
-    balance_usd: Usd,
-    balance_nanos: Nanos,
-}
-
-/// Margin as a percentage of revenue, to two decimals; none without revenue.
-fn margin_pct(revenue: i64, cogs: i64) -> Option<f64> {
-    (revenue != 0).then(|| {
-        let pct = (revenue - cogs) as f64 * 100.0 / revenue as f64;
-        (pct * 100.0).round() / 100.0
-    })
-}
-
-/// `GET /admin/v1/margin?month=YYYY-MM&tenant=`: revenue (what tenants were charged) against
-/// cost of goods (GPU time at the workers' hourly prices) per model and provider.
-pub async fn margin(
-    _: Admin,
-    State(state): State<Arc<ControlState>>,
-    params: Params,
-) -> Result<Json<Value>, GatewayError> {
-    params.only(&["month", "tenant"])?;
-    let month = month_param(&params)?;
-    let tenant_id = match params.get("tenant") {
-        Some(t) => Some(get_tenant(&state, t).await?.id),
-        None => None,
-    };
-    let q = UsageQuery {
-        tenant_id: tenant_id.clone(),
-        from_ms: Some(month.start_ms()),
-        to_ms: Some(month.end_ms()),
-    };
-    let rows = state
-        .directory
-        .store()
-        .margin(&q)
-        .await
-        .map_err(store_error)?;
-    let (sums, total) = Sums::collect(&rows, |r| {
-        Sums::of(
-            r.requests,
-            r.prompt_tokens,
-            r.completion_tokens,
-            r.revenue,
-            r.cogs,
-        )
-    });
-    let data = rows
-        .iter()
-        .zip(sums)
-        .map(|(r, sums)| MarginLine {
-            model: &r.model,
-            provider: &r.provider,
-            sums: sums.margin(),
-        })
-        .collect();
-    Ok(Json(
-        serde_json::to_value(MarginReport {
-            object: "margin",
-            month: month.to_string(),
-            tenant: tenant_id,
-            data,
-            total: total.margin(),
-        })
-        .map_err(|e| GatewayError::Internal(format!("cannot render the margin report: {e}")))?,
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn margin_percent_is_of_revenue() {
-        assert_eq!(margin_pct(1_000, 250), Some(75.0));
-        assert_eq!(margin_pct(3, 4), Some(-33.33));
-        assert_eq!(margin_pct(0, 5), None);
-    }
 }

@@ -15,6 +15,9 @@
 //!
 //! Windows end with the current minute (included) and are cut into equal buckets counted back
 //! from it, so every bucket is whole and a window is exactly its length in minutes.
+//!
+//! One piece, over 500 lines with its tests: the status page's figures from one set of store reads
+//! (current state, history windows, their buckets), which must agree with each other.
 
 use std::collections::{BTreeMap, BTreeSet};
 

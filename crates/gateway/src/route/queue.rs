@@ -10,6 +10,9 @@
 //! The queue's mutex is taken only on this slow path; a released worker signals only when
 //! someone waits (see `switchyard_fleet::Fleet::release_signal`), and only each model's head
 //! waiter listens for it.
+//!
+//! One piece, over 500 lines with its tests (the code is about 350): the queue's ordering, shedding
+//! and wake-up rules interlock, and its tests exercise them together.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -12,6 +12,7 @@
 //! Opt-in content records (see [`crate::content`]) have a queue and writer of their own, started
 //! and drained with the ledger: they may be dropped, usage records may not.
 
+pub mod content_writer;
 mod writer;
 
 use std::sync::Arc;
@@ -20,11 +21,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::content::{ContentConfig, ContentQueue, ContentTask};
 use crate::model::UsageRecord;
 use crate::open::{Checkpoint, OpenRequest};
 use crate::sli::Refusal;
 use crate::store::Store;
+use content_writer::{ContentConfig, ContentQueue, ContentTask};
 pub use writer::WriterStats;
 use writer::{Entry, Writer};
 
