@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use switchyard_fleet::{Fleet, RuntimeKind, Worker};
+use switchyard_fleet::{Fleet, Worker};
+use switchyard_gateway::upstream::adapter::for_runtime;
 use tokio::task::JoinHandle;
 
 use switchyard_gateway::metrics::worker_figures::{RuntimeGauges, Scraped, WorkerMetrics};
@@ -20,14 +21,6 @@ pub use parse::parse;
 
 /// vLLM with many models and histograms answers a few hundred KB; past this something is wrong.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-
-/// The runtimes known to serve Prometheus metrics on `/metrics`.
-fn exposes_metrics(runtime: RuntimeKind) -> bool {
-    matches!(
-        runtime,
-        RuntimeKind::Vllm | RuntimeKind::Sglang | RuntimeKind::Tgi | RuntimeKind::TgiNative
-    )
-}
 
 /// Starts the scrape loop; `interval` zero means off (the task ends at once).
 pub fn spawn(
@@ -55,7 +48,7 @@ async fn scrape_all(fleet: &Fleet, client: &reqwest::Client, timeout: Duration) 
     let workers: Vec<Arc<Worker>> = fleet
         .workers()
         .into_iter()
-        .filter(|w| exposes_metrics(w.spec.runtime))
+        .filter(|w| for_runtime(w.spec.runtime).capabilities().exposes_metrics)
         .collect();
     let scrapes = workers.iter().map(|w| async move {
         let gauges = match tokio::time::timeout(timeout, scrape(client, w)).await {

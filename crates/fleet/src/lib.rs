@@ -20,5 +20,5 @@ pub use breaker::{HealthView, OutlierConfig, ProbeView, UsageRejectionView, Work
 pub use health::{HealthChecker, HealthConfig};
 pub use pick::{Pick, Query};
 pub use registry::{DrainTarget, Fleet, FleetError, Members, WorkerLease};
-pub use runtime::{PromptFormat, RuntimeKind, WireApi};
+pub use runtime::{PromptFormat, RuntimeKind};
 pub use worker::{Pool, Worker, WorkerSource, WorkerSpec};

@@ -3,6 +3,7 @@
 //! reached the client. After that point a failure can only end the stream (see [`relay`]).
 
 pub mod account;
+pub mod adapter;
 pub mod budget;
 mod classify;
 pub mod client;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use switchyard_fleet::{WireApi, Worker, WorkerLease};
+use switchyard_fleet::{Worker, WorkerLease};
 use switchyard_protocol::InferenceRequest;
 
 use crate::error::GatewayError;
@@ -229,34 +230,25 @@ async fn attempt_with(
         &streamed
     };
     let spec = &worker.spec;
-    let api = spec.runtime.wire_api();
-    let (path, body, prompt_count) = match api {
-        WireApi::OpenAi => {
-            let body = openai::request_body(req, spec);
-            // Built now, polled only when the stream ends (see `prompt_count`).
-            let prompt_count = prompt_count::needed(req, spec)
-                .then(|| prompt_count::count(&state.client, req.endpoint, &body, spec))
-                .flatten();
-            (req.endpoint.path(), body.to_vec(), prompt_count)
-        }
-        WireApi::TgiNative => {
-            let body = serde_json::to_vec(&tgi::request_body(req, spec)?)
-                .map_err(|e| GatewayError::Internal(e.to_string()))?;
-            (tgi::path(req), body, None)
-        }
+    let adapter = adapter::for_runtime(spec.runtime);
+    let call = adapter.request(req, spec)?;
+    // Built now, polled only when the stream ends (see `prompt_count`).
+    let prompt_count = match (call.prompt_to_count, adapter.capabilities().tokenize_path) {
+        (Some(text), Some(path)) => Some(prompt_count::count(&state.client, text, spec, path)),
+        _ => None,
     };
+    let (path, body) = (call.path, call.body);
     let upstream = &state.config.upstream;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(upstream.first_token_timeout_ms);
     let response = send(state, worker, path, body, request_id, deadline).await?;
     // A worker that answers whole despite `stream: true`: its answer becomes the events a
     // stream of it would have been (see `whole`), with no first token seen before it.
-    let whole = api == WireApi::OpenAi
-        && response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
+    let whole = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| adapter.is_whole_answer(v));
     let events: relay::Upstream = if whole {
         let limit = Duration::from_millis(upstream.request_timeout_ms);
         let bytes = tokio::time::timeout(
@@ -271,17 +263,13 @@ async fn attempt_with(
             tracing::warn!(worker = %spec.name, error = %e, "reading the worker's response failed");
             GatewayError::UpstreamFailed("the worker's response could not be read".into())
         })?;
-        let events = whole::as_events(req.endpoint, &bytes)?;
+        let events = adapter.whole_as_events(req.endpoint, &bytes)?;
         futures::stream::once(async move { Ok(events) }).boxed()
     } else {
         http_body_util::BodyDataStream::new(response.into_body()).boxed()
     };
 
-    let translator: Box<dyn translate::StreamTranslator> = match api {
-        WireApi::OpenAi if whole => Box::new(openai::OpenAiStream::new(req).count_by_characters()),
-        WireApi::OpenAi => Box::new(openai::OpenAiStream::new(req)),
-        WireApi::TgiNative => Box::new(tgi::TgiStream::new(req)),
-    };
+    let translator = adapter.translator(req, whole);
     let mut relay = Relay::new(
         events,
         translator,
@@ -339,25 +327,17 @@ async fn send(
     Ok(response)
 }
 
-/// Opens a stream of raw SSE bytes on an OpenAI-compatible worker (for a resumed stream, whose
-/// events the original relay goes on translating).
+/// Opens a stream of raw SSE bytes on a worker (for a resumed stream, whose events the
+/// original relay goes on translating: resumable runtimes speak the OpenAI API).
 pub(crate) async fn open_stream(
     state: &AppState,
     req: &InferenceRequest,
     request_id: &str,
     worker: &Worker,
 ) -> Result<relay::Upstream, GatewayError> {
-    let body = openai::request_body(req, &worker.spec).to_vec();
+    let call = adapter::for_runtime(worker.spec.runtime).request(req, &worker.spec)?;
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(state.config.upstream.first_token_timeout_ms);
-    let response = send(
-        state,
-        worker,
-        req.endpoint.path(),
-        body,
-        request_id,
-        deadline,
-    )
-    .await?;
+    let response = send(state, worker, call.path, call.body, request_id, deadline).await?;
     Ok(http_body_util::BodyDataStream::new(response.into_body()).boxed())
 }

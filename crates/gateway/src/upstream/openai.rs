@@ -7,29 +7,32 @@ use switchyard_fleet::WorkerSpec;
 use switchyard_protocol::{InferenceRequest, Reported};
 
 use super::account::StreamAccount;
+use super::adapter::openai_compatible::OpenAiCompatible;
 use super::edited_body::EditedBody;
 use super::frames::Frames;
 use super::translate::{Flow, StreamTranslator};
 use crate::error::GatewayError;
 
 /// The body to send: the client's, with what this runtime needs changed.
-pub fn request_body<'r>(req: &'r InferenceRequest, worker: &WorkerSpec) -> EditedBody<'r> {
+pub fn request_body<'r>(
+    req: &'r InferenceRequest,
+    worker: &WorkerSpec,
+    runtime: &OpenAiCompatible,
+) -> EditedBody<'r> {
     let mut body = EditedBody::new(&req.body);
     body.set("model", Value::String(worker.upstream_model().to_string()));
-    if worker.runtime == switchyard_fleet::RuntimeKind::Llamacpp {
-        // llama.cpp templates the chat itself from plain strings; see `normalize_messages`.
-        if req.endpoint == switchyard_protocol::Endpoint::Chat {
-            let messages = super::prompt::chat_messages(&req.body, worker.prompt_format);
-            body.set("messages", Value::Array(messages));
-        }
+    if runtime.plain_string_messages && req.endpoint == switchyard_protocol::Endpoint::Chat {
+        // llama.cpp templates the chat itself from plain strings; see `prompt::chat_messages`.
+        let messages = super::prompt::chat_messages(&req.body, worker.prompt_format);
+        body.set("messages", Value::Array(messages));
     }
-    if worker.runtime.wants_legacy_max_tokens() {
+    if runtime.legacy_max_tokens {
         if let Some(v) = req.body.get("max_completion_tokens") {
             body.set("max_tokens", v.clone());
             body.remove("max_completion_tokens");
         }
     }
-    if req.stream && worker.runtime.streams_usage() {
+    if req.stream && runtime.capabilities.streams_usage {
         // Always ask for usage so that billing uses the runtime's count; the usage chunk is
         // dropped on the way back if the client did not ask for it.
         let mut options = match req.body.get("stream_options") {
@@ -377,7 +380,10 @@ mod tests {
         )
         .unwrap();
         let sent = |spec: &WorkerSpec| -> Value {
-            serde_json::from_slice(&request_body(&r, spec).to_vec()).unwrap()
+            let call = super::super::adapter::for_runtime(spec.runtime)
+                .request(&r, spec)
+                .unwrap();
+            serde_json::from_slice(&call.body).unwrap()
         };
         let body = sent(&spec);
         assert_eq!(body["max_tokens"], json!(5));

@@ -128,6 +128,25 @@ pub fn chat_messages(body: &serde_json::Map<String, Value>, format: PromptFormat
     messages
 }
 
+/// The prompt of a request body as sent to the worker, rendered as the worker will tokenize
+/// it (for a tokenizer count, see `prompt_count`); `None` if it cannot be rendered.
+pub fn rendered_for_count(
+    endpoint: switchyard_protocol::Endpoint,
+    body: &super::edited_body::EditedBody<'_>,
+    worker: &switchyard_fleet::WorkerSpec,
+) -> Option<String> {
+    match endpoint {
+        switchyard_protocol::Endpoint::Chat => {
+            let messages = body.get("messages").and_then(Value::as_array)?;
+            Some(render_chat(messages, worker.prompt_format))
+        }
+        switchyard_protocol::Endpoint::Completions => match body.get("prompt")? {
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        },
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -11,47 +11,26 @@
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::{json, Value};
-use switchyard_fleet::{RuntimeKind, WorkerSpec};
-use switchyard_protocol::{Endpoint, InferenceRequest};
+use switchyard_fleet::WorkerSpec;
 
-use super::edited_body::EditedBody;
-use super::prompt;
-
-/// Whether this worker's streams need a separate prompt count.
-pub fn needed(req: &InferenceRequest, worker: &WorkerSpec) -> bool {
-    req.stream && worker.runtime == RuntimeKind::Llamacpp
-}
-
-/// A lazy count of the prompt in `body` (the body as sent to the worker), or `None` if it
-/// cannot be counted; the future yields `None` if the worker cannot say.
+/// A lazy count of `text` (the prompt as the worker will tokenize it) by the worker's
+/// tokenizer at `path`; the future yields `None` if the worker cannot say.
 pub fn count(
     client: &reqwest::Client,
-    endpoint: Endpoint,
-    body: &EditedBody<'_>,
+    text: String,
     worker: &WorkerSpec,
-) -> Option<BoxFuture<'static, Option<u64>>> {
-    let text = match endpoint {
-        Endpoint::Chat => {
-            let messages = body.get("messages").and_then(Value::as_array)?;
-            prompt::render_chat(messages, worker.prompt_format)
-        }
-        Endpoint::Completions => match body.get("prompt")? {
-            Value::String(s) => s.clone(),
-            _ => return None,
-        },
-    };
+    path: &str,
+) -> BoxFuture<'static, Option<u64>> {
     let mut call = client
-        .post(worker.endpoint("/extras/tokenize/count"))
+        .post(worker.endpoint(path))
         .json(&json!({ "input": text, "model": worker.upstream_model() }));
     if let Some(key) = &worker.api_key {
         call = call.bearer_auth(key);
     }
-    Some(
-        async move {
-            let response = call.send().await.ok()?.error_for_status().ok()?;
-            let body: Value = response.json().await.ok()?;
-            body.get("count").and_then(Value::as_u64)
-        }
-        .boxed(),
-    )
+    async move {
+        let response = call.send().await.ok()?.error_for_status().ok()?;
+        let body: Value = response.json().await.ok()?;
+        body.get("count").and_then(Value::as_u64)
+    }
+    .boxed()
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
-use switchyard_fleet::{WireApi, Worker, WorkerLease, WorkerSpec};
+use switchyard_fleet::{Worker, WorkerLease, WorkerSpec};
 use switchyard_protocol::{Endpoint, InferenceRequest};
 
 use super::relay::Upstream;
@@ -32,6 +32,7 @@ const RESUME_PRIORITY: u32 = 10_000;
 /// Whether a stream of `req` on `worker` could be resumed elsewhere if it broke.
 pub fn resumable(state: &AppState, req: &InferenceRequest, worker: &WorkerSpec) -> bool {
     let body = &req.body;
+    let caps = super::adapter::for_runtime(worker.runtime).capabilities();
     let set = |k: &str| {
         body.get(k)
             .is_some_and(|v| !v.is_null() && v != &json!(false))
@@ -40,14 +41,15 @@ pub fn resumable(state: &AppState, req: &InferenceRequest, worker: &WorkerSpec) 
         && crate::route::adaptive(state)
         && req.stream
         && req.n == 1
-        && worker.runtime.wire_api() == WireApi::OpenAi
         && !set("tools")
         && !set("functions")
         && !set("logprobs")
         && !set("echo")
         && match req.endpoint {
-            Endpoint::Chat => worker.runtime.continues_final_message(),
-            Endpoint::Completions => body.get("prompt").is_some_and(Value::is_string),
+            Endpoint::Chat => caps.continues_chat,
+            Endpoint::Completions => {
+                caps.continues_completion && body.get("prompt").is_some_and(Value::is_string)
+            }
         }
 }
 
