@@ -79,6 +79,12 @@ pub enum CanaryMode {
 }
 
 impl RoutingConfig {
+    /// Whether routing is adaptive (retries, hedges, resumes, passive ejection) rather than
+    /// the naive baseline.
+    pub fn adaptive(&self) -> bool {
+        self.policy == RoutingPolicy::Adaptive
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(self.cost_slack.is_finite() && (1.0..=10.0).contains(&self.cost_slack)) {
             return Err("routing.cost_slack must be between 1.0 and 10.0".into());

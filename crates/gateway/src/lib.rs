@@ -3,7 +3,9 @@
 //!
 //! A request meets the modules in this order:
 //! [`request_id`] → [`auth`] → parse ([`switchyard_protocol::request`]) → [`shape`] →
-//! [`admit`] → [`route`] → [`upstream`] (adapter, retry, stream relay) → [`settle`].
+//! [`admit`] → [`route`] (which worker) → [`dispatch`] (attempts: retries, hedges, resumes,
+//! shadow copies) → [`upstream`] (one attempt through its runtime's adapter, the stream relay)
+//! → [`settle`].
 //! Errors on any step are one type, [`error::GatewayError`], mapped to HTTP in one place.
 
 pub mod admit;
@@ -11,6 +13,7 @@ pub mod auth;
 pub mod body;
 pub mod build;
 pub mod content_log;
+pub mod dispatch;
 pub mod error;
 mod handlers;
 pub mod heartbeat;

@@ -65,7 +65,7 @@ impl Settlement {
         crate::metrics::request_started();
         // Checked once here: for tenants with logging off nothing else is captured.
         let content = Draft::start(key.tenant.tenant.content_logging.ttl_ms(), req);
-        let prompt_estimate = crate::upstream::account::estimate_prompt_tokens(req);
+        let prompt_estimate = req.prompt_size().estimate();
         let started_at_ms = unix_ms();
         // Open until its usage row is written: a crash in between leaves a trace to settle.
         ledger.opened(OpenRequest {

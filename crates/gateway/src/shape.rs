@@ -8,7 +8,6 @@ use switchyard_metering::{CapPolicy, Limits};
 use switchyard_protocol::InferenceRequest;
 
 use crate::error::GatewayError;
-use crate::upstream::account::estimate_prompt_tokens;
 
 /// What shaping decided, for the reservation and the response headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +20,7 @@ pub struct Shaped {
 }
 
 pub fn shape(req: &mut InferenceRequest, limits: &Limits) -> Result<Shaped, GatewayError> {
-    let prompt_estimate = estimate_prompt_tokens(req);
+    let prompt_estimate = req.prompt_size().estimate();
     if prompt_estimate > u64::from(limits.max_prompt_tokens) {
         return Err(GatewayError::PromptTooLong {
             message: format!(

@@ -594,7 +594,9 @@ async fn counters_start_at_zero_and_a_queued_request_is_timed_once() {
     let model = "m-zero";
     let mut one_slot = sim("zero", |s| {
         s.model = model.into();
-        s.decode_ms_per_token = 20.0;
+        // 8 tokens take 0.8 s: the second request, sent at once, waits for most of that
+        // however late it arrives (at 20 ms a token it sometimes waited under 0.1 s).
+        s.decode_ms_per_token = 100.0;
     });
     one_slot.max_concurrency = 1;
     let gw = start(config(vec![one_slot])).await;

@@ -22,7 +22,7 @@ use crate::request_id::RequestId;
 use crate::settle::Settlement;
 use crate::shape::{self, Shaped};
 use crate::state::AppState;
-use crate::upstream::{self, Reply};
+use crate::upstream::Reply;
 
 pub async fn chat(State(state): State<Arc<AppState>>, request: Request) -> Response {
     handle(state, Endpoint::Chat, request).await
@@ -127,7 +127,7 @@ async fn run(
         ms => Some(std::time::Duration::from_millis(u64::from(ms))),
     };
     let mut route = crate::route::RouteCtx::new(state, &req, &key);
-    crate::route::shadow::maybe_spawn(state, &req);
+    crate::dispatch::shadow::maybe_spawn(state, &req);
     let fallbacks = crate::route::fallbacks(state, &key, &req.model);
     let mut settlement = Settlement::start(
         &request_id,
@@ -149,7 +149,7 @@ async fn run(
     let limit = std::time::Duration::from_millis(state.config.upstream.request_timeout_ms);
     loop {
         let (Reply { first, mut relay }, lease) = loop {
-            match upstream::forward(
+            match crate::dispatch::forward(
                 state,
                 &req,
                 &route,
@@ -187,13 +187,13 @@ async fn run(
             }
         };
         let worker = lease.worker().clone();
-        relay.enable_resume(crate::upstream::resume::Resume::new(
+        relay.enable_resume(Box::new(crate::dispatch::resume::Resume::new(
             state.clone(),
             req.clone(),
             route.clone(),
             request_id.clone(),
             worker.clone(),
-        ));
+        )));
         if client_streams {
             relay.attach(lease, settlement);
             return Ok(stream_response(
@@ -235,7 +235,7 @@ async fn run(
 /// Whether an unstreamed answer that broke may start over: the request's attempts so far (every
 /// worker it was sent to, before and since its first token) and the retry budget allow it.
 fn restart_allowed(state: &AppState, attempts: u32) -> bool {
-    crate::route::adaptive(state)
+    state.config.routing.adaptive()
         && attempts < state.config.upstream.max_attempts
         && state.retry_budget.try_withdraw()
 }

@@ -9,7 +9,6 @@
 
 pub mod canary;
 pub mod queue;
-pub mod shadow;
 pub mod sticky;
 
 use std::sync::Arc;
@@ -22,7 +21,6 @@ use switchyard_protocol::InferenceRequest;
 use crate::error::GatewayError;
 use crate::state::AppState;
 use queue::Priority;
-use switchyard_config::RoutingPolicy;
 
 /// What routing needs to know of one request.
 #[derive(Debug, Clone)]
@@ -40,7 +38,7 @@ impl RouteCtx {
     pub fn new(state: &AppState, req: &InferenceRequest, key: &KeyEntry) -> Self {
         let routing = &state.config.routing;
         let tier = key.tenant.tenant.tier.clone();
-        let prompt = crate::upstream::account::estimate_prompt_tokens(req);
+        let prompt = req.prompt_size().estimate();
         let queue_ms = f64::from(key.limits.slo_ttft_p95_ms) * routing.queue_slo_fraction;
         Self {
             model: req.model.clone(),
@@ -68,14 +66,9 @@ impl RouteCtx {
     }
 }
 
-/// Whether this policy retries, hedges, queues and ejects on live traffic.
-pub fn adaptive(state: &AppState) -> bool {
-    state.config.routing.policy == RoutingPolicy::Adaptive
-}
-
 /// The first worker for a request; waits while the fleet is saturated, at most `queue_for`.
 pub async fn first(state: &AppState, ctx: &RouteCtx) -> Result<WorkerLease, GatewayError> {
-    if !adaptive(state) {
+    if !state.config.routing.adaptive() {
         return state
             .fleet
             .pick_round_robin(&ctx.model)
@@ -105,7 +98,7 @@ pub async fn retry(
     tried: &[Arc<Worker>],
     deadline: tokio::time::Instant,
 ) -> Result<WorkerLease, GatewayError> {
-    if !adaptive(state) {
+    if !state.config.routing.adaptive() {
         return Err(GatewayError::NoHealthyWorker(ctx.model.clone()));
     }
     pick_or_wait(state, ctx, ctx.query(state, tried), deadline).await
@@ -114,7 +107,7 @@ pub async fn retry(
 /// A worker for a hedge: only one at most half busy now (a hedge is an extra: never worth a
 /// wait, and never worth filling the last slots of a busy fleet).
 pub fn hedge(state: &AppState, ctx: &RouteCtx, tried: &[Arc<Worker>]) -> Option<WorkerLease> {
-    if !adaptive(state) {
+    if !state.config.routing.adaptive() {
         return None;
     }
     match state.fleet.pick(&ctx.query(state, tried)) {
@@ -174,7 +167,7 @@ pub fn served(state: &AppState, ctx: &RouteCtx, worker: &Worker) {
 /// The models `model` may fall back to for this caller: the configured chain, if the caller's
 /// tier opted in.
 pub fn fallbacks(state: &AppState, key: &KeyEntry, model: &str) -> Vec<String> {
-    if !key.limits.fallback || !adaptive(state) {
+    if !key.limits.fallback || !state.config.routing.adaptive() {
         return Vec::new();
     }
     state

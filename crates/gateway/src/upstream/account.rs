@@ -18,11 +18,6 @@ use switchyard_metering::money::{MAX_BILLED_COMPLETION_TOKENS, MAX_BILLED_PROMPT
 use switchyard_metering::UsageSource;
 use switchyard_protocol::{InferenceRequest, Reported, Usage};
 
-/// Prompt tokens when no tokenizer is at hand (see [`switchyard_protocol::PromptSize`]).
-pub fn estimate_prompt_tokens(req: &InferenceRequest) -> u64 {
-    req.prompt_size().estimate()
-}
-
 /// The most a worker may report for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageBounds {
@@ -180,7 +175,7 @@ impl StreamAccount {
         Self {
             reported: Reported::Absent,
             counted_prompt: None,
-            prompt_estimate: estimate_prompt_tokens(req),
+            prompt_estimate: req.prompt_size().estimate(),
             bounds: UsageBounds::of(req),
             content_chunks: 0,
             finish_reason: None,

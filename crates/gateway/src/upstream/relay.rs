@@ -16,15 +16,30 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
-use switchyard_fleet::WorkerLease;
+use std::sync::Arc;
+
+use switchyard_fleet::{Worker, WorkerLease};
 use switchyard_protocol::{SseItem, SseParser};
 use tokio::time::{Instant, Sleep};
 
 use super::frames::Frames;
-use super::resume::Resume;
 use super::translate::{Flow, StreamTranslator};
 use crate::error::GatewayError;
 use crate::settle::{Outcome, Settlement};
+
+/// How a relay goes on on another worker when its stream breaks mid-way (implemented by
+/// `crate::dispatch::resume`, which knows how workers are chosen).
+pub trait Continuation: Send {
+    /// A future that finds another worker and opens the continuation of the stream after
+    /// `text` (`tokens` of it relayed); `None` when resuming is spent or not allowed now.
+    fn continuation(
+        &mut self,
+        text: &str,
+        tokens: u64,
+    ) -> Option<BoxFuture<'static, Result<(Upstream, WorkerLease), GatewayError>>>;
+    /// The worker a continuation went to, so a second resumption avoids it too.
+    fn tried(&mut self, worker: &Arc<Worker>);
+}
 
 pub type Upstream = BoxStream<'static, Result<Bytes, hyper::Error>>;
 
@@ -59,7 +74,7 @@ pub struct Relay {
     lease: Option<WorkerLease>,
     settlement: Option<Settlement>,
     /// Set for streams that may go on on another worker if this one breaks.
-    resume: Option<Resume>,
+    resume: Option<Box<dyn Continuation>>,
     /// The continuation being opened (see [`super::resume`]).
     resuming: Option<BoxFuture<'static, Result<(Upstream, WorkerLease), GatewayError>>>,
     /// What broke the stream, while a continuation is being opened.
@@ -188,7 +203,7 @@ impl Relay {
     }
 
     /// Lets a mid-stream failure go on on another worker instead of ending the stream.
-    pub fn enable_resume(&mut self, resume: Resume) {
+    pub fn enable_resume(&mut self, resume: Box<dyn Continuation>) {
         if self.translator.account().resume_text.is_some() {
             self.resume = Some(resume);
         }

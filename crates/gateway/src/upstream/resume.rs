@@ -1,4 +1,5 @@
-//! Resuming a stream that broke mid-way on another worker.
+//! Resuming a stream that broke mid-way on another worker: whether a stream can be, and the
+//! request that goes on from its text. Finding the worker is `crate::dispatch::resume`'s.
 //!
 //! Once a stream's first token has reached the client it cannot be retried from scratch: the
 //! client has the beginning. But a preemptible GPU that dies mid-answer need not end the
@@ -13,21 +14,11 @@
 //! merged: the tokens relayed before plus the new worker's completion, its prompt minus that
 //! text (an estimate, marked as such in the ledger).
 
-use std::sync::Arc;
-
-use futures::future::BoxFuture;
 use serde_json::{json, Value};
-use switchyard_fleet::{Worker, WorkerLease, WorkerSpec};
+use switchyard_fleet::WorkerSpec;
 use switchyard_protocol::{Endpoint, InferenceRequest};
 
-use super::relay::Upstream;
-use crate::error::GatewayError;
-use crate::route::RouteCtx;
 use crate::state::AppState;
-
-/// Added to a resumed stream's queue priority: above any tier's availability SLO in basis
-/// points (at most 10,000).
-const RESUME_PRIORITY: u32 = 10_000;
 
 /// Whether a stream of `req` on `worker` could be resumed elsewhere if it broke.
 pub fn resumable(state: &AppState, req: &InferenceRequest, worker: &WorkerSpec) -> bool {
@@ -38,7 +29,7 @@ pub fn resumable(state: &AppState, req: &InferenceRequest, worker: &WorkerSpec) 
             .is_some_and(|v| !v.is_null() && v != &json!(false))
     };
     state.config.upstream.max_resumes > 0
-        && crate::route::adaptive(state)
+        && state.config.routing.adaptive()
         && req.stream
         && req.n == 1
         && !set("tools")
@@ -53,78 +44,12 @@ pub fn resumable(state: &AppState, req: &InferenceRequest, worker: &WorkerSpec) 
         }
 }
 
-/// What a relay needs to resume its stream.
-pub struct Resume {
-    state: Arc<AppState>,
-    req: InferenceRequest,
-    route: RouteCtx,
-    request_id: String,
-    tried: Vec<Arc<Worker>>,
-    left: u32,
-}
-
-impl Resume {
-    pub fn new(
-        state: Arc<AppState>,
-        req: InferenceRequest,
-        route: RouteCtx,
-        request_id: String,
-        first_worker: Arc<Worker>,
-    ) -> Self {
-        let left = state.config.upstream.max_resumes;
-        Self {
-            state,
-            req,
-            route,
-            request_id,
-            tried: vec![first_worker],
-            left,
-        }
-    }
-
-    /// A future that finds another worker and opens the continuation of the stream after
-    /// `text` (`tokens` of it relayed); `None` when resuming is spent or not allowed now.
-    pub fn continuation(
-        &mut self,
-        text: &str,
-        tokens: u64,
-    ) -> Option<BoxFuture<'static, Result<(Upstream, WorkerLease), GatewayError>>> {
-        if self.left == 0 || !self.state.retry_budget.try_withdraw() {
-            return None;
-        }
-        self.left -= 1;
-        let req = continue_after(&self.req, text, tokens)?;
-        let state = self.state.clone();
-        // A started answer outranks every request not yet started: in a saturated fleet's
-        // queue it goes first, and may wait twice as long (the client already has text and
-        // is waiting for the rest; a fresh request can still go elsewhere).
-        let mut route = self.route.clone();
-        route.priority.slo_bp = route.priority.slo_bp.saturating_add(RESUME_PRIORITY);
-        route.queue_for *= 2;
-        let tried = self.tried.clone();
-        let request_id = self.request_id.clone();
-        tracing::warn!(
-            request_id,
-            tokens,
-            "stream broke mid-way; resuming on another worker"
-        );
-        Some(Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + route.queue_for;
-            let lease = crate::route::retry(&state, &route, &tried, deadline).await?;
-            let upstream = super::open_stream(&state, &req, &request_id, lease.worker()).await?;
-            crate::metrics::retry(&req.model, crate::metrics::Retry::Resume);
-            Ok((upstream, lease))
-        }))
-    }
-
-    /// The worker a continuation went to, so a second resumption avoids it too.
-    pub fn tried(&mut self, worker: &Arc<Worker>) {
-        self.tried.push(worker.clone());
-    }
-}
-
 /// The request that goes on after `text`, with the completion budget left.
-fn continue_after(req: &InferenceRequest, text: &str, tokens: u64) -> Option<InferenceRequest> {
+pub(crate) fn continue_after(
+    req: &InferenceRequest,
+    text: &str,
+    tokens: u64,
+) -> Option<InferenceRequest> {
     let mut body = req.body.clone();
     let max = req.max_tokens.map(u64::from);
     if let Some(max) = max {
