@@ -105,6 +105,8 @@ pub const LEDGER_WRITTEN: &str = "switchyard_ledger_records_written_total";
 pub const LEDGER_DEAD_LETTERS: &str = "switchyard_ledger_dead_letters_total";
 pub const LEDGER_WRITE_FAILURES: &str = "switchyard_ledger_write_failures_total";
 pub const LEDGER_UNWRITTEN: &str = "switchyard_ledger_unwritten_total";
+/// Rounds of the SLO evaluator (alerts and incidents) completed: flat means it has stopped.
+pub const ALERT_EVALUATIONS: &str = "switchyard_alert_evaluations_total";
 /// Always 1, labelled with the running build's `version` and `commit`.
 pub const BUILD_INFO: &str = "switchyard_build_info";
 
@@ -170,6 +172,7 @@ pub const ALL: &[&str] = &[
     LEDGER_DEAD_LETTERS,
     LEDGER_WRITE_FAILURES,
     LEDGER_UNWRITTEN,
+    ALERT_EVALUATIONS,
     BUILD_INFO,
     WORKER_KV_CACHE,
     WORKER_RUNNING,
@@ -278,6 +281,10 @@ fn describe() {
         "Time from admission to the first attempt on a worker."
     );
     describe_counter!(RETRIES, "Attempts sent to another worker after one failed.");
+    describe_counter!(
+        ALERT_EVALUATIONS,
+        "Rounds of the SLO evaluator completed (alerts and incidents decided)."
+    );
     describe_counter!(
         SLI_REQUESTS,
         "Requests by availability SLI verdict: good, bad (5xx or first token 5 s or later), excluded (the tenant's own-limit 429)."
@@ -507,10 +514,16 @@ pub const CONTENT_LOG_DROP_REASONS: [&str; 2] = ["queue_full", "redaction_unavai
 /// retries and hedges per model, sheds per tier and reason, tokens per tier and model, dropped
 /// content logs, and successful requests per route and worker placement. Called at start and
 /// when a worker with a new model registers.
+/// One round of the SLO evaluator is done.
+pub fn alert_evaluated() {
+    ::metrics::counter!(ALERT_EVALUATIONS).increment(1);
+}
+
 pub fn zero_counters<'a>(
     tiers: impl IntoIterator<Item = &'a str> + Clone,
     workers: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
 ) {
+    ::metrics::counter!(ALERT_EVALUATIONS).increment(0);
     for origin in [
         Origin::Client,
         Origin::Policy,

@@ -119,6 +119,49 @@ fn drive(gw: &RunningGateway, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<
     })
 }
 
+/// Rounds the SLO evaluator has completed, from its own counter on `/metrics`.
+async fn evaluations(gw: &RunningGateway) -> u64 {
+    let body = client()
+        .get(format!("{}/metrics", gw.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("switchyard_alert_evaluations_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Waits until the evaluator has completed `rounds` more rounds: what was going to fire in
+/// them has fired. (A count of rounds, not a guess at how long they take.)
+async fn evaluator_rounds(gw: &RunningGateway, rounds: u64) {
+    let target = evaluations(gw).await + rounds;
+    assert!(
+        wait_for_async(Duration::from_secs(20), || async {
+            evaluations(gw).await >= target
+        })
+        .await,
+        "the evaluator stopped before {rounds} more rounds"
+    );
+}
+
+async fn wait_for_async<F: std::future::Future<Output = bool>>(
+    deadline: Duration,
+    mut cond: impl FnMut() -> F,
+) -> bool {
+    let end = tokio::time::Instant::now() + deadline;
+    while tokio::time::Instant::now() < end {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond().await
+}
+
 async fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = tokio::time::Instant::now() + deadline;
     while tokio::time::Instant::now() < end {
@@ -142,8 +185,8 @@ async fn a_failing_worker_pages_once_opens_an_incident_and_resolves_once() {
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = drive(&gw, stop.clone());
 
-    // Clean traffic: nothing fires.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Clean traffic: nothing fires, however many rounds.
+    evaluator_rounds(&gw, 4).await;
     assert!(hook.all().is_empty(), "{:?}", hook.all());
     assert!(incidents(&gw).await.is_empty());
 
@@ -160,7 +203,7 @@ async fn a_failing_worker_pages_once_opens_an_incident_and_resolves_once() {
         hook.all()
     );
     // Several evaluations later, still one notification.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    evaluator_rounds(&gw, 5).await;
     let firing = hook.with("firing", "slo_burn_rate");
     assert_eq!(firing.len(), 1, "{firing:#?}");
     let page = &firing[0];
@@ -196,7 +239,7 @@ async fn a_failing_worker_pages_once_opens_an_incident_and_resolves_once() {
         hook.all()
     );
     // A few more evaluations of clean traffic: nothing else goes out.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    evaluator_rounds(&gw, 5).await;
     stop.store(true, Ordering::Relaxed);
     traffic.await.unwrap();
     assert_eq!(

@@ -130,7 +130,13 @@ async fn an_ejected_worker_serves_its_ejection_then_returns_on_probation() {
     // Its health checks pass at once (the sim's faults hit inference only), but the ejection
     // is served in full: live traffic is the stronger verdict.
     gw.sims[0].set_faults(FaultConfig::default());
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let checked = gw.sims[0].stats().health_checks;
+    assert!(
+        gw.sims[0]
+            .wait_until(|s| s.health_checks >= checked + 3, Duration::from_secs(5))
+            .await,
+        "three more health checks"
+    );
     assert_eq!(
         flaky.state(),
         WorkerState::Ejected,

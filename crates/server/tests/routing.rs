@@ -100,7 +100,12 @@ async fn a_request_waits_at_most_its_tier_deadline_then_gets_503() {
                 .status()
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The busy request holds the only slot once the worker has it.
+    assert!(
+        gw.sims[0]
+            .wait_until(|s| s.in_flight == 1, Duration::from_secs(5))
+            .await
+    );
     let began = Instant::now();
     let (status, retry_after, code) =
         error_code(post(&gw, "/v1/chat/completions", &chat("sim-small", json!({}))).await).await;

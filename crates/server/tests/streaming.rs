@@ -320,7 +320,7 @@ async fn a_client_that_disconnects_from_a_non_streamed_request_cancels_it_too() 
     let sim = &gw.sims[0];
     tokio::select! {
         _ = request => panic!("a 10 s generation finished early"),
-        _ = async { while sim.stats().in_flight == 0 { tokio::time::sleep(Duration::from_millis(5)).await } } => {}
+        _ = sim.wait_until(|s| s.in_flight > 0, Duration::from_secs(3600)) => {}
     }
     // The request future is dropped here: the client is gone.
     assert!(eventually(Duration::from_secs(5), || sim.stats().in_flight == 0).await);
@@ -346,7 +346,7 @@ async fn a_client_that_leaves_an_unstreamed_request_is_billed_for_what_was_gener
     tokio::select! {
         _ = request => panic!("a 10 s generation finished early"),
         // Leave after some tokens were generated.
-        _ = async { while sim.stats().completion_tokens_generated < 20 { tokio::time::sleep(Duration::from_millis(5)).await } } => {}
+        _ = sim.wait_until(|s| s.completion_tokens_generated >= 20, Duration::from_secs(3600)) => {}
     }
     assert!(eventually(Duration::from_secs(5), || sim.stats().in_flight == 0).await);
     let generated = sim.stats().completion_tokens_generated;

@@ -16,7 +16,8 @@ use std::sync::Arc;
 pub(crate) const OWNED_BY: &str = "switchyard-sim (simulated worker)";
 
 /// vLLM answers 200 with an empty body; `{}` keeps JSON clients happy too.
-pub(crate) async fn health() -> Json<Value> {
+pub(crate) async fn health(State(st): State<Arc<SimState>>) -> Json<Value> {
+    st.counters.health_check();
     Json(json!({}))
 }
 

@@ -47,6 +47,7 @@ pub(crate) async fn admit(
     guard: RequestGuard,
     p: GenParams,
 ) -> Result<Generation, SimError> {
+    state.pass_gate().await;
     let FaultPlan { fate, slow } = state.roll_faults();
     match fate {
         Fate::Refuse => {

@@ -75,6 +75,37 @@ impl SimHandle {
         self.state.counters.snapshot()
     }
 
+    /// Waits until the counters satisfy `cond` (woken by every request start and end and every
+    /// health check, never by polling), at most `within`; returns whether they did. Tests wait
+    /// on this instead of sleeping for what they expect to have happened.
+    pub async fn wait_until(&self, cond: impl Fn(&SimStats) -> bool, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let changed = self.state.counters.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check: a change between the check and the wait wakes it.
+            changed.as_mut().enable();
+            if cond(&self.stats()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return cond(&self.stats());
+            }
+        }
+    }
+
+    /// Holds every generation request, once counted in flight, before it is admitted: nothing
+    /// is answered until [`SimHandle::release`]. A gate for tests that need requests to be
+    /// in flight at a known moment.
+    pub fn hold(&self) {
+        self.state.gate.send_replace(true);
+    }
+
+    /// Lets held requests (and every later one) go on.
+    pub fn release(&self) {
+        self.state.gate.send_replace(false);
+    }
+
     /// Dies at once: stops accepting (connections are refused from now on) and aborts
     /// every open connection and in-flight request or stream, like a preempted node.
     pub fn kill(&self) {

@@ -23,6 +23,8 @@ pub(crate) struct SimState {
     last_request: Mutex<Option<LastRequest>>,
     /// Unix time the worker started; reported as the model's `created`.
     pub(crate) created: u64,
+    /// While `true`, generation requests wait before admission (see `SimHandle::hold`).
+    pub(crate) gate: tokio::sync::watch::Sender<bool>,
 }
 
 impl SimState {
@@ -41,8 +43,16 @@ impl SimState {
             kv,
             last_request: Mutex::new(None),
             created: unix_now(),
+            gate: tokio::sync::watch::Sender::new(false),
             cfg,
         }
+    }
+
+    /// Returns once the gate is open (at once unless a test holds it).
+    pub(crate) async fn pass_gate(&self) {
+        let mut open = self.gate.subscribe();
+        // The sender lives as long as this state, so the wait cannot fail while we hold it.
+        let _ = open.wait_for(|held| !held).await;
     }
 
     pub(crate) fn faults(&self) -> FaultConfig {

@@ -25,6 +25,9 @@ pub struct SimStats {
     /// Every completion token handed to a client, including those of streams that were
     /// cut or cancelled mid-way (billing tests compare ledgers against it).
     pub completion_tokens_generated: u64,
+    /// Health checks answered (`GET /health`).
+    #[serde(default)]
+    pub health_checks: u64,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +39,10 @@ pub(crate) struct Counters {
     failed: AtomicU64,
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,
+    health_checks: AtomicU64,
+    /// Woken whenever a request starts or ends, tokens are generated or a health check is
+    /// answered, for [`crate::SimHandle::wait_until`].
+    pub(crate) changed: tokio::sync::Notify,
 }
 
 impl Counters {
@@ -48,7 +55,13 @@ impl Counters {
             failed: self.failed.load(Ordering::Relaxed),
             prompt_tokens: self.prompt_tokens.load(Ordering::Relaxed),
             completion_tokens_generated: self.completion_tokens.load(Ordering::Relaxed),
+            health_checks: self.health_checks.load(Ordering::Relaxed),
         }
+    }
+
+    pub(crate) fn health_check(&self) {
+        self.health_checks.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
 
     pub(crate) fn add_prompt_tokens(&self, n: u64) {
@@ -57,6 +70,7 @@ impl Counters {
 
     pub(crate) fn add_completion_tokens(&self, n: u64) {
         self.completion_tokens.fetch_add(n, Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
 }
 
@@ -71,6 +85,7 @@ impl RequestGuard {
     pub(crate) fn new(counters: Arc<Counters>) -> Self {
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        counters.changed.notify_waiters();
         Self {
             counters,
             completed: false,
@@ -98,5 +113,6 @@ impl Drop for RequestGuard {
         // in_flight == 0 also sees the final completed/failed numbers.
         outcome.fetch_add(1, Ordering::Relaxed);
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.counters.changed.notify_waiters();
     }
 }

@@ -6,6 +6,7 @@ mod common;
 
 use common::{fast, start, wait_stats, SseReader};
 use serde_json::{json, Value};
+use std::time::Duration;
 use switchyard_sim::{FaultConfig, SimConfig};
 
 fn small_cache(max_queue: usize, queue_timeout_ms: u64) -> SimConfig {
@@ -169,4 +170,52 @@ async fn concurrency_slows_decoding() {
         "{crowded:?}"
     );
     assert!(alone < crowded, "alone {alone:?}, crowded {crowded:?}");
+}
+
+/// A held worker counts requests in flight and answers none until released; `wait_until`
+/// wakes on the counters' changes, not on a timer.
+#[tokio::test]
+async fn a_held_worker_answers_nothing_until_released() {
+    let h = switchyard_sim::spawn_on(
+        "127.0.0.1:0",
+        SimConfig {
+            decode_ms_per_token: 1.0,
+            prefill_base_ms: 1.0,
+            ..SimConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    h.hold();
+    let url = format!("{}/v1/chat/completions", h.url());
+    let body = serde_json::json!({"model": "sim-small", "max_tokens": 2,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let client = reqwest::Client::new();
+    let requests: Vec<_> = (0..3)
+        .map(|_| {
+            let call = client.post(&url).json(&body).send();
+            tokio::spawn(call)
+        })
+        .collect();
+    assert!(
+        h.wait_until(|s| s.in_flight == 3, Duration::from_secs(5))
+            .await
+    );
+    // Held: nothing completes while the gate is shut.
+    assert!(
+        !h.wait_until(|s| s.completed > 0, Duration::from_millis(200))
+            .await
+    );
+    h.release();
+    for r in requests {
+        assert_eq!(r.await.unwrap().unwrap().status(), 200);
+    }
+    assert!(
+        h.wait_until(
+            |s| s.completed == 3 && s.in_flight == 0,
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    h.shutdown().await;
 }

@@ -75,5 +75,6 @@ impl Evaluator {
         if self.tracker.is_empty() {
             self.recorder.close(&*store, now).await;
         }
+        switchyard_gateway::metrics::alert_evaluated();
     }
 }

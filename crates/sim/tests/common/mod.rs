@@ -113,21 +113,15 @@ impl SseReader {
     }
 }
 
-/// Polls the worker's counters until `cond` holds (counters have no change
-/// notification); fails after 5 s.
+/// Waits until the worker's counters satisfy `cond` (see `SimHandle::wait_until`); fails
+/// after 5 s.
 pub async fn wait_stats(h: &SimHandle, cond: impl Fn(&SimStats) -> bool) -> SimStats {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let s = h.stats();
-        if cond(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition never held; last stats {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    assert!(
+        h.wait_until(&cond, Duration::from_secs(5)).await,
+        "condition never held; last stats {:?}",
+        h.stats()
+    );
+    h.stats()
 }
 
 /// Words of a simulated reply (one per token).
