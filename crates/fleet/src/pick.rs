@@ -75,11 +75,26 @@ struct Candidate<'w> {
     wait: u128,
 }
 
+/// Times a choice is made again after losing its worker's last free slot to a concurrent
+/// request; past that the fleet is as good as saturated.
+const PICK_RACES: usize = 4;
+
 impl Fleet {
     pub fn pick(&self, q: &Query<'_>) -> Pick {
+        for _ in 0..PICK_RACES {
+            if let Some(pick) = self.pick_once(q) {
+                return pick;
+            }
+        }
+        Pick::Saturated
+    }
+
+    /// One choice; `None` when the chosen worker's last free slot went to another request
+    /// between the look and the lease.
+    fn pick_once(&self, q: &Query<'_>) -> Option<Pick> {
         let members = self.members.load();
         let Some(all) = members.by_model.get(q.model) else {
-            return Pick::Unavailable;
+            return Some(Pick::Unavailable);
         };
         let fastest = all
             .iter()
@@ -124,11 +139,11 @@ impl Fleet {
             });
         }
         let Some(best_rank) = eligible.iter().map(|c| c.rank).min() else {
-            return if saturated {
+            return Some(if saturated {
                 Pick::Saturated
             } else {
                 Pick::Unavailable
-            };
+            });
         };
         eligible.retain(|c| c.rank == best_rank);
         let best_wait = eligible.iter().map(|c| c.wait).min().unwrap_or(0);
@@ -137,7 +152,7 @@ impl Fleet {
                 .iter()
                 .find(|c| c.worker.spec.name == sticky && c.wait <= best_wait.saturating_mul(2))
             {
-                return Pick::Worker(WorkerLease::new(c.worker.clone()));
+                return WorkerLease::try_new(c.worker).map(Pick::Worker);
             }
         }
         let slack = (best_wait as f64 * q.cost_slack.max(1.0)) as u128;
@@ -158,8 +173,8 @@ impl Fleet {
                 }
             });
         match chosen {
-            Some(c) => Pick::Worker(WorkerLease::new(c.worker.clone())),
-            None => Pick::Unavailable,
+            Some(c) => WorkerLease::try_new(c.worker).map(Pick::Worker),
+            None => Some(Pick::Unavailable),
         }
     }
 }
@@ -233,6 +248,31 @@ mod tests {
             Pick::Worker(l) => l.worker().name().to_string(),
             other => format!("{other:?}"),
         }
+    }
+
+    /// Requests racing for a worker's last free slot: never more leases than its
+    /// `max_concurrency` (a look-then-take would let two through).
+    #[test]
+    fn concurrent_picks_never_exceed_max_concurrency() {
+        let f = std::sync::Arc::new(fleet(vec![spec("a", "p", "r", 1.0)]));
+        let worker = f.workers()[0].clone();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (f, worker) = (f.clone(), worker.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        if let Pick::Worker(lease) = f.pick(&Query::new("m", "pro")) {
+                            assert!(worker.outstanding() <= 2, "{}", worker.outstanding());
+                            drop(lease);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(worker.outstanding(), 0);
     }
 
     #[test]

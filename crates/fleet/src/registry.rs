@@ -277,11 +277,11 @@ impl Fleet {
             .map(|w| WorkerLease::new(w.clone()))
     }
 
-    /// Ejects `worker` if its TTFT EWMA is far above its pool's median, unless that would
-    /// take out more of the pool than `max_ejected_percent`. Returns whether it did.
     /// Ejects `worker` if its first tokens after prompts of about `prompt_tokens` tokens are
     /// far slower than its pool's after prompts of the same size class (see [`crate::ttft`]):
     /// a worker that served one tenant's long prompts is compared with long prompts only.
+    /// Not when that would take out more of the pool than `max_ejected_percent`, nor when the
+    /// rest of the pool has no room for the requests it is running. Returns whether it did.
     pub fn check_ttft_outlier(&self, worker: &Worker, prompt_tokens: u64) -> bool {
         let policy = &self.policy;
         let class = crate::ttft::class_of(prompt_tokens);
@@ -314,6 +314,17 @@ impl Fleet {
         }
         let out = pool.iter().filter(|w| !w.is_healthy()).count() + 1;
         if out * 100 > pool.len() * policy.max_ejected_percent as usize {
+            return false;
+        }
+        // A slow worker's requests move to the rest of the pool when it is ejected. Where the
+        // rest has no free slot for them, ejection turns slow answers into queued and shed
+        // ones; the worker stays, and routing's expected-wait score already sends it less.
+        let room: u64 = pool
+            .iter()
+            .filter(|w| !std::ptr::eq(&***w, worker) && w.is_healthy())
+            .map(|w| u64::from(w.spec.max_concurrency.saturating_sub(w.outstanding())))
+            .sum();
+        if room < u64::from(worker.outstanding()) {
             return false;
         }
         worker.health().eject(
@@ -358,6 +369,14 @@ impl WorkerLease {
     pub(crate) fn new(worker: Arc<Worker>) -> Self {
         worker.acquire();
         Self { worker }
+    }
+
+    /// A lease on a free slot of `worker`, or `None` if another request took the last one
+    /// since it was seen free.
+    pub(crate) fn try_new(worker: &Arc<Worker>) -> Option<Self> {
+        worker.try_acquire().then(|| Self {
+            worker: worker.clone(),
+        })
     }
 
     pub fn worker(&self) -> &Arc<Worker> {
@@ -408,6 +427,37 @@ mod tests {
         let f = Fleet::new((0..n).map(|i| spec(&format!("w{i}"), "m")).collect()).unwrap();
         f.workers().iter().for_each(|w| w.set_healthy(true));
         f
+    }
+
+    /// A slow worker whose requests the rest of the pool has no room for stays in rotation:
+    /// ejecting it would queue and shed them. With room, it is ejected.
+    #[test]
+    fn a_slow_worker_stays_while_the_rest_of_the_pool_is_full() {
+        let f = fleet(3);
+        let workers = f.workers();
+        let (a, b, c) = (&workers[0], &workers[1], &workers[2]);
+        let ms = std::time::Duration::from_millis;
+        for _ in 0..10 {
+            a.record_ttft(ms(2_000), 200);
+            b.record_ttft(ms(100), 200);
+            c.record_ttft(ms(120), 200);
+        }
+        let slots = |w: &Worker| w.spec.max_concurrency;
+        for _ in 0..slots(b) {
+            b.acquire();
+        }
+        for _ in 0..slots(c) {
+            c.acquire();
+        }
+        a.acquire();
+        assert!(
+            !f.check_ttft_outlier(a, 200),
+            "nowhere for its request to go"
+        );
+        assert!(a.is_healthy());
+        b.release();
+        assert!(f.check_ttft_outlier(a, 200), "one free slot elsewhere");
+        assert!(!a.is_healthy());
     }
 
     /// One tenant's long prompts, all served by one worker, make its first tokens slow; it is

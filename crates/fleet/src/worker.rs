@@ -290,6 +290,20 @@ impl Worker {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Takes a slot only if one is free (one on probation, `max_concurrency` otherwise), in
+    /// one atomic step: two requests that both saw the last free slot cannot both take it.
+    pub(crate) fn try_acquire(&self) -> bool {
+        let limit = match self.state() {
+            WorkerState::Probation => 1,
+            _ => self.spec.max_concurrency,
+        };
+        self.outstanding
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
     pub(crate) fn release(&self) {
         self.outstanding.fetch_sub(1, Ordering::SeqCst);
         if let Some(signal) = self.released.get() {
