@@ -176,6 +176,19 @@ pub fn print_json(v: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The items of a list response (`{"data": [...]}`); none when it has no such array.
+pub fn data(list: &Value) -> &[Value] {
+    list["data"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// One table row per item of a list response.
+pub fn data_rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    data(list).iter().map(row).collect()
+}
+
 /// A JSON value as a table cell: strings bare, null as "-".
 pub fn cell(v: &Value) -> String {
     match v {

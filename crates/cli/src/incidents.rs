@@ -5,7 +5,7 @@
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::admin_client::{cell, print_json, print_table, AdminArgs, AdminClient};
+use crate::admin_client::{cell, data, print_json, print_table, AdminArgs, AdminClient};
 
 #[derive(Args)]
 pub struct IncidentsArgs {
@@ -73,7 +73,7 @@ pub async fn run(args: IncidentsArgs) -> Result<(), String> {
             if args.json {
                 return print_json(&list);
             }
-            print_incidents(list["data"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            print_incidents(data(&list));
             Ok(())
         }
         Some(IncidentsCommand::Show { id, json }) => {

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use crate::admin_client::{
-    cell, comma_list, print_fields, print_json, print_table, AdminArgs, AdminClient,
+    cell, comma_list, data_rows, print_fields, print_json, print_table, AdminArgs, AdminClient,
 };
 
 #[derive(Args)]
@@ -140,25 +140,19 @@ pub async fn run(args: KeysArgs) -> Result<(), String> {
             if json {
                 return print_json(&list);
             }
-            let rows: Vec<Vec<String>> = list["data"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(|k| {
-                    vec![
-                        cell(&k["id"]),
-                        cell(&k["tenant"]),
-                        cell(&k["name"]),
-                        format!("{}…", cell(&k["prefix"])),
-                        cell(&k["status"]),
-                        list_or_all(&k["scopes"]["models"]),
-                        list_or_all(&k["scopes"]["endpoints"]),
-                        cell(&k["expires_at"]),
-                        cell(&k["created_at"]),
-                    ]
-                })
-                .collect();
+            let rows = data_rows(&list, |k| {
+                vec![
+                    cell(&k["id"]),
+                    cell(&k["tenant"]),
+                    cell(&k["name"]),
+                    format!("{}…", cell(&k["prefix"])),
+                    cell(&k["status"]),
+                    list_or_all(&k["scopes"]["models"]),
+                    list_or_all(&k["scopes"]["endpoints"]),
+                    cell(&k["expires_at"]),
+                    cell(&k["created_at"]),
+                ]
+            });
             print_table(
                 &[
                     "ID",

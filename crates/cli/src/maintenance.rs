@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::admin_client::{cell, print_json, print_table, AdminArgs, AdminClient};
+use crate::admin_client::{cell, data, print_json, print_table, AdminArgs, AdminClient};
 
 #[derive(Args)]
 pub struct MaintenanceArgs {
@@ -93,7 +93,7 @@ pub async fn run(args: MaintenanceArgs) -> Result<(), String> {
             if json {
                 return print_json(&list);
             }
-            print_windows(list["data"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            print_windows(data(&list));
             Ok(())
         }
         MaintenanceCommand::Rm { id } => {

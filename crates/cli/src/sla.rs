@@ -5,7 +5,9 @@
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use crate::admin_client::{cell, money, print_json, print_table, AdminArgs, AdminClient};
+use crate::admin_client::{
+    cell, data_rows, money, print_json, print_table, AdminArgs, AdminClient,
+};
 
 #[derive(Args)]
 pub struct SlaArgs {
@@ -105,42 +107,36 @@ pub async fn run(args: SlaArgs) -> Result<(), String> {
         cell(&report["to"]),
         cell(&report["partial_step"]),
     );
-    let rows: Vec<Vec<String>> = report["data"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-        .iter()
-        .map(|r| {
-            vec![
-                cell(&r["tenant"]),
-                cell(&r["tier"]),
-                format!("{}%", cell(&r["slo_availability_pct"])),
-                format!("{}%", cell(&r["availability_pct"])),
-                format!(
-                    "{}/{}",
-                    cell(&r["minutes_bad"]),
-                    cell(&r["minutes_eligible"])
-                ),
-                cell(&r["minutes_unobserved"]),
-                cell(&r["minutes_excluded"]),
-                format!(
-                    "{}/{}",
-                    cell(&r["error_budget_left_minutes"]),
-                    cell(&r["error_budget_minutes"])
-                ),
-                p95(&r["p95_ttft"]),
-                p95(&r["p95_ttlt"]),
-                p95(&r["p95_ttlt_256"]),
-                cell(&r["requests"]),
-                objective(&r["rate_5xx_ppm"], &r["errors_5xx_slo_met"]),
-                objective(&r["rate_throttled_ppm"], &r["throttled_slo_met"]),
-                ppm_pct(&r["rate_429_ppm"]),
-                money(&r["fee_usd"]),
-                bp_pct(&r["credit_bp"]),
-                money(&r["credit_usd"]),
-            ]
-        })
-        .collect();
+    let rows = data_rows(&report, |r| {
+        vec![
+            cell(&r["tenant"]),
+            cell(&r["tier"]),
+            format!("{}%", cell(&r["slo_availability_pct"])),
+            format!("{}%", cell(&r["availability_pct"])),
+            format!(
+                "{}/{}",
+                cell(&r["minutes_bad"]),
+                cell(&r["minutes_eligible"])
+            ),
+            cell(&r["minutes_unobserved"]),
+            cell(&r["minutes_excluded"]),
+            format!(
+                "{}/{}",
+                cell(&r["error_budget_left_minutes"]),
+                cell(&r["error_budget_minutes"])
+            ),
+            p95(&r["p95_ttft"]),
+            p95(&r["p95_ttlt"]),
+            p95(&r["p95_ttlt_256"]),
+            cell(&r["requests"]),
+            objective(&r["rate_5xx_ppm"], &r["errors_5xx_slo_met"]),
+            objective(&r["rate_throttled_ppm"], &r["throttled_slo_met"]),
+            ppm_pct(&r["rate_429_ppm"]),
+            money(&r["fee_usd"]),
+            bp_pct(&r["credit_bp"]),
+            money(&r["credit_usd"]),
+        ]
+    });
     print_table(
         &[
             "TENANT",

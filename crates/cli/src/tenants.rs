@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use switchyard_metering::content::ContentLogging;
 
 use crate::admin_client::{
-    cell, money, print_fields, print_json, print_table, AdminArgs, AdminClient,
+    cell, data_rows, money, print_fields, print_json, print_table, AdminArgs, AdminClient,
 };
 
 #[derive(Args)]
@@ -201,27 +201,21 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             if json {
                 return print_json(&list);
             }
-            let rows: Vec<Vec<String>> = list["data"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(|t| {
-                    let l = &t["limits"];
-                    vec![
-                        cell(&t["id"]),
-                        cell(&t["tier"]),
-                        cell(&t["prepaid"]),
-                        cell(&t["active"]),
-                        money(&t["balance_usd"]),
-                        cell(&t["month_tokens_used"]),
-                        quota(l),
-                        cell(&l["requests_per_minute"]),
-                        cell(&l["tokens_per_minute"]),
-                        cell(&t["created_at"]),
-                    ]
-                })
-                .collect();
+            let rows = data_rows(&list, |t| {
+                let l = &t["limits"];
+                vec![
+                    cell(&t["id"]),
+                    cell(&t["tier"]),
+                    cell(&t["prepaid"]),
+                    cell(&t["active"]),
+                    money(&t["balance_usd"]),
+                    cell(&t["month_tokens_used"]),
+                    quota(l),
+                    cell(&l["requests_per_minute"]),
+                    cell(&l["tokens_per_minute"]),
+                    cell(&t["created_at"]),
+                ]
+            });
             print_table(
                 &[
                     "ID",

@@ -135,7 +135,30 @@ impl OutlierConfig {
 pub(crate) fn mono_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     let start = *START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    let real = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    #[cfg(test)]
+    let real = real.saturating_add(test_clock::offset());
+    real
+}
+
+/// Unit tests move the fleet's monotonic clock on instead of sleeping: an ejection is over
+/// when the test says so, however busy the machine. Per thread, so tests cannot disturb one
+/// another.
+#[cfg(test)]
+pub(crate) mod test_clock {
+    use std::cell::Cell;
+
+    thread_local! {
+        static OFFSET_MS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn advance(ms: u64) {
+        OFFSET_MS.with(|o| o.set(o.get().saturating_add(ms)));
+    }
+
+    pub(crate) fn offset() -> u64 {
+        OFFSET_MS.with(Cell::get)
+    }
 }
 
 pub(crate) fn unix_ms() -> i64 {
@@ -492,7 +515,7 @@ mod tests {
             WorkerState::Ejected,
             "not before the ejection is over"
         );
-        std::thread::sleep(Duration::from_millis(40));
+        test_clock::advance(40);
         h.health_passed("w");
         assert_eq!(h.state(), WorkerState::Probation);
         assert!(h.routable(0) && !h.routable(1), "one request at a time");
@@ -508,7 +531,7 @@ mod tests {
         let h = Health::new(policy(30));
         h.health_passed("w");
         h.record_failure("w", 1, "timeout");
-        std::thread::sleep(Duration::from_millis(40));
+        test_clock::advance(40);
         h.health_passed("w");
         assert_eq!(h.state(), WorkerState::Probation);
         h.record_failure("w", 1, "timeout");

@@ -557,7 +557,7 @@ mod tests {
         let w = &f.workers()[0];
         w.set_healthy(true);
         w.record_failure(1);
-        std::thread::sleep(std::time::Duration::from_millis(40));
+        crate::breaker::test_clock::advance(40);
         w.set_healthy(true);
         assert_eq!(w.state(), WorkerState::Probation);
         let _proving = lease(f.pick(&Query::new("m", "pro")));

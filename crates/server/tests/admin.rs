@@ -4,16 +4,14 @@
 //! margin reports add up to exactly what the responses said.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::{json, Value};
 use switchyard_control::admin::{format_rfc3339, Month};
 use switchyard_metering::directory::unix_ms;
 use switchyard_metering::money::{token_cost, usd_to_nanos};
 use switchyard_server::{RunningGateway, Secrets};
+use switchyard_testkit::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 

@@ -7,18 +7,16 @@
 //! `[alerts]`, and the evaluator runs every 200 ms.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::routing::post;
 use axum::{Json, Router};
-use common::*;
 use serde_json::Value;
 use switchyard_server::{Config, RunningGateway};
 use switchyard_sim::FaultConfig;
+use switchyard_testkit::*;
 
 /// A webhook receiver on port 0 that keeps every POSTed body.
 struct Receiver {
@@ -140,37 +138,12 @@ async fn evaluations(gw: &RunningGateway) -> u64 {
 async fn evaluator_rounds(gw: &RunningGateway, rounds: u64) {
     let target = evaluations(gw).await + rounds;
     assert!(
-        wait_for_async(Duration::from_secs(20), || async {
+        eventually_async(Duration::from_secs(20), || async {
             evaluations(gw).await >= target
         })
         .await,
         "the evaluator stopped before {rounds} more rounds"
     );
-}
-
-async fn wait_for_async<F: std::future::Future<Output = bool>>(
-    deadline: Duration,
-    mut cond: impl FnMut() -> F,
-) -> bool {
-    let end = tokio::time::Instant::now() + deadline;
-    while tokio::time::Instant::now() < end {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cond().await
-}
-
-async fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + deadline;
-    while tokio::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cond()
 }
 
 #[tokio::test]
@@ -195,7 +168,7 @@ async fn a_failing_worker_pages_once_opens_an_incident_and_resolves_once() {
         ..FaultConfig::default()
     });
     assert!(
-        wait_for(Duration::from_secs(20), || !hook
+        eventually(Duration::from_secs(20), || !hook
             .with("firing", "slo_burn_rate")
             .is_empty())
         .await,
@@ -231,7 +204,7 @@ async fn a_failing_worker_pages_once_opens_an_incident_and_resolves_once() {
     // The fault is fixed; traffic is clean again.
     gw.sims[0].set_faults(FaultConfig::default());
     assert!(
-        wait_for(Duration::from_secs(20), || !hook
+        eventually(Duration::from_secs(20), || !hook
             .with("resolved", "slo_burn_rate")
             .is_empty())
         .await,
@@ -322,7 +295,7 @@ async fn a_failing_synthetic_probe_raises_a_probe_alert() {
         ..FaultConfig::default()
     });
     assert!(
-        wait_for(Duration::from_secs(20), || !hook
+        eventually(Duration::from_secs(20), || !hook
             .with("firing", "probe_failed")
             .is_empty())
         .await,
@@ -349,7 +322,7 @@ async fn a_failing_synthetic_probe_raises_a_probe_alert() {
     // Fixed: after its ejection the worker is probed again, passes, and the alert resolves.
     gw.sims[0].set_faults(FaultConfig::default());
     assert!(
-        wait_for(Duration::from_secs(20), || !hook
+        eventually(Duration::from_secs(20), || !hook
             .with("resolved", "probe_failed")
             .is_empty())
         .await,
@@ -393,7 +366,7 @@ async fn a_maintenance_window_is_announced_on_the_webhook_and_the_status_page() 
         assert_eq!(resp.status(), 201);
     }
     assert!(
-        wait_for(Duration::from_secs(10), || hook
+        eventually(Duration::from_secs(10), || hook
             .with("scheduled", "maintenance_announced")
             .len()
             == 2)

@@ -1,10 +1,8 @@
 //! The OpenAI-compatible surface: responses, usage, pass-through and errors.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use serde_json::{json, Value};
+use switchyard_testkit::*;
 
 #[tokio::test]
 async fn chat_and_completion_return_usage_and_the_public_model_name() {

@@ -3,17 +3,15 @@
 //! the prompt estimate counts every form a prompt can take, so caps and token limits hold.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{json, Value};
 use switchyard_metering::store::prelude::*;
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
 use switchyard_metering::UsageSource;
 use switchyard_sim::FaultConfig;
+use switchyard_testkit::*;
 
 fn lie(usage: Value) -> FaultConfig {
     FaultConfig {

@@ -3,14 +3,12 @@
 //! expired.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::{json, Value};
 use switchyard_metering::content::ContentRecord;
 use switchyard_server::RunningGateway;
+use switchyard_testkit::*;
 
 const EMAIL: &str = "ann.secret@corp-example.com";
 const CARD: &str = "4242 4242 4242 4242";

@@ -1,14 +1,12 @@
 //! Failover before the first byte, health checks, and the statuses of a fleet in trouble.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::{json, Value};
 use switchyard_fleet::{RuntimeKind, WorkerState};
 use switchyard_sim::FaultConfig;
+use switchyard_testkit::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 

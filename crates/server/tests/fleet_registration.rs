@@ -4,16 +4,14 @@
 //! flight, the admin view of the fleet, and `/readyz` during shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use serde_json::{json, Value};
 use switchyard_config::FleetConfig;
 use switchyard_server::{Config, RunningGateway, Secrets};
 use switchyard_sim::{SimConfig, SimHandle};
+use switchyard_testkit::*;
 
 const FLEET: &str = "sy-fleet-test-0123456789abcdef";
 const READY: Duration = Duration::from_secs(10);
@@ -274,7 +272,7 @@ async fn re_registration_renews_the_same_worker_or_replaces_a_changed_one() {
 async fn a_static_worker_cannot_be_registered_over_or_removed() {
     let sim = sim_worker(|_| {}).await;
     let mut config = fleet_config(15_000, 5_000);
-    config.sim_workers = vec![common::sim("static-1", |_| {})];
+    config.sim_workers = vec![switchyard_testkit::sim("static-1", |_| {})];
     let gw = gateway(config).await;
     let (status, err) = register(&gw, &registration("static-1", &sim)).await;
     assert_eq!(status, 409, "{err}");
@@ -404,7 +402,7 @@ async fn a_draining_worker_finishes_its_stream_and_gets_nothing_new() {
 async fn the_admin_api_lists_and_drains_the_fleet_without_secrets() {
     let sim = sim_worker(|_| {}).await;
     let mut config = fleet_config(15_000, 5_000);
-    config.sim_workers = vec![common::sim("static-1", |_| {})];
+    config.sim_workers = vec![switchyard_testkit::sim("static-1", |_| {})];
     let gw = gateway(config).await;
     let mut body = registration("w1", &sim);
     body["api_key"] = json!("runtime-secret-do-not-show-42");
@@ -481,7 +479,7 @@ async fn the_admin_api_lists_and_drains_the_fleet_without_secrets() {
 
 #[tokio::test]
 async fn readyz_reports_draining_once_shutdown_begins() {
-    let mut config = config(vec![common::sim("a", |_| {})]);
+    let mut config = config(vec![switchyard_testkit::sim("a", |_| {})]);
     config.server.shutdown_delay_ms = 1_500;
     let gw = start(config).await;
     let url = format!("{}/readyz", gw.url());

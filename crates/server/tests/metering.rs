@@ -3,13 +3,10 @@
 //! under a parallel burst.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use switchyard_metering::store::prelude::*;
@@ -17,6 +14,7 @@ use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
 use switchyard_metering::UsageStatus;
 use switchyard_sim::FaultConfig;
+use switchyard_testkit::*;
 
 fn roomy(c: &mut switchyard_gateway::Config) {
     let pro = c.tiers.get_mut("pro").unwrap();

@@ -8,16 +8,14 @@
 //! `cargo test`) cannot disturb each other's figures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
 use serde_json::{json, Value};
 use switchyard_gateway::metrics as m;
 use switchyard_server::RunningGateway;
 use switchyard_sim::FaultConfig;
+use switchyard_testkit::*;
 
 /// One sample line of the text format.
 #[derive(Debug)]

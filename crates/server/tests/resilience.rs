@@ -3,11 +3,8 @@
 //! all of these (so that `bench/chaos` compares against something real).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::json;
 use switchyard_config::RoutingPolicy;
 use switchyard_fleet::WorkerState;
@@ -15,6 +12,7 @@ use switchyard_metering::store::prelude::*;
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
 use switchyard_sim::FaultConfig;
+use switchyard_testkit::*;
 
 const DEADLINE: Duration = Duration::from_secs(15);
 

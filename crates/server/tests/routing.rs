@@ -3,14 +3,12 @@
 //! reserved.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{json, Value};
 use switchyard_config::{CanaryMode, CanarySplit};
 use switchyard_fleet::Pool;
+use switchyard_testkit::*;
 
 async fn error_code(resp: reqwest::Response) -> (u16, Option<String>, String) {
     let status = resp.status().as_u16();

@@ -8,11 +8,8 @@
 //! one) and checks that it lands in the current minutes' buckets with the right counts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::{json, Value};
 use switchyard_metering::maintenance::{MaintenanceScope, NewMaintenance};
 use switchyard_metering::sli::{minute_of, Refusal, SliCounts};
@@ -20,6 +17,7 @@ use switchyard_metering::store::UsageQuery;
 use switchyard_metering::{UsageRecord, UsageStatus};
 use switchyard_server::RunningGateway;
 use switchyard_sim::FaultConfig;
+use switchyard_testkit::*;
 
 /// 2026-09-01T00:00:00Z: a 30-day month, 43,200 minutes.
 const SEPT: i64 = 1_788_220_800_000;

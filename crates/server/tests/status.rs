@@ -4,18 +4,16 @@
 //! regions and no tenant, key or worker, and `/admin/status` behind the admin token.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
 use base64::Engine;
-use common::*;
 use serde_json::{json, Value};
 use switchyard_metering::directory::unix_ms;
 use switchyard_metering::sli::minute_of;
 use switchyard_metering::{UsageRecord, UsageStatus};
 use switchyard_server::{RunningGateway, Secrets};
 use switchyard_sim::FaultConfig;
+use switchyard_testkit::*;
 
 const MIN: i64 = 60_000;
 const TENANT: &str = "acme-secret-corp";

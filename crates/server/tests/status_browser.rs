@@ -7,17 +7,15 @@
 //! developer's machine) this test says so and checks nothing, except in CI, where it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use switchyard_metering::clock::ManualClock;
 use switchyard_metering::directory::unix_ms;
 use switchyard_metering::sli::minute_of;
 use switchyard_metering::{UsageRecord, UsageStatus};
+use switchyard_testkit::*;
 
 const MIN: i64 = 60_000;
 /// `switchyard_control::status::charts::LINE`, #1d4ed8.

@@ -2,14 +2,12 @@
 //! streams, and client disconnects.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::json;
 use switchyard_metering::store::prelude::*;
 use switchyard_sim::{FaultConfig, UsageInStream};
+use switchyard_testkit::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 

@@ -58,7 +58,12 @@ impl RetryBudget {
 
     /// Takes one retry from the budget, if there is one.
     pub fn try_withdraw(&self) -> bool {
-        self.refill();
+        self.try_withdraw_at(now_ms())
+    }
+
+    /// [`RetryBudget::try_withdraw`] at `now` (milliseconds of the budget's clock).
+    fn try_withdraw_at(&self, now: u64) -> bool {
+        self.refill(now);
         self.balance
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
                 (b >= MILLI).then_some(b - MILLI)
@@ -68,12 +73,15 @@ impl RetryBudget {
 
     /// Whole retries available now (for metrics and tests).
     pub fn available(&self) -> i64 {
-        self.refill();
+        self.available_at(now_ms())
+    }
+
+    fn available_at(&self, now: u64) -> i64 {
+        self.refill(now);
         self.balance.load(Ordering::Acquire) / MILLI
     }
 
-    fn refill(&self) {
-        let now = now_ms();
+    fn refill(&self, now: u64) {
         let last = self.refilled_ms.load(Ordering::Acquire);
         if now <= last {
             return;
@@ -123,10 +131,11 @@ mod tests {
     #[test]
     fn the_floor_refills_with_time_and_the_balance_is_capped() {
         let budget = RetryBudget::new(0.0, 100);
-        while budget.try_withdraw() {}
-        std::thread::sleep(std::time::Duration::from_millis(60));
-        // 100 per second for ≥ 60 ms: at least 6 retries back (sleep may overshoot).
-        assert!(budget.available() >= 6, "{}", budget.available());
+        let t0 = budget.refilled_ms.load(Ordering::Acquire);
+        while budget.try_withdraw_at(t0) {}
+        assert_eq!(budget.available_at(t0), 0);
+        // 100 per second for 60 ms of the budget's clock: 6 retries back.
+        assert_eq!(budget.available_at(t0 + 60), 6);
         let capped = RetryBudget::new(1.0, 0);
         for _ in 0..10_000 {
             capped.deposit();

@@ -1,6 +1,13 @@
-//! Shared test harness: an in-process gateway on port 0 in front of in-process simulated
-//! workers, and small helpers to read responses and event streams as a client would.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Switchyard's test kit (a dev-dependency): an in-process gateway on port 0 in front of
+//! in-process simulated workers, started the way `switchyard serve` starts them, and helpers
+//! to read responses and event streams as a client would.
+//!
+//! Waiting: on a simulated worker, wait on what happened with `SimHandle::wait_until` (woken by
+//! its counters) and hold requests in flight with `hold`/`release`; elsewhere, [`eventually`]
+//! and [`eventually_async`] check a condition until it holds. Never a fixed sleep standing in
+//! for "it has happened by now".
+// A failed step of a test is a panic with its reason: that is what a test kit is for.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
@@ -279,7 +286,22 @@ pub fn joined_content(events: &[Event]) -> String {
         .collect()
 }
 
-/// Polls `cond` until it holds or `deadline` passes; returns whether it held.
+/// [`eventually`] for a condition that must itself wait (an HTTP call, a store read).
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(
+    deadline: Duration,
+    mut cond: impl FnMut() -> F,
+) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond().await
+}
+
+/// Checks `cond` until it holds or `deadline` passes; returns whether it held.
 pub async fn eventually(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + deadline;
     while Instant::now() < end {
