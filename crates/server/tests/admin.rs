@@ -61,6 +61,15 @@ async fn create_key(gw: &RunningGateway, tenant: &str, extra: Value) -> (String,
     assert_eq!(status, 201, "{body}");
     let secret = body["secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with(body["prefix"].as_str().unwrap()));
+    assert!(body["warning"]
+        .as_str()
+        .unwrap()
+        .contains("not be shown again"));
+    assert!(
+        body.get("rotated_from").is_none(),
+        "a new key replaced nothing"
+    );
+    assert!(body.get("hash").is_none(), "{body}");
     (body["id"].as_str().unwrap().to_string(), secret)
 }
 

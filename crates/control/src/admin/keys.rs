@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use switchyard_metering::directory::unix_ms;
 use switchyard_metering::keys::{display_prefix, generate_secret, hash_secret, new_key_id};
@@ -36,19 +36,50 @@ fn status(key: &ApiKey, now_ms: i64) -> &'static str {
 }
 
 /// A key as the admin API shows it: no secret, no hash.
+#[derive(Serialize)]
+struct KeyView<'a> {
+    id: &'a str,
+    tenant: &'a str,
+    name: &'a str,
+    prefix: &'a str,
+    status: &'static str,
+    scopes: &'a Scopes,
+    limits: &'a LimitOverrides,
+    created_at: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+}
+
+impl<'a> KeyView<'a> {
+    fn of(key: &'a ApiKey) -> Self {
+        Self {
+            id: &key.id,
+            tenant: &key.tenant_id,
+            name: &key.name,
+            prefix: &key.prefix,
+            status: status(key, unix_ms()),
+            scopes: &key.scopes,
+            limits: &key.limits,
+            created_at: format_rfc3339(key.created_at),
+            expires_at: key.expires_at.map(format_rfc3339),
+            revoked_at: key.revoked_at.map(format_rfc3339),
+        }
+    }
+}
+
+/// A new key's one showing: the key, its secret, and (after a rotation) the key it replaced.
+#[derive(Serialize)]
+struct NewKeyView<'a> {
+    #[serde(flatten)]
+    key: KeyView<'a>,
+    secret: &'a str,
+    warning: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotated_from: Option<&'a str>,
+}
+
 fn key_json(key: &ApiKey) -> Value {
-    json!({
-        "id": key.id,
-        "tenant": key.tenant_id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "status": status(key, unix_ms()),
-        "scopes": key.scopes,
-        "limits": key.limits,
-        "created_at": format_rfc3339(key.created_at),
-        "expires_at": key.expires_at.map(format_rfc3339),
-        "revoked_at": key.revoked_at.map(format_rfc3339),
-    })
+    json!(KeyView::of(key))
 }
 
 /// `expires_at` as unix seconds or an RFC 3339 string → unix ms, in the future.
@@ -143,16 +174,13 @@ async fn insert_key(
     Ok((key, secret))
 }
 
-fn with_secret(key: &ApiKey, secret: String) -> Value {
-    let mut body = key_json(key);
-    if let Value::Object(obj) = &mut body {
-        obj.insert("secret".into(), json!(secret));
-        obj.insert(
-            "warning".into(),
-            json!("Store this secret now: it is not kept and will not be shown again."),
-        );
-    }
-    body
+fn with_secret(key: &ApiKey, secret: &str, rotated_from: Option<&str>) -> Value {
+    json!(NewKeyView {
+        key: KeyView::of(key),
+        secret,
+        warning: "Store this secret now: it is not kept and will not be shown again.",
+        rotated_from,
+    })
 }
 
 #[derive(Deserialize)]
@@ -206,7 +234,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         NO_STORE,
-        Json(with_secret(&key, secret)),
+        Json(with_secret(&key, &secret, None)),
     )
         .into_response())
 }
@@ -291,10 +319,7 @@ pub async fn rotate(
     }
     apply(&state).await?;
     tracing::info!(target: "switchyard::admin", old = %old.id, new = %key.id, tenant = %key.tenant_id, "key rotated");
-    let mut body = with_secret(&key, secret);
-    if let Value::Object(obj) = &mut body {
-        obj.insert("rotated_from".into(), json!(old.id));
-    }
+    let body = with_secret(&key, &secret, Some(&old.id));
     Ok((StatusCode::CREATED, NO_STORE, Json(body)).into_response())
 }
 

@@ -8,15 +8,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use switchyard_metering::content::ContentLogging;
 use switchyard_metering::directory::{lock, unix_ms};
+use switchyard_metering::money::Nanos;
 use switchyard_metering::money::{valid_price, MAX_PRICE_USD, MAX_TIER_MAX_TOKENS};
-use switchyard_metering::{LimitOverrides, Tenant};
+use switchyard_metering::{LimitOverrides, Limits, Tenant};
 
 use super::extract::{Admin, AdminJson, Id};
-use super::render::{parse_usd, put_money};
+use super::render::{parse_usd, Usd};
 use super::{apply, format_rfc3339, invalid, store_error};
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
@@ -102,44 +103,82 @@ pub async fn get_tenant(state: &ControlState, id: &str) -> Result<Tenant, Gatewa
 /// this month. A tenant whose tier is no longer configured is `active: false` (its keys are
 /// refused) and has no effective limits.
 async fn tenant_json(state: &ControlState, tenant: &Tenant) -> Result<Value, GatewayError> {
-    let mut obj = Map::new();
-    obj.insert("id".into(), json!(tenant.id));
-    obj.insert("tier".into(), json!(tenant.tier));
-    obj.insert("prepaid".into(), json!(tenant.prepaid));
-    obj.insert("overrides".into(), json!(tenant.overrides));
-    obj.insert("content_logging".into(), json!(tenant.content_logging));
-    obj.insert(
-        "created_at".into(),
-        json!(format_rfc3339(tenant.created_at)),
-    );
-    match state.directory.tenant(&tenant.id) {
-        Some(entry) => {
-            let month_used = lock(&entry.state).month_used();
-            obj.insert("active".into(), json!(true));
-            obj.insert("limits".into(), json!(entry.limits));
-            put_money(&mut obj, "balance", entry.balance.load(Ordering::Relaxed));
-            put_money(
-                &mut obj,
-                "credit_reserved",
-                entry.credit_reserved.load(Ordering::Relaxed),
-            );
-            obj.insert("month_tokens_used".into(), json!(month_used));
-        }
-        None => {
-            let balance = state
+    let live = match state.directory.tenant(&tenant.id) {
+        Some(entry) => Live {
+            active: true,
+            limits: Some(entry.limits.clone()),
+            balance: entry.balance.load(Ordering::Relaxed),
+            credit_reserved: entry.credit_reserved.load(Ordering::Relaxed),
+            month_tokens_used: Some(lock(&entry.state).month_used()),
+        },
+        None => Live {
+            active: false,
+            limits: None,
+            balance: state
                 .directory
                 .store()
                 .credit_balance(&tenant.id)
                 .await
-                .map_err(store_error)?;
-            obj.insert("active".into(), json!(false));
-            obj.insert("limits".into(), Value::Null);
-            put_money(&mut obj, "balance", balance);
-            put_money(&mut obj, "credit_reserved", 0);
-            obj.insert("month_tokens_used".into(), Value::Null);
-        }
-    }
-    Ok(Value::Object(obj))
+                .map_err(store_error)?,
+            credit_reserved: 0,
+            month_tokens_used: None,
+        },
+    };
+    let view = TenantView {
+        id: &tenant.id,
+        tier: &tenant.tier,
+        prepaid: tenant.prepaid,
+        overrides: &tenant.overrides,
+        content_logging: tenant.content_logging,
+        created_at: format_rfc3339(tenant.created_at),
+        active: live.active,
+        limits: live.limits,
+        balance_usd: Usd(live.balance),
+        balance_nanos: live.balance,
+        credit_reserved_usd: Usd(live.credit_reserved),
+        credit_reserved_nanos: live.credit_reserved,
+        month_tokens_used: live.month_tokens_used,
+    };
+    serde_json::to_value(view)
+        .map_err(|e| GatewayError::Internal(format!("cannot render tenant: {e}")))
+}
+
+/// What the directory knows of a tenant now (nothing when its tier is gone).
+struct Live {
+    active: bool,
+    limits: Option<Limits>,
+    balance: Nanos,
+    credit_reserved: Nanos,
+    month_tokens_used: Option<u64>,
+}
+
+/// A tenant as the admin API shows it.
+#[derive(Serialize)]
+struct TenantView<'a> {
+    id: &'a str,
+    tier: &'a str,
+    prepaid: bool,
+    overrides: &'a LimitOverrides,
+    content_logging: ContentLogging,
+    created_at: String,
+    active: bool,
+    limits: Option<Limits>,
+    balance_usd: Usd,
+    balance_nanos: Nanos,
+    credit_reserved_usd: Usd,
+    credit_reserved_nanos: Nanos,
+    month_tokens_used: Option<u64>,
+}
+
+/// A top-up as the admin API confirms it.
+#[derive(Serialize)]
+struct CreditView<'a> {
+    tenant: &'a str,
+    amount_usd: Usd,
+    amount_nanos: Nanos,
+    balance_usd: Usd,
+    balance_nanos: Nanos,
+    note: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -302,12 +341,17 @@ pub async fn credit(
         None => store.credit_balance(&id).await.map_err(store_error)?,
     };
     tracing::info!(target: "switchyard::admin", tenant = %id, amount_nanos = amount, "credit added");
-    let mut obj = Map::new();
-    obj.insert("tenant".into(), json!(id));
-    put_money(&mut obj, "amount", amount);
-    put_money(&mut obj, "balance", balance);
-    obj.insert("note".into(), json!(note));
-    Ok(Json(Value::Object(obj)))
+    let view = CreditView {
+        tenant: &id,
+        amount_usd: Usd(amount),
+        amount_nanos: amount,
+        balance_usd: Usd(balance),
+        balance_nanos: balance,
+        note: &note,
+    };
+    serde_json::to_value(view)
+        .map(Json)
+        .map_err(|e| GatewayError::Internal(format!("cannot render the top-up: {e}")))
 }
 
 #[cfg(test)]
