@@ -71,7 +71,7 @@ pub async fn list(
             })
         })
         .collect();
-    Ok(Json(json!({ "object": "list", "data": data })))
+    Ok(super::list_json(data))
 }
 
 pub async fn erase(

@@ -45,5 +45,5 @@ pub async fn list(
             })
         })
         .collect();
-    Ok(Json(json!({"object": "list", "data": data})))
+    Ok(super::list_json(data))
 }

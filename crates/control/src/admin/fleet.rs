@@ -20,7 +20,7 @@ pub async fn list(_: Admin, State(state): State<Arc<ControlState>>) -> Json<Valu
     let mut workers = state.fleet.workers();
     workers.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
     let data: Vec<Value> = workers.iter().map(|w| worker_json(w)).collect();
-    Json(json!({ "object": "list", "data": data }))
+    super::list_json(data)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,50 +9,85 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 use switchyard_metering::directory::unix_ms;
 use switchyard_metering::incident::{Impact, Incident};
 use switchyard_slo::availability::format_bp_percent;
 
 use super::extract::{Admin, Id, Params};
-use super::{format_rfc3339, invalid, month_range, store_error};
+use super::{format_rfc3339, invalid, store_error};
 use crate::alerting::impact::{format_budget_bp, measure};
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
 
+/// An incident as the admin API shows it, with its impact.
+#[derive(Serialize)]
+struct IncidentView<'a> {
+    object: &'static str,
+    id: i64,
+    status: &'static str,
+    title: &'a str,
+    severity: &'a str,
+    scopes: &'a [String],
+    started_at: String,
+    detected_at: String,
+    ended_at: Option<String>,
+    slo: String,
+    requests: u64,
+    requests_failed: u64,
+    bad_minutes: u64,
+    budget_spent_bp: u64,
+    budget_spent: String,
+    tenants_affected: u64,
+    alerts: Vec<AlertView<'a>>,
+}
+
+#[derive(Serialize)]
+struct AlertView<'a> {
+    name: &'a str,
+    scope: &'a str,
+    severity: &'a str,
+    summary: &'a str,
+    fired_at: String,
+    resolved_at: Option<String>,
+}
+
 fn incident_json(inc: &Incident, impact: &Impact) -> Value {
-    let alerts: Vec<Value> = inc
+    let alerts = inc
         .alerts
         .iter()
-        .map(|a| {
-            json!({
-                "name": a.name,
-                "scope": a.scope,
-                "severity": a.severity,
-                "summary": a.summary,
-                "fired_at": format_rfc3339(a.fired_at_ms),
-                "resolved_at": a.resolved_at_ms.map(format_rfc3339),
-            })
+        .map(|a| AlertView {
+            name: &a.name,
+            scope: &a.scope,
+            severity: &a.severity,
+            summary: &a.summary,
+            fired_at: format_rfc3339(a.fired_at_ms),
+            resolved_at: a.resolved_at_ms.map(format_rfc3339),
         })
         .collect();
-    json!({
-        "object": "incident",
-        "id": inc.id,
-        "status": if inc.ended_at_ms.is_some() { "resolved" } else { "open" },
-        "title": inc.title,
-        "severity": inc.severity,
-        "scopes": inc.scopes,
-        "started_at": format_rfc3339(inc.started_at_ms),
-        "detected_at": format_rfc3339(inc.detected_at_ms),
-        "ended_at": inc.ended_at_ms.map(format_rfc3339),
-        "slo": format_bp_percent(u64::from(inc.slo_bp)),
-        "requests": impact.requests,
-        "requests_failed": impact.requests_failed,
-        "bad_minutes": impact.bad_minutes,
-        "budget_spent_bp": impact.budget_spent_bp,
-        "budget_spent": format_budget_bp(impact.budget_spent_bp),
-        "tenants_affected": impact.tenants_affected,
-        "alerts": alerts,
+    json!(IncidentView {
+        object: "incident",
+        id: inc.id,
+        status: if inc.ended_at_ms.is_some() {
+            "resolved"
+        } else {
+            "open"
+        },
+        title: &inc.title,
+        severity: &inc.severity,
+        scopes: &inc.scopes,
+        started_at: format_rfc3339(inc.started_at_ms),
+        detected_at: format_rfc3339(inc.detected_at_ms),
+        ended_at: inc.ended_at_ms.map(format_rfc3339),
+        slo: format_bp_percent(u64::from(inc.slo_bp)),
+        requests: impact.requests,
+        requests_failed: impact.requests_failed,
+        bad_minutes: impact.bad_minutes,
+        budget_spent_bp: impact.budget_spent_bp,
+        budget_spent: format_budget_bp(impact.budget_spent_bp),
+        tenants_affected: impact.tenants_affected,
+        alerts,
     })
 }
 
@@ -85,8 +120,7 @@ pub async fn list(
     State(state): State<Arc<ControlState>>,
     params: Params,
 ) -> Result<Json<Value>, GatewayError> {
-    params.only(&["month"])?;
-    let (from, to) = month_range(params.get("month"), "month")?;
+    let (from, to) = super::month_filter(&params)?;
     let incidents = state
         .directory
         .store()
@@ -97,7 +131,7 @@ pub async fn list(
     for inc in &incidents {
         data.push(incident_json(inc, &impact_of(&state, inc).await?));
     }
-    Ok(Json(json!({"object": "list", "data": data})))
+    Ok(super::list_json(data))
 }
 
 /// `GET /admin/v1/incidents/{id}`.

@@ -256,7 +256,7 @@ pub async fn list(
         .await
         .map_err(store_error)?;
     let data: Vec<Value> = keys.iter().map(key_json).collect();
-    Ok(Json(json!({ "object": "list", "data": data })))
+    Ok(super::list_json(data))
 }
 
 async fn get_key(state: &ControlState, id: &str) -> Result<ApiKey, GatewayError> {

@@ -13,14 +13,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use switchyard_metering::maintenance::{Maintenance, MaintenanceScope, NewMaintenance};
 use switchyard_metering::StoreError;
 use switchyard_slo::exclusions::qualifies;
 
 use super::extract::{Admin, AdminJson, Id, Params};
-use super::{format_rfc3339, invalid, month_range, parse_rfc3339, store_error};
+use super::{format_rfc3339, invalid, parse_rfc3339, store_error};
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
 
@@ -40,17 +40,31 @@ pub struct CreateWindow {
     announced_at: Option<Value>,
 }
 
+/// A maintenance window as the admin API, the status page and the webhook show it.
+#[derive(Serialize)]
+struct WindowView<'a> {
+    id: i64,
+    start: String,
+    end: String,
+    minutes: i64,
+    scope: String,
+    note: &'a str,
+    announced_at: String,
+    notice_ok: bool,
+    created_at: String,
+}
+
 pub fn window_json(w: &Maintenance) -> Value {
-    json!({
-        "id": w.id,
-        "start": format_rfc3339(w.start_ms),
-        "end": format_rfc3339(w.end_ms),
-        "minutes": (w.end_ms - w.start_ms + 59_999) / 60_000,
-        "scope": w.scope.to_string(),
-        "note": w.note,
-        "announced_at": format_rfc3339(w.created_at_ms),
-        "notice_ok": qualifies(w),
-        "created_at": format_rfc3339(w.created_at_ms),
+    json!(WindowView {
+        id: w.id,
+        start: format_rfc3339(w.start_ms),
+        end: format_rfc3339(w.end_ms),
+        minutes: (w.end_ms - w.start_ms + 59_999) / 60_000,
+        scope: w.scope.to_string(),
+        note: &w.note,
+        announced_at: format_rfc3339(w.created_at_ms),
+        notice_ok: qualifies(w),
+        created_at: format_rfc3339(w.created_at_ms),
     })
 }
 
@@ -113,8 +127,7 @@ pub async fn list(
     State(state): State<Arc<ControlState>>,
     params: Params,
 ) -> Result<Json<Value>, GatewayError> {
-    params.only(&["month"])?;
-    let (from, to) = month_range(params.get("month"), "month")?;
+    let (from, to) = super::month_filter(&params)?;
     let windows = state
         .directory
         .store()
@@ -122,7 +135,7 @@ pub async fn list(
         .await
         .map_err(store_error)?;
     let data: Vec<Value> = windows.iter().map(window_json).collect();
-    Ok(Json(json!({"object": "list", "data": data})))
+    Ok(super::list_json(data))
 }
 
 /// `DELETE /admin/v1/maintenance/{id}`.

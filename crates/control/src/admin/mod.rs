@@ -83,6 +83,17 @@ pub fn router() -> Router<Arc<ControlState>> {
 }
 
 /// A store failure as the admin API reports it.
+/// A list response: `{"object": "list", "data": [...]}`, the OpenAI shape for lists.
+fn list_json(data: Vec<serde_json::Value>) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"object": "list", "data": data}))
+}
+
+/// The `?month=YYYY-MM` filter of a list (the only parameter it takes) as `[start, end)`.
+fn month_filter(params: &extract::Params) -> Result<(Option<i64>, Option<i64>), GatewayError> {
+    params.only(&["month"])?;
+    month_range(params.get("month"), "month")
+}
+
 fn store_error(e: StoreError) -> GatewayError {
     match e {
         StoreError::NotFound(what) => GatewayError::NotFound(format!("Not found: {what}.")),

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use switchyard_metering::content::ContentLogging;
 use switchyard_metering::directory::{lock, unix_ms};
 use switchyard_metering::money::Nanos;
@@ -246,7 +246,7 @@ pub async fn list(
     for t in &tenants {
         data.push(tenant_json(&state, t).await?);
     }
-    Ok(Json(json!({ "object": "list", "data": data })))
+    Ok(super::list_json(data))
 }
 
 pub async fn show(
