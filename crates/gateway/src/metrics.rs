@@ -14,9 +14,9 @@
 //!   free functions need no registry threaded through every step.
 //! - **State** (worker states, outstanding requests, the retry budget, what workers' own
 //!   `/metrics` say) is read at scrape time from this gateway's fleet (see [`scrape_time`] and
-//!   [`crate::worker_scrape`]) instead of being pushed on every change: a worker that leaves
-//!   the fleet leaves the output with it, and two gateways in one process (tests) each show
-//!   their own fleet.
+//!   [`worker_figures`], which the control plane's scraper publishes) instead of being pushed
+//!   on every change: a worker that leaves the fleet leaves the output with it, and two
+//!   gateways in one process (tests) each show their own fleet.
 //!
 //! Labels never carry an API key, a key id or a tenant id: tenants appear as their tier only.
 //! Models are labelled only once the fleet is known to serve them (a client's made-up model

@@ -25,7 +25,7 @@ use crate::upstream::{attempt_with, Reply};
 ///
 /// - A worker that fails before the first byte reached the client is replaced by another, on
 ///   another provider when there is one, up to `max_attempts` workers in all, and only while the
-///   retry budget allows (see [`budget`]).
+///   retry budget allows (see [`crate::upstream::budget`]).
 /// - With `hedge_after` set (the tenant tier's TTFT hedge), a request that has no first frame
 ///   by then is also sent to a second worker; whichever answers first wins and the other is
 ///   cancelled (its future dropped: the connection closes and the worker stops generating).
