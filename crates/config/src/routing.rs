@@ -19,8 +19,13 @@ pub struct RoutingConfig {
     pub sticky_idle_s: u64,
     pub sticky_capacity: u64,
     /// A saturated fleet: a request may wait for a worker this share of its tier's TTFT SLO,
-    /// then it is shed with 503 and Retry-After.
+    /// then it is shed with 503 and Retry-After, unless it is expected to be served before
+    /// `queue_max_slo_fraction`.
     pub queue_slo_fraction: f64,
+    /// The longest a request may wait, as a share of its tier's TTFT SLO, when the queue's
+    /// pace says it will be served by then (a 503 costs the availability SLO; a slow first
+    /// token only the latency percentile). Equal to `queue_slo_fraction`: no extension.
+    pub queue_max_slo_fraction: f64,
     /// Requests waiting per model; beyond, the lowest priority is shed.
     pub max_queue: usize,
     /// `[[routing.canary]]`: share of a model's requests for its canary pool.
@@ -39,6 +44,7 @@ impl Default for RoutingConfig {
             sticky_idle_s: 600,
             sticky_capacity: 100_000,
             queue_slo_fraction: 0.5,
+            queue_max_slo_fraction: 1.0,
             max_queue: 256,
             canary: Vec::new(),
             fallback: BTreeMap::new(),
@@ -92,6 +98,13 @@ impl RoutingConfig {
         let fraction = self.queue_slo_fraction;
         if !(fraction.is_finite() && (0.0..=10.0).contains(&fraction)) {
             return Err("routing.queue_slo_fraction must be between 0 and 10".into());
+        }
+        let max = self.queue_max_slo_fraction;
+        if !(max.is_finite() && (fraction..=10.0).contains(&max)) {
+            return Err(
+                "routing.queue_max_slo_fraction must be between routing.queue_slo_fraction and 10"
+                    .into(),
+            );
         }
         for c in &self.canary {
             if !(c.weight.is_finite() && (0.0..=1.0).contains(&c.weight)) {

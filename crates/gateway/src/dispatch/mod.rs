@@ -80,7 +80,7 @@ pub async fn forward(
     let lease = if failed_before.is_empty() {
         crate::route::first(state, route).await?
     } else {
-        let deadline = tokio::time::Instant::now() + route.queue_for;
+        let deadline = route.queue_for.from_now();
         crate::route::retry(state, route, &tried, deadline).await?
     };
     running.push(start(lease, &mut tried, &mut began_at, settlement));
@@ -141,7 +141,7 @@ pub async fn forward(
                             if !state.retry_budget.try_withdraw() {
                                 tracing::warn!(request_id, "retry budget exhausted; not retrying");
                             } else {
-                                let deadline = tokio::time::Instant::now() + route.queue_for;
+                                let deadline = route.queue_for.from_now();
                                 match crate::route::retry(state, route, &tried, deadline).await {
                                     Ok(next) => {
                                         crate::metrics::retry(&req.model, crate::metrics::Retry::BeforeFirstToken);

@@ -67,7 +67,7 @@ impl Continuation for Resume {
         // is waiting for the rest; a fresh request can still go elsewhere).
         let mut route = self.route.clone();
         route.priority.slo_bp = route.priority.slo_bp.saturating_add(RESUME_PRIORITY);
-        route.queue_for *= 2;
+        route.queue_for = route.queue_for.doubled();
         let tried = self.tried.clone();
         let request_id = self.request_id.clone();
         tracing::warn!(
@@ -76,7 +76,7 @@ impl Continuation for Resume {
             "stream broke mid-way; resuming on another worker"
         );
         Some(Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + route.queue_for;
+            let deadline = route.queue_for.from_now();
             let lease = crate::route::retry(&state, &route, &tried, deadline).await?;
             let upstream =
                 crate::upstream::open_stream(&state, &req, &request_id, lease.worker()).await?;

@@ -20,7 +20,44 @@ use switchyard_protocol::InferenceRequest;
 
 use crate::error::GatewayError;
 use crate::state::AppState;
-use queue::Priority;
+use queue::{Deadline, Priority};
+
+/// How long a request may queue for a saturated fleet: `soft`, and up to `hard` if it is
+/// expected to be served by then (see [`queue::WaitQueue::wait`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueBudget {
+    pub soft: Duration,
+    pub hard: Duration,
+}
+
+impl QueueBudget {
+    /// The tier's TTFT SLO times the configured fractions.
+    fn for_slo(slo_ttft_ms: u32, soft_fraction: f64, hard_fraction: f64) -> Self {
+        let share = |fraction: f64| {
+            Duration::from_millis((f64::from(slo_ttft_ms) * fraction).max(0.0) as u64)
+        };
+        Self {
+            soft: share(soft_fraction),
+            hard: share(hard_fraction.max(soft_fraction)),
+        }
+    }
+
+    /// The deadlines of a wait that starts now.
+    pub fn from_now(self) -> Deadline {
+        let now = tokio::time::Instant::now();
+        Deadline {
+            soft: now + self.soft,
+            hard: now + self.hard,
+        }
+    }
+
+    pub fn doubled(self) -> Self {
+        Self {
+            soft: self.soft * 2,
+            hard: self.hard * 2,
+        }
+    }
+}
 
 /// What routing needs to know of one request.
 #[derive(Debug, Clone)]
@@ -31,7 +68,7 @@ pub struct RouteCtx {
     pub pool: Pool,
     pub conversation: Option<u64>,
     /// How long the request may queue for a saturated fleet.
-    pub queue_for: Duration,
+    pub queue_for: QueueBudget,
 }
 
 impl RouteCtx {
@@ -39,7 +76,6 @@ impl RouteCtx {
         let routing = &state.config.routing;
         let tier = key.tenant.tenant.tier.clone();
         let prompt = req.prompt_size().estimate();
-        let queue_ms = f64::from(key.limits.slo_ttft_p95_ms) * routing.queue_slo_fraction;
         Self {
             model: req.model.clone(),
             priority: Priority::new(key.limits.slo_availability_bp, prompt),
@@ -47,7 +83,11 @@ impl RouteCtx {
             conversation: (routing.sticky_idle_s > 0)
                 .then(|| sticky::conversation_key(&key.tenant.tenant.id, req))
                 .flatten(),
-            queue_for: Duration::from_millis(queue_ms.max(0.0) as u64),
+            queue_for: QueueBudget::for_slo(
+                key.limits.slo_ttft_p95_ms,
+                routing.queue_slo_fraction,
+                routing.queue_max_slo_fraction,
+            ),
             tier,
         }
     }
@@ -66,7 +106,7 @@ impl RouteCtx {
     }
 }
 
-/// The first worker for a request; waits while the fleet is saturated, at most `queue_for`.
+/// The first worker for a request; waits while the fleet is saturated, within `queue_for`.
 pub async fn first(state: &AppState, ctx: &RouteCtx) -> Result<WorkerLease, GatewayError> {
     if !state.config.routing.adaptive() {
         return state
@@ -80,7 +120,7 @@ pub async fn first(state: &AppState, ctx: &RouteCtx) -> Result<WorkerLease, Gate
         ..ctx.query(state, &[])
     };
     let began = std::time::Instant::now();
-    let deadline = tokio::time::Instant::now() + ctx.queue_for;
+    let deadline = ctx.queue_for.from_now();
     let picked = pick_or_wait(state, ctx, query, deadline).await;
     // Observed once per request: here when it was shed from the queue (it never reaches a
     // worker), at its first attempt otherwise (see `settle`).
@@ -96,7 +136,7 @@ pub async fn retry(
     state: &AppState,
     ctx: &RouteCtx,
     tried: &[Arc<Worker>],
-    deadline: tokio::time::Instant,
+    deadline: Deadline,
 ) -> Result<WorkerLease, GatewayError> {
     if !state.config.routing.adaptive() {
         return Err(GatewayError::NoHealthyWorker(ctx.model.clone()));
@@ -125,7 +165,7 @@ async fn pick_or_wait(
     state: &AppState,
     ctx: &RouteCtx,
     query: Query<'_>,
-    deadline: tokio::time::Instant,
+    deadline: Deadline,
 ) -> Result<WorkerLease, GatewayError> {
     match state.fleet.pick(&query) {
         Pick::Worker(lease) => Ok(lease),

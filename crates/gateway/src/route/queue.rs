@@ -1,8 +1,10 @@
 //! Waiting for a worker when every eligible one is at its concurrency.
 //!
-//! A request that finds the fleet saturated waits here, at most until its tier's deadline (a
-//! fraction of the tier's TTFT SLO: waiting longer would break the SLO anyway, and a quick 503
-//! with `Retry-After` lets a client go elsewhere). Waiters are served in priority order — the
+//! A request that finds the fleet saturated waits here until its tier's deadline (a fraction of
+//! the tier's TTFT SLO), and on to a later one (a larger fraction) only if the queue's pace says
+//! it will be served by then: a 503 costs the availability SLO, a slow first token only the
+//! latency percentile, so a request about to be served is not shed; one that would wait past
+//! the later deadline gets a quick 503 with `Retry-After` and may go elsewhere. Waiters are served in priority order — the
 //! tier's availability SLO first (Business, then Pro, then Hobby), then shorter prompts — and
 //! when the queue is full the lowest-priority waiter is shed first, so load shedding falls on
 //! the lowest tier and the longest prompts.
@@ -106,12 +108,37 @@ impl Shed {
     }
 }
 
+/// How long a request may wait for a worker: until `soft`, and on until `hard` only if it is
+/// expected to be served by then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub soft: Instant,
+    pub hard: Instant,
+}
+
+impl Deadline {
+    /// One deadline, no extension.
+    pub fn at(instant: Instant) -> Self {
+        Self {
+            soft: instant,
+            hard: instant,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ModelQueue {
+    /// Unordered (small; scanned for the head).
+    waiters: Vec<Waiter>,
+    /// Waiters that got a worker since this queue formed: the pace at which it drains.
+    served: u64,
+}
+
 #[derive(Debug)]
 pub struct WaitQueue {
     max_waiting: usize,
     next_id: AtomicU64,
-    /// Waiters by model, unordered (small; scanned for the head).
-    waiting: Mutex<HashMap<String, Vec<Waiter>>>,
+    waiting: Mutex<HashMap<String, ModelQueue>>,
 }
 
 /// Removes its waiter when the waiting future ends in any way (served, shed, cancelled by a
@@ -120,11 +147,12 @@ struct Place<'q> {
     queue: &'q WaitQueue,
     model: String,
     id: u64,
+    served: bool,
 }
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
-        if let Some(next) = self.queue.remove(&self.model, self.id) {
+        if let Some(next) = self.queue.remove(&self.model, self.id, self.served) {
             next.notify_one();
         }
     }
@@ -141,6 +169,10 @@ impl WaitQueue {
 
     /// Waits until `query` gets a worker, the deadline passes, or the request is shed.
     ///
+    /// At `deadline.soft` a waiter still queued is shed unless, at the pace the queue was
+    /// served while it waited, it and those ahead of it would be served before
+    /// `deadline.hard`; then it waits on, at most until `deadline.hard`.
+    ///
     /// Only the head of a model's queue (the highest priority, the earliest among equals)
     /// listens for released workers; the others sleep until their turn comes. Waking every
     /// waiter on every release, as a first version did, cost O(waiters) task wake-ups per
@@ -154,16 +186,19 @@ impl WaitQueue {
         fleet: &Fleet,
         query: &Query<'_>,
         priority: Priority,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> Result<WorkerLease, Shed> {
         let signal = fleet.release_signal();
         let _waiting = signal.waiting();
-        let (id, shed, turn) = self.join(query.model, priority, Class::of(query))?;
-        let _place = Place {
+        let joined = Instant::now();
+        let (id, shed, turn, served_before) = self.join(query.model, priority, Class::of(query))?;
+        let mut place = Place {
             queue: self,
             model: query.model.to_string(),
             id,
+            served: false,
         };
+        let mut until = deadline.soft;
         loop {
             let released = signal.notified();
             tokio::pin!(released);
@@ -178,9 +213,12 @@ impl WaitQueue {
             }
             if head || passed {
                 match fleet.pick(query) {
-                    // Dropping `_place` hands the turn on: the next waiter may find a
+                    // Dropping `place` hands the turn on: the next waiter may find a
                     // second free slot.
-                    Pick::Worker(lease) => return Ok(lease),
+                    Pick::Worker(lease) => {
+                        place.served = true;
+                        return Ok(lease);
+                    }
                     Pick::Unavailable => return Err(Shed::Unavailable),
                     Pick::Saturated => {
                         // Only a free worker this request may not use is worth another look:
@@ -195,17 +233,53 @@ impl WaitQueue {
             tokio::select! {
                 () = &mut released, if head => {}
                 () = turn.notified() => {}
-                () = tokio::time::sleep_until(deadline) => return Err(Shed::Deadline),
+                () = tokio::time::sleep_until(until) => {
+                    let now = Instant::now();
+                    if until < deadline.hard
+                        && self.on_pace(query.model, id, served_before, now - joined, deadline.hard - now)
+                    {
+                        until = deadline.hard;
+                        continue;
+                    }
+                    return Err(Shed::Deadline);
+                }
             }
         }
     }
 
     /// Waiters currently queued for `model` (for tests and metrics).
     pub fn len(&self, model: &str) -> usize {
-        self.lock().get(model).map_or(0, Vec::len)
+        self.lock().get(model).map_or(0, |q| q.waiters.len())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Waiter>>> {
+    /// Whether `id`, having waited `waited` while the queue served some waiters, would be
+    /// served within `left` at that pace: those ahead of it and itself, one by one.
+    fn on_pace(
+        &self,
+        model: &str,
+        id: u64,
+        served_before: u64,
+        waited: std::time::Duration,
+        left: std::time::Duration,
+    ) -> bool {
+        let all = self.lock();
+        let Some(q) = all.get(model) else {
+            return false;
+        };
+        let served = q.served.saturating_sub(served_before);
+        if served == 0 {
+            // Nothing moved while it waited: no pace to expect anything from.
+            return false;
+        }
+        let order = in_order(&q.waiters);
+        let Some(ahead) = order.iter().position(|&i| q.waiters[i].id == id) else {
+            return false;
+        };
+        let per_waiter = waited.as_secs_f64() / served as f64;
+        per_waiter * (ahead + 1) as f64 <= left.as_secs_f64()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ModelQueue>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -214,12 +288,14 @@ impl WaitQueue {
         model: &str,
         priority: Priority,
         class: Class,
-    ) -> Result<(u64, Arc<AtomicBool>, Arc<Notify>), Shed> {
+    ) -> Result<(u64, Arc<AtomicBool>, Arc<Notify>, u64), Shed> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shed = Arc::new(AtomicBool::new(false));
         let turn = Arc::new(Notify::new());
         let mut all = self.lock();
-        let queue = all.entry(model.to_string()).or_default();
+        let model_queue = all.entry(model.to_string()).or_default();
+        let served_before = model_queue.served;
+        let queue = &mut model_queue.waiters;
         if queue.len() >= self.max_waiting {
             // Full: the lowest-priority waiter (the latest among equals) makes room, if it is
             // below the newcomer; otherwise the newcomer is the one shed.
@@ -252,14 +328,14 @@ impl WaitQueue {
             passed,
             passes: 0,
         });
-        Ok((id, shed, turn))
+        Ok((id, shed, turn, served_before))
     }
 
     /// Whether `id` is the head of `model`'s queue, whether it holds a passed turn, and how
     /// many turns it was passed so far.
     fn standing(&self, model: &str, id: u64) -> (bool, bool, u64) {
         let all = self.lock();
-        let Some(q) = all.get(model) else {
+        let Some(q) = all.get(model).map(|q| &q.waiters) else {
             return (false, false, 0);
         };
         let head = head(q).is_some_and(|w| w.id == id);
@@ -273,7 +349,7 @@ impl WaitQueue {
     /// (`seen`); with `forward`, the next waiter that might use a free worker gets a turn.
     fn pass_on(&self, model: &str, id: u64, seen: u64, forward: bool) -> Option<Arc<Notify>> {
         let mut all = self.lock();
-        let q = all.get_mut(model)?;
+        let q = &mut all.get_mut(model)?.waiters;
         let order = in_order(q);
         let at = order.iter().position(|&i| q[i].id == id)?;
         let me = &mut q[order[at]];
@@ -287,12 +363,14 @@ impl WaitQueue {
         Some(give_turn(&mut q[next]))
     }
 
-    /// Removes `id`. If it was the head or held a passed turn, the turn goes on: to the new
-    /// head, or to the next waiter that might find a worker (a served waiter may have left a
-    /// second free one).
-    fn remove(&self, model: &str, id: u64) -> Option<Arc<Notify>> {
+    /// Removes `id` (`served`: it got a worker). If it was the head or held a passed turn, the
+    /// turn goes on: to the new head, or to the next waiter that might find a worker (a served
+    /// waiter may have left a second free one).
+    fn remove(&self, model: &str, id: u64, served: bool) -> Option<Arc<Notify>> {
         let mut all = self.lock();
-        let q = all.get_mut(model)?;
+        let model_queue = all.get_mut(model)?;
+        model_queue.served += u64::from(served);
+        let q = &mut model_queue.waiters;
         let leaver = q.iter().find(|w| w.id == id)?;
         let had_turn = leaver.passed || head(q).is_some_and(|w| w.id == id);
         // Its place in the serving order: everyone ahead of it stays ahead.
@@ -411,7 +489,7 @@ mod tests {
                 ..Query::new("m", tier)
             };
             queue
-                .wait(&fleet, &query, priority, deadline)
+                .wait(&fleet, &query, priority, Deadline::at(deadline))
                 .await
                 .map(|lease| lease.worker().spec.name.clone())
         })
@@ -506,7 +584,12 @@ mod tests {
             let priority = Priority::new(if i % 4 == 0 { 9995 } else { 9990 }, 1000 - i);
             tokio::spawn(async move {
                 let lease = queue
-                    .wait(&fleet, &Query::new("m", "pro"), priority, deadline)
+                    .wait(
+                        &fleet,
+                        &Query::new("m", "pro"),
+                        priority,
+                        Deadline::at(deadline),
+                    )
                     .await;
                 let _ = served_tx.send((i, lease));
             });
@@ -638,5 +721,92 @@ mod tests {
         assert_eq!(verdict, Err(Shed::Displaced));
         assert!(!high.is_finished(), "the newcomer waits for the slot");
         high.abort();
+    }
+
+    /// Queues a request that keeps the worker it gets; ends with the lease or the shed, and
+    /// when.
+    fn spawn_holder(
+        fleet: &Arc<Fleet>,
+        queue: &Arc<WaitQueue>,
+        deadline: Deadline,
+    ) -> tokio::task::JoinHandle<(Result<WorkerLease, Shed>, Instant)> {
+        let (fleet, queue) = (fleet.clone(), queue.clone());
+        tokio::spawn(async move {
+            let got = queue
+                .wait(
+                    &fleet,
+                    &Query::new("m", "pro"),
+                    Priority::new(9990, 0),
+                    deadline,
+                )
+                .await;
+            (got, Instant::now())
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_soft_deadline_only_a_waiter_the_queue_will_reach_waits_on() {
+        let fleet = Arc::new(one_slot_fleet());
+        let queue = Arc::new(WaitQueue::new(100));
+        let held = lease(fleet.pick(&Query::new("m", "pro")));
+        let t0 = Instant::now();
+        let deadline = Deadline {
+            soft: t0 + Duration::from_millis(1000),
+            hard: t0 + Duration::from_millis(2500),
+        };
+        let first = spawn_holder(&fleet, &queue, deadline);
+        until_queued(&queue, 1).await;
+        let second = spawn_holder(&fleet, &queue, deadline);
+        until_queued(&queue, 2).await;
+        let third = spawn_holder(&fleet, &queue, deadline);
+        until_queued(&queue, 3).await;
+
+        // One waiter served in the first second: a pace of one a second.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(held);
+        let (first_lease, _) = first.await.unwrap();
+        let first_lease = first_lease.expect("the head is served by the release");
+
+        // At the soft deadline (1 s) the second, next in line, would be served in about 1 s
+        // more: within the 1.5 s left, it waits on. The third would need 2 s: shed now.
+        let (verdict, at) = third.await.unwrap();
+        assert_eq!(verdict.err(), Some(Shed::Deadline));
+        assert_eq!(
+            at - t0,
+            Duration::from_millis(1000),
+            "shed at the soft deadline"
+        );
+        assert!(
+            !second.is_finished(),
+            "the next in line waits past the soft deadline"
+        );
+
+        tokio::time::sleep_until(t0 + Duration::from_millis(1200)).await;
+        drop(first_lease);
+        let (verdict, at) = second.await.unwrap();
+        assert!(
+            verdict.is_ok(),
+            "served after its soft deadline, before its hard one"
+        );
+        assert_eq!(at - t0, Duration::from_millis(1200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_that_does_not_move_sheds_at_the_soft_deadline() {
+        let fleet = Arc::new(one_slot_fleet());
+        let queue = Arc::new(WaitQueue::new(100));
+        let _held = lease(fleet.pick(&Query::new("m", "pro")));
+        let t0 = Instant::now();
+        let waiter = spawn_holder(
+            &fleet,
+            &queue,
+            Deadline {
+                soft: t0 + Duration::from_millis(750),
+                hard: t0 + Duration::from_millis(1500),
+            },
+        );
+        let (verdict, at) = waiter.await.unwrap();
+        assert_eq!(verdict.err(), Some(Shed::Deadline));
+        assert_eq!(at - t0, Duration::from_millis(750));
     }
 }
