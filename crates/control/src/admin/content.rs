@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use switchyard_metering::content::ContentRecord;
 
 use super::extract::{Admin, Params};
 use super::tenants::valid_tenant_id;
+use super::List;
 use super::{format_rfc3339, invalid, store_error};
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
@@ -33,7 +35,7 @@ pub async fn list(
     _: Admin,
     State(state): State<Arc<ControlState>>,
     params: Params,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<List<ContentView>>, GatewayError> {
     params.only(&["tenant", "request_id", "limit"])?;
     let tenant = tenant(&params)?;
     let limit = match params.get("limit") {
@@ -50,35 +52,63 @@ pub async fn list(
         .content_records(tenant, params.get("request_id"), limit)
         .await
         .map_err(store_error)?;
-    let data: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            json!({
-                "request_id": r.request_id,
-                "tenant": r.tenant_id,
-                "model": r.model,
-                "endpoint": r.endpoint,
-                "stream": r.stream,
-                "status": r.status,
-                "created_at": format_rfc3339(r.created_at_ms),
-                "created_at_ms": r.created_at_ms,
-                "expires_at": format_rfc3339(r.expires_at_ms),
-                "expires_at_ms": r.expires_at_ms,
-                "prompt": r.prompt,
-                "prompt_truncated": r.prompt_truncated,
-                "completion": r.completion,
-                "completion_truncated": r.completion_truncated,
-            })
-        })
-        .collect();
-    Ok(super::list_json(data))
+    Ok(super::list_json(
+        records.into_iter().map(ContentView::of).collect(),
+    ))
+}
+
+/// One logged request as stored (redacted), with its times as RFC 3339 and unix ms.
+#[derive(Debug, Serialize)]
+pub struct ContentView {
+    request_id: String,
+    tenant: String,
+    model: String,
+    endpoint: String,
+    stream: bool,
+    status: String,
+    created_at: String,
+    created_at_ms: i64,
+    expires_at: String,
+    expires_at_ms: i64,
+    prompt: String,
+    prompt_truncated: bool,
+    completion: String,
+    completion_truncated: bool,
+}
+
+impl ContentView {
+    fn of(r: ContentRecord) -> Self {
+        Self {
+            request_id: r.request_id,
+            tenant: r.tenant_id,
+            model: r.model,
+            endpoint: r.endpoint,
+            stream: r.stream,
+            status: r.status,
+            created_at: format_rfc3339(r.created_at_ms),
+            created_at_ms: r.created_at_ms,
+            expires_at: format_rfc3339(r.expires_at_ms),
+            expires_at_ms: r.expires_at_ms,
+            prompt: r.prompt,
+            prompt_truncated: r.prompt_truncated,
+            completion: r.completion,
+            completion_truncated: r.completion_truncated,
+        }
+    }
+}
+
+/// A tenant's content logs erased: how many records went.
+#[derive(Debug, Serialize)]
+pub struct ErasedView {
+    tenant: String,
+    deleted: u64,
 }
 
 pub async fn erase(
     _: Admin,
     State(state): State<Arc<ControlState>>,
     params: Params,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<ErasedView>, GatewayError> {
     params.only(&["tenant"])?;
     let tenant = tenant(&params)?;
     let deleted = state
@@ -88,5 +118,8 @@ pub async fn erase(
         .await
         .map_err(store_error)?;
     tracing::info!(target: "switchyard::admin", tenant, deleted, "content logs erased");
-    Ok(Json(json!({ "tenant": tenant, "deleted": deleted })))
+    Ok(Json(ErasedView {
+        tenant: tenant.to_string(),
+        deleted,
+    }))
 }

@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use switchyard_metering::DeadLetter;
 
 use super::extract::{Admin, Params};
+use super::List;
 use super::{format_rfc3339, invalid, store_error};
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
@@ -17,7 +20,7 @@ pub async fn list(
     _: Admin,
     State(state): State<Arc<ControlState>>,
     params: Params,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<List<DeadLetterView>>, GatewayError> {
     params.only(&["limit"])?;
     let limit = match params.get("limit") {
         None => 100,
@@ -33,17 +36,31 @@ pub async fn list(
         .dead_letters(limit)
         .await
         .map_err(store_error)?;
-    let data: Vec<Value> = letters
-        .iter()
-        .map(|l| {
-            json!({
-                "request_id": l.request_id,
-                "kind": l.kind,
-                "at": format_rfc3339(l.at_ms),
-                "error": l.error,
-                "record": serde_json::from_str::<Value>(&l.record).unwrap_or(Value::String(l.record.clone())),
-            })
-        })
-        .collect();
-    Ok(super::list_json(data))
+    Ok(super::list_json(
+        letters.into_iter().map(DeadLetterView::of).collect(),
+    ))
+}
+
+/// One refused record: what it was, when and why the store refused it.
+#[derive(Debug, Serialize)]
+pub struct DeadLetterView {
+    request_id: String,
+    kind: String,
+    at: String,
+    error: String,
+    /// The record as JSON; as a string if it was stored as something else.
+    record: Value,
+}
+
+impl DeadLetterView {
+    fn of(l: DeadLetter) -> Self {
+        let record = serde_json::from_str::<Value>(&l.record).unwrap_or(Value::String(l.record));
+        Self {
+            request_id: l.request_id,
+            kind: l.kind,
+            at: format_rfc3339(l.at_ms),
+            error: l.error,
+            record,
+        }
+    }
 }

@@ -6,21 +6,40 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use switchyard_fleet::DrainTarget;
 
 use super::extract::{Admin, AdminJson};
 use super::invalid;
-use crate::fleet_api::view::worker_json;
+use super::List;
+use crate::fleet_api::view::WorkerView;
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
 
-pub async fn list(_: Admin, State(state): State<Arc<ControlState>>) -> Json<Value> {
+pub async fn list(_: Admin, State(state): State<Arc<ControlState>>) -> Json<List<WorkerView>> {
     let mut workers = state.fleet.workers();
     workers.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-    let data: Vec<Value> = workers.iter().map(|w| worker_json(w)).collect();
-    super::list_json(data)
+    super::list_json(workers.iter().map(|w| WorkerView::of(w)).collect())
+}
+
+/// What a drain or undrain matched and changed; the target's kind is the key of its value
+/// (`{"provider": "a", ...}`).
+#[derive(Debug, Serialize)]
+pub struct DrainedView {
+    #[serde(flatten)]
+    target: TargetView,
+    draining: bool,
+    matched: usize,
+    changed: usize,
+    workers: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum TargetView {
+    Worker(String),
+    Provider(String),
+    Region(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,11 +78,21 @@ fn describe(target: &DrainTarget) -> (&'static str, &str) {
     }
 }
 
+impl TargetView {
+    fn of(target: &DrainTarget) -> Self {
+        match target {
+            DrainTarget::Worker(n) => Self::Worker(n.clone()),
+            DrainTarget::Provider(p) => Self::Provider(p.clone()),
+            DrainTarget::Region(r) => Self::Region(r.clone()),
+        }
+    }
+}
+
 async fn apply(
     state: &ControlState,
     body: DrainBody,
     draining: bool,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<DrainedView>, GatewayError> {
     let (target, reason) = body.target()?;
     let (kind, value) = describe(&target);
     let matched: Vec<String> = state
@@ -86,13 +115,13 @@ async fn apply(
         }
     });
     let changed = state.fleet.drain(&target, draining, &why);
-    Ok(Json(json!({
-        kind: value,
-        "draining": draining,
-        "matched": matched.len(),
-        "changed": changed,
-        "workers": matched,
-    })))
+    Ok(Json(DrainedView {
+        target: TargetView::of(&target),
+        draining,
+        matched: matched.len(),
+        changed,
+        workers: matched,
+    }))
 }
 
 /// Matching workers get no new requests; their streams finish. Idempotent: draining what is
@@ -101,7 +130,7 @@ pub async fn drain(
     _: Admin,
     State(state): State<Arc<ControlState>>,
     AdminJson(body): AdminJson<DrainBody>,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<DrainedView>, GatewayError> {
     apply(&state, body, true).await
 }
 
@@ -109,6 +138,6 @@ pub async fn undrain(
     _: Admin,
     State(state): State<Arc<ControlState>>,
     AdminJson(body): AdminJson<DrainBody>,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<DrainedView>, GatewayError> {
     apply(&state, body, false).await
 }

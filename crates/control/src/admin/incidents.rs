@@ -119,7 +119,7 @@ pub async fn list(
     _: Admin,
     State(state): State<Arc<ControlState>>,
     params: Params,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<super::List<Value>>, GatewayError> {
     let (from, to) = super::month_filter(&params)?;
     let incidents = state
         .directory

@@ -243,7 +243,7 @@ pub async fn list(
     _: Admin,
     State(state): State<Arc<ControlState>>,
     params: Params,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<super::List<Value>>, GatewayError> {
     params.only(&["tenant"])?;
     let tenant = params.get("tenant");
     if let Some(t) = tenant {

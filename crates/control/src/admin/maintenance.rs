@@ -126,7 +126,7 @@ pub async fn list(
     _: Admin,
     State(state): State<Arc<ControlState>>,
     params: Params,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<super::List<Value>>, GatewayError> {
     let (from, to) = super::month_filter(&params)?;
     let windows = state
         .directory
@@ -143,7 +143,7 @@ pub async fn delete(
     _: Admin,
     State(state): State<Arc<ControlState>>,
     Id(id): Id,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<DeletedView>, GatewayError> {
     let n: i64 = id
         .parse()
         .map_err(|_| invalid("id", format!("'{id}' is not a maintenance window id.")))?;
@@ -156,5 +156,15 @@ pub async fn delete(
             StoreError::Conflict(why) => GatewayError::Conflict(format!("Cannot delete: {why}.")),
             e => store_error(e),
         })?;
-    Ok(Json(json!({"id": n, "deleted": true})))
+    Ok(Json(DeletedView {
+        id: n,
+        deleted: true,
+    }))
+}
+
+/// A maintenance window deleted.
+#[derive(Debug, Serialize)]
+pub struct DeletedView {
+    id: i64,
+    deleted: bool,
 }

@@ -82,10 +82,18 @@ pub fn router() -> Router<Arc<ControlState>> {
         .route("/admin/v1/fleet/undrain", post(fleet::undrain))
 }
 
-/// A store failure as the admin API reports it.
 /// A list response: `{"object": "list", "data": [...]}`, the OpenAI shape for lists.
-fn list_json(data: Vec<serde_json::Value>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"object": "list", "data": data}))
+#[derive(Debug, serde::Serialize)]
+pub struct List<T> {
+    object: &'static str,
+    data: Vec<T>,
+}
+
+fn list_json<T: serde::Serialize>(data: Vec<T>) -> axum::Json<List<T>> {
+    axum::Json(List {
+        object: "list",
+        data,
+    })
 }
 
 /// The `?month=YYYY-MM` filter of a list (the only parameter it takes) as `[start, end)`.
@@ -94,6 +102,7 @@ fn month_filter(params: &extract::Params) -> Result<(Option<i64>, Option<i64>), 
     month_range(params.get("month"), "month")
 }
 
+/// A store failure as the admin API reports it.
 fn store_error(e: StoreError) -> GatewayError {
     match e {
         StoreError::NotFound(what) => GatewayError::NotFound(format!("Not found: {what}.")),

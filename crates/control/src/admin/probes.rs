@@ -13,7 +13,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use switchyard_metering::sli::{minute_of, ProbeMinute};
 
 use super::extract::{Admin, AdminJson};
@@ -54,7 +53,7 @@ pub async fn push(
     _: Admin,
     State(state): State<Arc<ControlState>>,
     AdminJson(body): AdminJson<Push>,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<StoredView>, GatewayError> {
     for (param, value) in [("prober", &body.prober), ("region", &body.region)] {
         if !name_ok(value) {
             return Err(invalid(
@@ -98,5 +97,13 @@ pub async fn push(
         .put_probe_minutes(&minutes)
         .await
         .map_err(store_error)?;
-    Ok(Json(json!({"stored": minutes.len()})))
+    Ok(Json(StoredView {
+        stored: minutes.len(),
+    }))
+}
+
+/// How many probe minutes were stored.
+#[derive(Debug, serde::Serialize)]
+pub struct StoredView {
+    stored: usize,
 }

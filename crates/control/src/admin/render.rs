@@ -5,7 +5,7 @@
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use switchyard_metering::money::{format_usd, usd_to_nanos, Nanos, NANOS_PER_USD};
 
 use switchyard_gateway::error::GatewayError;
@@ -24,12 +24,6 @@ impl serde::Serialize for Usd {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&usd(self.0))
     }
-}
-
-/// Inserts `{name}_usd` and `{name}_nanos` into `obj`.
-pub fn put_money(obj: &mut Map<String, Value>, name: &str, n: Nanos) {
-    obj.insert(format!("{name}_usd"), json!(usd(n)));
-    obj.insert(format!("{name}_nanos"), json!(n));
 }
 
 /// A price from config (USD per 1M tokens) as money fields.
@@ -133,6 +127,7 @@ pub fn csv_response(body: String, filename: &str) -> Response {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn usd_amounts_parse_exactly() {
@@ -156,12 +151,8 @@ mod tests {
     fn money_goes_out_with_six_decimals_and_in_nanos() {
         assert_eq!(usd(3_200_000), "0.003200");
         assert_eq!(usd(-1_500_000_000), "-1.500000");
-        let mut m = Map::new();
-        put_money(&mut m, "cost", 1_990);
-        assert_eq!(
-            Value::Object(m),
-            json!({"cost_usd": "0.000002", "cost_nanos": 1990})
-        );
+        // Rounded half away from zero to the micro-dollar, as a string.
+        assert_eq!(json!(Usd(1_990)), json!("0.000002"));
     }
 
     #[test]

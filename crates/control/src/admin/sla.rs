@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 use switchyard_metering::money::Nanos;
 use switchyard_metering::sli::{minute_of, MS_PER_MINUTE};
 use switchyard_metering::store::{Period, UsageQuery, UsageRow};
@@ -16,7 +16,7 @@ use switchyard_metering::{Limits, Tenant};
 use switchyard_slo::{tenant_report, Outside, PartialStep, Settings, TenantSla, TenantTerms};
 
 use super::extract::{Admin, Params};
-use super::render::put_money;
+use super::render::Usd;
 use super::tenants::get_tenant;
 use super::{format_rfc3339, parse_month, store_error, Month};
 use crate::state::ControlState;
@@ -131,7 +131,7 @@ pub async fn report(
     _: Admin,
     State(state): State<Arc<ControlState>>,
     params: Params,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<SlaReport>, GatewayError> {
     params.only(&["month", "tenant", "partial_step"])?;
     let month = match params.get("month") {
         Some(m) => parse_month(m, "month")?,
@@ -141,30 +141,64 @@ pub async fn report(
         PartialStep::parse(params.choice("partial_step", &["floor", "ceil"])?).unwrap_or_default();
     let sla = compute(&state, month, params.get("tenant"), partial_step).await?;
 
-    let mut data = Vec::with_capacity(sla.tenants.len());
-    let (mut total_fee, mut total_credit) = (0, 0);
-    for r in &sla.tenants {
-        total_fee += r.fee_nanos;
-        total_credit += r.credit_nanos;
-        let mut obj = match serde_json::to_value(r) {
-            Ok(Value::Object(obj)) => obj,
-            _ => Map::new(),
-        };
-        put_money(&mut obj, "fee", r.fee_nanos);
-        put_money(&mut obj, "credit", r.credit_nanos);
-        data.push(Value::Object(obj));
-    }
-    let mut totals = Map::new();
-    put_money(&mut totals, "fee", total_fee);
-    put_money(&mut totals, "credit", total_credit);
-    Ok(Json(json!({
-        "object": "sla_report",
-        "month": sla.month.to_string(),
-        "from": format_rfc3339(sla.start_ms),
-        "to": format_rfc3339(sla.end_ms),
-        "partial_step": sla.partial_step.as_str(),
-        "currency": "USD",
-        "data": data,
-        "totals": totals,
-    })))
+    let sum = |of: fn(&TenantSla) -> Nanos| {
+        sla.tenants
+            .iter()
+            .try_fold(0, |total: Nanos, r| total.checked_add(of(r)))
+            .ok_or_else(|| GatewayError::Internal("the month's fees overflow".into()))
+    };
+    let totals = SlaTotals {
+        fee_usd: Usd(sum(|r| r.fee_nanos)?),
+        fee_nanos: sum(|r| r.fee_nanos)?,
+        credit_usd: Usd(sum(|r| r.credit_nanos)?),
+        credit_nanos: sum(|r| r.credit_nanos)?,
+    };
+    Ok(Json(SlaReport {
+        object: "sla_report",
+        month: sla.month.to_string(),
+        from: format_rfc3339(sla.start_ms),
+        to: format_rfc3339(sla.end_ms),
+        partial_step: sla.partial_step.as_str(),
+        currency: "USD",
+        data: sla
+            .tenants
+            .into_iter()
+            .map(|r| TenantSlaView {
+                fee_usd: Usd(r.fee_nanos),
+                credit_usd: Usd(r.credit_nanos),
+                sla: r,
+            })
+            .collect(),
+        totals,
+    }))
+}
+
+/// The month's SLA report: one line per tenant, and the fees and credits summed.
+#[derive(Debug, Serialize)]
+pub struct SlaReport {
+    object: &'static str,
+    month: String,
+    from: String,
+    to: String,
+    partial_step: &'static str,
+    currency: &'static str,
+    data: Vec<TenantSlaView>,
+    totals: SlaTotals,
+}
+
+/// A tenant's figures (with `fee_nanos` and `credit_nanos`), and the amounts as USD.
+#[derive(Debug, Serialize)]
+pub struct TenantSlaView {
+    #[serde(flatten)]
+    sla: TenantSla,
+    fee_usd: Usd,
+    credit_usd: Usd,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SlaTotals {
+    fee_usd: Usd,
+    fee_nanos: Nanos,
+    credit_usd: Usd,
+    credit_nanos: Nanos,
 }

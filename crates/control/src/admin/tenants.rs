@@ -235,7 +235,7 @@ pub async fn create(
 pub async fn list(
     _: Admin,
     State(state): State<Arc<ControlState>>,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<super::List<Value>>, GatewayError> {
     let tenants = state
         .directory
         .store()

@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::{json, Value};
 use switchyard_metering::money::Nanos;
 use switchyard_metering::store::{Period, UsageQuery};
 use switchyard_metering::UsageRecord;
@@ -67,12 +66,22 @@ async fn query(state: &ControlState, params: &Params) -> Result<UsageQuery, Gate
     })
 }
 
-fn filters_json(q: &UsageQuery) -> Value {
-    json!({
-        "tenant": q.tenant_id,
-        "from": q.from_ms.map(day_string),
-        "to": q.to_ms.map(|t| day_string(t - MS_PER_DAY)),
-    })
+/// The filters a report was made with, as days (`to` inclusive).
+#[derive(Serialize)]
+struct Filters<'a> {
+    tenant: Option<&'a str>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl<'a> Filters<'a> {
+    fn of(q: &'a UsageQuery) -> Self {
+        Self {
+            tenant: q.tenant_id.as_deref(),
+            from: q.from_ms.map(day_string),
+            to: q.to_ms.map(|t| day_string(t - MS_PER_DAY)),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -88,7 +97,7 @@ struct UsageLine<'a> {
 struct UsageReport<'a> {
     object: &'static str,
     period: &'static str,
-    filters: Value,
+    filters: Filters<'a>,
     data: Vec<UsageLine<'a>>,
     totals: UsageSums,
 }
@@ -169,7 +178,7 @@ pub async fn summary(
         } else {
             "day"
         },
-        filters: filters_json(&q),
+        filters: Filters::of(&q),
         data,
         totals: total.usage(),
     })
@@ -255,7 +264,7 @@ pub async fn records(
     let data = records.iter().map(RecordView::of).collect();
     Ok(Json(RecordList {
         object: "list",
-        filters: filters_json(&q),
+        filters: Filters::of(&q),
         data,
     })
     .into_response())
@@ -328,6 +337,6 @@ impl<'a> RecordView<'a> {
 #[derive(Serialize)]
 struct RecordList<'a> {
     object: &'static str,
-    filters: Value,
+    filters: Filters<'a>,
     data: Vec<RecordView<'a>>,
 }

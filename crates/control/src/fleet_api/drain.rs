@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
 
 use super::auth::FleetAgent;
 use super::registered;
+use super::view::DrainingView;
 use crate::admin::extract::Id;
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
@@ -18,12 +18,12 @@ pub async fn drain(
     _: FleetAgent,
     State(state): State<Arc<ControlState>>,
     Id(name): Id,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<DrainingView>, GatewayError> {
     let worker = registered(&state, &name)?;
     worker.set_draining(true, "draining: its agent is shutting down");
-    Ok(Json(json!({
-        "name": worker.spec.name,
-        "state": worker.state(),
-        "outstanding": worker.outstanding(),
-    })))
+    Ok(Json(DrainingView {
+        name: worker.spec.name.clone(),
+        state: worker.state(),
+        outstanding: worker.outstanding(),
+    }))
 }

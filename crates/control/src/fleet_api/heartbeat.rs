@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
 
 use super::auth::FleetAgent;
 use super::fleet_error;
+use super::view::LeaseView;
 use crate::admin::extract::Id;
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
@@ -18,16 +18,16 @@ pub async fn heartbeat(
     _: FleetAgent,
     State(state): State<Arc<ControlState>>,
     Id(name): Id,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<LeaseView>, GatewayError> {
     let settings = state.config.fleet_settings();
     let worker = state
         .fleet
         .heartbeat(&name, Duration::from_millis(settings.lease_ms))
         .map_err(fleet_error)?;
-    Ok(Json(json!({
-        "name": worker.spec.name,
-        "lease_ms": settings.lease_ms,
-        "heartbeat_ms": settings.heartbeat_ms,
-        "state": worker.state(),
-    })))
+    Ok(Json(LeaseView {
+        name: worker.spec.name.clone(),
+        lease_ms: settings.lease_ms,
+        heartbeat_ms: settings.heartbeat_ms,
+        state: worker.state(),
+    }))
 }

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
 
 use super::auth::FleetAgent;
-use super::view::worker_json;
+use super::view::{RemovedView, WorkerView};
 use super::{not_registered, registered};
 use crate::admin::extract::Id;
 use crate::state::ControlState;
@@ -18,12 +17,12 @@ pub async fn show(
     _: FleetAgent,
     State(state): State<Arc<ControlState>>,
     Id(name): Id,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<WorkerView>, GatewayError> {
     let worker = state
         .fleet
         .worker(&name)
         .ok_or_else(|| not_registered(&name))?;
-    Ok(Json(worker_json(&worker)))
+    Ok(Json(WorkerView::of(&worker)))
 }
 
 /// Requests still on the worker finish (they hold it); `outstanding` says how many there were.
@@ -31,15 +30,15 @@ pub async fn remove(
     _: FleetAgent,
     State(state): State<Arc<ControlState>>,
     Id(name): Id,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<RemovedView>, GatewayError> {
     registered(&state, &name)?;
     let gone = state
         .fleet
         .remove(&name)
         .ok_or_else(|| not_registered(&name))?;
-    Ok(Json(json!({
-        "name": gone.spec.name,
-        "removed": true,
-        "outstanding": gone.outstanding(),
-    })))
+    Ok(Json(RemovedView {
+        name: gone.spec.name.clone(),
+        removed: true,
+        outstanding: gone.outstanding(),
+    }))
 }

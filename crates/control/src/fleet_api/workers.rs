@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::auth::FleetAgent;
 use super::fleet_error;
 use super::registration::Registration;
+use super::view::RegisteredView;
 use crate::admin::extract::AdminJson;
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
@@ -21,7 +22,7 @@ pub async fn register(
     _: FleetAgent,
     State(state): State<Arc<ControlState>>,
     AdminJson(body): AdminJson<Value>,
-) -> Result<Json<Value>, GatewayError> {
+) -> Result<Json<RegisteredView>, GatewayError> {
     let Registration { spec, labels } = Registration::parse(body)?;
     let settings = state.config.fleet_settings();
     let model = spec.model.clone();
@@ -37,11 +38,11 @@ pub async fn register(
             [(s.model.as_str(), s.region.as_str(), s.provider.as_str())],
         );
     }
-    Ok(Json(json!({
-        "name": worker.spec.name,
-        "new": new,
-        "lease_ms": settings.lease_ms,
-        "heartbeat_ms": settings.heartbeat_ms,
-        "state": worker.state(),
-    })))
+    Ok(Json(RegisteredView {
+        name: worker.spec.name.clone(),
+        new,
+        lease_ms: settings.lease_ms,
+        heartbeat_ms: settings.heartbeat_ms,
+        state: worker.state(),
+    }))
 }
