@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 
+use crate::error::CliError;
+
 /// Where the gateway is and how to prove we are its admin. Global, so they may come after
 /// the subcommand (`switchyard keys list --url ...`).
 #[derive(Args, Clone, Debug)]
@@ -48,18 +50,21 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
 }
 
 impl AdminClient {
-    pub fn new(args: &AdminArgs) -> Result<Self, String> {
+    pub fn new(args: &AdminArgs) -> Result<Self, CliError> {
         let token = args
             .admin_token
             .clone()
             .filter(|t| !t.trim().is_empty())
-            .ok_or(
-                "no admin token: pass --admin-token or set SWITCHYARD_ADMIN_TOKEN \
-                 (`switchyard serve` prints one at start when it generates it)",
-            )?;
+            .ok_or_else(|| {
+                CliError::Usage(
+                    "no admin token: pass --admin-token or set SWITCHYARD_ADMIN_TOKEN \
+                     (`switchyard serve` prints one at start when it generates it)"
+                        .into(),
+                )
+            })?;
         let base = args.url.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base)
-            .map_err(|e| format!("--url '{}' is not a URL: {e}", args.url))?;
+            .map_err(|e| CliError::Usage(format!("--url '{}' is not a URL: {e}", args.url)))?;
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(120));
@@ -78,7 +83,7 @@ impl AdminClient {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
-    ) -> Result<reqwest::Response, String> {
+    ) -> Result<reqwest::Response, CliError> {
         let url = format!("{}/admin/v1{path}", self.base);
         let query: Vec<&(&str, String)> = query.iter().filter(|(_, v)| !v.is_empty()).collect();
         let mut req = self
@@ -91,12 +96,12 @@ impl AdminClient {
         }
         let resp = req.send().await.map_err(|e| {
             if e.is_connect() || e.is_timeout() {
-                format!(
-                    "cannot reach the gateway at {}: {e} (is `switchyard serve` running there? see --url)",
-                    self.base
-                )
+                CliError::Unreachable {
+                    url: self.base.clone(),
+                    source: e,
+                }
             } else {
-                format!("request to {url} failed: {e}")
+                CliError::Failed(format!("request to {url} failed: {e}"))
             }
         })?;
         if resp.status().is_success() {
@@ -107,48 +112,53 @@ impl AdminClient {
         Err(api_error(status.as_u16(), &text))
     }
 
-    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, String> {
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, CliError> {
         let resp = self.send(reqwest::Method::GET, path, query, None).await?;
         resp.json()
             .await
             .map_err(|e| format!("the gateway's answer is not JSON: {e}"))
+            .map_err(CliError::from)
     }
 
-    pub async fn get_text(&self, path: &str, query: &[(&str, String)]) -> Result<String, String> {
+    pub async fn get_text(&self, path: &str, query: &[(&str, String)]) -> Result<String, CliError> {
         let resp = self.send(reqwest::Method::GET, path, query, None).await?;
         resp.text()
             .await
             .map_err(|e| format!("cannot read the gateway's answer: {e}"))
+            .map_err(CliError::from)
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         let resp = self
             .send(reqwest::Method::POST, path, &[], Some(body))
             .await?;
         resp.json()
             .await
             .map_err(|e| format!("the gateway's answer is not JSON: {e}"))
+            .map_err(CliError::from)
     }
 
-    pub async fn delete(&self, path: &str) -> Result<Value, String> {
+    pub async fn delete(&self, path: &str) -> Result<Value, CliError> {
         let resp = self.send(reqwest::Method::DELETE, path, &[], None).await?;
         resp.json()
             .await
             .map_err(|e| format!("the gateway's answer is not JSON: {e}"))
+            .map_err(CliError::from)
     }
 
-    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, String> {
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         let resp = self
             .send(reqwest::Method::PATCH, path, &[], Some(body))
             .await?;
         resp.json()
             .await
             .map_err(|e| format!("the gateway's answer is not JSON: {e}"))
+            .map_err(CliError::from)
     }
 }
 
 /// The API's error message (OpenAI shape), with a hint where one helps.
-fn api_error(status: u16, body: &str) -> String {
+fn api_error(status: u16, body: &str) -> CliError {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let error = parsed.as_ref().map(|v| &v["error"]);
     let message = error
@@ -163,14 +173,19 @@ fn api_error(status: u16, body: &str) -> String {
         }
         _ => "",
     };
-    if code.is_empty() {
-        format!("{message} [HTTP {status}]{hint}")
-    } else {
-        format!("{message} [HTTP {status}, {code}]{hint}")
+    CliError::Api {
+        status,
+        code: if code.is_empty() {
+            String::new()
+        } else {
+            format!(", {code}")
+        },
+        message,
+        hint,
     }
 }
 
-pub fn print_json(v: &Value) -> Result<(), String> {
+pub fn print_json(v: &Value) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
     println!("{text}");
     Ok(())
@@ -316,11 +331,13 @@ mod tests {
     fn api_errors_carry_the_message_and_code() {
         let body = r#"{"error":{"message":"Tenant 'x' does not exist.","type":"invalid_request_error","param":null,"code":"not_found"}}"#;
         assert_eq!(
-            api_error(404, body),
+            api_error(404, body).to_string(),
             "Tenant 'x' does not exist. [HTTP 404, not_found]"
         );
-        assert!(api_error(401, "{}").contains("--admin-token"));
-        assert_eq!(api_error(502, "bad gateway"), "bad gateway [HTTP 502]");
+        assert!(api_error(401, "{}").to_string().contains("--admin-token"));
+        let bad_gateway = api_error(502, "bad gateway");
+        assert_eq!(bad_gateway.to_string(), "bad gateway [HTTP 502]");
+        assert_eq!(bad_gateway.exit_code(), std::process::ExitCode::from(4));
     }
 
     #[test]

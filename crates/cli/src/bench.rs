@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use switchyard_loadgen::{Arrivals, BenchConfig, BenchReport, Endpoint, LatencySummary, Load};
 
 use crate::admin_client::table;
+use crate::error::CliError;
 use crate::inputs::thousands;
 
 #[derive(Args)]
@@ -128,14 +129,15 @@ enum Api {
     Completions,
 }
 
-fn seconds(name: &str, v: f64) -> Result<Duration, String> {
+fn seconds(name: &str, v: f64) -> Result<Duration, CliError> {
     Duration::try_from_secs_f64(v)
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("--{name} must be a number of seconds > 0, got {v}"))
+        .map_err(CliError::from)
 }
 
-pub async fn run(args: BenchArgs) -> Result<(), String> {
+pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     let duration = args.duration.map(|d| seconds("duration", d)).transpose()?;
     let requests = match (args.requests, duration) {
         (None, None) => Some(100),
@@ -229,7 +231,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     // scripts and CI notice.
     if report.requests.ok == 0 {
         let why = errors(&report).map(|e| format!(" ({e})"));
-        return Err(format!("no request succeeded{}", why.unwrap_or_default()));
+        return Err(format!("no request succeeded{}", why.unwrap_or_default()).into());
     }
     Ok(())
 }

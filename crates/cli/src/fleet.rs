@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use crate::admin_client::{cell, print_json, print_table, AdminArgs, AdminClient};
+use crate::error::CliError;
 
 #[derive(Args)]
 pub struct FleetArgs {
@@ -59,7 +60,7 @@ impl Target {
     }
 }
 
-pub async fn run(args: FleetArgs) -> Result<(), String> {
+pub async fn run(args: FleetArgs) -> Result<(), CliError> {
     let client = AdminClient::new(&args.admin)?;
     match args.command {
         FleetCommand::List { json } => {
@@ -82,7 +83,7 @@ async fn change(
     path: &str,
     target: &Target,
     what: &str,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let v = client.post(path, &target.body()).await?;
     let names: Vec<String> = v["workers"]
         .as_array()

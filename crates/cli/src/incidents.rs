@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::admin_client::{cell, data, print_json, print_table, AdminArgs, AdminClient};
+use crate::error::CliError;
 
 #[derive(Args)]
 pub struct IncidentsArgs {
@@ -63,7 +64,7 @@ fn print_incidents(list: &[Value]) {
     );
 }
 
-pub async fn run(args: IncidentsArgs) -> Result<(), String> {
+pub async fn run(args: IncidentsArgs) -> Result<(), CliError> {
     let client = AdminClient::new(&args.admin)?;
     match args.command {
         None => {

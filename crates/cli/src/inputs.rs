@@ -11,8 +11,10 @@ use switchyard_metering::store::UsageQuery;
 use switchyard_metering::{LedgerStore, UsageRecord, UsageStatus};
 use switchyard_planner::mix::{LedgerRow, RowStatus};
 
+use crate::error::CliError;
+
 /// A `switchyard bench --json` result.
-pub fn read_bench(path: &Path) -> Result<BenchReport, String> {
+pub fn read_bench(path: &Path) -> Result<BenchReport, CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let report: BenchReport = serde_json::from_str(&text).map_err(|e| {
@@ -26,13 +28,15 @@ pub fn read_bench(path: &Path) -> Result<BenchReport, String> {
             "{}: schema '{}' is not '{SCHEMA}'",
             path.display(),
             report.schema
-        ));
+        )
+        .into());
     }
     if report.requests.ok == 0 || report.throughput.total_tokens_per_s <= 0.0 {
         return Err(format!(
             "{}: the benchmark has no successful request to measure throughput by",
             path.display()
-        ));
+        )
+        .into());
     }
     Ok(report)
 }
@@ -66,15 +70,17 @@ fn from_record(r: UsageRecord) -> LedgerRow {
 
 /// One row of `GET /admin/v1/usage/records` (what `switchyard usage records --format json`
 /// prints).
-fn from_json(v: &Value, i: usize) -> Result<LedgerRow, String> {
-    let s = |k: &str| -> Result<String, String> {
+fn from_json(v: &Value, i: usize) -> Result<LedgerRow, CliError> {
+    let s = |k: &str| -> Result<String, CliError> {
         v[k].as_str()
             .map(str::to_string)
             .ok_or_else(|| format!("record {i}: '{k}' is missing or not a string"))
+            .map_err(CliError::from)
     };
-    let n = |k: &str| -> Result<u64, String> {
+    let n = |k: &str| -> Result<u64, CliError> {
         v[k].as_u64()
             .ok_or_else(|| format!("record {i}: '{k}' is missing or not a number"))
+            .map_err(CliError::from)
     };
     let st = s("status")?;
     let st = UsageStatus::parse(&st).ok_or_else(|| format!("record {i}: unknown status '{st}'"))?;
@@ -98,7 +104,7 @@ fn from_json(v: &Value, i: usize) -> Result<LedgerRow, String> {
 }
 
 /// The ledger's rows, optionally of one model only.
-pub async fn read_ledger(path: &Path, model: Option<&str>) -> Result<Vec<LedgerRow>, String> {
+pub async fn read_ledger(path: &Path, model: Option<&str>) -> Result<Vec<LedgerRow>, CliError> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let rows = if bytes.starts_with(b"SQLite format 3\0") {
         let store = SqliteStore::open(path)
@@ -173,6 +179,7 @@ mod tests {
         bad["status"] = "odd".into();
         assert!(from_json(&bad, 0)
             .unwrap_err()
+            .to_string()
             .contains("unknown status 'odd'"));
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use crate::admin_client::{
     cell, comma_list, data_rows, print_fields, print_json, print_table, AdminArgs, AdminClient,
 };
+use crate::error::CliError;
 
 #[derive(Args)]
 pub struct KeysArgs {
@@ -101,7 +102,7 @@ fn print_new_key(k: &Value, what: &str) {
     );
 }
 
-pub async fn run(args: KeysArgs) -> Result<(), String> {
+pub async fn run(args: KeysArgs) -> Result<(), CliError> {
     let client = AdminClient::new(&args.admin)?;
     match args.command {
         KeysCommand::Create {

@@ -3,6 +3,7 @@
 mod admin_client;
 mod agent;
 mod bench;
+mod error;
 mod fleet;
 mod gateway_url;
 mod incidents;
@@ -109,9 +110,9 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("switchyard: {message}");
-            ExitCode::FAILURE
+        Err(error) => {
+            eprintln!("switchyard: {error}");
+            error.exit_code()
         }
     }
 }

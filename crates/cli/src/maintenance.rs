@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use crate::admin_client::{cell, data, print_json, print_table, AdminArgs, AdminClient};
+use crate::error::CliError;
 
 #[derive(Args)]
 pub struct MaintenanceArgs {
@@ -68,7 +69,7 @@ fn print_windows(windows: &[Value]) {
     );
 }
 
-pub async fn run(args: MaintenanceArgs) -> Result<(), String> {
+pub async fn run(args: MaintenanceArgs) -> Result<(), CliError> {
     let client = AdminClient::new(&args.admin)?;
     match args.command {
         MaintenanceCommand::Add {

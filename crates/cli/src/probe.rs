@@ -23,6 +23,7 @@ use switchyard_gateway::metrics::{
 };
 
 use crate::admin_client::is_loopback;
+use crate::error::CliError;
 
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
@@ -100,7 +101,7 @@ struct Seen {
 /// Minutes kept while the gateway cannot take them.
 const KEEP_MINUTES: usize = 24 * 60;
 
-pub async fn run(args: ProbeArgs) -> Result<(), String> {
+pub async fn run(args: ProbeArgs) -> Result<(), CliError> {
     let url = crate::gateway_url::resolve(args.url.clone(), "SWITCHYARD_PROBE_URL")
         .ok_or("the gateway's public URL is required: --url or SWITCHYARD_URL")?;
     let base =

@@ -11,6 +11,7 @@ use switchyard_planner::providers::{
 };
 
 use crate::admin_client::{print_json, print_table};
+use crate::error::CliError;
 use crate::inputs::read_ledger;
 use crate::plan::ModelArgs;
 
@@ -34,14 +35,16 @@ pub struct ProvidersArgs {
     json: bool,
 }
 
-fn read_file(path: &Path) -> Result<ProvidersFile, String> {
+fn read_file(path: &Path) -> Result<ProvidersFile, CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("invalid providers file {}: {e}", path.display()))
+    toml::from_str(&text)
+        .map_err(|e| format!("invalid providers file {}: {e}", path.display()))
+        .map_err(CliError::from)
 }
 
 /// Fills each provider's GPU and price from the gateway config where the file gives none.
-fn merge_config(file: &mut ProvidersFile, path: &Path) -> Result<(), String> {
+fn merge_config(file: &mut ProvidersFile, path: &Path) -> Result<(), CliError> {
     let config = switchyard_gateway::Config::load(path).map_err(|e| e.to_string())?;
     // Simulated workers too (their GPU is "simulated", which is no preset).
     let sims = config
@@ -79,7 +82,7 @@ fn cell(c: &Criterion) -> String {
     }
 }
 
-pub async fn run(args: ProvidersArgs) -> Result<(), String> {
+pub async fn run(args: ProvidersArgs) -> Result<(), CliError> {
     if args.file.is_none() && args.ledger.is_none() && args.config.is_none() {
         return Err(
             "nothing to score: give --file (operator's entries), --ledger or --config".into(),

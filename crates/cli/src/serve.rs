@@ -6,6 +6,8 @@ use clap::Args;
 use rand::Rng;
 use switchyard_server::{Config, Secrets};
 
+use crate::error::CliError;
+
 #[derive(Args)]
 pub struct ServeArgs {
     /// TOML config file. Without it: an embedded default with a local simulated fleet.
@@ -24,14 +26,14 @@ const FLEET_TOKEN_ENV: &str = "SWITCHYARD_FLEET_TOKEN";
 const MIN_SECRET_LEN: usize = 20;
 
 /// A secret from the environment (checked), or a random one with `prefix`.
-fn secret_from_env(var: &str, prefix: &str) -> Result<(String, bool), String> {
+fn secret_from_env(var: &str, prefix: &str) -> Result<(String, bool), CliError> {
     match std::env::var(var) {
         Ok(s) if s.chars().count() >= MIN_SECRET_LEN && !s.chars().any(char::is_whitespace) => {
             Ok((s, true))
         }
-        Ok(_) => Err(format!(
-            "{var} must be at least {MIN_SECRET_LEN} characters without spaces"
-        )),
+        Ok(_) => {
+            Err(format!("{var} must be at least {MIN_SECRET_LEN} characters without spaces").into())
+        }
         Err(_) => {
             let mut bytes = [0u8; 24];
             rand::rng().fill(&mut bytes);
@@ -41,7 +43,7 @@ fn secret_from_env(var: &str, prefix: &str) -> Result<(String, bool), String> {
     }
 }
 
-pub async fn run(args: ServeArgs) -> Result<(), String> {
+pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let mut config = match &args.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::embedded_default(),
@@ -59,7 +61,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if fleet_token.is_none() && config.workers.is_empty() && config.sim_workers.is_empty() {
         return Err(format!(
             "no workers: the config declares none, and without {FLEET_TOKEN_ENV} none can register"
-        ));
+        )
+        .into());
     }
     let state_path = config.state.path.display().to_string();
     let fleet_on = fleet_token.is_some();

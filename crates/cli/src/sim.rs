@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 use switchyard_sim::SimConfig;
 
+use crate::error::CliError;
+
 #[derive(Args)]
 pub struct SimArgs {
     /// Address to listen on.
@@ -21,7 +23,7 @@ pub struct SimArgs {
     decode_ms: Option<f64>,
 }
 
-pub async fn run(args: SimArgs) -> Result<(), String> {
+pub async fn run(args: SimArgs) -> Result<(), CliError> {
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::admin_client::{
     cell, data_rows, money, print_json, print_table, AdminArgs, AdminClient,
 };
+use crate::error::CliError;
 
 #[derive(Args)]
 pub struct SlaArgs {
@@ -79,7 +80,7 @@ fn p95(v: &Value) -> String {
     }
 }
 
-pub async fn run(args: SlaArgs) -> Result<(), String> {
+pub async fn run(args: SlaArgs) -> Result<(), CliError> {
     let client = AdminClient::new(&args.admin)?;
     let SlaCommand::Report {
         month,

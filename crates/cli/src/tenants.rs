@@ -7,6 +7,7 @@ use switchyard_metering::content::ContentLogging;
 use crate::admin_client::{
     cell, data_rows, money, print_fields, print_json, print_table, AdminArgs, AdminClient,
 };
+use crate::error::CliError;
 
 #[derive(Args)]
 pub struct TenantsArgs {
@@ -82,8 +83,10 @@ enum TenantsCommand {
     },
 }
 
-fn content_logging(s: &str) -> Result<ContentLogging, String> {
-    ContentLogging::parse(s).ok_or_else(|| format!("'{s}' is not one of: off, 7, 30"))
+fn content_logging(s: &str) -> Result<ContentLogging, CliError> {
+    ContentLogging::parse(s)
+        .ok_or_else(|| format!("'{s}' is not one of: off, 7, 30"))
+        .map_err(CliError::from)
 }
 
 fn content_logging_summary(v: &Value) -> String {
@@ -93,7 +96,7 @@ fn content_logging_summary(v: &Value) -> String {
     }
 }
 
-fn overrides_json(s: &str) -> Result<Value, String> {
+fn overrides_json(s: &str) -> Result<Value, CliError> {
     let v: Value =
         serde_json::from_str(s).map_err(|e| format!("--overrides is not valid JSON: {e}"))?;
     if !v.is_object() {
@@ -171,7 +174,7 @@ fn print_tenant(t: &Value) {
     ]);
 }
 
-pub async fn run(args: TenantsArgs) -> Result<(), String> {
+pub async fn run(args: TenantsArgs) -> Result<(), CliError> {
     let client = AdminClient::new(&args.admin)?;
     match args.command {
         TenantsCommand::Create {

@@ -5,6 +5,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use crate::admin_client::{cell, money, print_json, print_table, AdminArgs, AdminClient};
+use crate::error::CliError;
 
 #[derive(Args)]
 pub struct UsageArgs {
@@ -92,7 +93,7 @@ fn rows(v: &Value, key: &str) -> Vec<Value> {
     v[key].as_array().cloned().unwrap_or_default()
 }
 
-pub async fn run(args: UsageArgs) -> Result<(), String> {
+pub async fn run(args: UsageArgs) -> Result<(), CliError> {
     let client = AdminClient::new(&args.admin)?;
     match args.command {
         None => {
@@ -141,7 +142,7 @@ async fn summary(
     client: &AdminClient,
     query: &mut Vec<(&str, String)>,
     format: Format,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     if format == Format::Csv {
         query.push(("format", "csv".into()));
         print!("{}", client.get_text("/usage", query).await?);
@@ -201,7 +202,7 @@ async fn records(
     client: &AdminClient,
     query: &mut Vec<(&str, String)>,
     format: Format,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     if format == Format::Csv {
         query.push(("format", "csv".into()));
         print!("{}", client.get_text("/usage/records", query).await?);
@@ -251,7 +252,7 @@ async fn invoice(
     tenant: &str,
     month: Option<String>,
     json: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let inv = client
         .get(&format!("/invoices/{tenant}"), &[("month", opt(month))])
         .await?;
@@ -315,7 +316,7 @@ async fn margin(
     month: Option<String>,
     tenant: Option<String>,
     json: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let m = client
         .get("/margin", &[("month", opt(month)), ("tenant", opt(tenant))])
         .await?;

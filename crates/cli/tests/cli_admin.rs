@@ -244,16 +244,17 @@ async fn tenants_keys_and_usage_through_the_cli() {
     let margin = ok(&server, &["usage", "margin"]).await;
     assert!(margin.contains("sim-provider"), "{margin}");
 
-    // Errors: the API's message, and a non-zero exit.
+    // Errors: the API's message, and an exit status that says whose mistake it was: 4 for a
+    // gateway that said no, 3 for one that cannot be reached, 2 for our own arguments.
     let missing = cli(&server, &["tenants", "show", "nobody"]).await;
-    assert!(!missing.status.success());
+    assert_eq!(missing.status.code(), Some(4));
     assert!(
         stderr(&missing).contains("Tenant 'nobody' does not exist"),
         "{}",
         stderr(&missing)
     );
     let bad_date = cli(&server, &["usage", "--from", "2026-02-30"]).await;
-    assert!(!bad_date.status.success());
+    assert_eq!(bad_date.status.code(), Some(4));
     assert!(
         stderr(&bad_date).contains("'from'"),
         "{}",
@@ -271,8 +272,19 @@ async fn tenants_keys_and_usage_through_the_cli() {
         .output()
         .await
         .unwrap();
-    assert!(!wrong.status.success());
+    assert_eq!(wrong.status.code(), Some(4));
     assert!(stderr(&wrong).contains("401"), "{}", stderr(&wrong));
 
     server.child.kill().await.unwrap();
+    let _ = server.child.wait().await;
+    let down = cli(&server, &["tenants", "list"]).await;
+    assert_eq!(down.status.code(), Some(3), "{}", stderr(&down));
+    assert!(stderr(&down).contains("cannot reach the gateway"));
+    let no_token = Command::new(BIN)
+        .args(["tenants", "list", "--url", &server.url])
+        .env_remove("SWITCHYARD_ADMIN_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status.code(), Some(2), "{}", stderr(&no_token));
 }

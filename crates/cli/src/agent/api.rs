@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::error::CliError;
+
 /// Why a call to the gateway failed: the network (keep trying) or an answer (it depends).
 #[derive(Debug)]
 pub enum ApiError {
@@ -64,7 +66,7 @@ pub struct FleetApi {
 }
 
 impl FleetApi {
-    pub fn new(gateway: &str, token: String) -> Result<Self, String> {
+    pub fn new(gateway: &str, token: String) -> Result<Self, CliError> {
         let base = gateway.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base)
             .map_err(|e| format!("--gateway '{gateway}' is not a URL: {e}"))?;

@@ -13,6 +13,7 @@
 mod api;
 mod runtime;
 
+use crate::error::CliError;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -87,7 +88,7 @@ pub struct AgentArgs {
 }
 
 /// "60s", "2m", "500ms" or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+fn parse_duration(s: &str) -> Result<Duration, CliError> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
         Some(i) => s.split_at(i),
@@ -100,9 +101,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
-        _ => return Err(format!("'{s}': unit must be ms, s or m")),
+        _ => return Err(format!("'{s}': unit must be ms, s or m").into()),
     };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))
+    Duration::try_from_secs_f64(secs)
+        .map_err(|e| format!("'{s}': {e}"))
+        .map_err(CliError::from)
 }
 
 /// The machine's name, for the default worker name.
@@ -117,7 +120,7 @@ fn hostname() -> String {
 }
 
 impl AgentArgs {
-    fn name(&self) -> Result<String, String> {
+    fn name(&self) -> Result<String, CliError> {
         if let Some(name) = &self.name {
             return Ok(name.clone());
         }
@@ -128,7 +131,7 @@ impl AgentArgs {
     }
 
     /// The registration body; the gateway checks it and names any field it refuses.
-    fn registration(&self, name: &str) -> Result<Value, String> {
+    fn registration(&self, name: &str) -> Result<Value, CliError> {
         let mut extra = BTreeMap::new();
         for label in &self.labels {
             let (k, v) = label
@@ -213,7 +216,7 @@ enum Left {
     Forgotten,
 }
 
-pub async fn run(args: AgentArgs) -> Result<(), String> {
+pub async fn run(args: AgentArgs) -> Result<(), CliError> {
     let gateway = crate::gateway_url::resolve(args.gateway.clone(), "SWITCHYARD_GATEWAY_URL")
         .ok_or("the gateway's URL is required: --gateway or SWITCHYARD_URL")?;
     let name = args.name()?;
@@ -289,7 +292,7 @@ impl Agent {
 
     /// Registers, retrying through network failures. A refusal that retrying cannot fix (bad
     /// token, invalid field, a name the config file owns) ends the agent with the reason.
-    async fn register(&self, signal: &mut Signal) -> Result<Option<Lease>, String> {
+    async fn register(&self, signal: &mut Signal) -> Result<Option<Lease>, CliError> {
         let mut backoff = Backoff::new();
         loop {
             match self.api.register(&self.body).await {
@@ -313,7 +316,8 @@ impl Agent {
                     };
                     return Err(format!(
                         "the gateway refused the registration: {message} [HTTP {status}]{hint}"
-                    ));
+                    )
+                    .into());
                 }
                 Err(e) => {
                     let wait = backoff.next();

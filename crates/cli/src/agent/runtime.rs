@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::error::CliError;
+
 pub struct RuntimeProbe {
     url: String,
     native_tgi: bool,
@@ -23,7 +25,7 @@ impl RuntimeProbe {
         runtime: &str,
         model: &str,
         api_key: Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, CliError> {
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| format!("--runtime-url '{url}' is not a URL: {e}"))?;
         let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(5));
@@ -42,7 +44,7 @@ impl RuntimeProbe {
     }
 
     /// `Ok` when the runtime answers and serves the model; else what is wrong, in words.
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check(&self) -> Result<(), CliError> {
         let path = if self.native_tgi {
             "/info"
         } else {
@@ -59,7 +61,7 @@ impl RuntimeProbe {
             .map_err(|e| format!("GET {url}: {}", super::api::cause(&e)))?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(format!("GET {url} answered HTTP {}", status.as_u16()));
+            return Err(format!("GET {url} answered HTTP {}", status.as_u16()).into());
         }
         let body: Value = resp
             .json()
@@ -89,7 +91,7 @@ impl RuntimeProbe {
                 "the runtime serves [{}], not '{}' (pass the runtime's own name with --upstream-model)",
                 served.join(", "),
                 self.model
-            ))
+            ).into())
         }
     }
 }

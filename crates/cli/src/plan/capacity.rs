@@ -2,6 +2,7 @@
 //! measured inputs (a bench result for tokens/s, the ledger for the mix and rate).
 
 use super::*;
+use crate::error::CliError;
 
 /// Where tokens/s per GPU comes from.
 #[derive(Args)]
@@ -73,7 +74,7 @@ pub(super) struct CapacityArgs {
 pub(super) fn throughput(
     a: &ThroughputArgs,
     bench: Option<&BenchReport>,
-) -> Result<(f64, String), String> {
+) -> Result<(f64, String), CliError> {
     if let Some(t) = a.tokens_per_sec {
         return Ok((t, "--tokens-per-sec".into()));
     }
@@ -112,7 +113,7 @@ pub(super) struct Sources {
     pub(super) observed: Option<(Observed, String)>,
 }
 
-pub(super) async fn load_sources(t: &ThroughputArgs, m: &MixArgs) -> Result<Sources, String> {
+pub(super) async fn load_sources(t: &ThroughputArgs, m: &MixArgs) -> Result<Sources, CliError> {
     let bench = t.bench.as_deref().map(read_bench).transpose()?;
     let observed = match &m.ledger {
         Some(path) => {
@@ -171,7 +172,7 @@ pub(super) fn mix(m: &MixArgs, s: &Sources) -> Option<(TokenMix, String)> {
     })
 }
 
-pub(super) async fn capacity(a: CapacityArgs) -> Result<(), String> {
+pub(super) async fn capacity(a: CapacityArgs) -> Result<(), CliError> {
     let sources = load_sources(&a.throughput, &a.mix).await?;
     let (rt, rt_from) = throughput(&a.throughput, sources.bench.as_ref())?;
     let (mix, mix_from) = mix(&a.mix, &sources).ok_or(
@@ -197,7 +198,8 @@ pub(super) async fn capacity(a: CapacityArgs) -> Result<(), String> {
         return Err(format!(
             "--gpus must be one of 1, 2, 4, 8 (tensor parallel), got {}",
             a.gpus
-        ));
+        )
+        .into());
     }
     let price = a.price_per_hour.or(gpu.map(|g| g.price_per_hour));
     if let Some(p) = price {

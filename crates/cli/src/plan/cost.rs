@@ -2,6 +2,7 @@
 
 use super::capacity::{load_sources, mix, throughput, MixArgs, ThroughputArgs};
 use super::*;
+use crate::error::CliError;
 
 #[derive(Args)]
 pub(super) struct CostArgs {
@@ -29,7 +30,7 @@ pub(super) struct CostArgs {
     json: bool,
 }
 
-pub(super) fn tiers(config: Option<&PathBuf>) -> Result<Vec<TierPrice>, String> {
+pub(super) fn tiers(config: Option<&PathBuf>) -> Result<Vec<TierPrice>, CliError> {
     let tiers = match config {
         Some(path) => switchyard_gateway::Config::load(path).map_err(err)?.tiers,
         None => switchyard_config::default_tiers(),
@@ -44,7 +45,7 @@ pub(super) fn tiers(config: Option<&PathBuf>) -> Result<Vec<TierPrice>, String> 
         .collect())
 }
 
-pub(super) async fn cost(a: CostArgs) -> Result<(), String> {
+pub(super) async fn cost(a: CostArgs) -> Result<(), CliError> {
     let sources = load_sources(&a.throughput, &a.mix).await?;
     let gpu = a.gpu.as_deref().map(gpu_by_name).transpose().map_err(err)?;
     let (price, price_from) = match (a.price_per_hour, gpu) {

@@ -1,6 +1,7 @@
 //! `switchyard plan fit`: whether a model fits on a GPU, and how many sequences run at once.
 
 use super::*;
+use crate::error::CliError;
 
 #[derive(Args)]
 pub(super) struct FitArgs {
@@ -33,7 +34,7 @@ pub(super) fn fit_row(f: &Fit) -> Vec<String> {
     ]
 }
 
-pub(super) fn fit_cmd(a: FitArgs) -> Result<(), String> {
+pub(super) fn fit_cmd(a: FitArgs) -> Result<(), CliError> {
     let choice = a
         .model
         .resolve()?

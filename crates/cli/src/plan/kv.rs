@@ -1,6 +1,7 @@
 //! `switchyard plan kv`: the KV-cache size of a model, context and batch.
 
 use super::*;
+use crate::error::CliError;
 
 #[derive(Args)]
 pub(super) struct KvArgs {
@@ -28,7 +29,7 @@ pub(super) struct KvArgs {
     json: bool,
 }
 
-pub(super) fn kv(a: KvArgs) -> Result<(), String> {
+pub(super) fn kv(a: KvArgs) -> Result<(), CliError> {
     let (layers, kv_heads, head_dim, what) = match &a.model {
         Some(name) => {
             let m = model_by_name(name).map_err(err)?;
@@ -43,7 +44,9 @@ pub(super) fn kv(a: KvArgs) -> Result<(), String> {
             (Some(l), Some(k), Some(h)) => (l, k, h, "custom".to_string()),
             _ => {
                 return Err(
-                    "give --model, or all of --layers, --kv-heads and --head-dim".to_string(),
+                    "give --model, or all of --layers, --kv-heads and --head-dim"
+                        .to_string()
+                        .into(),
                 )
             }
         },

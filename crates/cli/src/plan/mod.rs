@@ -8,6 +8,7 @@ mod fit;
 mod kv;
 mod presets;
 
+use crate::error::CliError;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -86,7 +87,7 @@ pub struct ModelChoice {
 
 impl ModelArgs {
     /// `None` without --model.
-    pub fn resolve(&self) -> Result<Option<ModelChoice>, String> {
+    pub fn resolve(&self) -> Result<Option<ModelChoice>, CliError> {
         let Some(name) = &self.model else {
             return Ok(None);
         };
@@ -114,7 +115,7 @@ impl ModelChoice {
     }
 }
 
-pub async fn run(args: PlanArgs) -> Result<(), String> {
+pub async fn run(args: PlanArgs) -> Result<(), CliError> {
     match args.command {
         PlanCommand::Presets { json } => presets::presets(json),
         PlanCommand::Kv(a) => kv::kv(a),

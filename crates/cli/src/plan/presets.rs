@@ -1,8 +1,9 @@
 //! `switchyard plan presets`: the model architectures, quantization formats and GPUs.
 
 use super::*;
+use crate::error::CliError;
 
-pub(super) fn presets(json: bool) -> Result<(), String> {
+pub(super) fn presets(json: bool) -> Result<(), CliError> {
     if json {
         let quants: Vec<Value> = Quant::ALL
             .iter()
