@@ -3,6 +3,7 @@
 //! that a second backend (Postgres, for several gateway replicas) can be added trait by trait,
 //! and [`Store`], all of them at once.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
