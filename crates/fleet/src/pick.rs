@@ -6,10 +6,7 @@
 //! importance:
 //!
 //! 1. not a provider this request already failed on (a provider-wide outage is common on
-//!    rented GPUs: the retry goes elsewhere). While another provider's worker is merely busy,
-//!    the request waits for it rather than go back to the provider that failed it: when a
-//!    provider dies, its other workers look free for the moment it takes to notice, and a
-//!    resumed stream sent there breaks again;
+//!    rented GPUs: the retry goes elsewhere);
 //! 2. not a provider whose breaker is open: half or more of its workers for this model out of
 //!    rotation (ejected, unhealthy). Its healthy workers are used only when no other provider
 //!    has room. Computed from the workers' own states on every choice, so it closes as soon as
@@ -107,10 +104,6 @@ impl Fleet {
         let tripped = tripped_providers(all);
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         let mut saturated = false;
-        let failed_provider =
-            |w: &Worker| q.tried.iter().any(|t| t.spec.provider == w.spec.provider);
-        // Busy (not gone) workers of providers this request has not failed on.
-        let mut busy_elsewhere = false;
         let mut eligible: Vec<Candidate<'_>> = Vec::with_capacity(all.len());
         for i in 0..all.len() {
             let w = &all[(start + i) % all.len()];
@@ -123,14 +116,11 @@ impl Fleet {
             if !w.is_routable() {
                 // On probation with its one request in flight: busy, not gone. Counting it as
                 // gone would shed requests for a model whose only worker is proving itself.
-                let busy = w.state() == WorkerState::Probation;
-                saturated |= busy;
-                busy_elsewhere |= busy && !failed_provider(w);
+                saturated |= w.state() == WorkerState::Probation;
                 continue;
             }
             if w.is_saturated() {
                 saturated = true;
-                busy_elsewhere |= !failed_provider(w);
                 continue;
             }
             // On probation a worker counts as the fastest: it must get requests to prove
@@ -139,7 +129,7 @@ impl Fleet {
                 WorkerState::Probation => fastest,
                 _ => w.ttft_ewma_us().unwrap_or(fastest),
             };
-            let failed_provider = failed_provider(w);
+            let failed_provider = q.tried.iter().any(|t| t.spec.provider == w.spec.provider);
             let out_of_region = q.region.is_some_and(|r| r != w.spec.region);
             let provider_open = tripped.iter().any(|p| *p == w.spec.provider);
             eligible.push(Candidate {
@@ -155,9 +145,6 @@ impl Fleet {
                 Pick::Unavailable
             });
         };
-        if best_rank.0 && busy_elsewhere {
-            return Some(Pick::Saturated);
-        }
         eligible.retain(|c| c.rank == best_rank);
         let best_wait = eligible.iter().map(|c| c.wait).min().unwrap_or(0);
         if let Some(sticky) = q.sticky {
@@ -371,34 +358,6 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(name(f.pick(&q)), "b1");
         }
-    }
-
-    #[test]
-    fn a_retry_waits_for_a_busy_provider_rather_than_go_back_to_the_one_that_failed_it() {
-        let f = fleet(vec![
-            spec("a1", "a", "r", 1.0),
-            spec("a2", "a", "r", 1.0),
-            spec("b1", "b", "r", 1.0),
-        ]);
-        let tried = vec![f.worker("a1").unwrap()];
-        let retry = Query {
-            tried: &tried,
-            ..Query::new("m", "pro")
-        };
-        // b1 busy (two requests, its concurrency), a2 free: the retry waits for b1.
-        let b1_busy: Vec<WorkerLease> = (0..2)
-            .map(|_| WorkerLease::try_new(&f.worker("b1").unwrap()).unwrap())
-            .collect();
-        assert!(matches!(f.pick(&retry), Pick::Saturated));
-        // A request that failed nowhere takes a2 at once.
-        assert_eq!(name(f.pick(&Query::new("m", "pro"))), "a2");
-        drop(b1_busy);
-        assert_eq!(name(f.pick(&retry)), "b1", "b1 came free");
-        // b1 gone, not busy: the failed provider's other worker is better than nothing.
-        for _ in 0..3 {
-            f.worker("b1").unwrap().set_healthy(false);
-        }
-        assert_eq!(name(f.pick(&retry)), "a2");
     }
 
     #[test]
