@@ -18,6 +18,10 @@ use crate::upstream::relay::{Continuation, Upstream};
 /// points (at most 10,000).
 const RESUME_PRIORITY: u32 = 10_000;
 
+/// Workers a continuation may fail to open on, beyond the first, before the stream ends with
+/// an error.
+const MAX_CONTINUATION_OPENS: u32 = 1;
+
 /// What a relay needs to resume its stream.
 pub struct Resume {
     state: Arc<AppState>,
@@ -76,12 +80,38 @@ impl Continuation for Resume {
             "stream broke mid-way; resuming on another worker"
         );
         Some(Box::pin(async move {
-            let deadline = route.queue_for.from_now();
-            let lease = crate::route::retry(&state, &route, &tried, deadline).await?;
-            let upstream =
-                crate::upstream::open_stream(&state, &req, &request_id, lease.worker()).await?;
-            crate::metrics::retry(&req.model, crate::metrics::Retry::Resume);
-            Ok((upstream, lease))
+            let mut tried = tried;
+            let mut opens = 0;
+            loop {
+                let deadline = route.queue_for.from_now();
+                let lease = crate::route::retry(&state, &route, &tried, deadline).await?;
+                match crate::upstream::open_stream(&state, &req, &request_id, lease.worker()).await
+                {
+                    Ok(upstream) => {
+                        crate::metrics::retry(&req.model, crate::metrics::Retry::Resume);
+                        return Ok((upstream, lease));
+                    }
+                    // The worker it went to failed before its first byte: often a sibling of
+                    // the one that broke, on a provider going down, that still looked ready.
+                    // The client is waiting mid-answer: one more worker, within the budget.
+                    Err(e)
+                        if e.is_retryable()
+                            && opens < MAX_CONTINUATION_OPENS
+                            && state.retry_budget.try_withdraw() =>
+                    {
+                        let worker = lease.worker().clone();
+                        worker.record_failure_because(
+                            state.config.upstream.eject_after_failures,
+                            &e.to_string(),
+                        );
+                        tracing::warn!(request_id, worker = %worker.spec.name, error = %e,
+                            "the continuation's worker failed before its first byte; trying another");
+                        tried.push(worker);
+                        opens += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }))
     }
 
