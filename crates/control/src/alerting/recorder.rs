@@ -7,7 +7,7 @@
 //! not be written down must still wake someone.
 
 use switchyard_metering::incident::{IncidentAlert, NewIncident};
-use switchyard_metering::Store;
+use switchyard_metering::{Store, StoreError};
 
 use super::alert::{static_name, Alert};
 use super::impact::measure;
@@ -75,17 +75,38 @@ impl Recorder {
                 .await
                 .map(|()| id),
             None if resolved_at.is_none() => {
-                let opened = store
+                let opened = match store
                     .open_incident(&NewIncident {
                         started_at_ms: a.alert.began_at_ms,
                         detected_at_ms: a.fired_at_ms,
                         title: a.alert.summary.clone(),
                         slo_bp: a.alert.slo_bp,
-                        first_alert: alert,
+                        first_alert: alert.clone(),
                     })
-                    .await;
+                    .await
+                {
+                    // Another gateway sharing the store (or this one before a restart) opened
+                    // the incident first: one outage is one incident, so the alert joins it.
+                    Err(StoreError::Conflict(_)) => match store.open_incident_now().await {
+                        Ok(Some(open)) => store
+                            .put_incident_alert(
+                                open.id,
+                                &alert,
+                                a.alert.slo_bp,
+                                a.alert.began_at_ms,
+                            )
+                            .await
+                            .map(|()| open.id),
+                        Ok(None) => Err(StoreError::Conflict(
+                            "an incident was open, and closed before this alert could join it"
+                                .into(),
+                        )),
+                        Err(e) => Err(e),
+                    },
+                    other => other,
+                };
                 if let Ok(id) = opened {
-                    tracing::warn!(target: "switchyard::alerts", incident = id, "incident opened");
+                    tracing::warn!(target: "switchyard::alerts", incident = id, "incident opened or joined");
                     self.open = Some(id);
                 }
                 opened
@@ -133,5 +154,47 @@ impl Recorder {
                 tracing::error!(target: "switchyard::alerts", incident = id, error = %e, "cannot close the incident")
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use switchyard_metering::store::prelude::*;
+    use switchyard_metering::store::sqlite::SqliteStore;
+    use switchyard_slo::burn::Severity;
+
+    use super::*;
+
+    fn fired(scope: &str, at_ms: i64) -> Transition {
+        Transition::Fired(Active {
+            alert: Alert {
+                name: super::super::alert::PROBE_FAILED,
+                scope: scope.into(),
+                severity: Severity::Page,
+                summary: format!("probe of {scope} failed"),
+                began_at_ms: at_ms,
+                slo_bp: 9990,
+                burns: None,
+                affected: Vec::new(),
+            },
+            fired_at_ms: at_ms,
+        })
+    }
+
+    #[tokio::test]
+    async fn an_alert_seen_by_a_second_gateway_joins_the_open_incident() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        // Two gateways on one store, neither knowing of an incident yet.
+        let (mut first, _) = Recorder::load(&store).await;
+        let (mut second, _) = Recorder::load(&store).await;
+        let opened = first.record(&store, &fired("worker:a", 1_000)).await;
+        let joined = second.record(&store, &fired("worker:b", 2_000)).await;
+        assert!(opened.is_some());
+        assert_eq!(joined, opened, "one outage, one incident");
+        let incident = store.open_incident_now().await.unwrap().unwrap();
+        let scopes: Vec<&str> = incident.alerts.iter().map(|a| a.scope.as_str()).collect();
+        assert_eq!(scopes, ["worker:a", "worker:b"]);
+        assert_eq!(store.list_incidents(None, None).await.unwrap().len(), 1);
     }
 }
