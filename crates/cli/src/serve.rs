@@ -23,6 +23,9 @@ pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
 /// Enables the registration API for `switchyard agent`; never generated, since agents on
 /// other machines must be given it.
 const FLEET_TOKEN_ENV: &str = "SWITCHYARD_FLEET_TOKEN";
+/// The state store's URL (`postgres://...` or `sqlite://...`), over `[state] url`: it usually
+/// carries a password, which belongs in the environment rather than a config file.
+const DATABASE_URL_ENV: &str = "SWITCHYARD_DATABASE_URL";
 const MIN_SECRET_LEN: usize = 20;
 
 /// A secret from the environment (checked), or a random one with `prefix`.
@@ -51,6 +54,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    if let Ok(url) = std::env::var(DATABASE_URL_ENV) {
+        config.state.url = Some(url);
+        config
+            .state
+            .validate()
+            .map_err(|e| CliError::Usage(format!("{DATABASE_URL_ENV}: {e}")))?;
+    }
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
     let (key, _) = secret_from_env(DEV_KEY_ENV, "sk-dev-")?;
     let (admin_token, admin_from_env) = secret_from_env(ADMIN_TOKEN_ENV, "sy-admin-")?;
@@ -64,7 +74,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         )
         .into());
     }
-    let state_path = config.state.path.display().to_string();
+    let state_at = config.state.backend().map_err(CliError::Usage)?.describe();
     let fleet_on = fleet_token.is_some();
     let secrets = Secrets {
         dev_key: Some(key.clone()),
@@ -90,7 +100,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     } else {
         println!("admin token: {admin_token}");
     }
-    println!("state: {state_path}");
+    println!("state: {state_at}");
     if fleet_on {
         println!("fleet registration: on (token from {FLEET_TOKEN_ENV})");
     }

@@ -30,7 +30,7 @@ pub use probes::ProbeConfig;
 pub use routing::{CanaryMode, CanarySplit, RoutingConfig, RoutingPolicy};
 pub use server::ServerConfig;
 pub use sim::{FaultConfig, SimConfig, UsageInStream};
-pub use state::{DevTenantConfig, StateConfig};
+pub use state::{DevTenantConfig, StateBackend, StateConfig};
 pub use tiers::default_tiers;
 pub use upstream::UpstreamConfig;
 pub use workers::{FleetConfig, SimWorkerConfig, SIMULATED_GPU};

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
-use switchyard_config::Config;
+use switchyard_config::{Config, StateBackend};
 use switchyard_fleet::{Fleet, HealthChecker};
 use switchyard_metering::clock::Clock;
 use switchyard_metering::directory::{unix_ms, Directory};
 use switchyard_metering::keys::{display_prefix, hash_secret};
 use switchyard_metering::ledger::{Ledger, LedgerConfig, LedgerTask};
+use switchyard_metering::store::postgres::PgStore;
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::{ApiKey, LimitOverrides, Scopes, Store, StoreError, Tenant};
 use tokio::task::JoinHandle;
@@ -90,13 +91,18 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    let store = if config.state.path.as_os_str() == ":memory:" {
-        SqliteStore::in_memory().await?
-    } else {
-        SqliteStore::open(&config.state.path).await?
-    };
-    Ok(Arc::new(store))
+/// The store `[state]` names: SQLite (a file, or memory) or Postgres.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let backend = config.state.backend().map_err(StoreError::Invalid)?;
+    Ok(match backend {
+        StateBackend::SqliteMemory => Arc::new(SqliteStore::in_memory().await?),
+        StateBackend::SqliteFile(path) => Arc::new(SqliteStore::open(&path).await?),
+        StateBackend::Postgres { url, schema: None } => Arc::new(PgStore::connect(&url).await?),
+        StateBackend::Postgres {
+            url,
+            schema: Some(schema),
+        } => Arc::new(PgStore::connect_in_schema(&url, &schema).await?),
+    })
 }
 
 /// The dev tenant exists so that the printed dev key works on a fresh state file.

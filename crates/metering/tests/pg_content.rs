@@ -157,25 +157,34 @@ async fn a_large_batch_with_repeats_is_stored_once_per_id() {
     assert_eq!(c0005, &record("c0005", "t", 5, 1_000));
 }
 
-/// Postgres text cannot hold NUL: the batch is refused whole, naming the record, and nothing
-/// of it is stored (SQLite stores such text).
+/// Postgres text cannot hold NUL. In a prompt or completion (client and worker text) it is
+/// stored as U+FFFD and the batch goes in; in one of the gateway's own fields the batch is
+/// refused whole, naming the record, and nothing of it is stored.
 #[tokio::test]
-async fn text_with_nul_is_refused_and_nothing_of_the_batch_is_stored() {
+async fn nul_in_content_is_replaced_and_nul_in_an_id_refuses_the_batch() {
     let store = pg::fresh().await;
-    let mut bad = record("r2", "a", 2, 100);
-    bad.completion = "before\0after".into();
+    let mut odd = record("r2", "a", 2, 100);
+    odd.prompt = "a\0b".into();
+    odd.completion = "before\0after".into();
+    store
+        .insert_content(&[record("r1", "a", 1, 100), odd])
+        .await
+        .unwrap();
+    let got = store.content_records("a", Some("r2"), 10).await.unwrap();
+    assert_eq!(got[0].completion, "before\u{FFFD}after");
+    assert!(got[0].prompt.contains("a\u{FFFD}b"), "{}", got[0].prompt);
+    assert_eq!(store.content_records("a", None, 10).await.unwrap().len(), 2);
+
+    let mut bad = record("r4", "a", 4, 100);
+    bad.model = "m\0".into();
     let err = store
-        .insert_content(&[record("r1", "a", 1, 100), bad])
+        .insert_content(&[record("r3", "a", 3, 100), bad])
         .await;
     assert!(
-        matches!(&err, Err(StoreError::Invalid(m)) if m.contains("\"r2\"") && m.contains("completion")),
+        matches!(&err, Err(StoreError::Invalid(m)) if m.contains("\"r4\"") && m.contains("model")),
         "{err:?}"
     );
-    assert!(store
-        .content_records("a", None, 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(store.content_records("a", None, 10).await.unwrap().len(), 2);
 }
 
 /// What a caller sees from every method, as text.

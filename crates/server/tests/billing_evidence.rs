@@ -6,8 +6,6 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use switchyard_metering::store::prelude::*;
-use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
 use switchyard_metering::UsageSource;
 use switchyard_sim::FaultConfig;
@@ -53,6 +51,8 @@ async fn a_lying_worker_is_billed_by_the_gateways_count_and_blocks_no_one() {
         sim("honest", |s| s.model = "sim-large".into()),
     ]);
     c.state.path = db.clone();
+    // Where the ledger is read from after the gateway stops (SQLite file or Postgres).
+    let stored = c.clone();
     // The liar stays in rotation so that every lie is tried; its failures are counted.
     c.upstream.eject_after_failures = 1_000;
     c.upstream.max_attempts = 1;
@@ -153,7 +153,7 @@ async fn a_lying_worker_is_billed_by_the_gateways_count_and_blocks_no_one() {
         started.elapsed()
     );
 
-    let store = SqliteStore::open(&db).await.unwrap();
+    let store = open_store(&stored).await;
     let rows = store.usage_records(&UsageQuery::default()).await.unwrap();
     let (paid, others): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.tenant_id == "payer");
     assert_eq!(
@@ -282,11 +282,10 @@ async fn every_form_of_prompt_counts_against_the_caps() {
 async fn monthly_quotas_of_tenants_and_keys_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state.db");
-    let boot = || {
-        let mut c = config(vec![sim("a", |_| {})]);
-        c.state.path = db.clone();
-        c
-    };
+    // One config for both boots: the same state store (file, or Postgres schema).
+    let mut c = config(vec![sim("a", |_| {})]);
+    c.state.path = db.clone();
+    let boot = || c.clone();
     let gw = start(boot()).await;
     admin(&gw, "/tenants", json!({"id": "acme", "tier": "pro"})).await;
     // Room for about three requests of ~20 tokens (prompt ~11 + 8 completion).

@@ -159,10 +159,13 @@ async fn logged_only_when_on_redacted_and_erasable() {
     assert!(content(&gw, "tenant=quiet").await.is_empty());
 
     // The raw values reach neither the database nor its WAL, where the redacted records are.
-    let bytes = state_bytes(dir.path());
-    assert!(contains(&bytes, "[REDACTED:email]"));
-    for raw in [EMAIL, CARD, API_KEY] {
-        assert!(!contains(&bytes, raw), "{raw} is in the state files");
+    // (SQLite's files; on Postgres the records read back above are what the table holds.)
+    if !on_postgres() {
+        let bytes = state_bytes(dir.path());
+        assert!(contains(&bytes, "[REDACTED:email]"));
+        for raw in [EMAIL, CARD, API_KEY] {
+            assert!(!contains(&bytes, raw), "{raw} is in the state files");
+        }
     }
 
     // Turning it off stops logging the next request.

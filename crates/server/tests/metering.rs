@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{json, Value};
-use switchyard_metering::store::prelude::*;
-use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
 use switchyard_metering::UsageStatus;
 use switchyard_sim::FaultConfig;
@@ -40,8 +38,8 @@ fn restarts(metrics: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn ledger(path: &std::path::Path) -> Vec<switchyard_metering::UsageRecord> {
-    let store = SqliteStore::open(path).await.unwrap();
+async fn ledger(config: &switchyard_server::Config) -> Vec<switchyard_metering::UsageRecord> {
+    let store = open_store(config).await;
     store.usage_records(&UsageQuery::default()).await.unwrap()
 }
 
@@ -64,6 +62,8 @@ async fn ledger_matches_what_workers_generated_under_faults() {
         sim("c", |_| {}),
     ]);
     c.state.path = db.clone();
+    // Where the ledger is read from after the gateway stops (SQLite file or Postgres).
+    let stored = c.clone();
     c.upstream.eject_after_failures = 1_000_000;
     // Cut streams must reach the client cut here (the ledger's side of a broken stream is
     // what is tested); resumed streams have their own test in resilience.rs.
@@ -121,7 +121,7 @@ async fn ledger_matches_what_workers_generated_under_faults() {
         .unwrap();
     let gw = Arc::try_unwrap(gw).ok().unwrap();
     gw.shutdown().await; // flushes the ledger
-    let rows = ledger(&db).await;
+    let rows = ledger(&stored).await;
 
     assert_eq!(
         rows.len() as u64,
@@ -176,6 +176,8 @@ async fn client_disconnects_are_billed_once_and_never_more_than_generated() {
         sim("b", |s| s.decode_ms_per_token = 2.0),
     ]);
     c.state.path = db.clone();
+    // Where the ledger is read from after the gateway stops (SQLite file or Postgres).
+    let stored = c.clone();
     roomy(&mut c);
     let gw = Arc::new(start(c).await);
     let total = 600u64;
@@ -221,7 +223,7 @@ async fn client_disconnects_are_billed_once_and_never_more_than_generated() {
         .sum();
     let gw = Arc::try_unwrap(gw).ok().unwrap();
     gw.shutdown().await;
-    let rows = ledger(&db).await;
+    let rows = ledger(&stored).await;
     assert_eq!(rows.len() as u64, total);
     let billed: u64 = rows.iter().map(|r| r.completion_tokens).sum();
     let disconnected = rows

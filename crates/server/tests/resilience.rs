@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use switchyard_config::RoutingPolicy;
 use switchyard_fleet::WorkerState;
-use switchyard_metering::store::prelude::*;
-use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
 use switchyard_sim::FaultConfig;
 use switchyard_testkit::*;
@@ -34,6 +32,8 @@ async fn a_slow_first_token_is_hedged_and_the_request_billed_once() {
         sim("fast", |_| {}),
     ]);
     c.state.path = db.clone();
+    // Where the ledger is read from after the gateway stops (SQLite file or Postgres).
+    let stored = c.clone();
     c.tiers.get_mut("pro").unwrap().hedge_after_ms = 300;
     let gw = start(c).await;
 
@@ -70,7 +70,7 @@ async fn a_slow_first_token_is_hedged_and_the_request_billed_once() {
     gw.shutdown().await;
 
     // Billed once: one ledger row per client request, each naming the worker that answered.
-    let store = SqliteStore::open(&db).await.unwrap();
+    let store = open_store(&stored).await;
     let rows = store.usage_records(&UsageQuery::default()).await.unwrap();
     assert_eq!(rows.len() as u64, n, "one row per request, hedged or not");
     assert!(rows.iter().all(|r| r.worker == "fast"), "{rows:?}");
@@ -360,6 +360,8 @@ async fn a_stream_broken_mid_way_goes_on_on_another_worker_and_is_billed_once() 
         sim("steady", |s| s.natural_tokens = 1_000),
     ]);
     c.state.path = db.clone();
+    // Where the ledger is read from after the gateway stops (SQLite file or Postgres).
+    let stored = c.clone();
     c.upstream.eject_after_failures = 1_000; // keep the cutter in rotation for the test
     c.upstream.retry_budget_min_per_sec = 1_000;
     c.tiers.get_mut("pro").unwrap().hedge_after_ms = 0;
@@ -411,13 +413,74 @@ async fn a_stream_broken_mid_way_goes_on_on_another_worker_and_is_billed_once() 
     );
     gw.shutdown().await;
 
-    let store = SqliteStore::open(&db).await.unwrap();
+    let store = open_store(&stored).await;
     let rows = store.usage_records(&UsageQuery::default()).await.unwrap();
     assert_eq!(rows.len() as u64, n, "one ledger row per client request");
     assert!(rows.iter().all(|r| r.completion_tokens == 20), "{rows:?}");
     assert!(rows
         .iter()
         .all(|r| r.status == switchyard_metering::UsageStatus::Completed));
+}
+
+/// A stream broken mid-way whose continuation's worker then fails before its first byte (a
+/// sibling of a dying worker that still looked ready) goes on on a third worker: the client
+/// sees one whole answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuation_that_cannot_open_goes_on_on_another_worker() {
+    // By price, every first attempt goes to "failing" (500 at once, retried before the first
+    // byte), then to "cutter" (cut after 5 tokens), and its continuation to "failing" again
+    // before "steady": the path a resumed stream takes when a provider dies.
+    let mut c = config(vec![
+        sim("failing", |s| {
+            s.faults = FaultConfig {
+                error_500: 1.0,
+                ..FaultConfig::default()
+            };
+        }),
+        sim("cutter", |s| {
+            s.faults = FaultConfig {
+                cut_stream: 1.0,
+                cut_after_tokens: 5,
+                ..FaultConfig::default()
+            };
+            s.natural_tokens = 1_000;
+        }),
+        sim("steady", |s| s.natural_tokens = 1_000),
+    ]);
+    for (w, price) in c.sim_workers.iter_mut().zip([0.5, 1.0, 2.0]) {
+        w.price_per_hour = price;
+    }
+    c.upstream.eject_after_failures = 1_000; // keep "failing" in rotation for the test
+    c.upstream.retry_budget_min_per_sec = 1_000;
+    c.tiers.get_mut("pro").unwrap().hedge_after_ms = 0;
+    let gw = start(c).await;
+    let n = 4u64;
+    for _ in 0..n {
+        let body = chat("sim-small", json!({"stream": true, "max_tokens": 20}));
+        let resp = post(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(resp.status(), 200);
+        let (events, err) = read_events(resp, DEADLINE).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(events.last().unwrap().data, "[DONE]", "the stream went on");
+        let content = events[..events.len() - 1]
+            .iter()
+            .filter(|e| {
+                e.json()["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty())
+            })
+            .count();
+        assert_eq!(content, 20, "the client got the whole answer");
+    }
+    let (failing, cutter, steady) = (gw.sims[0].stats(), gw.sims[1].stats(), gw.sims[2].stats());
+    assert_eq!(cutter.requests, n, "every stream started on the cutter");
+    assert_eq!(
+        failing.requests,
+        2 * n,
+        "each request failed there twice: its first attempt and its continuation"
+    );
+    assert_eq!(steady.requests, n, "every continuation ended on steady");
+    gw.shutdown().await;
 }
 
 /// An unstreamed answer whose worker dies mid-way is finished elsewhere: resumed (vLLM chat)
@@ -440,6 +503,8 @@ async fn an_unstreamed_answer_cut_mid_way_is_finished_on_another_worker() {
         sim("steady", |s| s.natural_tokens = 1_000),
     ]);
     c.state.path = db.clone();
+    // Where the ledger is read from after the gateway stops (SQLite file or Postgres).
+    let stored = c.clone();
     c.upstream.eject_after_failures = 1_000;
     c.upstream.retry_budget_min_per_sec = 1_000;
     c.tiers.get_mut("pro").unwrap().hedge_after_ms = 0;
@@ -463,7 +528,7 @@ async fn an_unstreamed_answer_cut_mid_way_is_finished_on_another_worker() {
         "some answers started on the cutter"
     );
     gw.shutdown().await;
-    let store = SqliteStore::open(&db).await.unwrap();
+    let store = open_store(&stored).await;
     let rows = store.usage_records(&UsageQuery::default()).await.unwrap();
     assert_eq!(rows.len() as u64, n, "one ledger row per client request");
     assert!(

@@ -467,11 +467,10 @@ async fn minutes_without_a_running_gateway_count_as_unobserved() {
     // 2026-10-10T10:00:30Z.
     let t0 = 1_791_540_030_000;
     let clock = Arc::new(ManualClock::new(t0));
-    let boot = |clock: Arc<ManualClock>| {
-        let mut c = config(vec![sim("a", |_| {})]);
-        c.state.path = db.clone();
-        start_with_clock(c, clock)
-    };
+    // One config for both boots: the same state store (file, or Postgres schema).
+    let mut c = config(vec![sim("a", |_| {})]);
+    c.state.path = db.clone();
+    let boot = |clock: Arc<ManualClock>| start_with_clock(c.clone(), clock);
     let gw = boot(clock.clone()).await; // alive in 10:00
     let (s, _) = admin(
         &gw,

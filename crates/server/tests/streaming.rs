@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_metering::store::prelude::*;
 use switchyard_sim::{FaultConfig, UsageInStream};
 use switchyard_testkit::*;
 
@@ -334,6 +333,8 @@ async fn a_client_that_leaves_an_unstreamed_request_is_billed_for_what_was_gener
     let db = dir.path().join("state.db");
     let mut c = config(vec![sim("a", |s| s.decode_ms_per_token = 20.0)]);
     c.state.path = db.clone();
+    // Where the ledger is read from after the gateway stops (SQLite file or Postgres).
+    let stored = c.clone();
     let gw = start(c).await;
     let request = client()
         .post(format!("{}/v1/chat/completions", gw.url()))
@@ -349,9 +350,7 @@ async fn a_client_that_leaves_an_unstreamed_request_is_billed_for_what_was_gener
     assert!(eventually(Duration::from_secs(5), || sim.stats().in_flight == 0).await);
     let generated = sim.stats().completion_tokens_generated;
     gw.shutdown().await;
-    let store = switchyard_metering::store::sqlite::SqliteStore::open(&db)
-        .await
-        .unwrap();
+    let store = open_store(&stored).await;
     let rows = store
         .usage_records(&switchyard_metering::store::UsageQuery::default())
         .await
@@ -404,6 +403,8 @@ async fn a_worker_that_answers_whole_serves_both_kinds_of_client_without_a_ttft(
     let db = dir.path().join("state.db");
     let mut c = config(Vec::new());
     c.state.path = db.clone();
+    // Where the ledger is read from after the gateway stops (SQLite file or Postgres).
+    let stored = c.clone();
     c.workers = vec![toml::from_str(&format!(
         "name = 'whole'\nurl = 'http://{addr}'\nruntime = 'openai'\nmodel = 'whole-model'"
     ))
@@ -439,9 +440,7 @@ async fn a_worker_that_answers_whole_serves_both_kinds_of_client_without_a_ttft(
     gw.shutdown().await;
     server.abort();
 
-    let store = switchyard_metering::store::sqlite::SqliteStore::open(&db)
-        .await
-        .unwrap();
+    let store = open_store(&stored).await;
     let rows = store
         .usage_records(&switchyard_metering::store::UsageQuery::default())
         .await

@@ -6,6 +6,11 @@
 //! its counters) and hold requests in flight with `hold`/`release`; elsewhere, [`eventually`]
 //! and [`eventually_async`] check a condition until it holds. Never a fixed sleep standing in
 //! for "it has happened by now".
+//!
+//! State: SQLite in memory, or with `SWITCHYARD_TEST_STORE=postgres` a Postgres schema of
+//! each test's own on `SWITCHYARD_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`): `scripts/test` runs the gateway's integration
+//! tests both ways. A test that reads the store itself opens it with [`open_store`].
 // A failed step of a test is a panic with its reason: that is what a test kit is for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,6 +23,37 @@ use switchyard_server::{Config, RunningGateway, Secrets};
 use switchyard_sim::{SimConfig, SimHandle};
 
 pub const KEY: &str = "sk-test-0123456789abcdefghij";
+
+/// `postgres`: test gateways keep their state in Postgres instead of SQLite.
+pub const STORE_ENV: &str = "SWITCHYARD_TEST_STORE";
+pub const POSTGRES_URL_ENV: &str = "SWITCHYARD_TEST_POSTGRES_URL";
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Points `config` at the store the tests run on: SQLite in memory, or a fresh Postgres
+/// schema (`test_<random>`, so tests never see each other's rows).
+pub fn use_test_store(c: &mut Config) {
+    match std::env::var(STORE_ENV).as_deref() {
+        Ok("postgres") => {
+            c.state.url = Some(
+                std::env::var(POSTGRES_URL_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into()),
+            );
+            c.state.schema = Some(format!("test_{}", uuid::Uuid::new_v4().simple()));
+        }
+        Ok("sqlite") | Err(_) => c.state.path = ":memory:".into(),
+        Ok(other) => panic!("{STORE_ENV}={other}: expected postgres or sqlite"),
+    }
+}
+
+/// Whether the tests run on Postgres (a test that needs a SQLite file says so).
+pub fn on_postgres() -> bool {
+    std::env::var(STORE_ENV).as_deref() == Ok("postgres")
+}
+
+/// The store `config` names, opened as the gateway opens it: for tests that read the ledger
+/// after a gateway stopped.
+pub async fn open_store(config: &Config) -> std::sync::Arc<dyn switchyard_metering::Store> {
+    switchyard_gateway::build::open_store(config).await.unwrap()
+}
 pub const ADMIN: &str = "sy-admin-test-0123456789abcdef";
 
 /// A sim with fast, deterministic timing unless the test says otherwise.
@@ -88,7 +124,7 @@ pub fn config(sims: Vec<SimWorkerConfig>) -> Config {
     // Generous: tests load both cores, and a slow health answer must not eject a worker.
     c.health.timeout_ms = 3_000;
     c.server.shutdown_grace_ms = 2_000;
-    c.state.path = ":memory:".into();
+    use_test_store(&mut c);
     // Every test chat has the same opening, so stickiness would send them all to one worker;
     // tests of stickiness turn it on.
     c.routing.sticky_idle_s = 0;

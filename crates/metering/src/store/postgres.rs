@@ -15,6 +15,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 mod content_store;
+mod convert;
 mod incident_store;
 mod ledger_store;
 mod sli_store;
@@ -32,6 +33,9 @@ const CONNECTIONS: u32 = 8;
 /// How long a statement may wait for a free connection before the store counts as unavailable
 /// (the ledger writer then retries its batch).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The advisory lock key schema creation is serialised by ("swyd" in ASCII).
+const SCHEMA_LOCK: i64 = 0x7377_7964;
 
 /// [`Store`](super::Store) on PostgreSQL. Cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]
@@ -62,9 +66,17 @@ impl PgStore {
             .connect_with(base.clone())
             .await
             .map_err(|e| connect_error(url, e))?;
-        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-            .execute(&admin)
+        // Replicas starting together would race in `CREATE SCHEMA IF NOT EXISTS` (Postgres
+        // checks, then inserts: the loser fails on a unique index); one at a time instead.
+        let mut tx = admin.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SCHEMA_LOCK)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         admin.close().await;
         Self::connect_with(base.options([("search_path", schema)])).await
     }

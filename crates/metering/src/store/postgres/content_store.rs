@@ -8,6 +8,8 @@
 //! later write reuses it; the WAL and backups hold it too. `VACUUM FULL content_logs` rewrites
 //! the table without the dead rows, where an erasure must leave the table files promptly.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -53,9 +55,9 @@ impl ContentStore for PgStore {
                     .push_bind(&r.status)
                     .push_bind(r.created_at_ms)
                     .push_bind(r.expires_at_ms)
-                    .push_bind(&r.prompt)
+                    .push_bind(without_nul(&r.prompt))
                     .push_bind(r.prompt_truncated)
-                    .push_bind(&r.completion)
+                    .push_bind(without_nul(&r.completion))
                     .push_bind(r.completion_truncated);
             });
             // Skips ids stored before (a retried batch), stored by another replica meanwhile
@@ -108,8 +110,19 @@ impl ContentStore for PgStore {
     }
 }
 
-/// Postgres `TEXT` cannot hold U+0000 (SQLite's can). Refused up front, naming the record and
-/// field, rather than by the server mid-batch with only "invalid byte sequence".
+/// Postgres `TEXT` cannot hold U+0000 (SQLite's can). A prompt or completion is what a client
+/// or a worker sent, and one NUL in it must not cost the batch (every tenant's logs in it):
+/// there it is stored as U+FFFD, the replacement character. The gateway's own fields never
+/// hold one; if one did, it is refused up front, naming the record and field, rather than by
+/// the server mid-batch with only "invalid byte sequence".
+fn without_nul(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 fn check_no_nul(r: &ContentRecord) -> Result<()> {
     let fields = [
         ("request_id", &r.request_id),
@@ -117,8 +130,6 @@ fn check_no_nul(r: &ContentRecord) -> Result<()> {
         ("model", &r.model),
         ("endpoint", &r.endpoint),
         ("status", &r.status),
-        ("prompt", &r.prompt),
-        ("completion", &r.completion),
     ];
     match fields.iter().find(|(_, text)| text.contains('\0')) {
         Some((field, _)) => Err(StoreError::Invalid(format!(

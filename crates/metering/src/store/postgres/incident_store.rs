@@ -12,7 +12,6 @@
 //! - An incident and its alerts are read in one snapshot (`REPEATABLE READ`), so a reader never
 //!   sees an alert the incident's scopes do not yet cover.
 
-mod convert;
 mod impact;
 mod incidents;
 mod maintenance;

@@ -30,13 +30,13 @@ mod usage;
 
 use async_trait::async_trait;
 
+use super::convert::{to_i64 as fit, to_u64};
 use super::PgStore;
 use crate::model::{DeadLetter, UsageRecord};
 use crate::open::{Checkpoint, OpenRequest};
 use crate::sli::{fold, Refusal};
 use crate::store::{
-    KeyTokens, LedgerBatch, LedgerStore, MarginRow, Period, Result, StoreError, UsageQuery,
-    UsageRow,
+    KeyTokens, LedgerBatch, LedgerStore, MarginRow, Period, Result, UsageQuery, UsageRow,
 };
 
 /// Rows per multi-row statement. The widest row (a usage row) binds 23 parameters, so a full
@@ -47,17 +47,6 @@ const ROWS_PER_STATEMENT: usize = 1_000;
 /// Postgres's limit on bind parameters per statement (the wire protocol counts them in 16
 /// bits).
 const MAX_BINDS: usize = 65_535;
-
-/// A `BIGINT` read back as a count; negative means the row was written by something else.
-fn to_u64(v: i64, what: &str) -> Result<u64> {
-    u64::try_from(v).map_err(|_| StoreError::Database(format!("{what} is negative ({v})")))
-}
-
-/// A count about to be written. `Invalid`, not `Database`: the record is at fault, so the
-/// ledger writer dead-letters it instead of retrying its batch forever.
-fn fit(v: u64, what: &str) -> Result<i64> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} = {v} does not fit in i64")))
-}
 
 #[async_trait]
 impl LedgerStore for PgStore {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::convert::to_u64;
 use super::PgStore;
 use crate::incident::ScopedCounts;
 use crate::sli::{
@@ -19,12 +20,6 @@ use crate::store::{Heartbeats, Result, SliStore, StoreError, UsageQuery};
 
 mod reads;
 mod window;
-
-/// A count read back from a `BIGINT` column that is never negative (a `CHECK` or a sum of
-/// such columns); a negative one means the table was written by something else.
-fn to_u64(v: i64, what: &str) -> Result<u64> {
-    u64::try_from(v).map_err(|_| StoreError::Database(format!("{what} is negative ({v})")))
-}
 
 #[async_trait]
 impl SliStore for PgStore {

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
+use super::convert::{from_json, to_json};
 use super::PgStore;
 use crate::content::ContentLogging;
 use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant};
@@ -233,14 +234,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("{what}: {e}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Database(format!("stored {what}: {e}")))
 }
 
 /// Maps a constraint error to what the caller did wrong, with the SQLite store's messages;
