@@ -483,6 +483,57 @@ async fn a_continuation_that_cannot_open_goes_on_on_another_worker() {
     gw.shutdown().await;
 }
 
+/// A continuation that breaks before relaying a token (it went to a worker that took it and
+/// died too) is replaced without spending `max_resumes` (1 here): the client saw no progress
+/// from it, and gets one whole answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuation_that_breaks_before_its_first_token_is_replaced() {
+    // By price, every stream starts on "cutter" (cut after 5 tokens), its continuation goes
+    // to "dropper" (aborts before any token), and the replacement to "steady".
+    let cut_after = |tokens| FaultConfig {
+        cut_stream: 1.0,
+        cut_after_tokens: tokens,
+        ..FaultConfig::default()
+    };
+    let mut c = config(vec![
+        sim("cutter", |s| {
+            s.faults = cut_after(5);
+            s.natural_tokens = 1_000;
+        }),
+        sim("dropper", |s| {
+            s.faults = cut_after(0);
+            s.natural_tokens = 1_000;
+        }),
+        sim("steady", |s| s.natural_tokens = 1_000),
+    ]);
+    for (w, price) in c.sim_workers.iter_mut().zip([0.5, 1.0, 2.0]) {
+        w.price_per_hour = price;
+    }
+    c.upstream.eject_after_failures = 1_000;
+    c.upstream.retry_budget_min_per_sec = 1_000;
+    c.tiers.get_mut("pro").unwrap().hedge_after_ms = 0;
+    let gw = start(c).await;
+    let n = 4u64;
+    for _ in 0..n {
+        let body = chat("sim-small", json!({"stream": true, "max_tokens": 20}));
+        let resp = post(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(resp.status(), 200);
+        let (events, err) = read_events(resp, DEADLINE).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(events.last().unwrap().data, "[DONE]", "the stream went on");
+        let text = joined_content(&events[..events.len() - 1]);
+        assert!(!text.is_empty());
+    }
+    let (cutter, dropper, steady) = (gw.sims[0].stats(), gw.sims[1].stats(), gw.sims[2].stats());
+    assert_eq!(cutter.requests, n, "every stream started on the cutter");
+    assert_eq!(
+        dropper.requests, n,
+        "every continuation went to the dropper first"
+    );
+    assert_eq!(steady.requests, n, "and was replaced on steady");
+    gw.shutdown().await;
+}
+
 /// An unstreamed answer whose worker dies mid-way is finished elsewhere: resumed (vLLM chat)
 /// or, where it cannot be, started over (its client has seen nothing). The client gets one
 /// whole answer either way, and the ledger one row.

@@ -30,6 +30,12 @@ pub struct Resume {
     request_id: String,
     tried: Vec<Arc<Worker>>,
     left: u32,
+    /// Tokens relayed when the last continuation was asked for.
+    last_at: Option<u64>,
+    /// Continuations that broke before relaying a token may be replaced this many more times
+    /// without spending `left`: the client saw no progress from them (typically a sibling of a
+    /// dying worker, which took the continuation and died too).
+    unproductive_left: u32,
 }
 
 impl Resume {
@@ -48,6 +54,8 @@ impl Resume {
             request_id,
             tried: vec![first_worker],
             left,
+            last_at: None,
+            unproductive_left: 1,
         }
     }
 }
@@ -60,10 +68,16 @@ impl Continuation for Resume {
         text: &str,
         tokens: u64,
     ) -> Option<BoxFuture<'static, Result<(Upstream, WorkerLease), GatewayError>>> {
-        if self.left == 0 || !self.state.retry_budget.try_withdraw() {
+        let after_nothing = self.last_at == Some(tokens) && self.unproductive_left > 0;
+        if (self.left == 0 && !after_nothing) || !self.state.retry_budget.try_withdraw() {
             return None;
         }
-        self.left -= 1;
+        if after_nothing {
+            self.unproductive_left -= 1;
+        } else {
+            self.left -= 1;
+        }
+        self.last_at = Some(tokens);
         let req = crate::upstream::resume::continue_after(&self.req, text, tokens)?;
         let state = self.state.clone();
         // A started answer outranks every request not yet started: in a saturated fleet's
