@@ -29,6 +29,10 @@ pub struct StateConfig {
     /// How often this process records that it is alive (the SLA's observed minutes); a process
     /// silent for three of these is dead, and its open requests are settled as interrupted.
     pub heartbeat_ms: u64,
+    /// How often the view of tenants and keys is reloaded from the store whatever else
+    /// happens: the backstop under Postgres's change notifications (which reach every replica
+    /// within a second), and how a key edited in SQLite by another process is picked up.
+    pub directory_refresh_ms: u64,
 }
 
 impl Default for StateConfig {
@@ -42,6 +46,7 @@ impl Default for StateConfig {
             ledger_flush_ms: 10_000,
             checkpoint_ms: 2_000,
             heartbeat_ms: 15_000,
+            directory_refresh_ms: 30_000,
         }
     }
 }
@@ -133,6 +138,9 @@ impl StateConfig {
         // A minute must get a heartbeat even if one write fails.
         if !(100..=20_000).contains(&self.heartbeat_ms) {
             return Err("state.heartbeat_ms must be between 100 and 20000".into());
+        }
+        if self.directory_refresh_ms < 100 {
+            return Err("state.directory_refresh_ms must be at least 100".into());
         }
         Ok(())
     }

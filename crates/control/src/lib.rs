@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod alerting;
 pub mod content_sweep;
+pub mod directory_sync;
 pub mod fleet_api;
 pub mod state;
 pub mod status;
@@ -43,8 +44,8 @@ pub struct ControlSecrets {
 /// The control plane, running beside a request path.
 pub struct ControlPlane {
     pub state: Arc<ControlState>,
-    /// Registration leases, synthetic probes, the SLO evaluator, the worker scraper and the
-    /// content sweep: all stopped together, none of them on a request's path.
+    /// Registration leases, synthetic probes, the SLO evaluator, the worker scraper, the
+    /// content sweep and the directory's sync: all stopped together, none of them on a request's path.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -74,6 +75,10 @@ impl ControlPlane {
             ),
             synthetic::spawn(state.clone()),
             alerting::spawn(state.clone()),
+            directory_sync::spawn(
+                state.directory.clone(),
+                Duration::from_millis(config.state.directory_refresh_ms),
+            ),
         ];
         Self { state, tasks }
     }

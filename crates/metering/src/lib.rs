@@ -24,5 +24,5 @@ pub mod store;
 
 pub use model::*;
 pub use store::{
-    ContentStore, IncidentStore, LedgerStore, SliStore, Store, StoreError, TenantStore,
+    Change, ContentStore, IncidentStore, LedgerStore, SliStore, Store, StoreError, TenantStore,
 };

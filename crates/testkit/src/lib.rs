@@ -33,15 +33,18 @@ const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// schema (`test_<random>`, so tests never see each other's rows).
 pub fn use_test_store(c: &mut Config) {
     match std::env::var(STORE_ENV).as_deref() {
-        Ok("postgres") => {
-            c.state.url = Some(
-                std::env::var(POSTGRES_URL_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into()),
-            );
-            c.state.schema = Some(format!("test_{}", uuid::Uuid::new_v4().simple()));
-        }
+        Ok("postgres") => use_postgres(c),
         Ok("sqlite") | Err(_) => c.state.path = ":memory:".into(),
         Ok(other) => panic!("{STORE_ENV}={other}: expected postgres or sqlite"),
     }
+}
+
+/// Points `config` at a fresh Postgres schema whatever `SWITCHYARD_TEST_STORE` says: for
+/// tests of several gateways sharing one store (give each the same config).
+pub fn use_postgres(c: &mut Config) {
+    c.state.url =
+        Some(std::env::var(POSTGRES_URL_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into()));
+    c.state.schema = Some(format!("test_{}", uuid::Uuid::new_v4().simple()));
 }
 
 /// Whether the tests run on Postgres (a test that needs a SQLite file says so).

@@ -213,6 +213,22 @@ pub trait TenantStore: Send + Sync + 'static {
     async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ApiKey>>;
     async fn get_key(&self, id: &str) -> Result<Option<ApiKey>>;
     async fn revoke_key(&self, id: &str, at: i64) -> Result<()>;
+    /// A feed of changes to tenants, keys and credit made by any process sharing this store
+    /// (another gateway replica, or this one), for backends that have one (Postgres
+    /// `LISTEN/NOTIFY`); `None` where they do not (SQLite: one gateway per file). The feed
+    /// ends when the receiver is dropped.
+    async fn changes(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Change>>> {
+        Ok(None)
+    }
+}
+
+/// One item of [`TenantStore::changes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Something changed: reload.
+    Changed,
+    /// The feed lost its connection and got it back: changes may have been missed, reload.
+    Reconnected,
 }
 
 /// The usage ledger: what the ledger writer stores (usage rows, refusals, crash accounting's

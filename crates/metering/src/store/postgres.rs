@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+mod changes;
 mod content_store;
 mod convert;
 mod incident_store;

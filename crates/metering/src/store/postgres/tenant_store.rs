@@ -20,7 +20,7 @@ use super::PgStore;
 use crate::content::ContentLogging;
 use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant};
 use crate::money::Nanos;
-use crate::store::{Result, StoreError, TenantStore};
+use crate::store::{Change, Result, StoreError, TenantStore};
 
 const TENANT_COLUMNS: &str = "id, tier, overrides, prepaid, created_at, content_log_days";
 
@@ -205,6 +205,10 @@ impl TenantStore for PgStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn changes(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Change>>> {
+        super::changes::feed(&self.pool).await.map(Some)
     }
 
     async fn revoke_key(&self, id: &str, at: i64) -> Result<()> {

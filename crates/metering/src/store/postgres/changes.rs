@@ -1,0 +1,44 @@
+//! The change feed of tenants, keys and credit: `LISTEN switchyard_directory`, which the
+//! triggers of migration 0002 notify on every change, from any replica.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool};
+use tokio::sync::mpsc;
+
+use crate::store::{Change, Result};
+
+const CHANNEL: &str = "switchyard_directory";
+
+/// How long the feed waits before listening again after an error (Postgres down).
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Listens on its own connection from `pool`, and forwards each notification as
+/// [`Change::Changed`], and each reconnection (notifications may have been missed while the
+/// connection was down) as [`Change::Reconnected`].
+pub(super) async fn feed(pool: &PgPool) -> Result<mpsc::Receiver<Change>> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    // A few pending items are enough: any one of them means "reload", so one that finds the
+    // channel full is dropped without losing anything.
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let change = match listener.try_recv().await {
+                Ok(Some(_)) => Change::Changed,
+                // The connection was lost; the next call reconnects and listens again.
+                Ok(None) => Change::Reconnected,
+                Err(e) => {
+                    tracing::warn!(error = %e, "directory change feed: listening failed; retrying");
+                    tokio::time::sleep(RETRY).await;
+                    Change::Reconnected
+                }
+            };
+            match tx.try_send(change) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    });
+    Ok(rx)
+}
