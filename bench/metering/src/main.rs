@@ -1,8 +1,10 @@
 //! Cost per request of the metering hot path: admission (reserve against tenant and key
 //! limits) plus settlement (refund and charge), against a baseline measured in the same run:
 //! an uncontended mutex lock/unlock pair, the cheapest thing the path could possibly be. Also
-//! the ledger's write throughput to a real SQLite file, without and with crash accounting's
-//! open and checkpoint records. Run: `bench/metering/run.sh`.
+//! the ledger's write throughput to a real SQLite file and to the machine's Postgres
+//! (`SWITCHYARD_BENCH_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`, a fresh
+//! schema per round, dropped after it), without and with crash accounting's open and
+//! checkpoint records. Run: `bench/metering/run.sh`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,7 @@ use switchyard_metering::directory::{unix_ms, Directory, KeyEntry};
 use switchyard_metering::keys::{display_prefix, hash_secret};
 use switchyard_metering::ledger::{Ledger, LedgerConfig};
 use switchyard_metering::open::{Checkpoint, OpenRequest};
+use switchyard_metering::store::postgres::PgStore;
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::store::UsageQuery;
 use switchyard_metering::{
@@ -157,30 +160,63 @@ async fn main() -> Result<(), Error> {
     // baseline); crash accounting for short requests (each opened and closed within one
     // batch: the open is dropped unwritten); and for long ones (opened, checkpointed and
     // closed in different batches: three writes per request).
+    // Rounds interleave the two stores, so both see the same machine.
     let n = 50_000u64;
-    let mut rates: BTreeMap<Mode, Vec<f64>> = BTreeMap::new();
+    let mut rates: BTreeMap<(Backend, Mode), Vec<f64>> = BTreeMap::new();
     for _ in 0..3 {
-        for mode in [Mode::RowsOnly, Mode::ShortRequests, Mode::LongRequests] {
-            rates
-                .entry(mode)
-                .or_default()
-                .push(ledger_rate(mode, n).await?);
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            for mode in [Mode::RowsOnly, Mode::ShortRequests, Mode::LongRequests] {
+                rates
+                    .entry((backend, mode))
+                    .or_default()
+                    .push(ledger_rate(backend, mode, n).await?);
+            }
         }
     }
-    let rate = |m: Mode| median(rates.get(&m).cloned().unwrap_or_default());
-    let base = rate(Mode::RowsOnly);
-    println!(
-        "ledger to SQLite (WAL, synchronous=FULL), {n} requests, median of 3 rounds (requests/s):"
-    );
-    for mode in [Mode::RowsOnly, Mode::ShortRequests, Mode::LongRequests] {
-        let r = rate(mode);
+    let rate = |b: Backend, m: Mode| median(rates.get(&(b, m)).cloned().unwrap_or_default());
+    let base = rate(Backend::Sqlite, Mode::RowsOnly);
+    for backend in [Backend::Sqlite, Backend::Postgres] {
         println!(
-            "  {:<58} {r:>9.0}  ({:.2}x rows only)",
-            mode.label(),
-            r / base
+            "{}, {n} requests, median of 3 rounds (requests/s):",
+            backend.label()
         );
+        for mode in [Mode::RowsOnly, Mode::ShortRequests, Mode::LongRequests] {
+            let r = rate(backend, mode);
+            println!(
+                "  {:<58} {r:>9.0}  ({:.2}x SQLite rows only)",
+                mode.label(),
+                r / base
+            );
+        }
     }
+    let pg = rate(Backend::Postgres, Mode::RowsOnly);
+    println!(
+        "target: Postgres ledger >= 20,000 rows/s: {} ({pg:.0})",
+        if pg >= 20_000.0 { "met" } else { "NOT met" }
+    );
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn label(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "ledger to SQLite (a file; WAL, synchronous=FULL)",
+            Backend::Postgres => {
+                "ledger to Postgres (this machine's server over TCP loopback; synchronous_commit on)"
+            }
+        }
+    }
+}
+
+fn postgres_url() -> String {
+    std::env::var("SWITCHYARD_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -202,9 +238,17 @@ impl Mode {
 
 /// Requests per second the ledger stores in `mode`; checks that every one has its row and no
 /// request is left open.
-async fn ledger_rate(mode: Mode, n: u64) -> Result<f64, Error> {
+async fn ledger_rate(backend: Backend, mode: Mode, n: u64) -> Result<f64, Error> {
     let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("ledger.db")).await?);
+    let schema = format!("bench_{}_{}", std::process::id(), unix_ms());
+    let pg = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(PgStore::connect_in_schema(&postgres_url(), &schema).await?),
+    };
+    let store: Arc<dyn Store> = match &pg {
+        None => Arc::new(SqliteStore::open(&dir.path().join("ledger.db")).await?),
+        Some(pg) => Arc::new(pg.clone()),
+    };
     let (ledger, task) = Ledger::spawn(store.clone(), LedgerConfig::default());
     // Long requests overlap: request i opens while i - WINDOW/2 checkpoints and i - WINDOW
     // ends, so the three records of one request land in different batches (512 each).
@@ -237,8 +281,14 @@ async fn ledger_rate(mode: Mode, n: u64) -> Result<f64, Error> {
     let left_open = store
         .reconcile_interrupted("bench", i64::MAX / 2, 0)
         .await?;
+    if let Some(pg) = pg {
+        pg.drop_schema(&schema).await?;
+    }
     if stored != n || left_open != 0 {
-        return Err(format!("{mode:?}: stored {stored} of {n} rows, {left_open} left open").into());
+        return Err(format!(
+            "{backend:?} {mode:?}: stored {stored} of {n} rows, {left_open} left open"
+        )
+        .into());
     }
     Ok(n as f64 / secs)
 }

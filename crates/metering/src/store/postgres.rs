@@ -96,6 +96,25 @@ impl PgStore {
         Ok(Self { pool })
     }
 
+    /// Drops `schema` and everything in it, then closes this store (a throwaway store of a
+    /// benchmark). Refuses the schema tables live in by default.
+    pub async fn drop_schema(&self, schema: &str) -> Result<()> {
+        if schema == "public"
+            || !schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(StoreError::Invalid(format!(
+                "will not drop schema {schema:?}"
+            )));
+        }
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&self.pool)
+            .await?;
+        self.close().await;
+        Ok(())
+    }
+
     /// Waits for queries in flight, then closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
