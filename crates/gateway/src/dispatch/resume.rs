@@ -108,16 +108,15 @@ impl Continuation for Resume {
                     // The worker it went to failed before its first byte: often a sibling of
                     // the one that broke, on a provider going down, that still looked ready.
                     // The client is waiting mid-answer: one more worker, within the budget.
-                    Err(e)
-                        if e.is_retryable()
-                            && opens < MAX_CONTINUATION_OPENS
-                            && state.retry_budget.try_withdraw() =>
-                    {
+                    Err(e) if e.is_retryable() => {
                         let worker = lease.worker().clone();
                         worker.record_failure_because(
                             state.config.upstream.eject_after_failures,
                             &e.to_string(),
                         );
+                        if opens >= MAX_CONTINUATION_OPENS || !state.retry_budget.try_withdraw() {
+                            return Err(e);
+                        }
                         tracing::warn!(request_id, worker = %worker.spec.name, error = %e,
                             "the continuation's worker failed before its first byte; trying another");
                         tried.push(worker);
