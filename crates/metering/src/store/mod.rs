@@ -4,6 +4,7 @@
 //! and [`Store`], all of them at once.
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;

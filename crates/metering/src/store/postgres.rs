@@ -16,7 +16,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 mod changes;
 mod content_store;
-mod convert;
 mod incident_store;
 mod ledger_store;
 mod sli_store;

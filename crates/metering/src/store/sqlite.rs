@@ -26,8 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
@@ -45,15 +44,14 @@ mod sli_store;
 mod sli_window;
 mod tenant_store;
 
+use super::rows::{from_json, to_json, to_u64};
 use super::{
     Heartbeats, KeyTokens, LedgerBatch, MarginRow, Period, Result, StoreError, UsageQuery, UsageRow,
 };
 use crate::content::{ContentLogging, ContentRecord};
 use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident, ScopedCounts};
 use crate::maintenance::{Maintenance, NewMaintenance};
-use crate::model::{
-    ApiKey, DeadLetter, LimitOverrides, Scopes, Tenant, UsageRecord, UsageSource, UsageStatus,
-};
+use crate::model::{ApiKey, DeadLetter, LimitOverrides, Tenant, UsageRecord};
 use crate::money::Nanos;
 use crate::open::{Checkpoint, OpenRequest};
 use crate::sli::{
@@ -245,19 +243,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// An `INTEGER` read back as a count; negative means the file was written by something else.
-fn to_u64(v: i64, what: &str) -> Result<u64> {
-    u64::try_from(v).map_err(|_| StoreError::Database(format!("{what} is negative ({v})")))
-}
-
-fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("{what}: {e}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Database(format!("stored {what}: {e}")))
-}
-
 /// Maps a constraint error to what the caller did wrong; anything else goes through the
 /// generic `From<sqlx::Error>`.
 fn constraint_error(
@@ -274,82 +259,6 @@ fn constraint_error(
         }
     }
     e.into()
-}
-
-fn tenant_from_row(row: &SqliteRow) -> Result<Tenant> {
-    let overrides: String = row.try_get("overrides")?;
-    Ok(Tenant {
-        id: row.try_get("id")?,
-        tier: row.try_get("tier")?,
-        overrides: from_json(&overrides, "tenant overrides")?,
-        prepaid: row.try_get("prepaid")?,
-        created_at: row.try_get("created_at")?,
-        content_logging: {
-            let days: i64 = row.try_get("content_log_days")?;
-            ContentLogging::from_days(days).ok_or_else(|| {
-                StoreError::Database(format!("content_log_days is {days}, not 0, 7 or 30"))
-            })?
-        },
-    })
-}
-
-fn key_from_row(row: &SqliteRow) -> Result<ApiKey> {
-    let id: String = row.try_get("id")?;
-    let hash: Vec<u8> = row.try_get("hash")?;
-    let hash: [u8; 32] = hash.try_into().map_err(|h: Vec<u8>| {
-        StoreError::Database(format!("key {id}: hash of {} bytes", h.len()))
-    })?;
-    let scopes: String = row.try_get("scopes")?;
-    let limits: String = row.try_get("limits")?;
-    Ok(ApiKey {
-        tenant_id: row.try_get("tenant_id")?,
-        name: row.try_get("name")?,
-        prefix: row.try_get("prefix")?,
-        hash,
-        scopes: from_json::<Scopes>(&scopes, "key scopes")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        created_at: row.try_get("created_at")?,
-        limits: from_json::<LimitOverrides>(&limits, "key limits")?,
-        id,
-    })
-}
-
-fn usage_from_row(row: &SqliteRow) -> Result<UsageRecord> {
-    let status: String = row.try_get("status")?;
-    let http_status: i64 = row.try_get("http_status")?;
-    let ttft_ms: Option<i64> = row.try_get("ttft_ms")?;
-    Ok(UsageRecord {
-        request_id: row.try_get("request_id")?,
-        started_at_ms: row.try_get("started_at_ms")?,
-        tenant_id: row.try_get("tenant_id")?,
-        key_id: row.try_get("key_id")?,
-        model: row.try_get("model")?,
-        endpoint: row.try_get("endpoint")?,
-        stream: row.try_get("stream")?,
-        worker: row.try_get("worker")?,
-        provider: row.try_get("provider")?,
-        region: row.try_get("region")?,
-        prompt_tokens: to_u64(row.try_get("prompt_tokens")?, "prompt_tokens")?,
-        completion_tokens: to_u64(row.try_get("completion_tokens")?, "completion_tokens")?,
-        usage_estimated: row.try_get("usage_estimated")?,
-        usage_source: {
-            let source: String = row.try_get("usage_source")?;
-            UsageSource::parse(&source)
-                .ok_or_else(|| StoreError::Database(format!("unknown usage source {source:?}")))?
-        },
-        usage_note: row.try_get("usage_note")?,
-        ttft_ms: ttft_ms.map(|v| to_u64(v, "ttft_ms")).transpose()?,
-        ttft_exempt: row.try_get("ttft_exempt")?,
-        total_ms: to_u64(row.try_get("total_ms")?, "total_ms")?,
-        status: UsageStatus::parse(&status)
-            .ok_or_else(|| StoreError::Database(format!("unknown usage status {status:?}")))?,
-        http_status: u16::try_from(http_status)
-            .map_err(|_| StoreError::Database(format!("http_status {http_status}")))?,
-        finish_reason: row.try_get("finish_reason")?,
-        cost: row.try_get("cost_nanos")?,
-        cogs: row.try_get("cogs_nanos")?,
-    })
 }
 
 /// A usage record's integer columns, checked before anything is written.

@@ -30,11 +30,11 @@ mod usage;
 
 use async_trait::async_trait;
 
-use super::convert::{to_i64 as fit, to_u64};
 use super::PgStore;
 use crate::model::{DeadLetter, UsageRecord};
 use crate::open::{Checkpoint, OpenRequest};
 use crate::sli::{fold, Refusal};
+use crate::store::rows::{to_i64 as fit, to_u64};
 use crate::store::{
     KeyTokens, LedgerBatch, LedgerStore, MarginRow, Period, Result, UsageQuery, UsageRow,
 };

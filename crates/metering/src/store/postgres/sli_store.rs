@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::convert::to_u64;
 use super::PgStore;
 use crate::incident::ScopedCounts;
 use crate::sli::{
     minute_of, BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, ProbeMinute,
     ScopeCounts,
 };
+use crate::store::rows::to_u64;
 use crate::store::{Heartbeats, Result, SliStore, StoreError, UsageQuery};
 
 mod reads;

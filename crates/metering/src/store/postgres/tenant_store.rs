@@ -12,14 +12,14 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use super::convert::{from_json, to_json};
 use super::PgStore;
 use crate::content::ContentLogging;
-use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant};
+use crate::model::{ApiKey, LimitOverrides, Tenant};
 use crate::money::Nanos;
+use crate::store::rows::to_json;
+use crate::store::rows::{key_from_row, tenant_from_row};
 use crate::store::{Change, Result, StoreError, TenantStore};
 
 const TENANT_COLUMNS: &str = "id, tier, overrides, prepaid, created_at, content_log_days";
@@ -256,41 +256,4 @@ fn constraint_error(
         }
     }
     e.into()
-}
-
-fn tenant_from_row(row: &PgRow) -> Result<Tenant> {
-    let overrides: String = row.try_get("overrides")?;
-    let days: i64 = row.try_get("content_log_days")?;
-    Ok(Tenant {
-        id: row.try_get("id")?,
-        tier: row.try_get("tier")?,
-        overrides: from_json(&overrides, "tenant overrides")?,
-        prepaid: row.try_get("prepaid")?,
-        created_at: row.try_get("created_at")?,
-        content_logging: ContentLogging::from_days(days).ok_or_else(|| {
-            StoreError::Database(format!("content_log_days is {days}, not 0, 7 or 30"))
-        })?,
-    })
-}
-
-fn key_from_row(row: &PgRow) -> Result<ApiKey> {
-    let id: String = row.try_get("id")?;
-    let hash: Vec<u8> = row.try_get("hash")?;
-    let hash: [u8; 32] = hash.try_into().map_err(|h: Vec<u8>| {
-        StoreError::Database(format!("key {id}: hash of {} bytes", h.len()))
-    })?;
-    let scopes: String = row.try_get("scopes")?;
-    let limits: String = row.try_get("limits")?;
-    Ok(ApiKey {
-        tenant_id: row.try_get("tenant_id")?,
-        name: row.try_get("name")?,
-        prefix: row.try_get("prefix")?,
-        hash,
-        scopes: from_json::<Scopes>(&scopes, "key scopes")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        created_at: row.try_get("created_at")?,
-        limits: from_json::<LimitOverrides>(&limits, "key limits")?,
-        id,
-    })
 }

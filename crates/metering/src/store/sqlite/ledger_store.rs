@@ -2,6 +2,7 @@
 //! process leases, dead letters, and the reports read from them.
 
 use super::*;
+use crate::store::rows::usage_from_row;
 use crate::store::LedgerStore;
 
 #[async_trait]

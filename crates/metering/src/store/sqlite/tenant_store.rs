@@ -1,6 +1,7 @@
 //! Tenants, their keys and prepaid credit on SQLite.
 
 use super::*;
+use crate::store::rows::{key_from_row, tenant_from_row};
 use crate::store::TenantStore;
 
 #[async_trait]

@@ -7,7 +7,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::incident::{Impact, ImpactScope};
 use crate::sli::{MS_PER_MINUTE, TTFT_SLOW_MS};
-use crate::store::postgres::convert::to_u64;
+use crate::store::rows::to_u64;
 use crate::store::Result;
 
 /// `AND (<row matches the scope>)` for `usage u` (`refusal = false`) or `sli_refusals r`.

@@ -8,7 +8,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use crate::incident::{Impact, Incident, IncidentAlert, NewIncident};
-use crate::store::postgres::convert::{from_json, to_i64, to_json, to_u64};
+use crate::store::rows::{from_json, to_i64, to_json, to_u64};
 use crate::store::{Result, StoreError};
 
 const COLUMNS: &str = "id, started_at_ms, detected_at_ms, ended_at_ms, scopes, severity, title, \

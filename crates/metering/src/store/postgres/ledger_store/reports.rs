@@ -11,8 +11,9 @@ use sqlx::postgres::{PgPool, Postgres};
 use sqlx::{QueryBuilder, Row};
 
 use super::to_u64;
-use super::usage::{usage_from_row, USAGE_COLUMNS};
+use super::usage::USAGE_COLUMNS;
 use crate::model::UsageRecord;
+use crate::store::rows::usage_from_row;
 use crate::store::{KeyTokens, MarginRow, Period, Result, UsageQuery, UsageRow};
 
 /// Appends ` WHERE ...` for a usage query. Only the filters that are set are written, so the

@@ -3,11 +3,10 @@
 
 use std::collections::HashSet;
 
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
-use super::{open, to_u64, MAX_BINDS, ROWS_PER_STATEMENT};
-use crate::model::{UsageRecord, UsageSource, UsageStatus};
+use super::{open, MAX_BINDS, ROWS_PER_STATEMENT};
+use crate::model::UsageRecord;
 use crate::store::{Result, StoreError};
 
 /// The usage table's columns, in the order [`insert_in`] binds them.
@@ -115,40 +114,4 @@ pub(super) async fn insert_in<'r>(
         .filter(|c| stored.remove(c.rec.request_id.as_str()))
         .map(|c| c.rec)
         .collect())
-}
-
-/// A usage row read back (the columns of [`USAGE_COLUMNS`]).
-pub(super) fn usage_from_row(row: &PgRow) -> Result<UsageRecord> {
-    let status: String = row.try_get("status")?;
-    let http_status: i64 = row.try_get("http_status")?;
-    let ttft_ms: Option<i64> = row.try_get("ttft_ms")?;
-    let source: String = row.try_get("usage_source")?;
-    Ok(UsageRecord {
-        request_id: row.try_get("request_id")?,
-        started_at_ms: row.try_get("started_at_ms")?,
-        tenant_id: row.try_get("tenant_id")?,
-        key_id: row.try_get("key_id")?,
-        model: row.try_get("model")?,
-        endpoint: row.try_get("endpoint")?,
-        stream: row.try_get("stream")?,
-        worker: row.try_get("worker")?,
-        provider: row.try_get("provider")?,
-        region: row.try_get("region")?,
-        prompt_tokens: to_u64(row.try_get("prompt_tokens")?, "prompt_tokens")?,
-        completion_tokens: to_u64(row.try_get("completion_tokens")?, "completion_tokens")?,
-        usage_estimated: row.try_get("usage_estimated")?,
-        usage_source: UsageSource::parse(&source)
-            .ok_or_else(|| StoreError::Database(format!("unknown usage source {source:?}")))?,
-        usage_note: row.try_get("usage_note")?,
-        ttft_ms: ttft_ms.map(|v| to_u64(v, "ttft_ms")).transpose()?,
-        ttft_exempt: row.try_get("ttft_exempt")?,
-        total_ms: to_u64(row.try_get("total_ms")?, "total_ms")?,
-        status: UsageStatus::parse(&status)
-            .ok_or_else(|| StoreError::Database(format!("unknown usage status {status:?}")))?,
-        http_status: u16::try_from(http_status)
-            .map_err(|_| StoreError::Database(format!("http_status {http_status}")))?,
-        finish_reason: row.try_get("finish_reason")?,
-        cost: row.try_get("cost_nanos")?,
-        cogs: row.try_get("cogs_nanos")?,
-    })
 }

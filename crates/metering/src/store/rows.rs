@@ -1,0 +1,139 @@
+//! Rows read the same way from either backend: the [`Columns`] a row offers, the conversions
+//! between columns and Rust values, and the records built from them (tenants, keys, usage),
+//! written once for SQLite and Postgres.
+
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::{Result, StoreError};
+use crate::content::ContentLogging;
+use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant, UsageRecord, UsageSource, UsageStatus};
+
+/// A row's columns by name, as the store's types: integers are 64-bit, flags are booleans
+/// (SQLite stores them as 0/1, Postgres as `BOOLEAN`; sqlx decodes both).
+pub(crate) trait Columns {
+    fn text(&self, col: &str) -> Result<String>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+    fn flag(&self, col: &str) -> Result<bool>;
+    fn bytes(&self, col: &str) -> Result<Vec<u8>>;
+}
+
+macro_rules! columns_of {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, col: &str) -> Result<String> {
+                Ok(self.try_get(col)?)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>> {
+                Ok(self.try_get(col)?)
+            }
+            fn int(&self, col: &str) -> Result<i64> {
+                Ok(self.try_get(col)?)
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+                Ok(self.try_get(col)?)
+            }
+            fn flag(&self, col: &str) -> Result<bool> {
+                Ok(self.try_get(col)?)
+            }
+            fn bytes(&self, col: &str) -> Result<Vec<u8>> {
+                Ok(self.try_get(col)?)
+            }
+        }
+    };
+}
+
+columns_of!(SqliteRow);
+columns_of!(PgRow);
+
+/// An integer read back as a count; negative means the row was written by something else.
+pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Database(format!("{what} is negative ({v})")))
+}
+
+/// A count to store; one beyond `i64::MAX` is refused (`Invalid`: the record is at fault, so
+/// the ledger writer dead-letters it) rather than wrapped.
+pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} = {v} does not fit in i64")))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("{what}: {e}")))
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Database(format!("stored {what}: {e}")))
+}
+
+pub(crate) fn tenant_from_row(row: &impl Columns) -> Result<Tenant> {
+    let days = row.int("content_log_days")?;
+    Ok(Tenant {
+        id: row.text("id")?,
+        tier: row.text("tier")?,
+        overrides: from_json(&row.text("overrides")?, "tenant overrides")?,
+        prepaid: row.flag("prepaid")?,
+        created_at: row.int("created_at")?,
+        content_logging: ContentLogging::from_days(days).ok_or_else(|| {
+            StoreError::Database(format!("content_log_days is {days}, not 0, 7 or 30"))
+        })?,
+    })
+}
+
+pub(crate) fn key_from_row(row: &impl Columns) -> Result<ApiKey> {
+    let id = row.text("id")?;
+    let hash: [u8; 32] = row.bytes("hash")?.try_into().map_err(|h: Vec<u8>| {
+        StoreError::Database(format!("key {id}: hash of {} bytes", h.len()))
+    })?;
+    Ok(ApiKey {
+        tenant_id: row.text("tenant_id")?,
+        name: row.text("name")?,
+        prefix: row.text("prefix")?,
+        hash,
+        scopes: from_json::<Scopes>(&row.text("scopes")?, "key scopes")?,
+        expires_at: row.opt_int("expires_at")?,
+        revoked_at: row.opt_int("revoked_at")?,
+        created_at: row.int("created_at")?,
+        limits: from_json::<LimitOverrides>(&row.text("limits")?, "key limits")?,
+        id,
+    })
+}
+
+pub(crate) fn usage_from_row(row: &impl Columns) -> Result<UsageRecord> {
+    let status = row.text("status")?;
+    let source = row.text("usage_source")?;
+    let http_status = row.int("http_status")?;
+    Ok(UsageRecord {
+        request_id: row.text("request_id")?,
+        started_at_ms: row.int("started_at_ms")?,
+        tenant_id: row.text("tenant_id")?,
+        key_id: row.text("key_id")?,
+        model: row.text("model")?,
+        endpoint: row.text("endpoint")?,
+        stream: row.flag("stream")?,
+        worker: row.text("worker")?,
+        provider: row.text("provider")?,
+        region: row.text("region")?,
+        prompt_tokens: to_u64(row.int("prompt_tokens")?, "prompt_tokens")?,
+        completion_tokens: to_u64(row.int("completion_tokens")?, "completion_tokens")?,
+        usage_estimated: row.flag("usage_estimated")?,
+        usage_source: UsageSource::parse(&source)
+            .ok_or_else(|| StoreError::Database(format!("unknown usage source {source:?}")))?,
+        usage_note: row.opt_text("usage_note")?,
+        ttft_ms: row
+            .opt_int("ttft_ms")?
+            .map(|v| to_u64(v, "ttft_ms"))
+            .transpose()?,
+        ttft_exempt: row.flag("ttft_exempt")?,
+        total_ms: to_u64(row.int("total_ms")?, "total_ms")?,
+        status: UsageStatus::parse(&status)
+            .ok_or_else(|| StoreError::Database(format!("unknown usage status {status:?}")))?,
+        http_status: u16::try_from(http_status)
+            .map_err(|_| StoreError::Database(format!("http_status {http_status}")))?,
+        finish_reason: row.opt_text("finish_reason")?,
+        cost: row.int("cost_nanos")?,
+        cogs: row.int("cogs_nanos")?,
+    })
+}
