@@ -137,3 +137,52 @@ pub(crate) fn usage_from_row(row: &impl Columns) -> Result<UsageRecord> {
         cogs: row.int("cogs_nanos")?,
     })
 }
+
+/// Maps a constraint error to what the caller did wrong (a name taken, a tenant missing);
+/// anything else goes through the generic `From<sqlx::Error>`.
+pub(crate) fn constraint_error(
+    e: sqlx::Error,
+    conflict: impl FnOnce() -> String,
+    missing: &str,
+) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(conflict());
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::NotFound(missing.to_string());
+        }
+    }
+    e.into()
+}
+
+/// A usage record's unsigned columns, converted to 64-bit integers before anything is
+/// written; one that does not fit is `Invalid`, so the ledger writer dead-letters the record.
+pub(crate) struct CheckedUsage<'a> {
+    pub rec: &'a UsageRecord,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub ttft_ms: Option<i64>,
+    pub total_ms: i64,
+}
+
+impl<'a> CheckedUsage<'a> {
+    pub fn new(rec: &'a UsageRecord) -> Result<Self> {
+        // The message is built only for a value that does not fit: this runs per record.
+        let fit = |v: u64, field: &str| {
+            i64::try_from(v).map_err(|_| {
+                StoreError::Invalid(format!(
+                    "usage {}: {field} = {v} does not fit in i64",
+                    rec.request_id
+                ))
+            })
+        };
+        Ok(Self {
+            rec,
+            prompt_tokens: fit(rec.prompt_tokens, "prompt_tokens")?,
+            completion_tokens: fit(rec.completion_tokens, "completion_tokens")?,
+            ttft_ms: rec.ttft_ms.map(|v| fit(v, "ttft_ms")).transpose()?,
+            total_ms: fit(rec.total_ms, "total_ms")?,
+        })
+    }
+}

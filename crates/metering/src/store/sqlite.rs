@@ -44,7 +44,7 @@ mod sli_store;
 mod sli_window;
 mod tenant_store;
 
-use super::rows::{from_json, to_json, to_u64};
+use super::rows::{constraint_error, from_json, to_json, to_u64, CheckedUsage};
 use super::{
     Heartbeats, KeyTokens, LedgerBatch, MarginRow, Period, Result, StoreError, UsageQuery, UsageRow,
 };
@@ -241,54 +241,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// Maps a constraint error to what the caller did wrong; anything else goes through the
-/// generic `From<sqlx::Error>`.
-fn constraint_error(
-    e: sqlx::Error,
-    conflict: impl FnOnce() -> String,
-    missing: &str,
-) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            return StoreError::Conflict(conflict());
-        }
-        if db.is_foreign_key_violation() {
-            return StoreError::NotFound(missing.to_string());
-        }
-    }
-    e.into()
-}
-
-/// A usage record's integer columns, checked before anything is written.
-struct CheckedUsage<'a> {
-    rec: &'a UsageRecord,
-    prompt_tokens: i64,
-    completion_tokens: i64,
-    ttft_ms: Option<i64>,
-    total_ms: i64,
-}
-
-impl<'a> CheckedUsage<'a> {
-    fn new(rec: &'a UsageRecord) -> Result<Self> {
-        // The message is built only for a value that does not fit: this runs per record.
-        let fit = |v: u64, field: &str| {
-            i64::try_from(v).map_err(|_| {
-                StoreError::Invalid(format!(
-                    "usage {}: {field} = {v} does not fit in i64",
-                    rec.request_id
-                ))
-            })
-        };
-        Ok(Self {
-            rec,
-            prompt_tokens: fit(rec.prompt_tokens, "prompt_tokens")?,
-            completion_tokens: fit(rec.completion_tokens, "completion_tokens")?,
-            ttft_ms: rec.ttft_ms.map(|v| fit(v, "ttft_ms")).transpose()?,
-            total_ms: fit(rec.total_ms, "total_ms")?,
-        })
-    }
 }
 
 /// Appends ` WHERE ...` for a usage query. Only the filters that are set are written, so

@@ -19,7 +19,7 @@ use crate::content::ContentLogging;
 use crate::model::{ApiKey, LimitOverrides, Tenant};
 use crate::money::Nanos;
 use crate::store::rows::to_json;
-use crate::store::rows::{key_from_row, tenant_from_row};
+use crate::store::rows::{constraint_error, key_from_row, tenant_from_row};
 use crate::store::{Change, Result, StoreError, TenantStore};
 
 const TENANT_COLUMNS: &str = "id, tier, overrides, prepaid, created_at, content_log_days";
@@ -238,22 +238,4 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// Maps a constraint error to what the caller did wrong, with the SQLite store's messages;
-/// anything else goes through the generic `From<sqlx::Error>`.
-fn constraint_error(
-    e: sqlx::Error,
-    conflict: impl FnOnce() -> String,
-    missing: &str,
-) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            return StoreError::Conflict(conflict());
-        }
-        if db.is_foreign_key_violation() {
-            return StoreError::NotFound(missing.to_string());
-        }
-    }
-    e.into()
 }

@@ -1,5 +1,5 @@
-//! Usage rows on PostgreSQL: checking a record's integers before anything is written, the
-//! idempotent multi-row insert that reports which rows it stored, and reading a row back.
+//! Usage rows on PostgreSQL: checking a batch's integers before anything is written, and the
+//! idempotent multi-row insert that reports which rows it stored.
 
 use std::collections::HashSet;
 
@@ -7,7 +7,8 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::{open, MAX_BINDS, ROWS_PER_STATEMENT};
 use crate::model::UsageRecord;
-use crate::store::{Result, StoreError};
+use crate::store::rows::CheckedUsage;
+use crate::store::Result;
 
 /// The usage table's columns, in the order [`insert_in`] binds them.
 pub(super) const USAGE_COLUMNS: &str = "request_id, started_at_ms, tenant_id, key_id, model, \
@@ -19,36 +20,6 @@ const USAGE_WIDTH: usize = 23;
 
 // A full statement of usage rows stays within Postgres's bind limit.
 const _: () = assert!(ROWS_PER_STATEMENT * USAGE_WIDTH <= MAX_BINDS);
-
-/// A usage record's unsigned columns, converted to `BIGINT` before anything is written.
-pub(super) struct CheckedUsage<'a> {
-    rec: &'a UsageRecord,
-    prompt_tokens: i64,
-    completion_tokens: i64,
-    ttft_ms: Option<i64>,
-    total_ms: i64,
-}
-
-impl<'a> CheckedUsage<'a> {
-    fn new(rec: &'a UsageRecord) -> Result<Self> {
-        // The message is built only for a value that does not fit: this runs per record.
-        let fit = |v: u64, field: &str| {
-            i64::try_from(v).map_err(|_| {
-                StoreError::Invalid(format!(
-                    "usage {}: {field} = {v} does not fit in i64",
-                    rec.request_id
-                ))
-            })
-        };
-        Ok(Self {
-            rec,
-            prompt_tokens: fit(rec.prompt_tokens, "prompt_tokens")?,
-            completion_tokens: fit(rec.completion_tokens, "completion_tokens")?,
-            ttft_ms: rec.ttft_ms.map(|v| fit(v, "ttft_ms")).transpose()?,
-            total_ms: fit(rec.total_ms, "total_ms")?,
-        })
-    }
-}
 
 /// Checks every record of a batch; the first that does not fit fails it (`Invalid`), so a bad
 /// record never leaves half a batch written.
