@@ -7,7 +7,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{Result, StoreError};
-use crate::content::ContentLogging;
+use crate::content::{ContentLogging, ContentRecord};
+use crate::maintenance::{Maintenance, MaintenanceScope};
 use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant, UsageRecord, UsageSource, UsageStatus};
 
 /// A row's columns by name, as the store's types: integers are 64-bit, flags are booleans
@@ -185,4 +186,35 @@ impl<'a> CheckedUsage<'a> {
             total_ms: fit(rec.total_ms, "total_ms")?,
         })
     }
+}
+
+pub(crate) fn content_from_row(row: &impl Columns) -> Result<ContentRecord> {
+    Ok(ContentRecord {
+        request_id: row.text("request_id")?,
+        tenant_id: row.text("tenant_id")?,
+        model: row.text("model")?,
+        endpoint: row.text("endpoint")?,
+        stream: row.flag("stream")?,
+        status: row.text("status")?,
+        created_at_ms: row.int("created_at_ms")?,
+        expires_at_ms: row.int("expires_at_ms")?,
+        prompt: row.text("prompt")?,
+        prompt_truncated: row.flag("prompt_truncated")?,
+        completion: row.text("completion")?,
+        completion_truncated: row.flag("completion_truncated")?,
+    })
+}
+
+pub(crate) fn maintenance_from_row(row: &impl Columns) -> Result<Maintenance> {
+    let scope = row.text("scope")?;
+    Ok(Maintenance {
+        id: row.int("id")?,
+        start_ms: row.int("start_ms")?,
+        end_ms: row.int("end_ms")?,
+        scope: MaintenanceScope::parse(&scope)
+            .ok_or_else(|| StoreError::Database(format!("unknown maintenance scope {scope:?}")))?,
+        note: row.text("note")?,
+        announced_at_ms: row.int("announced_at_ms")?,
+        created_at_ms: row.int("created_at_ms")?,
+    })
 }

@@ -11,11 +11,11 @@
 use std::borrow::Cow;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 
 use super::PgStore;
 use crate::content::ContentRecord;
+use crate::store::rows::content_from_row;
 use crate::store::{ContentStore, Result, StoreError};
 
 const COLUMNS: &str = "request_id, tenant_id, model, endpoint, stream, status, created_at_ms, \
@@ -87,7 +87,7 @@ impl ContentStore for PgStore {
         qb.push(" ORDER BY created_at_ms DESC, request_id COLLATE \"C\" LIMIT ")
             .push_bind(i64::from(limit));
         let rows = qb.build().fetch_all(&self.pool).await?;
-        rows.iter().map(from_row).collect()
+        rows.iter().map(content_from_row).collect()
     }
 
     async fn erase_content(&self, tenant_id: &str) -> Result<u64> {
@@ -138,21 +138,4 @@ fn check_no_nul(r: &ContentRecord) -> Result<()> {
         ))),
         None => Ok(()),
     }
-}
-
-fn from_row(row: &PgRow) -> Result<ContentRecord> {
-    Ok(ContentRecord {
-        request_id: row.try_get("request_id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        model: row.try_get("model")?,
-        endpoint: row.try_get("endpoint")?,
-        stream: row.try_get("stream")?,
-        status: row.try_get("status")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        expires_at_ms: row.try_get("expires_at_ms")?,
-        prompt: row.try_get("prompt")?,
-        prompt_truncated: row.try_get("prompt_truncated")?,
-        completion: row.try_get("completion")?,
-        completion_truncated: row.try_get("completion_truncated")?,
-    })
 }

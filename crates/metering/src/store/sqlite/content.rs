@@ -1,10 +1,11 @@
 //! Content logs on SQLite: insert (idempotent per request id), read, erase per tenant, and
 //! delete what has expired.
 
-use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::sqlite::SqlitePool;
+use sqlx::{QueryBuilder, Sqlite};
 
 use crate::content::ContentRecord;
+use crate::store::rows::content_from_row;
 use crate::store::Result;
 
 const COLUMNS: &str = "request_id, tenant_id, model, endpoint, stream, status, created_at_ms, \
@@ -12,23 +13,6 @@ const COLUMNS: &str = "request_id, tenant_id, model, endpoint, stream, status, c
 
 /// 12 columns per row: 50 rows bind 600 parameters, well under SQLite's limit.
 const INSERT_CHUNK: usize = 50;
-
-fn from_row(row: &SqliteRow) -> Result<ContentRecord> {
-    Ok(ContentRecord {
-        request_id: row.try_get("request_id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        model: row.try_get("model")?,
-        endpoint: row.try_get("endpoint")?,
-        stream: row.try_get("stream")?,
-        status: row.try_get("status")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        expires_at_ms: row.try_get("expires_at_ms")?,
-        prompt: row.try_get("prompt")?,
-        prompt_truncated: row.try_get("prompt_truncated")?,
-        completion: row.try_get("completion")?,
-        completion_truncated: row.try_get("completion_truncated")?,
-    })
-}
 
 pub(super) async fn insert(writer: &SqlitePool, batch: &[ContentRecord]) -> Result<()> {
     if batch.is_empty() {
@@ -74,7 +58,7 @@ pub(super) async fn list(
     qb.push(" ORDER BY created_at_ms DESC, request_id LIMIT ")
         .push_bind(i64::from(limit));
     let rows = qb.build().fetch_all(reader).await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(content_from_row).collect()
 }
 
 pub(super) async fn erase(writer: &SqlitePool, tenant_id: &str) -> Result<u64> {

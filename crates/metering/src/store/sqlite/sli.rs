@@ -7,10 +7,11 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::{batch, to_u64, INSERT_CHUNK};
-use crate::maintenance::{Maintenance, MaintenanceScope, NewMaintenance};
+use crate::maintenance::{Maintenance, NewMaintenance};
 use crate::sli::{
     fold, minute_of, LatencyCount, Metric, MinuteCounts, Refusal, SliCounts, SliDelta, SliKey,
 };
+use crate::store::rows::maintenance_from_row;
 use crate::store::{Result, StoreError, UsageQuery};
 
 /// The tenant's tier as of this write; '' for a tenant the store does not know (the dev
@@ -199,20 +200,6 @@ pub(super) async fn latency(reader: &SqlitePool, q: &UsageQuery) -> Result<Vec<L
 
 const MAINTENANCE_COLUMNS: &str =
     "id, start_ms, end_ms, scope, note, announced_at_ms, created_at_ms";
-
-fn maintenance_from_row(row: &SqliteRow) -> Result<Maintenance> {
-    let scope: String = row.try_get("scope")?;
-    Ok(Maintenance {
-        id: row.try_get("id")?,
-        start_ms: row.try_get("start_ms")?,
-        end_ms: row.try_get("end_ms")?,
-        scope: MaintenanceScope::parse(&scope)
-            .ok_or_else(|| StoreError::Database(format!("unknown maintenance scope {scope:?}")))?,
-        note: row.try_get("note")?,
-        announced_at_ms: row.try_get("announced_at_ms")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-    })
-}
 
 pub(super) async fn add_maintenance(
     writer: &SqlitePool,

@@ -2,27 +2,14 @@
 //! before they start (once started, a window was announced and the SLA report's exclusions
 //! must not change after the fact).
 
-use sqlx::postgres::{PgPool, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::postgres::PgPool;
+use sqlx::{Postgres, QueryBuilder};
 
-use crate::maintenance::{Maintenance, MaintenanceScope, NewMaintenance};
+use crate::maintenance::{Maintenance, NewMaintenance};
+use crate::store::rows::maintenance_from_row;
 use crate::store::{Result, StoreError};
 
 const COLUMNS: &str = "id, start_ms, end_ms, scope, note, announced_at_ms, created_at_ms";
-
-fn from_row(row: &PgRow) -> Result<Maintenance> {
-    let scope: String = row.try_get("scope")?;
-    Ok(Maintenance {
-        id: row.try_get("id")?,
-        start_ms: row.try_get("start_ms")?,
-        end_ms: row.try_get("end_ms")?,
-        scope: MaintenanceScope::parse(&scope)
-            .ok_or_else(|| StoreError::Database(format!("unknown maintenance scope {scope:?}")))?,
-        note: row.try_get("note")?,
-        announced_at_ms: row.try_get("announced_at_ms")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-    })
-}
 
 pub(super) async fn add(pool: &PgPool, w: &NewMaintenance) -> Result<Maintenance> {
     // Checked here too (the table's CHECK would say `Invalid` with a less helpful message).
@@ -45,7 +32,7 @@ pub(super) async fn add(pool: &PgPool, w: &NewMaintenance) -> Result<Maintenance
         .bind(w.created_at_ms)
         .fetch_one(pool)
         .await?;
-    from_row(&row)
+    maintenance_from_row(&row)
 }
 
 /// Windows overlapping `[from_ms, to_ms)` (unbounded where `None`), by start.
@@ -64,7 +51,7 @@ pub(super) async fn list(
     }
     qb.push(" ORDER BY start_ms, id");
     let rows = qb.build().fetch_all(pool).await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(maintenance_from_row).collect()
 }
 
 /// Deletes a window that has not started by `now_ms`; `Conflict` if it has, `NotFound` if
