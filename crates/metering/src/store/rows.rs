@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use super::{Result, StoreError};
 use crate::content::{ContentLogging, ContentRecord};
+use crate::incident::{Impact, Incident, IncidentAlert};
 use crate::maintenance::{Maintenance, MaintenanceScope};
 use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant, UsageRecord, UsageSource, UsageStatus};
 
@@ -216,5 +217,49 @@ pub(crate) fn maintenance_from_row(row: &impl Columns) -> Result<Maintenance> {
         note: row.text("note")?,
         announced_at_ms: row.int("announced_at_ms")?,
         created_at_ms: row.int("created_at_ms")?,
+    })
+}
+
+fn opt_u64(row: &impl Columns, col: &str) -> Result<Option<u64>> {
+    row.opt_int(col)?.map(|v| to_u64(v, col)).transpose()
+}
+
+/// An incident row with its alerts (read separately).
+pub(crate) fn incident_from_row(
+    row: &impl Columns,
+    alerts: Vec<IncidentAlert>,
+) -> Result<Incident> {
+    let slo_bp = row.int("slo_bp")?;
+    // The impact columns are written together when the incident closes: all set or none.
+    let impact = match (
+        opt_u64(row, "requests")?,
+        opt_u64(row, "requests_failed")?,
+        opt_u64(row, "bad_minutes")?,
+        opt_u64(row, "budget_spent_bp")?,
+        opt_u64(row, "tenants_affected")?,
+    ) {
+        (Some(requests), Some(requests_failed), Some(bad_minutes), Some(spent), Some(tenants)) => {
+            Some(Impact {
+                requests,
+                requests_failed,
+                bad_minutes,
+                budget_spent_bp: spent,
+                tenants_affected: tenants,
+            })
+        }
+        _ => None,
+    };
+    Ok(Incident {
+        id: row.int("id")?,
+        started_at_ms: row.int("started_at_ms")?,
+        detected_at_ms: row.int("detected_at_ms")?,
+        ended_at_ms: row.opt_int("ended_at_ms")?,
+        scopes: from_json(&row.text("scopes")?, "incident scopes")?,
+        severity: row.text("severity")?,
+        title: row.text("title")?,
+        slo_bp: u32::try_from(slo_bp)
+            .map_err(|_| StoreError::Database(format!("slo_bp {slo_bp}")))?,
+        alerts,
+        impact,
     })
 }

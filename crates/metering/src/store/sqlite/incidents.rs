@@ -8,6 +8,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::{from_json, to_json, to_u64};
 use crate::incident::{Impact, ImpactScope, Incident, IncidentAlert, NewIncident};
 use crate::sli::{MS_PER_MINUTE, TTFT_SLOW_MS};
+use crate::store::rows::incident_from_row;
 use crate::store::{Result, StoreError};
 
 const COLUMNS: &str = "id, started_at_ms, detected_at_ms, ended_at_ms, scopes, severity, title, \
@@ -19,47 +20,6 @@ fn severity_rank(s: &str) -> u8 {
         "ticket" => 1,
         _ => 0,
     }
-}
-
-fn opt_u64(row: &SqliteRow, col: &str) -> Result<Option<u64>> {
-    let v: Option<i64> = row.try_get(col)?;
-    v.map(|v| to_u64(v, col)).transpose()
-}
-
-fn incident_from_row(row: &SqliteRow, alerts: Vec<IncidentAlert>) -> Result<Incident> {
-    let scopes: String = row.try_get("scopes")?;
-    let slo_bp: i64 = row.try_get("slo_bp")?;
-    let impact = match (
-        opt_u64(row, "requests")?,
-        opt_u64(row, "requests_failed")?,
-        opt_u64(row, "bad_minutes")?,
-        opt_u64(row, "budget_spent_bp")?,
-        opt_u64(row, "tenants_affected")?,
-    ) {
-        (Some(requests), Some(requests_failed), Some(bad_minutes), Some(spent), Some(tenants)) => {
-            Some(Impact {
-                requests,
-                requests_failed,
-                bad_minutes,
-                budget_spent_bp: spent,
-                tenants_affected: tenants,
-            })
-        }
-        _ => None,
-    };
-    Ok(Incident {
-        id: row.try_get("id")?,
-        started_at_ms: row.try_get("started_at_ms")?,
-        detected_at_ms: row.try_get("detected_at_ms")?,
-        ended_at_ms: row.try_get("ended_at_ms")?,
-        scopes: from_json(&scopes, "incident scopes")?,
-        severity: row.try_get("severity")?,
-        title: row.try_get("title")?,
-        slo_bp: u32::try_from(slo_bp)
-            .map_err(|_| StoreError::Database(format!("slo_bp {slo_bp}")))?,
-        alerts,
-        impact,
-    })
 }
 
 async fn alerts_of(reader: &SqlitePool, id: i64) -> Result<Vec<IncidentAlert>> {
