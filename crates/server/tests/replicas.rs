@@ -27,25 +27,20 @@ async fn status_with(gw: &TestGateway, secret: &str) -> u16 {
 /// Waits until every replica answers `secret` with `want`; returns how long that took.
 async fn until_all(replicas: &[&TestGateway], secret: &str, want: u16) -> Duration {
     let began = Instant::now();
-    let mut pending: Vec<&TestGateway> = replicas.to_vec();
-    while !pending.is_empty() {
-        let mut still = Vec::new();
-        for gw in pending {
+    let all_answer = eventually_async(5 * PROPAGATION, || async {
+        for gw in replicas {
             if status_with(gw, secret).await != want {
-                still.push(gw);
+                return false;
             }
         }
-        pending = still;
-        assert!(
-            began.elapsed() < 5 * PROPAGATION,
-            "{} replica(s) still not answering {want} after {:?}",
-            pending.len(),
-            began.elapsed()
-        );
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+        true
+    })
+    .await;
+    assert!(
+        all_answer,
+        "replicas still not answering {want} after {:?}",
+        began.elapsed()
+    );
     began.elapsed()
 }
 

@@ -11,6 +11,7 @@ use crate::content::{ContentLogging, ContentRecord};
 use crate::incident::{Impact, Incident, IncidentAlert};
 use crate::maintenance::{Maintenance, MaintenanceScope};
 use crate::model::{ApiKey, LimitOverrides, Scopes, Tenant, UsageRecord, UsageSource, UsageStatus};
+use crate::open::{Checkpoint, OpenRequest, OpenRow};
 
 /// A row's columns by name, as the store's types: integers are 64-bit, flags are booleans
 /// (SQLite stores them as 0/1, Postgres as `BOOLEAN`; sqlx decodes both).
@@ -261,5 +262,43 @@ pub(crate) fn incident_from_row(
             .map_err(|_| StoreError::Database(format!("slo_bp {slo_bp}")))?,
         alerts,
         impact,
+    })
+}
+
+/// A request left open, with its last checkpoint if a worker had it.
+pub(crate) fn open_from_row(row: &impl Columns) -> Result<OpenRow> {
+    let request_id = row.text("request_id")?;
+    let checkpoint = match row.opt_text("worker")? {
+        None => None,
+        Some(worker) => Some(Checkpoint {
+            request_id: request_id.clone(),
+            worker,
+            provider: row.opt_text("provider")?.unwrap_or_default(),
+            region: row.opt_text("region")?.unwrap_or_default(),
+            worker_price_nanos: row.int("worker_price_nanos")?,
+            worker_slots: u32::try_from(row.int("worker_slots")?).unwrap_or(1),
+            relayed_tokens: to_u64(row.int("relayed_tokens")?, "relayed_tokens")?,
+            ttft_ms: row
+                .opt_int("ttft_ms")?
+                .map(|t| to_u64(t, "ttft_ms"))
+                .transpose()?,
+            at_ms: row.opt_int("checkpoint_at_ms")?.unwrap_or_default(),
+        }),
+    };
+    Ok(OpenRow {
+        open: OpenRequest {
+            request_id,
+            instance: row.text("instance")?,
+            started_at_ms: row.int("started_at_ms")?,
+            tenant_id: row.text("tenant_id")?,
+            key_id: row.text("key_id")?,
+            model: row.text("model")?,
+            endpoint: row.text("endpoint")?,
+            stream: row.flag("stream")?,
+            prompt_estimate: to_u64(row.int("prompt_estimate")?, "prompt_estimate")?,
+            price_in_nanos: row.int("price_in_nanos")?,
+            price_out_nanos: row.int("price_out_nanos")?,
+        },
+        checkpoint,
     })
 }

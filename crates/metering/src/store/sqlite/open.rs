@@ -1,11 +1,12 @@
 //! Open requests and gateway processes' signs of life on SQLite (see [`crate::open`]).
 
 use serde_json::{json, Value};
-use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Row, SqliteConnection};
+use sqlx::sqlite::SqlitePool;
+use sqlx::SqliteConnection;
 
 use super::{insert_usage_in, CheckedUsage};
 use crate::open::{interrupted, Checkpoint, OpenRequest, OpenRow};
+use crate::store::rows::open_from_row;
 use crate::store::{Result, StoreError};
 
 fn count(v: u64, what: &str) -> Result<i64> {
@@ -184,7 +185,7 @@ pub(super) async fn reconcile(
     if rows.is_empty() {
         return Ok(0);
     }
-    let open: Vec<OpenRow> = rows.iter().map(row).collect::<Result<_>>()?;
+    let open: Vec<OpenRow> = rows.iter().map(open_from_row).collect::<Result<_>>()?;
     let records: Vec<_> = open.iter().map(interrupted).collect();
     let checked = records
         .iter()
@@ -194,51 +195,4 @@ pub(super) async fn reconcile(
     insert_usage_in(&mut tx, &checked).await?;
     tx.commit().await?;
     Ok(u64::try_from(records.len()).unwrap_or(u64::MAX))
-}
-
-fn row(r: &SqliteRow) -> Result<OpenRow> {
-    let u64_of = |v: i64, what: &str| {
-        u64::try_from(v).map_err(|_| StoreError::Database(format!("{what} is negative ({v})")))
-    };
-    let request_id: String = r.try_get("request_id")?;
-    let worker: Option<String> = r.try_get("worker")?;
-    let checkpoint = match worker {
-        None => None,
-        Some(worker) => Some(Checkpoint {
-            request_id: request_id.clone(),
-            worker,
-            provider: r
-                .try_get::<Option<String>, _>("provider")?
-                .unwrap_or_default(),
-            region: r
-                .try_get::<Option<String>, _>("region")?
-                .unwrap_or_default(),
-            worker_price_nanos: r.try_get("worker_price_nanos")?,
-            worker_slots: u32::try_from(r.try_get::<i64, _>("worker_slots")?).unwrap_or(1),
-            relayed_tokens: u64_of(r.try_get("relayed_tokens")?, "relayed_tokens")?,
-            ttft_ms: r
-                .try_get::<Option<i64>, _>("ttft_ms")?
-                .map(|t| u64_of(t, "ttft_ms"))
-                .transpose()?,
-            at_ms: r
-                .try_get::<Option<i64>, _>("checkpoint_at_ms")?
-                .unwrap_or_default(),
-        }),
-    };
-    Ok(OpenRow {
-        open: OpenRequest {
-            request_id,
-            instance: r.try_get("instance")?,
-            started_at_ms: r.try_get("started_at_ms")?,
-            tenant_id: r.try_get("tenant_id")?,
-            key_id: r.try_get("key_id")?,
-            model: r.try_get("model")?,
-            endpoint: r.try_get("endpoint")?,
-            stream: r.try_get("stream")?,
-            prompt_estimate: u64_of(r.try_get("prompt_estimate")?, "prompt_estimate")?,
-            price_in_nanos: r.try_get("price_in_nanos")?,
-            price_out_nanos: r.try_get("price_out_nanos")?,
-        },
-        checkpoint,
-    })
 }

@@ -2,12 +2,13 @@
 //! opening, checkpointing and closing requests, and settling those of dead processes as
 //! `interrupted` usage rows, once, however many replicas reconcile at the same time.
 
-use sqlx::postgres::{PgPool, PgRow, Postgres};
-use sqlx::{PgConnection, QueryBuilder, Row};
+use sqlx::postgres::{PgPool, Postgres};
+use sqlx::{PgConnection, QueryBuilder};
 
-use super::{fit, rollups, to_u64, usage, MAX_BINDS, ROWS_PER_STATEMENT};
+use super::{fit, rollups, usage, MAX_BINDS, ROWS_PER_STATEMENT};
 use crate::open::{interrupted, Checkpoint, OpenRequest, OpenRow};
 use crate::sli::fold;
+use crate::store::rows::open_from_row;
 use crate::store::{Result, StoreError};
 
 // 11 parameters per opening, 9 per checkpoint.
@@ -183,7 +184,7 @@ pub(super) async fn reconcile(
     if rows.is_empty() {
         return Ok(0);
     }
-    let open: Vec<OpenRow> = rows.iter().map(open_row).collect::<Result<_>>()?;
+    let open: Vec<OpenRow> = rows.iter().map(open_from_row).collect::<Result<_>>()?;
     let records: Vec<_> = open.iter().map(interrupted).collect();
     let checked = usage::check(&records)?;
     // Idempotent by request id, and deletes the open rows it settles.
@@ -192,48 +193,4 @@ pub(super) async fn reconcile(
     rollups::apply(&mut tx, &fold(new, [])).await?;
     tx.commit().await?;
     Ok(u64::try_from(settled).unwrap_or(u64::MAX))
-}
-
-fn open_row(r: &PgRow) -> Result<OpenRow> {
-    let request_id: String = r.try_get("request_id")?;
-    let worker: Option<String> = r.try_get("worker")?;
-    let checkpoint = match worker {
-        None => None,
-        Some(worker) => Some(Checkpoint {
-            request_id: request_id.clone(),
-            worker,
-            provider: r
-                .try_get::<Option<String>, _>("provider")?
-                .unwrap_or_default(),
-            region: r
-                .try_get::<Option<String>, _>("region")?
-                .unwrap_or_default(),
-            worker_price_nanos: r.try_get("worker_price_nanos")?,
-            worker_slots: u32::try_from(r.try_get::<i64, _>("worker_slots")?).unwrap_or(1),
-            relayed_tokens: to_u64(r.try_get("relayed_tokens")?, "relayed_tokens")?,
-            ttft_ms: r
-                .try_get::<Option<i64>, _>("ttft_ms")?
-                .map(|t| to_u64(t, "ttft_ms"))
-                .transpose()?,
-            at_ms: r
-                .try_get::<Option<i64>, _>("checkpoint_at_ms")?
-                .unwrap_or_default(),
-        }),
-    };
-    Ok(OpenRow {
-        open: OpenRequest {
-            request_id,
-            instance: r.try_get("instance")?,
-            started_at_ms: r.try_get("started_at_ms")?,
-            tenant_id: r.try_get("tenant_id")?,
-            key_id: r.try_get("key_id")?,
-            model: r.try_get("model")?,
-            endpoint: r.try_get("endpoint")?,
-            stream: r.try_get("stream")?,
-            prompt_estimate: to_u64(r.try_get("prompt_estimate")?, "prompt_estimate")?,
-            price_in_nanos: r.try_get("price_in_nanos")?,
-            price_out_nanos: r.try_get("price_out_nanos")?,
-        },
-        checkpoint,
-    })
 }
