@@ -26,6 +26,9 @@ const FLEET_TOKEN_ENV: &str = "SWITCHYARD_FLEET_TOKEN";
 /// The state store's URL (`postgres://...` or `sqlite://...`), over `[state] url`: it usually
 /// carries a password, which belongs in the environment rather than a config file.
 const DATABASE_URL_ENV: &str = "SWITCHYARD_DATABASE_URL";
+/// The shared limits' Redis (`redis://...`), over `[limits] redis_url`: like the database URL,
+/// it may carry a password.
+const REDIS_URL_ENV: &str = "SWITCHYARD_REDIS_URL";
 const MIN_SECRET_LEN: usize = 20;
 
 /// A secret from the environment (checked), or a random one with `prefix`.
@@ -60,6 +63,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             .state
             .validate()
             .map_err(|e| CliError::Usage(format!("{DATABASE_URL_ENV}: {e}")))?;
+    }
+    if let Ok(url) = std::env::var(REDIS_URL_ENV) {
+        config.limits.redis_url = Some(url);
+        config
+            .limits
+            .validate()
+            .map_err(|e| CliError::Usage(format!("{REDIS_URL_ENV}: {e}")))?;
     }
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
     let (key, _) = secret_from_env(DEV_KEY_ENV, "sk-dev-")?;

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod content_log;
+pub mod limits;
 pub mod metrics;
 pub mod probes;
 pub mod routing;
@@ -25,6 +26,7 @@ use switchyard_metering::Limits;
 
 pub use alerts::AlertsConfig;
 pub use content_log::ContentLogConfig;
+pub use limits::{LimitsConfig, RedisDownPolicy};
 pub use metrics::MetricsConfig;
 pub use probes::ProbeConfig;
 pub use routing::{CanaryMode, CanarySplit, RoutingConfig, RoutingPolicy};
@@ -67,6 +69,8 @@ pub struct Config {
     pub probes: ProbeConfig,
     #[serde(default)]
     pub state: StateConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Tiers by name. Defining `[tiers.X]` replaces the built-in hobby/pro/business set.
     #[serde(default = "default_tiers")]
     pub tiers: BTreeMap<String, Limits>,
@@ -135,6 +139,7 @@ impl Config {
             routing: RoutingConfig::default(),
             probes: ProbeConfig::default(),
             state: StateConfig::default(),
+            limits: LimitsConfig::default(),
             tiers: default_tiers(),
             dev_tenant: DevTenantConfig::default(),
             workers: Vec::new(),
@@ -163,7 +168,7 @@ impl Config {
     /// Each section checks its own values; what spans sections (the dev tenant's tier, a fleet
     /// with no worker at all, worker names unique across static and simulated) is checked here.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let sections: [(&str, Result<(), String>); 12] = [
+        let sections: [(&str, Result<(), String>); 13] = [
             ("server", self.server.validate()),
             ("upstream", self.upstream.validate()),
             ("health", self.health.validate()),
@@ -174,6 +179,7 @@ impl Config {
             ("content_log", self.content_log.validate()),
             ("routing", self.routing.validate()),
             ("state", self.state.validate()),
+            ("limits", self.limits.validate()),
             ("tiers", tiers::validate(&self.tiers)),
             ("fleet", self.fleet_settings().validate()),
         ];

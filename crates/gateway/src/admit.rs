@@ -10,6 +10,7 @@ use switchyard_metering::admission::{self, RateInfo, Refusal, Reservation};
 use switchyard_metering::directory::KeyEntry;
 use switchyard_metering::limiter::Denial;
 use switchyard_metering::money::{format_usd, usage_cost, usd_to_nanos};
+use switchyard_metering::shared_limits::SharedLimits;
 use switchyard_protocol::InferenceRequest;
 
 use crate::error::GatewayError;
@@ -21,7 +22,8 @@ pub struct Refused {
     pub rate: Option<RateInfo>,
 }
 
-pub fn admit(
+pub async fn admit(
+    shared: Option<&Arc<SharedLimits>>,
     key: &Arc<KeyEntry>,
     req: &InferenceRequest,
     shaped: &Shaped,
@@ -37,8 +39,23 @@ pub fn admit(
         usd_to_nanos(limits.price_output_per_million),
     )
     .unwrap_or(i64::MAX);
-    admission::admit(key, tokens, worst_cost).map_err(|refusal| {
+    let outcome = match shared {
+        None => admission::admit(key, tokens, worst_cost),
+        Some(shared) => {
+            let (outcome, decided_by) =
+                admission::admit_shared(shared, key, tokens, worst_cost).await;
+            crate::metrics::limits_decided(decided_by);
+            outcome
+        }
+    };
+    outcome.map_err(|refusal| {
         Box::new(match refusal {
+            Refusal::LimitsUnavailable { retry_after } => Refused {
+                error: GatewayError::LimitsUnavailable {
+                    retry_after: secs_ceil(retry_after).max(1),
+                },
+                rate: None,
+            },
             Refusal::InsufficientCredit { balance, needed } => Refused {
                 error: GatewayError::InsufficientCredit {
                     balance: format_usd(balance.max(0)),

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
-use switchyard_config::{Config, StateBackend};
+use switchyard_config::{Config, RedisDownPolicy, StateBackend};
 use switchyard_fleet::{Fleet, HealthChecker};
 use switchyard_metering::clock::Clock;
 use switchyard_metering::directory::{unix_ms, Directory};
 use switchyard_metering::keys::{display_prefix, hash_secret};
 use switchyard_metering::ledger::{Ledger, LedgerConfig, LedgerTask};
+use switchyard_metering::shared_limits::{DownPolicy, SharedLimits, SharedLimitsSettings};
 use switchyard_metering::store::postgres::PgStore;
 use switchyard_metering::store::sqlite::SqliteStore;
 use switchyard_metering::{ApiKey, LimitOverrides, Scopes, Store, StoreError, Tenant};
@@ -37,6 +38,8 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
     #[error("state store: {0}")]
     Store(#[from] StoreError),
+    #[error("shared limits: {0}")]
+    SharedLimits(#[from] switchyard_metering::shared_limits::SharedLimitsError),
 }
 
 /// The request path, built and running: its state, and the background work it cannot do
@@ -46,6 +49,9 @@ pub struct RequestPath {
     health: JoinHandle<()>,
     /// Records the minutes this process is alive (see [`crate::heartbeat`]).
     heartbeat: JoinHandle<()>,
+    /// Counts this replica in Redis, and notices Redis coming back (see
+    /// `switchyard_metering::shared_limits`).
+    limits_heartbeat: Option<JoinHandle<()>>,
     ledger: Option<LedgerTask>,
 }
 
@@ -157,6 +163,10 @@ pub async fn build(
         .collect();
     let tiers: BTreeMap<_, _> = config.tiers.clone();
     let directory = Arc::new(Directory::load(store.clone(), tiers, ephemeral).await?);
+    let shared_limits = shared_limits(&config, &instance)?;
+    let limits_heartbeat = shared_limits
+        .as_ref()
+        .map(|shared| shared.spawn_heartbeat(directory.clone()));
     let (ledger, ledger_task) = Ledger::spawn(
         store,
         LedgerConfig {
@@ -181,6 +191,7 @@ pub async fn build(
         config,
         fleet,
         directory,
+        shared_limits,
         ledger,
         registered_models: Default::default(),
         shutting_down: std::sync::atomic::AtomicBool::new(false),
@@ -221,8 +232,33 @@ pub async fn build(
         state,
         health,
         heartbeat,
+        limits_heartbeat,
         ledger: Some(ledger_task),
     })
+}
+
+/// The Redis limiter when `[limits] redis_url` is set. It connects lazily: a replica starts,
+/// and serves by `on_redis_down`, while Redis is down.
+fn shared_limits(config: &Config, instance: &str) -> Result<Option<Arc<SharedLimits>>, StartError> {
+    let limits = &config.limits;
+    let Some(url) = &limits.redis_url else {
+        if matches!(config.state.backend(), Ok(StateBackend::Postgres { .. })) {
+            tracing::warn!(target: "switchyard::limits", "state is in Postgres but limits are counted in this process only: with several replicas, set SWITCHYARD_REDIS_URL (or [limits] redis_url) so that they share them");
+        }
+        return Ok(None);
+    };
+    Ok(Some(SharedLimits::new(SharedLimitsSettings {
+        url: url.clone(),
+        prefix: limits.redis_prefix.clone(),
+        policy: match limits.on_redis_down {
+            RedisDownPolicy::Local => DownPolicy::Local,
+            RedisDownPolicy::Reject => DownPolicy::Reject,
+        },
+        timeout: Duration::from_millis(limits.redis_timeout_ms),
+        retry: Duration::from_millis(limits.redis_retry_ms),
+        lease: Duration::from_millis(limits.lease_ms),
+        instance: instance.to_string(),
+    })?))
 }
 
 impl RequestPath {
@@ -236,5 +272,8 @@ impl RequestPath {
             ledger.shutdown(grace).await;
         }
         self.heartbeat.abort();
+        if let Some(limits) = &self.limits_heartbeat {
+            limits.abort();
+        }
     }
 }

@@ -87,6 +87,9 @@ pub enum GatewayError {
     },
     #[error("The gateway is shutting down.")]
     ShuttingDown,
+    /// The shared limits (Redis) cannot be reached and `[limits] on_redis_down = "reject"`.
+    #[error("Rate limits cannot be checked right now. Try again in {retry_after} s.")]
+    LimitsUnavailable { retry_after: u64 },
     #[error("Internal error: {0}")]
     Internal(String),
 }
@@ -123,7 +126,8 @@ impl GatewayError {
             GatewayError::NoHealthyWorker(_)
             | GatewayError::ShuttingDown
             | GatewayError::UpstreamOverloaded
-            | GatewayError::Shed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | GatewayError::Shed(_)
+            | GatewayError::LimitsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamRejected { status, .. } => {
@@ -159,7 +163,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_)
             | GatewayError::UpstreamFailed(_)
             | GatewayError::UpstreamOverloaded => Origin::Upstream,
-            GatewayError::Internal(_) => Origin::Internal,
+            GatewayError::Internal(_) | GatewayError::LimitsUnavailable { .. } => Origin::Internal,
         }
     }
 
@@ -196,7 +200,7 @@ impl GatewayError {
             | GatewayError::UpstreamOverloaded
             | GatewayError::Shed(_)
             | GatewayError::ShuttingDown => "upstream_error",
-            GatewayError::Internal(_) => "server_error",
+            GatewayError::Internal(_) | GatewayError::LimitsUnavailable { .. } => "server_error",
         }
     }
 
@@ -227,6 +231,7 @@ impl GatewayError {
             GatewayError::Shed(_) => "overloaded_shed",
             GatewayError::UpstreamRejected { code, .. } => return code.as_deref(),
             GatewayError::ShuttingDown => "shutting_down",
+            GatewayError::LimitsUnavailable { .. } => "limits_unavailable",
             GatewayError::Internal(_) => "internal_error",
         })
     }
@@ -258,6 +263,7 @@ impl GatewayError {
             | GatewayError::UpstreamOverloaded => Some(1),
             GatewayError::Shed(_) => Some(2),
             GatewayError::RateLimited { retry_after, .. } => *retry_after,
+            GatewayError::LimitsUnavailable { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

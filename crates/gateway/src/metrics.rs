@@ -109,6 +109,14 @@ pub const LEDGER_UNWRITTEN: &str = "switchyard_ledger_unwritten_total";
 pub const ALERT_EVALUATIONS: &str = "switchyard_alert_evaluations_total";
 /// Always 1, labelled with the running build's `version` and `commit`.
 pub const BUILD_INFO: &str = "switchyard_build_info";
+/// Admissions by where they were decided (`decided_by`: `shared` in Redis, `local_fallback`
+/// on this replica's share while Redis was unreachable, `unavailable` refused for that).
+/// Absent without `[limits] redis_url`.
+pub const LIMITS_ADMISSIONS: &str = "switchyard_limits_admissions_total";
+/// 1 while the shared limits' Redis answers, 0 while admissions follow `on_redis_down`; and
+/// the replicas alive in Redis at the last heartbeat (the local fallback's divisor).
+pub const LIMITS_REDIS_UP: &str = "switchyard_limits_redis_up";
+pub const LIMITS_REPLICAS: &str = "switchyard_limits_replicas";
 
 // --- Scraped from workers' own /metrics (vLLM, SGLang, TGI) ---------------------------------
 
@@ -174,6 +182,9 @@ pub const ALL: &[&str] = &[
     LEDGER_UNWRITTEN,
     ALERT_EVALUATIONS,
     BUILD_INFO,
+    LIMITS_ADMISSIONS,
+    LIMITS_REDIS_UP,
+    LIMITS_REPLICAS,
     WORKER_KV_CACHE,
     WORKER_RUNNING,
     WORKER_WAITING,
@@ -588,6 +599,18 @@ fn content_log_counter(reason: &'static str) -> ::metrics::Counter {
 /// A content log record was dropped; `reason` is a fixed word (`queue_full`...).
 pub fn content_log_dropped(reason: &'static str) {
     content_log_counter(reason).increment(1);
+}
+
+/// Where the shared limits decided an admission.
+pub fn limits_decided(by: switchyard_metering::admission::DecidedBy) {
+    use switchyard_metering::admission::DecidedBy;
+    let by = match by {
+        DecidedBy::Process => return,
+        DecidedBy::Shared => "shared",
+        DecidedBy::LocalFallback => "local_fallback",
+        DecidedBy::Unavailable => "unavailable",
+    };
+    ::metrics::counter!(LIMITS_ADMISSIONS, "decided_by" => by).increment(1);
 }
 
 /// A request was shed; `reason` is a fixed word (`queue_full`, `queue_timeout`...).

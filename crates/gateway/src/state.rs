@@ -14,6 +14,8 @@ pub struct AppState {
     pub config: Config,
     pub fleet: Arc<Fleet>,
     pub directory: Arc<Directory>,
+    /// Limits shared with the other replicas in Redis; `None`: counted in this process.
+    pub shared_limits: Option<Arc<switchyard_metering::shared_limits::SharedLimits>>,
     pub ledger: Ledger,
     /// Models registered workers have served (see [`crate::registered_models`]).
     pub registered_models: crate::registered_models::RegisteredModels,

@@ -76,6 +76,10 @@ pub struct Directory {
     ephemeral: Vec<ApiKey>,
     snapshot: ArcSwap<Snapshot>,
     reload: tokio::sync::Mutex<()>,
+    /// The in-memory limit states count `1 / local_share` of each limit: 1 when this process
+    /// is the only one counting; the live replica count when limits are shared in Redis (the
+    /// states are then used only while Redis cannot be reached).
+    local_share: std::sync::atomic::AtomicU32,
 }
 
 pub fn unix_ms() -> i64 {
@@ -111,6 +115,7 @@ impl Directory {
             ephemeral,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             reload: tokio::sync::Mutex::new(()),
+            local_share: std::sync::atomic::AtomicU32::new(1),
         };
         dir.reload().await?;
         Ok(dir)
@@ -134,6 +139,7 @@ impl Directory {
         // This month's tokens per tenant and key, read once and only if someone is new (at
         // start, everyone): quotas carry on where the ledger says they are, not from zero.
         let mut month = None;
+        let share = self.local_share();
         let mut next = Snapshot::default();
         for tenant in self.store.list_tenants().await? {
             let Some(tier) = self.tiers.get(&tenant.tier) else {
@@ -143,7 +149,7 @@ impl Directory {
             let limits = tenant.overrides.apply(tier);
             let entry = match old.tenants.get(&tenant.id) {
                 Some(prev) => {
-                    lock(&prev.state).reconfigure(&limits, now);
+                    lock(&prev.state).reconfigure(&limits.share(share), now);
                     TenantEntry {
                         tenant,
                         limits,
@@ -159,7 +165,12 @@ impl Directory {
                         .tenant(&tenant.id);
                     let balance = self.store.credit_balance(&tenant.id).await?;
                     TenantEntry {
-                        state: Arc::new(Mutex::new(LimitState::new(&limits, used, now, now_ms))),
+                        state: Arc::new(Mutex::new(LimitState::new(
+                            &limits.share(share),
+                            used,
+                            now,
+                            now_ms,
+                        ))),
                         balance: Arc::new(AtomicI64::new(balance)),
                         credit_reserved: Arc::new(AtomicI64::new(0)),
                         tenant,
@@ -178,7 +189,7 @@ impl Directory {
             let limits = key.limits.apply(&tenant.limits);
             let state = match old.by_id.get(&key.id) {
                 Some(prev) => {
-                    lock(&prev.state).reconfigure(&limits, now);
+                    lock(&prev.state).reconfigure(&limits.share(share), now);
                     prev.state.clone()
                 }
                 None => {
@@ -186,7 +197,12 @@ impl Directory {
                         .month_usage(&mut month, month_start)
                         .await?
                         .key(&key.id);
-                    Arc::new(Mutex::new(LimitState::new(&limits, used, now, now_ms)))
+                    Arc::new(Mutex::new(LimitState::new(
+                        &limits.share(share),
+                        used,
+                        now,
+                        now_ms,
+                    )))
                 }
             };
             let entry = Arc::new(KeyEntry {
@@ -219,6 +235,32 @@ impl Directory {
             *cache = Some(usage);
         }
         Ok(cache.get_or_insert_with(MonthUsage::default))
+    }
+
+    fn local_share(&self) -> u32 {
+        self.local_share
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1)
+    }
+
+    /// Divides the in-memory limit states by `replicas` (see `local_share`), at once for
+    /// everyone known and for those loaded later.
+    pub fn set_local_share(&self, replicas: u32) {
+        let replicas = replicas.max(1);
+        let before = self
+            .local_share
+            .swap(replicas, std::sync::atomic::Ordering::Relaxed);
+        if before == replicas {
+            return;
+        }
+        let now = Instant::now();
+        let snapshot = self.snapshot.load();
+        for t in snapshot.tenants.values() {
+            lock(&t.state).reconfigure(&t.limits.share(replicas), now);
+        }
+        for k in snapshot.by_id.values() {
+            lock(&k.state).reconfigure(&k.limits.share(replicas), now);
+        }
     }
 
     pub fn authenticate(&self, secret: &str, now_ms: i64) -> Result<Arc<KeyEntry>, AuthError> {

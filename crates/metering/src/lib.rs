@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod model;
 pub mod money;
 pub mod open;
+pub mod shared_limits;
 pub mod sli;
 pub mod store;
 

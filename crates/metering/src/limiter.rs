@@ -231,6 +231,15 @@ impl LimitState {
     pub fn month_used(&self) -> u64 {
         self.month_used
     }
+
+    /// Tokens used in `month` as far as this state knows (0 if it last counted another month).
+    pub fn month_used_in(&self, month: u32) -> u64 {
+        if self.month == month {
+            self.month_used
+        } else {
+            0
+        }
+    }
 }
 
 #[cfg(test)]

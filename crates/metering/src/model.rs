@@ -63,6 +63,23 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// One replica's share of the rate and concurrency limits when `replicas` count apart (a
+    /// limit that is set never drops to 0). The monthly quota is not divided: each replica
+    /// knows the month's usage only as the ledger had it, so it cannot split what is left.
+    pub fn share(&self, replicas: u32) -> Limits {
+        let n = replicas.max(1);
+        let part = |v: u64| if v == 0 { 0 } else { (v / u64::from(n)).max(1) };
+        Limits {
+            requests_per_minute: u32::try_from(part(u64::from(self.requests_per_minute)))
+                .unwrap_or(u32::MAX),
+            tokens_per_minute: part(self.tokens_per_minute),
+            max_concurrent: u32::try_from(part(u64::from(self.max_concurrent))).unwrap_or(u32::MAX),
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CapPolicy {

@@ -47,6 +47,17 @@ pub fn use_postgres(c: &mut Config) {
     c.state.schema = Some(format!("test_{}", uuid::Uuid::new_v4().simple()));
 }
 
+pub const REDIS_URL_ENV: &str = "SWITCHYARD_TEST_REDIS_URL";
+
+/// Shares `config`'s limits in the machine's Redis (`SWITCHYARD_TEST_REDIS_URL`, default
+/// `redis://127.0.0.1:6379`) under a fresh key prefix: give every replica of a test the same
+/// config.
+pub fn use_redis(c: &mut Config) {
+    c.limits.redis_url =
+        Some(std::env::var(REDIS_URL_ENV).unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
+    c.limits.redis_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+}
+
 /// Whether the tests run on Postgres (a test that needs a SQLite file says so).
 pub fn on_postgres() -> bool {
     std::env::var(STORE_ENV).as_deref() == Ok("postgres")

@@ -336,6 +336,26 @@ pub async fn credit(
         .map_err(store_error)?;
     // The store is the record; the directory's live balance is what admission reads.
     state.directory.credit(&id, amount);
+    if let Some(shared) = &state.shared_limits {
+        // The store has the top-up (the record, so the answer is 200 either way: a retried
+        // top-up would be a second one). Redis's balance, which replicas admit by, gets it
+        // in the background, retried while Redis is unreachable.
+        let (shared, tenant) = (shared.clone(), id.clone());
+        tokio::spawn(async move {
+            let mut wait = std::time::Duration::from_millis(200);
+            for _ in 0..40 {
+                match shared.credit(&tenant, amount).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(target: "switchyard::limits", tenant = %tenant, amount_nanos = amount, error = %e, "Redis's shared balance did not take a top-up yet; retrying");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                    }
+                }
+            }
+            tracing::error!(target: "switchyard::limits", tenant = %tenant, amount_nanos = amount, "Redis's shared balance never took a top-up: admission undercounts it until the balance is reseeded from the store");
+        });
+    }
     let balance = match state.directory.tenant(&id) {
         Some(entry) => entry.balance.load(Ordering::Relaxed),
         None => store.credit_balance(&id).await.map_err(store_error)?,

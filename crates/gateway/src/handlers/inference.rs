@@ -94,7 +94,7 @@ async fn run(
     }
     auth::check_model(&key, &req.model)?;
     let shaped = shape::shape(&mut req, &key.limits)?;
-    let reservation = match admit::admit(&key, &req, &shaped) {
+    let reservation = match admit::admit(state.shared_limits.as_ref(), &key, &req, &shaped).await {
         Ok((reservation, info)) => {
             *rate = Some(info);
             reservation

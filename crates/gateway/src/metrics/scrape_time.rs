@@ -12,8 +12,8 @@ use switchyard_slo::objectives::{MAX_5XX_PPM, MAX_THROTTLED_PPM};
 use super::exposition::{counter, gauge, sample};
 use super::{
     BUILD_INFO, LEDGER_DEAD_LETTERS, LEDGER_UNWRITTEN, LEDGER_WRITE_FAILURES, LEDGER_WRITTEN,
-    RETRY_BUDGET, SLO_OBJECTIVE, WORKER_EJECTIONS, WORKER_OUTSTANDING, WORKER_STATE,
-    WORKER_TTFT_EWMA, WORKER_USAGE_REJECTED,
+    LIMITS_REDIS_UP, LIMITS_REPLICAS, RETRY_BUDGET, SLO_OBJECTIVE, WORKER_EJECTIONS,
+    WORKER_OUTSTANDING, WORKER_STATE, WORKER_TTFT_EWMA, WORKER_USAGE_REJECTED,
 };
 use crate::state::AppState;
 
@@ -106,6 +106,25 @@ pub fn render(out: &mut String, state: &AppState) {
         &[],
         state.retry_budget.available() as f64,
     );
+    if let Some(shared) = &state.shared_limits {
+        gauge(
+            out,
+            LIMITS_REDIS_UP,
+            "1 while the shared limits' Redis answers; 0 while admissions follow limits.on_redis_down.",
+        );
+        sample(
+            out,
+            LIMITS_REDIS_UP,
+            &[],
+            f64::from(u8::from(shared.health().is_up())),
+        );
+        gauge(
+            out,
+            LIMITS_REPLICAS,
+            "Gateway replicas alive in Redis at the last heartbeat: the local fallback divides each limit by it.",
+        );
+        sample(out, LIMITS_REPLICAS, &[], f64::from(shared.replicas()));
+    }
     let ledger = state.ledger.stats();
     for (name, help, value) in [
         (

@@ -1,0 +1,349 @@
+//! Limits shared by every gateway replica, counted in Redis.
+//!
+//! Each admission is one Lua script (one round trip): the tenant's and the key's buckets
+//! (requests and tokens per minute), their concurrency leases, the monthly quota and prepaid
+//! credit are checked and taken together, or not at all. Settlement is a second script, off
+//! the request path. Time is Redis's clock, so replicas' clocks may disagree.
+//!
+//! - **Concurrency slots are leases** (a sorted set per subject, scored by expiry). A running
+//!   request renews its lease every third of [`SharedLimitsSettings::lease`]; a replica that
+//!   dies stops renewing, and its slots, reserved tokens and held credit come back when the
+//!   lease runs out.
+//! - **Redis is evidence of admission, not the bill.** The ledger (the store) is the record;
+//!   Redis's month figures and balances are floored/seeded from it, so a Redis that lost its
+//!   data starts again from the ledger.
+//! - **When Redis cannot be reached**, admission follows [`DownPolicy`]: each replica enforces
+//!   its share of the limits in memory, or refuses with 503. After a failure Redis is skipped
+//!   for `retry` (no request waits on a dead connection), and the replica heartbeat brings it
+//!   back as soon as it answers.
+//!
+//! Every key of one tenant carries the tenant's hash tag (`{t:<id>}`), so one script touches
+//! one Redis Cluster slot.
+
+mod health;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+
+pub use health::Health;
+
+use crate::model::Limits;
+
+/// Every script starts with the shared helpers (time, buckets, leases).
+const COMMON: &str = include_str!("common.lua");
+
+/// What admission does while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownPolicy {
+    /// Each replica enforces `1 / replicas` of every rate and concurrency limit, and of the
+    /// prepaid balance it last knew.
+    Local,
+    /// 503 with `Retry-After`.
+    Reject,
+}
+
+#[derive(Debug, Clone)]
+pub struct SharedLimitsSettings {
+    pub url: String,
+    pub prefix: String,
+    pub policy: DownPolicy,
+    pub timeout: Duration,
+    pub retry: Duration,
+    pub lease: Duration,
+    /// This process's name in the replica count.
+    pub instance: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SharedLimitsError {
+    #[error("invalid Redis URL: {0}")]
+    Url(String),
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("unexpected answer from Redis: {0}")]
+    Answer(String),
+}
+
+struct Scripts {
+    admit: Script,
+    settle: Script,
+    renew: Script,
+    credit: Script,
+    replicas: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let with_common = |body: &str| Script::new(&format!("{COMMON}\n{body}"));
+        Self {
+            admit: with_common(include_str!("admit.lua")),
+            settle: with_common(include_str!("settle.lua")),
+            renew: with_common(include_str!("renew.lua")),
+            credit: with_common(include_str!("credit.lua")),
+            replicas: with_common(include_str!("replicas.lua")),
+        }
+    }
+}
+
+pub struct SharedLimits {
+    conn: ConnectionManager,
+    scripts: Scripts,
+    settings: SharedLimitsSettings,
+    health: Health,
+    /// Replicas alive at the last heartbeat (at least 1): the local fallback's divisor.
+    replicas: AtomicU32,
+    next_lease: AtomicU64,
+}
+
+/// The Redis keys of one tenant and one of its keys.
+pub struct SubjectKeys {
+    tenant_state: String,
+    tenant_leases: String,
+    key_state: String,
+    key_leases: String,
+}
+
+/// What one admission script answered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Answer {
+    pub code: i64,
+    pub a: i64,
+    pub b: i64,
+    /// Bucket levels after the admission, in thousandths: tenant requests, tenant tokens, key
+    /// requests, key tokens.
+    pub levels: [i64; 4],
+}
+
+/// The numbers an admission or settlement sends with each subject's limits.
+fn limit_args(l: &Limits) -> [u64; 4] {
+    [
+        u64::from(l.requests_per_minute),
+        l.tokens_per_minute,
+        u64::from(l.max_concurrent),
+        l.monthly_tokens,
+    ]
+}
+
+/// One admission's inputs.
+pub struct AdmitArgs<'a> {
+    pub keys: &'a SubjectKeys,
+    pub member: &'a str,
+    pub tokens: u64,
+    pub credit: i64,
+    pub month: u32,
+    pub tenant_limits: &'a Limits,
+    pub tenant_month_seed: u64,
+    pub key_limits: &'a Limits,
+    pub key_month_seed: u64,
+    pub prepaid: bool,
+    pub balance_seed: i64,
+}
+
+/// One settlement's inputs.
+pub struct SettleArgs {
+    pub keys: SubjectKeys,
+    pub member: String,
+    pub reserved: u64,
+    pub used: u64,
+    pub credit: i64,
+    pub cost: i64,
+    pub month: u32,
+    pub tenant_limits: Limits,
+    pub key_limits: Limits,
+    pub prepaid: bool,
+}
+
+impl SharedLimits {
+    /// Connects lazily: a replica starts (and serves, by its policy) while Redis is down.
+    pub fn new(settings: SharedLimitsSettings) -> Result<Arc<Self>, SharedLimitsError> {
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| SharedLimitsError::Url(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            // Reconnection is retried by the heartbeat, not inside a request.
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Arc::new(Self {
+            conn,
+            scripts: Scripts::new(),
+            health: Health::new(settings.retry),
+            settings,
+            replicas: AtomicU32::new(1),
+            next_lease: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn settings(&self) -> &SharedLimitsSettings {
+        &self.settings
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Replicas alive at the last heartbeat, at least 1.
+    pub fn replicas(&self) -> u32 {
+        self.replicas.load(Ordering::Relaxed).max(1)
+    }
+
+    pub fn keys(&self, tenant_id: &str, key_id: &str) -> SubjectKeys {
+        let p = &self.settings.prefix;
+        SubjectKeys {
+            tenant_state: format!("{p}{{t:{tenant_id}}}:t"),
+            tenant_leases: format!("{p}{{t:{tenant_id}}}:tl"),
+            key_state: format!("{p}{{t:{tenant_id}}}:k:{key_id}"),
+            key_leases: format!("{p}{{t:{tenant_id}}}:kl:{key_id}"),
+        }
+    }
+
+    /// A lease name unique across replicas, carrying what the lease holds, so an expiry can
+    /// release it without another lookup.
+    pub fn lease_member(&self, tokens: u64, credit: i64) -> String {
+        let n = self.next_lease.fetch_add(1, Ordering::Relaxed);
+        format!("{}:{n}|{tokens}|{}", self.settings.instance, credit.max(0))
+    }
+
+    fn lease_ms(&self) -> u64 {
+        u64::try_from(self.settings.lease.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, SharedLimitsError> {
+        match tokio::time::timeout(self.settings.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(SharedLimitsError::Timeout(self.settings.timeout)),
+        }
+    }
+
+    /// Runs the admission script. An error means Redis could not decide (not a refusal).
+    pub async fn admit(&self, a: &AdmitArgs<'_>) -> Result<Answer, SharedLimitsError> {
+        let mut inv = self.scripts.admit.prepare_invoke();
+        inv.key(&a.keys.tenant_state)
+            .key(&a.keys.tenant_leases)
+            .key(&a.keys.key_state)
+            .key(&a.keys.key_leases)
+            .arg(a.member)
+            .arg(a.tokens)
+            .arg(a.credit.max(0))
+            .arg(self.lease_ms())
+            .arg(a.month);
+        for v in limit_args(a.tenant_limits) {
+            inv.arg(v);
+        }
+        inv.arg(a.tenant_month_seed);
+        for v in limit_args(a.key_limits) {
+            inv.arg(v);
+        }
+        inv.arg(a.key_month_seed)
+            .arg(u8::from(a.prepaid))
+            .arg(a.balance_seed);
+        let mut conn = self.conn.clone();
+        let answer: Vec<i64> = self.timed(inv.invoke_async(&mut conn)).await?;
+        match answer[..] {
+            [code, a, b, l0, l1, l2, l3] => Ok(Answer {
+                code,
+                a,
+                b,
+                levels: [l0, l1, l2, l3],
+            }),
+            _ => Err(SharedLimitsError::Answer(format!("{answer:?}"))),
+        }
+    }
+
+    pub async fn settle(&self, s: &SettleArgs) -> Result<(), SharedLimitsError> {
+        let mut inv = self.scripts.settle.prepare_invoke();
+        inv.key(&s.keys.tenant_state)
+            .key(&s.keys.tenant_leases)
+            .key(&s.keys.key_state)
+            .key(&s.keys.key_leases)
+            .arg(&s.member)
+            .arg(s.reserved)
+            .arg(s.used)
+            .arg(s.credit.max(0))
+            .arg(s.cost.max(0))
+            .arg(s.month);
+        for v in limit_args(&s.tenant_limits) {
+            inv.arg(v);
+        }
+        for v in limit_args(&s.key_limits) {
+            inv.arg(v);
+        }
+        inv.arg(u8::from(s.prepaid));
+        let mut conn = self.conn.clone();
+        let _: i64 = self.timed(inv.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// Extends a running request's leases; returns how many (0 to 2) were still held.
+    pub async fn renew(&self, keys: &SubjectKeys, member: &str) -> Result<i64, SharedLimitsError> {
+        let mut inv = self.scripts.renew.prepare_invoke();
+        inv.key(&keys.tenant_leases)
+            .key(&keys.key_leases)
+            .arg(member)
+            .arg(self.lease_ms());
+        let mut conn = self.conn.clone();
+        self.timed(inv.invoke_async(&mut conn)).await
+    }
+
+    /// Adds a top-up (or a correction) already written to the store to the shared balance.
+    pub async fn credit(&self, tenant_id: &str, amount: i64) -> Result<(), SharedLimitsError> {
+        let mut inv = self.scripts.credit.prepare_invoke();
+        inv.key(self.keys(tenant_id, "").tenant_state).arg(amount);
+        let mut conn = self.conn.clone();
+        let _: i64 = self.timed(inv.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// This replica's sign of life; updates the replica count. Also how a Redis marked down is
+    /// found to be back.
+    pub async fn beat(&self) -> Result<u32, SharedLimitsError> {
+        let mut inv = self.scripts.replicas.prepare_invoke();
+        inv.key(format!("{}replicas", self.settings.prefix))
+            .arg(&self.settings.instance)
+            .arg(self.lease_ms());
+        let mut conn = self.conn.clone();
+        let n: u32 = self.timed(inv.invoke_async(&mut conn)).await?;
+        self.replicas.store(n.max(1), Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Beats every third of a lease (every `retry` while Redis is down), and marks Redis up or
+    /// down by the result; the replica count divides `directory`'s in-memory limits, ready for
+    /// the local fallback. Runs until the process ends.
+    pub fn spawn_heartbeat(
+        self: &Arc<Self>,
+        directory: Arc<crate::directory::Directory>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            // Wakes every `retry`; beats when a beat is due, or at once when a request found
+            // Redis down (so its return is noticed within `retry`, not a third of a lease).
+            let due_every = me.settings.lease / 3;
+            let mut last_beat: Option<tokio::time::Instant> = None;
+            loop {
+                let due = last_beat.is_none_or(|at| at.elapsed() >= due_every);
+                if due || !me.health.is_up() {
+                    match me.beat().await {
+                        Ok(n) => {
+                            me.health.succeeded(n);
+                            directory.set_local_share(n);
+                            last_beat = Some(tokio::time::Instant::now());
+                        }
+                        Err(e) => me.health.failed(&e),
+                    }
+                }
+                tokio::time::sleep(me.settings.retry.min(due_every)).await;
+            }
+        })
+    }
+}

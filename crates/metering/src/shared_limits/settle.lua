@@ -1,0 +1,35 @@
+-- Settlement: releases the lease and charges what was used. Tokens reserved but not used go
+-- back to the bucket; tokens used beyond the reservation (a worker ignoring max_tokens) are
+-- charged. Safe to run after the lease expired: what the expiry released is not released twice.
+-- KEYS: 1 tenant state, 2 tenant leases, 3 key state, 4 key leases
+-- ARGV: 1 lease member, 2 reserved tokens, 3 used tokens, 4 credit held, 5 cost (nanos),
+--       6 month, 7-10 tenant limits, 11-14 key limits, 15 prepaid (1/0)
+
+local member = ARGV[1]
+local reserved = tonumber(ARGV[2])
+local used = tonumber(ARGV[3])
+local credit = tonumber(ARGV[4])
+local cost = tonumber(ARGV[5])
+local month = tonumber(ARGV[6])
+local tenant = load(KEYS[1], KEYS[2],
+  {tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])}, month, 0)
+local key = load(KEYS[3], KEYS[4],
+  {tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}, month, 0)
+
+for _, s in ipairs({tenant, key}) do
+  if redis.call('ZREM', s.lease_key, member) == 1 then
+    s.mr = s.mr - reserved
+    if s.mr < 0 then s.mr = 0 end
+    if s == tenant then
+      s.ch = s.ch - credit
+      if s.ch < 0 then s.ch = 0 end
+    end
+  end
+  s.mu = s.mu + used
+  s.tl = s.tl + reserved - used
+  if s.tl > s.tpm then s.tl = s.tpm end
+end
+if ARGV[15] == '1' and tenant.bal ~= nil then tenant.bal = tenant.bal - cost end
+save(tenant)
+save(key)
+return 1

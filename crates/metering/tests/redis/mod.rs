@@ -1,0 +1,168 @@
+//! Replicas of the limiter for tests: each is a key directory (on one shared store) and a
+//! `SharedLimits` on the machine's Redis (`SWITCHYARD_TEST_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`), under a key prefix of its own per test. The tests need Redis
+//! running (`scripts/test` checks it and starts it if it is not); they fail, not skip, without it.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard_metering::directory::{Directory, KeyEntry};
+use switchyard_metering::keys::{display_prefix, generate_secret, hash_secret};
+use switchyard_metering::model::{ApiKey, LimitOverrides, Limits, Scopes, Tenant};
+use switchyard_metering::shared_limits::{DownPolicy, SharedLimits, SharedLimitsSettings};
+use switchyard_metering::store::sqlite::SqliteStore;
+use switchyard_metering::Store;
+
+pub const URL_ENV: &str = "SWITCHYARD_TEST_REDIS_URL";
+
+pub fn url() -> String {
+    std::env::var(URL_ENV).unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+pub fn fresh_prefix() -> String {
+    format!("test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+pub fn limits(rpm: u32, tpm: u64, concurrent: u32) -> Limits {
+    Limits {
+        requests_per_minute: rpm,
+        tokens_per_minute: tpm,
+        max_concurrent: concurrent,
+        ..Limits::default()
+    }
+}
+
+/// One store with tenant `acme` (on tier `t` with `limits`) and one key; returns the store and
+/// the key's secret.
+pub async fn store_with_key(prepaid: bool) -> (Arc<dyn Store>, String) {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    store
+        .create_tenant(&Tenant {
+            id: "acme".into(),
+            tier: "t".into(),
+            overrides: LimitOverrides::default(),
+            prepaid,
+            created_at: 0,
+            content_logging: Default::default(),
+        })
+        .await
+        .unwrap();
+    let secret = generate_secret();
+    store
+        .create_key(&ApiKey {
+            id: "key_1".into(),
+            tenant_id: "acme".into(),
+            name: "k".into(),
+            prefix: display_prefix(&secret),
+            hash: hash_secret(&secret),
+            scopes: Scopes::default(),
+            expires_at: None,
+            revoked_at: None,
+            created_at: 0,
+            limits: LimitOverrides::default(),
+        })
+        .await
+        .unwrap();
+    (store, secret)
+}
+
+pub struct Replica {
+    pub directory: Arc<Directory>,
+    pub shared: Arc<SharedLimits>,
+    pub key: Arc<KeyEntry>,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+    }
+}
+
+pub struct Settings {
+    pub url: String,
+    pub prefix: String,
+    pub policy: DownPolicy,
+    pub lease: Duration,
+}
+
+impl Settings {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            url: url(),
+            prefix: prefix.to_string(),
+            policy: DownPolicy::Local,
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A replica on `store` with tier `t` = `limits`; `heartbeat` counts it among the replicas.
+pub async fn replica(
+    store: &Arc<dyn Store>,
+    secret: &str,
+    limits: &Limits,
+    s: &Settings,
+    heartbeat: bool,
+) -> Replica {
+    let tiers = BTreeMap::from([("t".to_string(), limits.clone())]);
+    let directory = Arc::new(Directory::load(store.clone(), tiers, vec![]).await.unwrap());
+    let shared = SharedLimits::new(SharedLimitsSettings {
+        url: s.url.clone(),
+        prefix: s.prefix.clone(),
+        policy: s.policy,
+        timeout: Duration::from_millis(250),
+        retry: Duration::from_millis(200),
+        lease: s.lease,
+        instance: format!("replica-{}", uuid::Uuid::new_v4().simple()),
+    })
+    .unwrap();
+    let heartbeat = heartbeat.then(|| shared.spawn_heartbeat(directory.clone()));
+    let key = directory.authenticate(secret, 0).unwrap();
+    Replica {
+        directory,
+        shared,
+        key,
+        heartbeat,
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `deadline` passes; whether it held.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    deadline: Duration,
+    mut cond: impl FnMut() -> F,
+) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Deletes every key under `prefix`.
+pub async fn cleanup(prefix: &str) {
+    let client = redis::Client::open(url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
