@@ -50,26 +50,48 @@ fn secret_from_env(var: &str, prefix: &str) -> Result<(String, bool), CliError> 
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+    // The environment's URLs go in before the file is validated: the file may depend on them.
+    let database_url = std::env::var(DATABASE_URL_ENV).ok();
+    let redis_url = std::env::var(REDIS_URL_ENV).ok();
+    let apply_env = |config: &mut Config| {
+        if let Some(url) = &database_url {
+            config.state.url = Some(url.clone());
+        }
+        if let Some(url) = &redis_url {
+            config.limits.redis_url = Some(url.clone());
+        }
+    };
     let mut config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-        None => Config::embedded_default(),
+        Some(path) => Config::load_with(path, apply_env).map_err(|e| {
+            let names = [
+                (DATABASE_URL_ENV, &database_url),
+                (REDIS_URL_ENV, &redis_url),
+            ];
+            let from_env: Vec<&str> = names
+                .iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(n, _)| *n)
+                .collect();
+            if from_env.is_empty() {
+                CliError::from(e.to_string())
+            } else {
+                CliError::Usage(format!(
+                    "{e} (with {} from the environment)",
+                    from_env.join(", ")
+                ))
+            }
+        })?,
+        None => {
+            let mut config = Config::embedded_default();
+            apply_env(&mut config);
+            config
+                .validate()
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            config
+        }
     };
     if let Some(listen) = args.listen {
         config.server.listen = listen;
-    }
-    if let Ok(url) = std::env::var(DATABASE_URL_ENV) {
-        config.state.url = Some(url);
-        config
-            .state
-            .validate()
-            .map_err(|e| CliError::Usage(format!("{DATABASE_URL_ENV}: {e}")))?;
-    }
-    if let Ok(url) = std::env::var(REDIS_URL_ENV) {
-        config.limits.redis_url = Some(url);
-        config
-            .limits
-            .validate()
-            .map_err(|e| CliError::Usage(format!("{REDIS_URL_ENV}: {e}")))?;
     }
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
     let (key, _) = secret_from_env(DEV_KEY_ENV, "sk-dev-")?;
@@ -85,6 +107,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .into());
     }
     let state_at = config.state.backend().map_err(CliError::Usage)?.describe();
+    let limits_at = config.limits.describe();
     let fleet_on = fleet_token.is_some();
     let secrets = Secrets {
         dev_key: Some(key.clone()),
@@ -111,6 +134,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         println!("admin token: {admin_token}");
     }
     println!("state: {state_at}");
+    println!("limits: {limits_at}");
     if fleet_on {
         println!("fleet registration: on (token from {FLEET_TOKEN_ENV})");
     }

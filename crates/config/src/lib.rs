@@ -100,11 +100,25 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, |_| {})
+    }
+
+    /// [`Config::load`] with `overrides` (from the environment, the command line) applied
+    /// before validation: a file may then leave to the environment what it depends on, such
+    /// as `[state] schema` with the Postgres URL in `SWITCHYARD_DATABASE_URL`.
+    pub fn load_with(
+        path: &Path,
+        overrides: impl FnOnce(&mut Config),
+    ) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text)
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        overrides(&mut config);
+        config.validate()?;
+        Ok(config)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
