@@ -4,7 +4,8 @@
 //! the ledger's write throughput to a real SQLite file and to the machine's Postgres
 //! (`SWITCHYARD_BENCH_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`, a fresh
 //! schema per round, dropped after it), without and with crash accounting's open and
-//! checkpoint records. Run: `bench/metering/run.sh`.
+//! checkpoint records. And the latency an admission adds when the limits are shared in Redis
+//! (`SWITCHYARD_BENCH_REDIS_URL`, default `redis://127.0.0.1:6379`). Run: `bench/metering/run.sh`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -156,6 +157,8 @@ async fn main() -> Result<(), Error> {
         single / 1e6 * 100.0
     );
 
+    redis_admission(&key).await?;
+
     // The ledger, three ways, each into a fresh file, median of rounds: usage rows alone (the
     // baseline); crash accounting for short requests (each opened and closed within one
     // batch: the open is dropped unwritten); and for long ones (opened, checkpointed and
@@ -194,6 +197,95 @@ async fn main() -> Result<(), Error> {
         "target: Postgres ledger >= 20,000 rows/s: {} ({pg:.0})",
         if pg >= 20_000.0 { "met" } else { "NOT met" }
     );
+    Ok(())
+}
+
+fn redis_url() -> String {
+    std::env::var("SWITCHYARD_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Latency of one admission (what a request waits for; settlement runs after the response,
+/// off the request path) with the limits in the machine's Redis against the in-process
+/// limiter, rounds interleaved; and the same with 32 admissions in flight at once.
+async fn redis_admission(key: &Arc<KeyEntry>) -> Result<(), Error> {
+    use switchyard_metering::shared_limits::{DownPolicy, SharedLimits, SharedLimitsSettings};
+    let prefix = format!("bench:{}:", std::process::id());
+    let shared = SharedLimits::new(SharedLimitsSettings {
+        url: redis_url(),
+        prefix: prefix.clone(),
+        policy: DownPolicy::Reject,
+        timeout: std::time::Duration::from_secs(2),
+        retry: std::time::Duration::from_secs(1),
+        lease: std::time::Duration::from_secs(30),
+        instance: "bench".into(),
+    })?;
+    const N: usize = 5_000;
+    let (mut local, mut redis, mut redis32) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        for _ in 0..N {
+            let began = Instant::now();
+            let admitted = admission::admit(key, 600, 2_000);
+            local.push(began.elapsed().as_secs_f64() * 1e6);
+            drop(admitted);
+        }
+        for _ in 0..N {
+            let began = Instant::now();
+            let (admitted, _) = admission::admit_shared(&shared, key, 600, 2_000).await;
+            redis.push(began.elapsed().as_secs_f64() * 1e6);
+            if admitted.is_err() {
+                return Err("Redis refused a benchmark admission (is it running?)".into());
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            let (shared, key) = (shared.clone(), key.clone());
+            tasks.spawn(async move {
+                let mut took = Vec::with_capacity(N / 32);
+                for _ in 0..N / 32 {
+                    let began = Instant::now();
+                    let _ = admission::admit_shared(&shared, &key, 600, 2_000).await;
+                    took.push(began.elapsed().as_secs_f64() * 1e6);
+                }
+                took
+            });
+        }
+        while let Some(took) = tasks.join_next().await {
+            redis32.extend(took?);
+        }
+    }
+    for v in [&mut local, &mut redis, &mut redis32] {
+        v.sort_by(f64::total_cmp);
+    }
+    let (l50, l99) = (percentile(&local, 0.5), percentile(&local, 0.99));
+    let (r50, r99) = (percentile(&redis, 0.5), percentile(&redis, 0.99));
+    let (c50, c99) = (percentile(&redis32, 0.5), percentile(&redis32, 0.99));
+    println!("admission latency, {ROUNDS} rounds × {N} (µs): Redis on loopback against the in-process limiter");
+    println!("  in-process limiter          p50 {l50:>7.1}  p99 {l99:>7.1}");
+    println!(
+        "  Redis, one at a time        p50 {r50:>7.1}  p99 {r99:>7.1}  (adds p50 {:.1}, p99 {:.1})",
+        r50 - l50,
+        r99 - l99
+    );
+    println!("  Redis, 32 in flight         p50 {c50:>7.1}  p99 {c99:>7.1}");
+    println!(
+        "target: Redis adds <= 150 µs at p50: {} ({:.1} µs)",
+        if r50 - l50 <= 150.0 { "met" } else { "NOT met" },
+        r50 - l50
+    );
+    // Leave nothing behind in the machine's Redis.
+    let client = redis::Client::open(redis_url())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await?;
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
+    }
     Ok(())
 }
 

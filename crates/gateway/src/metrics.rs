@@ -309,6 +309,10 @@ fn describe() {
         "Requests turned away to protect the fleet, by tier and reason."
     );
     describe_counter!(
+        LIMITS_ADMISSIONS,
+        "Admissions by where the limits were decided: shared (Redis), local_fallback (this replica's share, Redis unreachable), unavailable (refused, Redis unreachable)."
+    );
+    describe_counter!(
         CONTENT_LOG_DROPPED,
         "Opt-in content log records dropped instead of stored, by reason."
     );

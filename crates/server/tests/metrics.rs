@@ -435,6 +435,8 @@ async fn promtool_accepts_the_output_and_the_alert_rules() {
     let Some(promtool) = promtool() else { return };
     let mut config = config(vec![sim("pt-1", |s| s.model = "pt".into())]);
     config.metrics.worker_scrape_interval_ms = 50;
+    // The shared limits' families exist only with Redis.
+    use_redis(&mut config);
     let gw = start(config).await;
     // Every family present: traffic of each kind, and one worker scrape done.
     let resp = post(&gw, "/v1/chat/completions", &chat("pt", json!({}))).await;

@@ -53,8 +53,10 @@ async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
             if !settling {
                 crate::metrics::request_refused(endpoint.path(), &e);
             }
-            // Refused after auth but before admission: show the caller's current figures.
-            if let (None, Some(key)) = (&rate, &caller) {
+            // Refused after auth but before admission: show the caller's current figures,
+            // when this process has them (shared limits live in Redis: no figures rather than
+            // this replica's idle fallback share).
+            if let (None, Some(key), None) = (&rate, &caller, &state.shared_limits) {
                 rate = Some(admission::peek(key));
             }
             e.into_response()
