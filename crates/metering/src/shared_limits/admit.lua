@@ -18,7 +18,14 @@ local tenant = load(KEYS[1], KEYS[2],
 local key = load(KEYS[3], KEYS[4],
   {tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}, month, tonumber(ARGV[15]))
 local prepaid = ARGV[16] == '1'
-if tenant.bal == nil then tenant.bal = tonumber(ARGV[17]) end
+-- The balance lives here only while the tenant is prepaid: seeded from the store when it
+-- becomes so, dropped when it stops (costs while postpaid are not taken from it here).
+if not prepaid then
+  if tenant.bal ~= nil then redis.call('HDEL', tenant.state_key, 'bal') end
+  tenant.bal = nil
+elseif tenant.bal == nil then
+  tenant.bal = tonumber(ARGV[17])
+end
 
 local function levels()
   return math.floor(tenant.rl * 1000), math.floor(tenant.tl * 1000),
@@ -26,8 +33,8 @@ local function levels()
 end
 
 local function refuse(code, a, b)
-  save(tenant)
-  save(key)
+  save(tenant, true)
+  save(key, true)
   local trl, ttl, krl, ktl = levels()
   return {code, a or 0, b or 0, trl, ttl, krl, ktl}
 end
@@ -61,6 +68,7 @@ for _, s in ipairs({tenant, key}) do
   s.tl = s.tl - tokens
   s.mr = s.mr + tokens
   redis.call('ZADD', s.lease_key, now + lease_ms, member)
+  redis.call('PEXPIRE', s.lease_key, KEEP_MS)
 end
 if prepaid then tenant.ch = tenant.ch + credit end
 return refuse(0)

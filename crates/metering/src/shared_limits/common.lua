@@ -72,7 +72,9 @@ local function load(state_key, lease_key, limits, month, seed)
   return s
 end
 
-local function save(s)
+-- Writes a subject back. `keep` (at admission; settlement follows within a lease) renews how
+-- long its state outlives its last use. Every call counts: a script's cost is its calls.
+local function save(s, keep)
   local fields = {'rl', fmt(s.rl), 'rc', fmt(s.rpm), 'rt', fmt(now),
                   'tl', fmt(s.tl), 'tc', fmt(s.tpm), 'tt', fmt(now),
                   'm', fmt(s.month), 'mu', fmt(s.mu), 'mr', fmt(s.mr), 'ch', fmt(s.ch)}
@@ -81,8 +83,5 @@ local function save(s)
     table.insert(fields, fmt(s.bal))
   end
   redis.call('HSET', s.state_key, unpack(fields))
-  redis.call('PEXPIRE', s.state_key, KEEP_MS)
-  if redis.call('EXISTS', s.lease_key) == 1 then
-    redis.call('PEXPIRE', s.lease_key, KEEP_MS)
-  end
+  if keep then redis.call('PEXPIRE', s.state_key, KEEP_MS) end
 end

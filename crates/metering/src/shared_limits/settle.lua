@@ -30,6 +30,6 @@ for _, s in ipairs({tenant, key}) do
   if s.tl > s.tpm then s.tl = s.tpm end
 end
 if ARGV[15] == '1' and tenant.bal ~= nil then tenant.bal = tenant.bal - cost end
-save(tenant)
-save(key)
+save(tenant, false)
+save(key, false)
 return 1
