@@ -3,7 +3,10 @@
 //!
 //! - [`admin`]: the admin API (tenants, keys, usage, SLA report, incidents, maintenance,
 //!   probes pushed by `switchyard probe`, content logs, the fleet's drains).
-//! - [`fleet_api`]: the registration API of `switchyard agent`, and registration leases.
+//! - [`fleet_api`]: the registration API of `switchyard agent`.
+//! - [`fleet_sync`]: one fleet across replicas: registrations, leases and drains in the shared
+//!   store, each gateway's registry reconciled from it.
+//! - [`directory_sync`]: tenants and keys changed through other replicas.
 //! - [`status`]: the public status page and its admin view.
 //! - [`alerting`]: the SLO evaluator, incidents and notifications.
 //! - [`synthetic`]: synthetic probes of every worker.
@@ -16,6 +19,7 @@ pub mod alerting;
 pub mod content_sweep;
 pub mod directory_sync;
 pub mod fleet_api;
+pub mod fleet_sync;
 pub mod state;
 pub mod status;
 pub mod synthetic;
@@ -44,24 +48,36 @@ pub struct ControlSecrets {
 /// The control plane, running beside a request path.
 pub struct ControlPlane {
     pub state: Arc<ControlState>,
-    /// Registration leases, synthetic probes, the SLO evaluator, the worker scraper, the
-    /// content sweep and the directory's sync: all stopped together, none of them on a request's path.
+    /// The fleet's sync (and registration leases), synthetic probes, the SLO evaluator, the
+    /// worker scraper, the content sweep and the directory's sync: all stopped together, none
+    /// of them on a request's path.
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl ControlPlane {
-    pub fn start(gateway: Arc<AppState>, secrets: ControlSecrets) -> Self {
+    /// Starts the control plane's tasks, once the fleet registered through other gateways on
+    /// the same store (and the drains in force) are in this gateway's registry.
+    pub async fn start(gateway: Arc<AppState>, secrets: ControlSecrets) -> Self {
         let notifier =
             alerting::notify::Notifier::new(&gateway.config.alerts, gateway.client.clone());
+        let fleet_sync = fleet_sync::FleetSync::new(gateway.clone());
+        if let Err(e) = fleet_sync.reconcile().await {
+            tracing::error!(error = %e, "cannot read the fleet from the store at start; retrying in the background");
+        }
         let state = Arc::new(ControlState {
             admin_token: secrets.admin_token.as_deref().map(hash_secret),
             fleet_token: secrets.fleet_token.as_deref().map(hash_secret),
             notifier,
+            fleet_sync: fleet_sync.clone(),
             gateway,
         });
         let config = &state.config;
         let tasks = vec![
-            fleet_api::leases::spawn(state.fleet.clone(), config.fleet_settings().lease_ms),
+            fleet_sync::task::spawn(
+                fleet_sync,
+                Duration::from_millis(config.state.directory_refresh_ms),
+                config.fleet_settings().lease_ms,
+            ),
             worker_scrape::spawn(
                 state.fleet.clone(),
                 state.client.clone(),

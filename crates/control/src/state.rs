@@ -1,6 +1,6 @@
 //! What the control plane's handlers and tasks share: the request path's state (read, never
-//! changed in shape), plus what only the control plane needs: the admin and fleet tokens and
-//! the notifier of alerts and maintenance windows.
+//! changed in shape), plus what only the control plane needs: the admin and fleet tokens, the
+//! notifier of alerts and maintenance windows, and the fleet's sync with the shared store.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -15,6 +15,9 @@ pub struct ControlState {
     pub fleet_token: Option<[u8; 32]>,
     /// Alert and maintenance notifications: the log, and the webhook when one is set.
     pub notifier: crate::alerting::notify::Notifier,
+    /// Registrations and drains, written to the shared store and then to this gateway's
+    /// registry (see [`crate::fleet_sync`]).
+    pub fleet_sync: Arc<crate::fleet_sync::FleetSync>,
 }
 
 /// The control plane reads the request path's state as its own: `state.fleet`,

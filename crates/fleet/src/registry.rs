@@ -231,6 +231,16 @@ impl Fleet {
         Some(gone)
     }
 
+    /// Whether some registered worker's lease ran out by this process's clock (where several
+    /// gateways share a store, the store's lease is asked before the worker goes).
+    pub fn any_lease_expired(&self) -> bool {
+        self.members
+            .load()
+            .workers
+            .iter()
+            .any(|w| w.lease_expired())
+    }
+
     /// Removes registered workers whose lease ran out; returns their names.
     pub fn expire_leases(&self) -> Vec<String> {
         let expired: Vec<String> = self

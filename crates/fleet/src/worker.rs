@@ -12,8 +12,10 @@ use crate::breaker::{mono_ms, Health, HealthView, OutlierConfig, ProbeView, Work
 use crate::runtime::{PromptFormat, RuntimeKind};
 use crate::signal::ReleaseSignal;
 
-/// A worker as the operator declares it in the config file.
-#[derive(Clone, Deserialize)]
+/// A worker as the operator declares it in the config file, or as an agent registered it.
+/// `Serialize` is for the shared store of registrations only (other replicas must reach the
+/// worker, `api_key` included); what the APIs show is a view that leaves the key out.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSpec {
     pub name: String,

@@ -68,7 +68,8 @@ pub async fn start_with_clock(
             admin_token: secrets.admin_token,
             fleet_token: secrets.fleet_token,
         },
-    );
+    )
+    .await;
     let app = switchyard_gateway::finish(
         switchyard_gateway::routes(state.clone()).merge(control_plane.routes()),
     );

@@ -1,6 +1,7 @@
 //! `/admin/v1/fleet`: every worker, static and registered, with its state and why; and
 //! draining a worker, a provider or a region (and undoing it) without dropping what they
-//! are serving.
+//! are serving. Drains are recorded in the shared store, so they apply on every gateway on
+//! it (see `fleet_sync`); the state shown is this gateway's (each checks health itself).
 
 use std::sync::Arc;
 
@@ -95,13 +96,19 @@ async fn apply(
 ) -> Result<Json<DrainedView>, GatewayError> {
     let (target, reason) = body.target()?;
     let (kind, value) = describe(&target);
-    let matched: Vec<String> = state
+    let mut matched: Vec<String> = state
         .fleet
         .workers()
         .iter()
         .filter(|w| target.matches(w))
         .map(|w| w.spec.name.clone())
         .collect();
+    if let (true, DrainTarget::Worker(name)) = (matched.is_empty(), &target) {
+        // Registered through another gateway a moment ago, and not reconciled here yet.
+        if state.fleet_sync.known(name).await.is_some() {
+            matched.push(name.clone());
+        }
+    }
     if matched.is_empty() {
         return Err(GatewayError::NotFound(format!(
             "No worker matches {kind} '{value}'."
@@ -114,7 +121,11 @@ async fn apply(
             format!("undrained by admin ({kind} {value})")
         }
     });
-    let changed = state.fleet.drain(&target, draining, &why);
+    let names: Vec<&str> = matched.iter().map(String::as_str).collect();
+    let changed = state
+        .fleet_sync
+        .drain(&target, draining, &why, &names)
+        .await;
     Ok(Json(DrainedView {
         target: TargetView::of(&target),
         draining,

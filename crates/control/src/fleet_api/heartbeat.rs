@@ -1,8 +1,8 @@
-//! `POST /fleet/v1/workers/{name}/heartbeat`: renews a registered worker's lease. 404 means
-//! the gateway no longer knows the worker (lease ran out, gateway restarted): register again.
+//! `POST /fleet/v1/workers/{name}/heartbeat`: renews a registered worker's lease, in the
+//! shared store and here; a worker registered through another gateway is loaded from the store.
+//! 404 means no gateway knows the worker any more (lease ran out, removed): register again.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
@@ -21,8 +21,9 @@ pub async fn heartbeat(
 ) -> Result<Json<LeaseView>, GatewayError> {
     let settings = state.config.fleet_settings();
     let worker = state
-        .fleet
-        .heartbeat(&name, Duration::from_millis(settings.lease_ms))
+        .fleet_sync
+        .heartbeat(&name)
+        .await
         .map_err(fleet_error)?;
     Ok(Json(LeaseView {
         name: worker.spec.name.clone(),

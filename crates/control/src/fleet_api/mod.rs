@@ -5,9 +5,11 @@
 //!   admin token: agents run on rented machines, and a leaked fleet token must not open the
 //!   tenants and keys). Compared as SHA-256 digests in constant time; missing or wrong is 401,
 //!   and without a configured token the API is absent (404, as an unknown route).
-//! - A registration holds a lease of `fleet.lease_ms`; heartbeats renew it and a background
-//!   task ([`leases`]) removes workers whose lease ran out. Requests already on a removed
-//!   worker finish: they hold the worker, not the registry.
+//! - A registration holds a lease of `fleet.lease_ms`; heartbeats renew it, and workers whose
+//!   lease ran out leave the fleet. Registrations, leases and drains live in the shared store
+//!   and reach every gateway on it ([`crate::fleet_sync`]), so an agent may speak to any
+//!   replica behind a load balancer. Requests already on a removed worker finish: they hold
+//!   the worker, not the registry.
 //! - A worker from the config file can be seen here but not replaced, drained or removed:
 //!   the file is the operator's word (409).
 //! - Errors are [`GatewayError`]s, in the same OpenAI shape as everything else.
@@ -15,7 +17,6 @@
 mod auth;
 mod drain;
 mod heartbeat;
-pub mod leases;
 mod registration;
 pub mod view;
 mod worker;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
-use switchyard_fleet::{FleetError, Worker, WorkerSource};
+use switchyard_fleet::FleetError;
 
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
@@ -71,16 +72,4 @@ fn static_worker(name: &str) -> GatewayError {
     GatewayError::Conflict(format!(
         "Worker '{name}' is declared in the gateway's config file; the registration API cannot change it."
     ))
-}
-
-/// The registered worker called `name`, or why there is none to act on.
-fn registered(state: &ControlState, name: &str) -> Result<Arc<Worker>, GatewayError> {
-    let worker = state
-        .fleet
-        .worker(name)
-        .ok_or_else(|| not_registered(name))?;
-    if worker.source == WorkerSource::Static {
-        return Err(static_worker(name));
-    }
-    Ok(worker)
 }

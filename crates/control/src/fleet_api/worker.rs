@@ -8,7 +8,7 @@ use axum::Json;
 
 use super::auth::FleetAgent;
 use super::view::{RemovedView, WorkerView};
-use super::{not_registered, registered};
+use super::{fleet_error, not_registered};
 use crate::admin::extract::Id;
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
@@ -19,26 +19,24 @@ pub async fn show(
     Id(name): Id,
 ) -> Result<Json<WorkerView>, GatewayError> {
     let worker = state
-        .fleet
-        .worker(&name)
+        .fleet_sync
+        .known(&name)
+        .await
         .ok_or_else(|| not_registered(&name))?;
     Ok(Json(WorkerView::of(&worker)))
 }
 
-/// Requests still on the worker finish (they hold it); `outstanding` says how many there were.
+/// Requests still on the worker finish (they hold it); `outstanding` says how many there were
+/// on this gateway. Removed from the shared store too: every gateway drops it.
 pub async fn remove(
     _: FleetAgent,
     State(state): State<Arc<ControlState>>,
     Id(name): Id,
 ) -> Result<Json<RemovedView>, GatewayError> {
-    registered(&state, &name)?;
-    let gone = state
-        .fleet
-        .remove(&name)
-        .ok_or_else(|| not_registered(&name))?;
+    let outstanding = state.fleet_sync.remove(&name).await.map_err(fleet_error)?;
     Ok(Json(RemovedView {
-        name: gone.spec.name.clone(),
+        name,
         removed: true,
-        outstanding: gone.outstanding(),
+        outstanding,
     }))
 }

@@ -1,7 +1,6 @@
 //! `POST /fleet/v1/workers`: a worker joins the fleet, or renews its registration.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
@@ -12,12 +11,14 @@ use super::fleet_error;
 use super::registration::Registration;
 use super::view::RegisteredView;
 use crate::admin::extract::AdminJson;
+use crate::fleet_sync::Registered;
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
 
 /// The same registration again (an agent that restarted, or lost a heartbeat's answer) renews
 /// the lease and keeps the worker's breaker and figures; changed labels replace the worker.
-/// A new worker starts unready and joins rotation on its first passing health check.
+/// A new worker starts unready and joins rotation on its first passing health check. Written
+/// to the shared store first: every gateway on it learns of the worker.
 pub async fn register(
     _: FleetAgent,
     State(state): State<Arc<ControlState>>,
@@ -25,19 +26,11 @@ pub async fn register(
 ) -> Result<Json<RegisteredView>, GatewayError> {
     let Registration { spec, labels } = Registration::parse(body)?;
     let settings = state.config.fleet_settings();
-    let model = spec.model.clone();
-    let (worker, new) = state
-        .fleet
-        .register(spec, labels, Duration::from_millis(settings.lease_ms))
+    let Registered { worker, new } = state
+        .fleet_sync
+        .register(spec, labels)
+        .await
         .map_err(fleet_error)?;
-    state.registered_models.insert(&model);
-    if new {
-        let s = &worker.spec;
-        switchyard_gateway::metrics::zero_counters(
-            state.config.tiers.keys().map(String::as_str),
-            [(s.model.as_str(), s.region.as_str(), s.provider.as_str())],
-        );
-    }
     Ok(Json(RegisteredView {
         name: worker.spec.name.clone(),
         new,

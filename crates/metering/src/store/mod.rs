@@ -1,8 +1,9 @@
-//! Where tenants, keys, credits and the ledger live: one trait per consumer's concern
-//! ([`TenantStore`], [`LedgerStore`], [`SliStore`], [`IncidentStore`], [`ContentStore`]), so
-//! that a second backend (Postgres, for several gateway replicas) can be added trait by trait,
-//! and [`Store`], all of them at once.
+//! Where tenants, keys, credits, the ledger and the shared fleet live: one trait per consumer's
+//! concern ([`TenantStore`], [`LedgerStore`], [`SliStore`], [`IncidentStore`], [`ContentStore`],
+//! [`FleetStore`] in [`fleet`]), so that a second backend (Postgres, for several gateway
+//! replicas) can be added trait by trait, and [`Store`], all of them at once.
 
+pub mod fleet;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -20,6 +21,8 @@ use crate::sli::{
     BucketLatency, FleetMinute, LatencyCount, Metric, MinuteCounts, ProbeMinute, Refusal,
     ScopeCounts,
 };
+
+pub use fleet::{DrainKind, DrainRecord, FleetState, FleetStore, WorkerRegistration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -390,11 +393,19 @@ pub trait ContentStore: Send + Sync + 'static {
 
 /// Every store trait at once: what a backend implements, trait by trait, and what the
 /// gateway holds (`Arc<dyn Store>`). A consumer that needs one concern names that trait.
-pub trait Store: TenantStore + LedgerStore + SliStore + IncidentStore + ContentStore {}
+pub trait Store:
+    TenantStore + LedgerStore + SliStore + IncidentStore + ContentStore + FleetStore
+{
+}
 
-impl<T: TenantStore + LedgerStore + SliStore + IncidentStore + ContentStore> Store for T {}
+impl<T: TenantStore + LedgerStore + SliStore + IncidentStore + ContentStore + FleetStore> Store
+    for T
+{
+}
 
 /// Every store trait, for code that calls a concrete store's methods (tools, tests).
 pub mod prelude {
-    pub use super::{ContentStore, IncidentStore, LedgerStore, SliStore, Store, TenantStore};
+    pub use super::{
+        ContentStore, FleetStore, IncidentStore, LedgerStore, SliStore, Store, TenantStore,
+    };
 }

@@ -16,6 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 mod changes;
 mod content_store;
+mod fleet_store;
 mod incident_store;
 mod ledger_store;
 mod sli_store;

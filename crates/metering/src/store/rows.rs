@@ -6,6 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use super::fleet::{DrainKind, DrainRecord, WorkerRegistration};
 use super::{Result, StoreError};
 use crate::content::{ContentLogging, ContentRecord};
 use crate::incident::{Impact, Incident, IncidentAlert};
@@ -300,5 +301,27 @@ pub(crate) fn open_from_row(row: &impl Columns) -> Result<OpenRow> {
             price_out_nanos: row.int("price_out_nanos")?,
         },
         checkpoint,
+    })
+}
+
+/// A registration with its lease left (`lease_left_ms`, computed by the database).
+pub(crate) fn registration_from_row(row: &impl Columns) -> Result<WorkerRegistration> {
+    Ok(WorkerRegistration {
+        name: row.text("name")?,
+        spec: row.text("spec")?,
+        generation: row.int("generation")?,
+        lease_left_ms: row.int("lease_left_ms")?,
+    })
+}
+
+pub(crate) fn drain_from_row(row: &impl Columns) -> Result<DrainRecord> {
+    let kind = row.text("kind")?;
+    Ok(DrainRecord {
+        kind: DrainKind::parse(&kind)
+            .ok_or_else(|| StoreError::Database(format!("drain of unknown kind '{kind}'")))?,
+        value: row.text("value")?,
+        draining: row.flag("draining")?,
+        reason: row.text("reason")?,
+        seq: row.int("seq")?,
     })
 }

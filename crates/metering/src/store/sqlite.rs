@@ -34,6 +34,7 @@ mod batch;
 mod content;
 mod content_store;
 mod dead_letters;
+mod fleet_store;
 mod incident_store;
 mod incidents;
 mod ledger_store;

@@ -208,7 +208,9 @@ impl TenantStore for PgStore {
     }
 
     async fn changes(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Change>>> {
-        super::changes::feed(&self.pool).await.map(Some)
+        super::changes::feed(&self.pool, "switchyard_directory")
+            .await
+            .map(Some)
     }
 
     async fn revoke_key(&self, id: &str, at: i64) -> Result<()> {
