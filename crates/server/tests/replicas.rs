@@ -1,11 +1,16 @@
 //! Several gateways on one Postgres store, as replicas behind a load balancer: what one of
-//! them is told, the others know within a second. Always on Postgres (the machine's server;
-//! a fresh schema per test), whatever `SWITCHYARD_TEST_STORE` says.
+//! them is told, the others know within a second: keys and tenants, and the fleet (workers
+//! registered, renewed, drained, removed or expired through any of them). Always on Postgres
+//! (the machine's server; a fresh schema per test), whatever `SWITCHYARD_TEST_STORE` says.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
+use switchyard_config::FleetConfig;
+use switchyard_fleet::WorkerState;
+use switchyard_server::{Config, RunningGateway, Secrets};
+use switchyard_sim::{SimConfig, SimHandle};
 use switchyard_testkit::*;
 
 /// How soon a change made through one replica must be in force on the others.
@@ -210,4 +215,364 @@ async fn a_concurrency_cap_of_four_holds_across_three_replicas() {
     for gw in gws {
         gw.shutdown().await;
     }
+}
+
+const FLEET: &str = "sy-fleet-test-0123456789abcdef";
+
+/// Replicas on one fresh schema, with the registration API on. The periodic reconcile is far
+/// away: only the change feed (or a lease running out) can be this quick.
+fn fleet_replicas_config(lease_ms: u64, heartbeat_ms: u64) -> Config {
+    let mut c = config(vec![]);
+    use_postgres(&mut c);
+    c.state.directory_refresh_ms = 600_000;
+    c.fleet = Some(FleetConfig {
+        lease_ms,
+        heartbeat_ms,
+    });
+    c
+}
+
+async fn replica(c: &Config) -> TestGateway {
+    start_with(
+        c.clone(),
+        Secrets {
+            dev_key: Some(KEY.into()),
+            admin_token: Some(ADMIN.into()),
+            fleet_token: Some(FLEET.into()),
+        },
+    )
+    .await
+}
+
+async fn sim_worker() -> SimHandle {
+    let cfg = SimConfig {
+        prefill_base_ms: 2.0,
+        prefill_per_token_ms: 0.0,
+        decode_ms_per_token: 1.0,
+        ..SimConfig::default()
+    };
+    switchyard_sim::spawn_on("127.0.0.1:0", cfg).await.unwrap()
+}
+
+fn registration(name: &str, sim: &SimHandle) -> Value {
+    json!({
+        "name": name,
+        "url": sim.url(),
+        "runtime": "vllm",
+        "model": "sim-small",
+        "provider": format!("provider-{name}"),
+        "region": "eu",
+        "gpu": "rtx4090",
+        "price_per_hour": 0.45,
+        "max_concurrency": 8,
+        "api_key": "runtime-secret-0123456789",
+        "labels": {"rack": "r1"},
+    })
+}
+
+/// A call to the registration API with the fleet token.
+async fn fleet_call(
+    gw: &RunningGateway,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut req = client()
+        .request(method, format!("{}{path}", gw.url()))
+        .bearer_auth(FLEET);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn register(gw: &RunningGateway, body: &Value) -> Value {
+    let (status, v) = fleet_call(gw, reqwest::Method::POST, "/fleet/v1/workers", Some(body)).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+async fn heartbeat(gw: &RunningGateway, name: &str) -> (u16, Value) {
+    let path = format!("/fleet/v1/workers/{name}/heartbeat");
+    fleet_call(gw, reqwest::Method::POST, &path, None).await
+}
+
+async fn admin_post(gw: &RunningGateway, path: &str, body: Value) -> Value {
+    let resp = client()
+        .post(format!("{}{path}", gw.url()))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{path}: {v}");
+    v
+}
+
+/// The status of one chat through `gw` (with the dev key every replica holds).
+async fn chat_status(gw: &RunningGateway) -> u16 {
+    let resp = post(
+        gw,
+        "/v1/chat/completions",
+        &chat("sim-small", json!({"max_tokens": 2})),
+    )
+    .await;
+    let status = resp.status().as_u16();
+    let _ = resp.bytes().await;
+    status
+}
+
+/// Waits until `cond` holds on every one of `replicas`; returns how long that took.
+async fn until_every(
+    replicas: &[&TestGateway],
+    within: Duration,
+    what: &str,
+    cond: impl Fn(&RunningGateway) -> bool,
+) -> Duration {
+    let began = Instant::now();
+    let held = eventually(within, || replicas.iter().all(|gw| cond(gw))).await;
+    assert!(
+        held,
+        "{what}: not on every replica after {:?}",
+        began.elapsed()
+    );
+    began.elapsed()
+}
+
+fn knows(gw: &RunningGateway, name: &str) -> bool {
+    gw.state.fleet.worker(name).is_some()
+}
+
+fn state_of(gw: &RunningGateway, name: &str) -> Option<WorkerState> {
+    gw.state.fleet.worker(name).map(|w| w.state())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_registered_through_one_replica_is_routed_to_by_the_others_within_a_second() {
+    let c = fleet_replicas_config(15_000, 5_000);
+    let a = replica(&c).await;
+    let b = replica(&c).await;
+    let sim = sim_worker().await;
+    assert_eq!(chat_status(&b).await, 404, "no worker serves the model yet");
+
+    let began = Instant::now();
+    let registered = register(&a, &registration("w1", &sim)).await;
+    assert_eq!(registered["new"], true);
+    // B learns of it, checks its health itself, and routes to it.
+    let routed = eventually_async(5 * PROPAGATION, || async { chat_status(&b).await == 200 }).await;
+    let took = began.elapsed();
+    assert!(routed, "replica b never routed to the worker ({took:?})");
+    assert!(
+        took <= PROPAGATION,
+        "replica b took {took:?} to route to it"
+    );
+    assert!(sim.stats().completed >= 1, "the sim served it");
+    let w = b.state.fleet.worker("w1").unwrap();
+    assert_eq!(w.source, switchyard_fleet::WorkerSource::Registered);
+    assert_eq!(w.labels["rack"], "r1");
+    assert_eq!(w.spec.api_key.as_deref(), Some("runtime-secret-0123456789"));
+    let lease = w.lease_left_ms().unwrap();
+    assert!(
+        (10_000..=15_000).contains(&lease),
+        "the store's lease: {lease} ms left"
+    );
+
+    // A replica started later finds it at start.
+    let late = replica(&c).await;
+    assert!(knows(&late, "w1"), "read from the store before serving");
+
+    // The same registration through B renews it: not new, and A keeps its worker.
+    let on_a = a.state.fleet.worker("w1").unwrap();
+    let again = register(&b, &registration("w1", &sim)).await;
+    assert_eq!(again["new"], false);
+    assert!(std::sync::Arc::ptr_eq(
+        &on_a,
+        &a.state.fleet.worker("w1").unwrap()
+    ));
+
+    for gw in [a, b, late] {
+        gw.shutdown().await;
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_through_another_replica_keep_the_lease_alive_everywhere() {
+    let c = fleet_replicas_config(600, 100);
+    let a = replica(&c).await;
+    let b = replica(&c).await;
+    let sim = sim_worker().await;
+    register(&a, &registration("w1", &sim)).await;
+    // At once, before B may have heard of it: B finds it in the store rather than answering
+    // 404 (which would send the agent to register again).
+    let (status, hb) = heartbeat(&b, "w1").await;
+    assert_eq!(status, 200, "{hb}");
+    assert_eq!(hb["lease_ms"], 600);
+
+    // Heartbeats through B alone, at the agent's pace, for four leases: A's own copy of the
+    // lease runs out again and again, and A finds the renewal in the store each time.
+    let until = Instant::now() + Duration::from_millis(2_400);
+    while Instant::now() < until {
+        let (status, hb) = heartbeat(&b, "w1").await;
+        assert_eq!(status, 200, "{hb}");
+        assert!(
+            knows(&a, "w1"),
+            "replica a dropped a worker renewed through b"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let routed = eventually_async(5 * PROPAGATION, || async { chat_status(&a).await == 200 }).await;
+    assert!(routed, "replica a routes to it");
+    assert!(knows(&a, "w1") && knows(&b, "w1"));
+
+    // An unknown worker is still a 404 everywhere: the agent registers again.
+    let (status, _) = heartbeat(&b, "nobody").await;
+    assert_eq!(status, 404);
+
+    a.shutdown().await;
+    b.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_through_one_replica_stops_the_others_routing_to_the_worker_and_undrain_restores_it(
+) {
+    let c = fleet_replicas_config(15_000, 5_000);
+    let a = replica(&c).await;
+    let b = replica(&c).await;
+    let sim = sim_worker().await;
+    register(&a, &registration("w1", &sim)).await;
+    let routed = eventually_async(5 * PROPAGATION, || async {
+        chat_status(&a).await == 200 && chat_status(&b).await == 200
+    })
+    .await;
+    assert!(routed, "both replicas route to it");
+
+    // Drained by provider through B's admin API: A sends it nothing new.
+    let drained = admin_post(
+        &b,
+        "/admin/v1/fleet/drain",
+        json!({"provider": "provider-w1"}),
+    )
+    .await;
+    assert_eq!(drained["matched"], 1);
+    assert_eq!(drained["changed"], 1);
+    let took = until_every(&[&a, &b], 5 * PROPAGATION, "drained", |gw| {
+        state_of(gw, "w1") == Some(WorkerState::Draining)
+    })
+    .await;
+    assert!(
+        took <= PROPAGATION,
+        "the drain took {took:?} to reach replica a"
+    );
+    let served = sim.stats().requests;
+    assert_eq!(
+        chat_status(&a).await,
+        503,
+        "no other worker: try again later"
+    );
+    assert_eq!(
+        sim.stats().requests,
+        served,
+        "replica a sent the drained worker nothing"
+    );
+    let view = admin_get(&a, "/admin/v1/fleet").await;
+    assert_eq!(
+        view["data"][0]["reason"],
+        "drained by admin (provider provider-w1)"
+    );
+
+    // Undrained through B by its name (newer than the provider's drain): back on A.
+    let undrained = admin_post(&b, "/admin/v1/fleet/undrain", json!({"worker": "w1"})).await;
+    assert_eq!(undrained["changed"], 1);
+    let took = until_every(&[&a, &b], 5 * PROPAGATION, "undrained", |gw| {
+        state_of(gw, "w1") == Some(WorkerState::Ready)
+    })
+    .await;
+    assert!(
+        took <= PROPAGATION,
+        "the undrain took {took:?} to reach replica a"
+    );
+    assert_eq!(chat_status(&a).await, 200);
+    assert!(sim.stats().requests > served);
+
+    // The agent's own drain (before it stops the runtime), through A this time, reaches B.
+    let (status, v) = fleet_call(
+        &a,
+        reqwest::Method::POST,
+        "/fleet/v1/workers/w1/drain",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    until_every(&[&a, &b], 5 * PROPAGATION, "drained by its agent", |gw| {
+        state_of(gw, "w1") == Some(WorkerState::Draining)
+    })
+    .await;
+    assert_eq!(chat_status(&b).await, 503);
+
+    a.shutdown().await;
+    b.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_lease_runs_out_leaves_every_replica() {
+    let c = fleet_replicas_config(600, 100);
+    let a = replica(&c).await;
+    let b = replica(&c).await;
+    let sim = sim_worker().await;
+    register(&a, &registration("w1", &sim)).await;
+    until_every(&[&a, &b], 5 * PROPAGATION, "known", |gw| knows(gw, "w1")).await;
+    // No heartbeat: gone from both within about a lease.
+    let took = until_every(&[&a, &b], 5 * PROPAGATION, "expired", |gw| !knows(gw, "w1")).await;
+    assert!(took <= 2 * PROPAGATION, "expiry took {took:?}");
+    assert_eq!(
+        chat_status(&b).await,
+        503,
+        "the model is still known: try again later"
+    );
+    let (status, _) = heartbeat(&b, "w1").await;
+    assert_eq!(status, 404, "the agent is told to register again");
+    a.shutdown().await;
+    b.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_removed_through_one_replica_leaves_every_replica() {
+    let c = fleet_replicas_config(15_000, 5_000);
+    let a = replica(&c).await;
+    let b = replica(&c).await;
+    let three = replica(&c).await;
+    let sim = sim_worker().await;
+    register(&a, &registration("w1", &sim)).await;
+    until_every(&[&a, &b, &three], 5 * PROPAGATION, "known", |gw| {
+        knows(gw, "w1")
+    })
+    .await;
+
+    let (status, gone) =
+        fleet_call(&b, reqwest::Method::DELETE, "/fleet/v1/workers/w1", None).await;
+    assert_eq!(status, 200, "{gone}");
+    assert_eq!(gone["removed"], true);
+    let took = until_every(&[&a, &b, &three], 5 * PROPAGATION, "removed", |gw| {
+        !knows(gw, "w1")
+    })
+    .await;
+    assert!(took <= PROPAGATION, "removal took {took:?}");
+    let (status, _) = heartbeat(&three, "w1").await;
+    assert_eq!(status, 404);
+    let (status, _) = fleet_call(&a, reqwest::Method::DELETE, "/fleet/v1/workers/w1", None).await;
+    assert_eq!(status, 404, "nothing left to remove");
+
+    for gw in [a, b, three] {
+        gw.shutdown().await;
+    }
+    sim.shutdown().await;
 }
