@@ -477,6 +477,62 @@ async fn the_admin_api_lists_and_drains_the_fleet_without_secrets() {
     sim.shutdown().await;
 }
 
+/// Two gateways on one SQLite file: no change feed, and the periodic reconcile far away, so
+/// the second has not heard of a worker registered through the first until it is asked about
+/// it. Its heartbeat, its view and its drain through the second find it in the store rather
+/// than answering 404 (a 404 sends the agent to register again, or to give up its drain).
+#[tokio::test]
+async fn a_gateway_that_has_not_heard_of_a_worker_finds_it_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fleet_config(15_000, 5_000);
+    config.state.url = None;
+    config.state.schema = None;
+    config.state.path = dir.path().join("state.db");
+    config.state.directory_refresh_ms = 600_000;
+    let a = gateway(config.clone()).await;
+    let b = gateway(config).await;
+    let sim = sim_worker(|_| {}).await;
+    let post_m = reqwest::Method::POST;
+
+    register(&a, &registration("w1", &sim)).await;
+    assert!(
+        b.state.fleet.worker("w1").is_none(),
+        "b has not heard of it"
+    );
+    let (status, hb) = fleet_call(
+        &b,
+        post_m.clone(),
+        "/fleet/v1/workers/w1/heartbeat",
+        Some(FLEET),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{hb}");
+    until_ready(&b, "w1").await;
+    let resp = post(&b, "/v1/chat/completions", &chat("sim-small", json!({}))).await;
+    assert_eq!(resp.status(), 200, "b routes to it");
+
+    register(&a, &registration("w2", &sim)).await;
+    assert!(b.state.fleet.worker("w2").is_none());
+    let (status, view) = fleet_call(
+        &b,
+        reqwest::Method::GET,
+        "/fleet/v1/workers/w2",
+        Some(FLEET),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["labels"]["rack"], "r1");
+    let (status, drained) =
+        fleet_call(&b, post_m, "/fleet/v1/workers/w2/drain", Some(FLEET), None).await;
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(drained["state"], "draining");
+    a.shutdown().await;
+    b.shutdown().await;
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn readyz_reports_draining_once_shutdown_begins() {
     let mut config = config(vec![switchyard_testkit::sim("a", |_| {})]);
