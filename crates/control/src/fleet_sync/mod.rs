@@ -353,7 +353,10 @@ impl FleetSync {
         Ok(())
     }
 
-    /// Writes the queued changes in order; stops at the first the store refuses.
+    /// Writes the queued changes in order; stops at the first the store cannot take now. One
+    /// it refuses for itself (not for being down) is dropped, or it would hold up the rest
+    /// for ever: the worker's next heartbeat finds no registration and its agent registers
+    /// again.
     async fn flush(&self) -> Result<(), StoreError> {
         let queued = self.pending().len();
         if queued == 0 {
@@ -363,7 +366,13 @@ impl FleetSync {
             // The queue's lock is not held across the write: handlers queue meanwhile.
             let next = self.pending().front().cloned();
             let Some(op) = next else { break };
-            self.write(&op).await?;
+            match self.write(&op).await {
+                Ok(()) => {}
+                Err(e @ StoreError::Unavailable(_)) => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, change = ?op, "the fleet store refused a change made while it was unavailable; dropped");
+                }
+            }
             self.pending().pop_front();
         }
         tracing::info!(
