@@ -61,6 +61,8 @@ impl ControlPlane {
         let notifier =
             alerting::notify::Notifier::new(&gateway.config.alerts, gateway.client.clone());
         let fleet_sync = fleet_sync::FleetSync::new(gateway.clone());
+        // Listening before the first read: a change made in between is not missed.
+        let fleet_feed = fleet_sync::task::open_feed(&fleet_sync).await;
         if let Err(e) = fleet_sync.reconcile().await {
             tracing::error!(error = %e, "cannot read the fleet from the store at start; retrying in the background");
         }
@@ -75,6 +77,7 @@ impl ControlPlane {
         let tasks = vec![
             fleet_sync::task::spawn(
                 fleet_sync,
+                fleet_feed,
                 Duration::from_millis(config.state.directory_refresh_ms),
                 config.fleet_settings().lease_ms,
             ),

@@ -12,12 +12,19 @@ use tokio::task::JoinHandle;
 
 use super::FleetSync;
 
-/// `backstop`: the full reconcile under the change feed (`[state] directory_refresh_ms`).
-/// Leases are checked a few times per lease, at most once a second: a dead worker leaves
-/// rotation within about `lease_ms` plus one tick (sooner if its health checks fail).
-pub fn spawn(sync: Arc<FleetSync>, backstop: Duration, lease_ms: u64) -> JoinHandle<()> {
+/// `feed`: opened (by [`open_feed`]) before the registry was first reconciled, so that no
+/// change made in between is missed. `backstop`: the full reconcile under the change feed
+/// (`[state] directory_refresh_ms`). Leases are checked a few times per lease, at most once a
+/// second: a dead worker leaves rotation within about `lease_ms` plus one tick (sooner if its
+/// health checks fail).
+pub fn spawn(
+    sync: Arc<FleetSync>,
+    feed: Option<Receiver<Change>>,
+    backstop: Duration,
+    lease_ms: u64,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut feed = open_feed(&sync).await;
+        let mut feed = feed;
         let mut backstop = tokio::time::interval(backstop.max(Duration::from_millis(100)));
         backstop.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         backstop.tick().await; // reconciled at start
@@ -64,7 +71,9 @@ pub fn spawn(sync: Arc<FleetSync>, backstop: Duration, lease_ms: u64) -> JoinHan
     })
 }
 
-async fn open_feed(sync: &FleetSync) -> Option<Receiver<Change>> {
+/// Listens for fleet changes; `None` where the store has no feed or cannot give one now (then
+/// the backstop tries again).
+pub async fn open_feed(sync: &FleetSync) -> Option<Receiver<Change>> {
     match sync.store().fleet_changes().await {
         Ok(feed) => feed,
         Err(e) => {
