@@ -20,11 +20,12 @@
 //!   from it. Meanwhile this gateway expires leases by its own copy, as a single gateway does.
 
 mod apply;
+mod claim;
 mod pending;
 pub mod record;
 pub mod task;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -34,6 +35,7 @@ use switchyard_gateway::state::AppState;
 use switchyard_metering::{Store, StoreError};
 use tokio::sync::Notify;
 
+use claim::{Claim, Local};
 use pending::{Op, Pending};
 
 /// A registration taken: the worker, and whether it is new to the fleet.
@@ -45,9 +47,8 @@ pub struct Registered {
 pub struct FleetSync {
     gateway: Arc<AppState>,
     lease: Duration,
-    /// Which workers changed here, and when (a count of local changes): a reconcile leaves
-    /// alone what changed after it read the store. Held only around in-memory registry
-    /// changes, never across an await.
+    /// Which workers are changing here, or changed since a reconcile read the store (see
+    /// [`claim`]). Held only around in-memory registry changes, never across an await.
     local: Mutex<Local>,
     pending: Mutex<Pending>,
     /// One reconcile at a time, so that an older read is never applied after a newer one.
@@ -56,12 +57,6 @@ pub struct FleetSync {
     kick: Notify,
     /// Whether the last store call failed: logged once per outage, not per call.
     store_down: AtomicBool,
-}
-
-#[derive(Default)]
-struct Local {
-    changes: u64,
-    touched: HashMap<String, u64>,
 }
 
 impl FleetSync {
@@ -98,15 +93,10 @@ impl FleetSync {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Changes the registry for `names`, noting that they changed here.
-    fn touch<T>(&self, names: &[&str], change: impl FnOnce(&Fleet) -> T) -> T {
-        let mut local = self.local();
-        local.changes += 1;
-        let now = local.changes;
-        for name in names {
-            local.touched.insert((*name).to_string(), now);
-        }
-        change(self.fleet())
+    /// A hold on the workers an operation is about to change, taken before it writes the
+    /// store: no reconcile undoes the change before it is made here.
+    fn claim(&self, names: &[&str]) -> Claim<'_> {
+        Claim::new(&self.local, self.fleet(), names)
     }
 
     /// Whether the store may be written directly: not while earlier changes wait for it
@@ -165,6 +155,7 @@ impl FleetSync {
         self.static_worker(&spec.name)?;
         let stored = record::encode(&spec, &labels).map_err(FleetError::InvalidWorker)?;
         let name = spec.name.clone();
+        let claim = self.claim(&[&name]);
         let written = if self.direct() {
             match self
                 .store()
@@ -180,8 +171,7 @@ impl FleetSync {
         } else {
             Err(None)
         };
-        let (worker, new_here) =
-            self.touch(&[&name], |fleet| fleet.register(spec, labels, self.lease))?;
+        let (worker, new_here) = claim.apply(|fleet| fleet.register(spec, labels, self.lease))?;
         if new_here {
             self.adopt(&worker);
         }
@@ -206,6 +196,7 @@ impl FleetSync {
     /// here. `UnknownWorker` tells the agent to register again.
     pub async fn heartbeat(&self, name: &str) -> Result<Arc<Worker>, FleetError> {
         self.static_worker(name)?;
+        let claim = self.claim(&[name]);
         if self.direct() {
             match self.store().renew_worker(name, self.lease_ms()).await {
                 Ok(Some(reg)) => {
@@ -216,7 +207,7 @@ impl FleetSync {
                                 u64::try_from(reg.lease_left_ms).unwrap_or(0),
                             );
                             let (worker, new) =
-                                self.touch(&[name], |fleet| fleet.register(spec, labels, lease))?;
+                                claim.apply(|fleet| fleet.register(spec, labels, lease))?;
                             if new {
                                 // Registered through another gateway: its drains apply here too.
                                 self.adopt(&worker);
@@ -228,20 +219,20 @@ impl FleetSync {
                             // Written by a newer gateway, say: renewed there, this gateway's
                             // copy renewed here, and nothing written back over it.
                             tracing::warn!(worker = name, error = %e, "cannot read the stored registration; renewing this gateway's copy");
-                            return self.touch(&[name], |fleet| fleet.heartbeat(name, self.lease));
+                            return claim.apply(|fleet| fleet.heartbeat(name, self.lease));
                         }
                     }
                 }
                 Ok(None) => {
                     // Its lease ran out, or it was removed through another gateway.
                     self.store_answered();
-                    self.touch(&[name], |fleet| fleet.remove(name));
+                    claim.apply(|fleet| fleet.remove(name));
                     return Err(FleetError::UnknownWorker(name.to_string()));
                 }
                 Err(e) => self.store_failed(&e),
             }
         }
-        let worker = self.touch(&[name], |fleet| fleet.heartbeat(name, self.lease))?;
+        let worker = claim.apply(|fleet| fleet.heartbeat(name, self.lease))?;
         self.defer(Op::Register(name.to_string()), None);
         Ok(worker)
     }
@@ -250,6 +241,7 @@ impl FleetSync {
     /// serving here.
     pub async fn remove(&self, name: &str) -> Result<u32, FleetError> {
         self.static_worker(name)?;
+        let claim = self.claim(&[name]);
         let stored = if self.direct() {
             match self.store().remove_worker(name).await {
                 Ok(live) => {
@@ -261,7 +253,7 @@ impl FleetSync {
         } else {
             Err(None)
         };
-        let gone = self.touch(&[name], |fleet| fleet.remove(name));
+        let gone = claim.apply(|fleet| fleet.remove(name));
         let in_store = match stored {
             Ok(live) => live,
             Err(e) => {
@@ -286,6 +278,7 @@ impl FleetSync {
         matched: &[&str],
     ) -> usize {
         let (kind, value) = record::kind_of(target);
+        let claim = self.claim(matched);
         let error = if self.direct() {
             match self.store().record_drain(kind, value, draining, why).await {
                 Ok(_) => {
@@ -297,7 +290,7 @@ impl FleetSync {
         } else {
             Some(None)
         };
-        let changed = self.touch(matched, |fleet| fleet.drain(target, draining, why));
+        let changed = claim.apply(|fleet| fleet.drain(target, draining, why));
         if let Some(e) = error {
             let op = Op::Drain {
                 kind,
@@ -335,15 +328,12 @@ impl FleetSync {
 
     async fn reconcile_now(&self) -> Result<(), StoreError> {
         self.flush().await?;
-        let since = self.local().changes;
+        let since = self.local().changes();
         let state = self.store().fleet_state().await?;
         let added = {
             let mut local = self.local();
-            let touched = &local.touched;
-            let added = apply::apply(self.fleet(), &state, |name| {
-                touched.get(name).is_some_and(|at| *at > since)
-            });
-            local.touched.retain(|_, at| *at > since);
+            let added = apply::apply(self.fleet(), &state, |name| local.newer_here(name, since));
+            local.covered(since);
             added
         };
         for worker in &added {
