@@ -267,19 +267,18 @@ natural_tokens = 1000
         .iter()
         .map(|s| (s.request_id.as_deref().unwrap(), *s))
         .collect();
-    let mut rows = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        rows = records(&url).await;
+    let rows = loop {
+        let rows = records(&url).await;
         let have: std::collections::BTreeSet<&str> = rows
             .iter()
             .filter_map(|r| r["request_id"].as_str())
             .collect();
         if want.keys().all(|id| have.contains(id)) || tokio::time::Instant::now() > deadline {
-            break;
+            break rows;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in &rows {
         by_id

@@ -576,3 +576,49 @@ async fn a_worker_removed_through_one_replica_leaves_every_replica() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sla_report_merges_every_replica_and_a_minute_one_of_them_saw_is_observed() {
+    use std::sync::Arc;
+    use switchyard_metering::clock::ManualClock;
+    const MIN: i64 = 60_000;
+    // SLA time (heartbeats, the report's "now") from one clock for both replicas, starting at
+    // half past this minute; requests are stamped by the system clock, in this minute or the
+    // next, which the report read three minutes on covers.
+    let now = switchyard_metering::directory::unix_ms();
+    let t0 = now - now % MIN + 30_000;
+    let clock = Arc::new(ManualClock::new(t0));
+    let mut c = config(vec![sim("a", |_| {})]);
+    use_postgres(&mut c);
+    c.state.heartbeat_ms = 100;
+    // One alive in minutes 0 and 1, the other in 1 and 2: no minute unobserved.
+    let one = start_with_clock(c.clone(), clock.clone()).await;
+    let secret = tenant_key(&one, "acme", "pro").await;
+    for _ in 0..7 {
+        assert_eq!(status_with(&one, &secret).await, 200);
+    }
+    clock.set(t0 + MIN);
+    let two = start_with_clock(c, clock.clone()).await;
+    until_known(&[&two], &secret).await;
+    for _ in 0..5 {
+        assert_eq!(status_with(&two, &secret).await, 200);
+    }
+    // A few beats of `one` in minute 1 before it stops.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    one.shutdown().await;
+    clock.set(t0 + 2 * MIN);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.set(t0 + 3 * MIN); // read in minute 3: minutes 0 to 2 are complete
+    let merged = eventually_async(Duration::from_secs(10), || async {
+        let report = admin_get(&two, "/admin/v1/sla?tenant=acme").await;
+        report["data"][0]["requests"] == 12
+    })
+    .await;
+    let report = admin_get(&two, "/admin/v1/sla?tenant=acme").await;
+    assert!(merged, "{report}");
+    let r = &report["data"][0];
+    assert_eq!(r["errors_5xx"], 0, "{r:#}");
+    assert_eq!(r["minutes_unobserved"], 0, "{r:#}");
+    assert_eq!(r["minutes_bad"], 0, "{r:#}");
+    two.shutdown().await;
+}
