@@ -23,7 +23,15 @@ if [ "$BUILD" = 1 ]; then cargo build --release -q -p switchyard; fi
 BIN="${CARGO_TARGET_DIR:-target}/release/switchyard"
 WORK="$(mktemp -d)"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "$rc" != 0 ]; then
+    for f in "$WORK"/*.err; do [ -s "$f" ] && { echo "== $f" >&2; tail -5 "$f" >&2; }; done
+  fi
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 export SWITCHYARD_ADMIN_TOKEN=sy-admin-bench-replicas-0123456789
 export SWITCHYARD_DEV_KEY=sk-dev-bench-replicas-0123456789abcd
@@ -66,7 +74,7 @@ TOML
 
 lb() {
   local port=$1; shift
-  { printf 'global\n  maxconn 10000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n'
+  { printf 'global\n  maxconn 4000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n'
     printf 'frontend f\n  bind 127.0.0.1:%s\n  default_backend b\nbackend b\n  balance roundrobin\n' "$port"
     local i=0; for p in "$@"; do printf '  server g%s 127.0.0.1:%s\n' "$i" "$p"; i=$((i+1)); done
   } > "$WORK/haproxy-$port.cfg"
@@ -81,6 +89,7 @@ pg_rows() { psql -qtA "$PG" -c "SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tu
 # run <label> <url> <schema or -> : one measurement; prints "label req/s redis/req pgrows/req".
 run() {
   local label=$1 url=$2 schema=$3
+  echo "bench/replicas: $label" >&2
   local r0 p0=0; r0=$(redis_calls); [ "$schema" != - ] && p0=$(pg_rows "$schema")
   "$BIN" bench --url "$url" --api-key "$SWITCHYARD_DEV_KEY" --concurrency "$C" --duration "$DURATION" \
     --max-tokens 8 --no-stream --json -q > "$WORK/out.json"
@@ -127,7 +136,7 @@ redis_prefix = \"$prefix\""
   for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null || true; done
   wait "${PIDS[@]:1}" 2>/dev/null || true
   PIDS=("${PIDS[0]}")
-  for s in "${schema}_a" "${schema}_b"; do psql -qtA "$PG" -c "DROP SCHEMA IF EXISTS $s CASCADE" >/dev/null; done
+  for s in "${schema}_a" "${schema}_b"; do psql -qtA "$PG" -c "DROP SCHEMA IF EXISTS $s CASCADE" >/dev/null 2>&1; done
   redis-cli --scan --pattern "${prefix}*" | xargs -r redis-cli DEL >/dev/null
 done
 

@@ -14,12 +14,6 @@ local function num(v, default)
   return n
 end
 
--- Integers as plain digits: tostring() of a large double in Lua 5.1 is "1e+15".
-local function fmt(n)
-  if n == math.floor(n) then return string.format('%.0f', n) end
-  return string.format('%.17g', n)
-end
-
 -- A bucket that refills continuously: capacity = the per-minute limit. A changed limit keeps
 -- the fill ratio, as the in-process limiter does.
 local function refill(level, updated, old_cap, cap)
@@ -75,13 +69,14 @@ end
 -- Writes a subject back. `keep` (at admission; settlement follows within a lease) renews how
 -- long its state outlives its last use. Every call counts: a script's cost is its calls.
 local function save(s, keep)
-  local fields = {'rl', fmt(s.rl), 'rc', fmt(s.rpm), 'rt', fmt(now),
-                  'tl', fmt(s.tl), 'tc', fmt(s.tpm), 'tt', fmt(now),
-                  'm', fmt(s.month), 'mu', fmt(s.mu), 'mr', fmt(s.mr), 'ch', fmt(s.ch)}
+  -- Numbers go as they are: Redis writes a Lua number as %.17g, plain digits for every
+  -- integer below 1e17 (nano-dollars: 100 million dollars), and exact for doubles.
   if s.bal ~= nil then
-    table.insert(fields, 'bal')
-    table.insert(fields, fmt(s.bal))
+    redis.call('HSET', s.state_key, 'rl', s.rl, 'rc', s.rpm, 'rt', now, 'tl', s.tl, 'tc', s.tpm,
+      'tt', now, 'm', s.month, 'mu', s.mu, 'mr', s.mr, 'ch', s.ch, 'bal', s.bal)
+  else
+    redis.call('HSET', s.state_key, 'rl', s.rl, 'rc', s.rpm, 'rt', now, 'tl', s.tl, 'tc', s.tpm,
+      'tt', now, 'm', s.month, 'mu', s.mu, 'mr', s.mr, 'ch', s.ch)
   end
-  redis.call('HSET', s.state_key, unpack(fields))
   if keep then redis.call('PEXPIRE', s.state_key, KEEP_MS) end
 end

@@ -3,5 +3,5 @@
 -- KEYS: 1 tenant state; ARGV: 1 amount (nanos)
 local bal = redis.call('HGET', KEYS[1], 'bal')
 if bal == false then return 0 end
-redis.call('HSET', KEYS[1], 'bal', fmt(tonumber(bal) + tonumber(ARGV[1])))
+redis.call('HSET', KEYS[1], 'bal', tonumber(bal) + tonumber(ARGV[1]))
 return 1

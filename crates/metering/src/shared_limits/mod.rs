@@ -92,7 +92,10 @@ impl Scripts {
 }
 
 pub struct SharedLimits {
+    /// Admissions only: what a request waits for is never queued behind settlements.
     conn: ConnectionManager,
+    /// Settlements, lease renewals, top-ups and the heartbeat.
+    background: ConnectionManager,
     scripts: Scripts,
     settings: SharedLimitsSettings,
     health: Health,
@@ -169,9 +172,11 @@ impl SharedLimits {
             .set_response_timeout(Some(settings.timeout))
             // Reconnection is retried by the heartbeat, not inside a request.
             .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+        let background = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Arc::new(Self {
             conn,
+            background,
             scripts: Scripts::new(),
             health: Health::new(settings.retry),
             settings,
@@ -279,7 +284,7 @@ impl SharedLimits {
             inv.arg(v);
         }
         inv.arg(u8::from(s.prepaid));
-        let mut conn = self.conn.clone();
+        let mut conn = self.background.clone();
         let _: i64 = self.timed(inv.invoke_async(&mut conn)).await?;
         Ok(())
     }
@@ -291,7 +296,7 @@ impl SharedLimits {
             .key(&keys.key_leases)
             .arg(member)
             .arg(self.lease_ms());
-        let mut conn = self.conn.clone();
+        let mut conn = self.background.clone();
         self.timed(inv.invoke_async(&mut conn)).await
     }
 
@@ -299,7 +304,7 @@ impl SharedLimits {
     pub async fn credit(&self, tenant_id: &str, amount: i64) -> Result<(), SharedLimitsError> {
         let mut inv = self.scripts.credit.prepare_invoke();
         inv.key(self.keys(tenant_id, "").tenant_state).arg(amount);
-        let mut conn = self.conn.clone();
+        let mut conn = self.background.clone();
         let _: i64 = self.timed(inv.invoke_async(&mut conn)).await?;
         Ok(())
     }
@@ -311,7 +316,7 @@ impl SharedLimits {
         inv.key(format!("{}replicas", self.settings.prefix))
             .arg(&self.settings.instance)
             .arg(self.lease_ms());
-        let mut conn = self.conn.clone();
+        let mut conn = self.background.clone();
         let n: u32 = self.timed(inv.invoke_async(&mut conn)).await?;
         self.replicas.store(n.max(1), Ordering::Relaxed);
         Ok(n)
