@@ -1,13 +1,10 @@
 //! The shared fleet while Postgres is down: registrations, heartbeats and drains still work on
 //! the gateway that receives them, and reach the other replicas once the database is back.
 //!
-//! The test runs a private cluster (`initdb` in a temporary directory, its own port, as
-//! `crates/metering/tests/pg_restart.rs` does), so stopping it disturbs no other test. Postgres
-//! refuses to run as root: as root, the cluster runs as the `postgres` user.
+//! The test runs a private cluster (`crates/metering/tests/pg/private_cluster.rs`), so stopping
+//! it disturbs no other test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,114 +15,11 @@ use switchyard_server::{Config, RunningGateway, Secrets};
 use switchyard_sim::{SimConfig, SimHandle};
 use switchyard_testkit::*;
 
+#[path = "../../metering/tests/pg/private_cluster.rs"]
+mod private_cluster;
+use private_cluster::Cluster;
+
 const FLEET: &str = "sy-fleet-test-0123456789abcdef";
-
-/// The newest installed server's binaries (`/usr/lib/postgresql/<version>/bin`).
-fn pg_bin() -> PathBuf {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("Postgres server binaries under /usr/lib/postgresql")
-        .map(|e| e.unwrap().path().join("bin"))
-        .filter(|p| p.join("initdb").exists())
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .expect("an initdb under /usr/lib/postgresql/*/bin")
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Runs a Postgres binary, as `postgres` when we are root.
-fn pg(bin: &Path, tool: &str, args: &[&str]) {
-    let exe = bin.join(tool);
-    let status = if is_root() {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&exe)
-            .args(args)
-            .status()
-    } else {
-        Command::new(&exe).args(args).status()
-    }
-    .unwrap_or_else(|e| panic!("{tool}: {e}"));
-    assert!(status.success(), "{tool} {args:?}: {status}");
-}
-
-struct Cluster {
-    bin: PathBuf,
-    data: String,
-    _dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let bin = pg_bin();
-        let dir = tempfile::tempdir().unwrap();
-        if is_root() {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "chown the cluster's directory to postgres");
-        }
-        let data = dir.path().join("data").display().to_string();
-        pg(
-            &bin,
-            "initdb",
-            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cluster = Self {
-            bin,
-            data,
-            port,
-            _dir: dir,
-        };
-        cluster.ctl(&["start"]);
-        cluster
-    }
-
-    fn ctl(&self, action: &[&str]) {
-        let log = format!("{}/../log", self.data);
-        let opts = format!(
-            "-p {} -k {}/.. -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port, self.data
-        );
-        let mut args = vec!["-D", &self.data, "-l", &log, "-o", &opts, "-w"];
-        args.extend_from_slice(action);
-        pg(&self.bin, "pg_ctl", &args);
-    }
-
-    async fn ctl_async(self: &Arc<Self>, action: &'static [&'static str]) {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.ctl(action))
-            .await
-            .unwrap();
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.ctl(&["-m", "immediate", "stop"]);
-    }
-}
 
 async fn replica(c: &Config) -> TestGateway {
     start_with(
