@@ -15,6 +15,14 @@ use tokio::task::JoinHandle;
 pub fn spawn(directory: Arc<Directory>, backstop: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut feed = open_feed(&directory).await;
+        if feed.is_some() {
+            // The directory was loaded before this listener existed: a change made in between
+            // (a key revoked while this replica started) is in neither. One reload now that
+            // every later change will be notified closes that gap.
+            if let Err(e) = directory.reload().await {
+                tracing::error!(error = %e, "reloading tenants and keys from the store failed");
+            }
+        }
         let mut tick = tokio::time::interval(backstop.max(Duration::from_millis(100)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await; // the directory was loaded at start

@@ -410,6 +410,9 @@ fn settle_in_redis(
     };
     let args = SettleArgs {
         keys: lease.limits.keys(&key.tenant.tenant.id, &key.key.id),
+        done: lease
+            .limits
+            .settled_mark(&key.tenant.tenant.id, &lease.member),
         member: lease.member,
         reserved,
         used,

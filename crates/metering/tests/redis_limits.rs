@@ -291,3 +291,88 @@ async fn prepaid_credit_and_the_monthly_quota_are_one_balance_for_all_replicas()
 /// Keeps `Arc` in use for the helpers' signatures.
 #[allow(dead_code)]
 fn _arc(_: Arc<()>) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_retried_after_a_timeout_or_from_last_month_charges_once() {
+    use switchyard_metering::directory::unix_ms;
+    use switchyard_metering::limiter::month_index;
+    use switchyard_metering::shared_limits::{AdmitArgs, SettleArgs};
+
+    let prefix = fresh_prefix();
+    let (store, secret) = store_with_key(true).await;
+    store
+        .add_credit("acme", usd_to_nanos(1.0), "")
+        .await
+        .unwrap();
+    let lim = switchyard_metering::Limits {
+        monthly_tokens: 1_000,
+        ..limits(10_000, 1_000_000, 1_000)
+    };
+    let r = replica(&store, &secret, &lim, &Settings::new(&prefix), false).await;
+    let (shared, key) = (&r.shared, &r.key);
+    let month = month_index(unix_ms());
+    let keys = || shared.keys("acme", "key_1");
+    let admit = |member: String| {
+        let keys = keys();
+        async move {
+            shared
+                .admit(&AdmitArgs {
+                    keys: &keys,
+                    member: &member,
+                    tokens: 100,
+                    credit: usd_to_nanos(0.30),
+                    month,
+                    tenant_limits: &key.tenant.limits,
+                    tenant_month_seed: 0,
+                    key_limits: &key.limits,
+                    key_month_seed: 0,
+                    prepaid: true,
+                    balance_seed: usd_to_nanos(1.0),
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let settle = |member: &str, used: u64, cost: i64, month: u32| SettleArgs {
+        keys: keys(),
+        done: shared.settled_mark("acme", member),
+        member: member.to_string(),
+        reserved: 100,
+        used,
+        credit: usd_to_nanos(0.30),
+        cost,
+        month,
+        tenant_limits: key.tenant.limits.clone(),
+        key_limits: key.limits.clone(),
+        prepaid: true,
+    };
+    let member = shared.lease_member(100, usd_to_nanos(0.30));
+    assert_eq!(admit(member.clone()).await.code, 0);
+    // The first settlement ran but its answer was lost: the retry must change nothing.
+    let once = settle(&member, 700, usd_to_nanos(0.30), month);
+    shared.settle(&once).await.unwrap();
+    shared.settle(&once).await.unwrap();
+    // A request admitted last month, settling now (a stream open at midnight UTC).
+    let late = shared.lease_member(100, 0);
+    shared
+        .settle(&settle(&late, 50, 0, month - 1))
+        .await
+        .unwrap();
+
+    // $0.70 left (not $0.40): a $0.65 worst case fits.
+    let (ok, _) = admit_shared(shared, key, 10, usd_to_nanos(0.65)).await;
+    assert!(ok.is_ok(), "charged twice: {:?}", ok.err());
+    // 700 of 1,000 tokens used this month (not wiped by last month's settlement): 400 more
+    // do not fit.
+    match admit_shared(shared, key, 400, 0).await.0 {
+        Err(Refusal::Limit {
+            denial: Denial::MonthlyQuota { limit: 1_000 },
+            ..
+        }) => {}
+        other => panic!(
+            "the month's usage was lost or doubled: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    cleanup(&prefix).await;
+}

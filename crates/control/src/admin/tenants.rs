@@ -341,10 +341,12 @@ pub async fn credit(
         // top-up would be a second one). Redis's balance, which replicas admit by, gets it
         // in the background, retried while Redis is unreachable.
         let (shared, tenant) = (shared.clone(), id.clone());
+        // One id for every retry: a retry after a timeout must not add the amount twice.
+        let once = uuid::Uuid::new_v4().simple().to_string();
         tokio::spawn(async move {
             let mut wait = std::time::Duration::from_millis(200);
             for _ in 0..40 {
-                match shared.credit(&tenant, amount).await {
+                match shared.credit(&tenant, amount, &once).await {
                     Ok(()) => return,
                     Err(e) => {
                         tracing::warn!(target: "switchyard::limits", tenant = %tenant, amount_nanos = amount, error = %e, "Redis's shared balance did not take a top-up yet; retrying");

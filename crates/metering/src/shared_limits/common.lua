@@ -48,11 +48,13 @@ local function load(state_key, lease_key, limits, month, seed)
   s.mr = num(f[9], 0)
   s.ch = num(f[10], 0)
   s.bal = tonumber(f[11])
-  if s.month ~= month then
+  -- Months only roll forward: a settlement of a request admitted last month (a stream open at
+  -- midnight UTC) must not take the state back to that month and wipe this one.
+  if month > s.month then
     s.month = month
     s.mu = 0
   end
-  if seed > s.mu then s.mu = seed end
+  if s.month == month and seed > s.mu then s.mu = seed end
   local expired = redis.call('ZRANGEBYSCORE', lease_key, '-inf', now)
   for _, m in ipairs(expired) do
     local tokens, credit = held(m)

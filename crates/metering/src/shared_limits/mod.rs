@@ -151,6 +151,8 @@ pub struct AdmitArgs<'a> {
 /// One settlement's inputs.
 pub struct SettleArgs {
     pub keys: SubjectKeys,
+    /// Marks the lease settled, so that a retry after a timeout cannot charge twice.
+    pub done: String,
     pub member: String,
     pub reserved: u64,
     pub used: u64,
@@ -206,6 +208,11 @@ impl SharedLimits {
             key_state: format!("{p}{{t:{tenant_id}}}:k:{key_id}"),
             key_leases: format!("{p}{{t:{tenant_id}}}:kl:{key_id}"),
         }
+    }
+
+    /// The key marking `member`'s lease settled (in the tenant's slot).
+    pub fn settled_mark(&self, tenant_id: &str, member: &str) -> String {
+        format!("{}{{t:{tenant_id}}}:done:{member}", self.settings.prefix)
     }
 
     /// A lease name unique across replicas, carrying what the lease holds, so an expiry can
@@ -271,6 +278,7 @@ impl SharedLimits {
             .key(&s.keys.tenant_leases)
             .key(&s.keys.key_state)
             .key(&s.keys.key_leases)
+            .key(&s.done)
             .arg(&s.member)
             .arg(s.reserved)
             .arg(s.used)
@@ -283,7 +291,8 @@ impl SharedLimits {
         for v in limit_args(&s.key_limits) {
             inv.arg(v);
         }
-        inv.arg(u8::from(s.prepaid));
+        inv.arg(u8::from(s.prepaid))
+            .arg(self.lease_ms().saturating_mul(2));
         let mut conn = self.background.clone();
         let _: i64 = self.timed(inv.invoke_async(&mut conn)).await?;
         Ok(())
@@ -300,10 +309,22 @@ impl SharedLimits {
         self.timed(inv.invoke_async(&mut conn)).await
     }
 
-    /// Adds a top-up (or a correction) already written to the store to the shared balance.
-    pub async fn credit(&self, tenant_id: &str, amount: i64) -> Result<(), SharedLimitsError> {
+    /// Adds a top-up (or a correction) already written to the store to the shared balance,
+    /// once per `once` (the same id on every retry of one top-up).
+    pub async fn credit(
+        &self,
+        tenant_id: &str,
+        amount: i64,
+        once: &str,
+    ) -> Result<(), SharedLimitsError> {
         let mut inv = self.scripts.credit.prepare_invoke();
-        inv.key(self.keys(tenant_id, "").tenant_state).arg(amount);
+        inv.key(self.keys(tenant_id, "").tenant_state)
+            .key(format!(
+                "{}{{t:{tenant_id}}}:credit:{once}",
+                self.settings.prefix
+            ))
+            .arg(amount)
+            .arg(86_400_000u64);
         let mut conn = self.background.clone();
         let _: i64 = self.timed(inv.invoke_async(&mut conn)).await?;
         Ok(())

@@ -1,9 +1,12 @@
 -- Settlement: releases the lease and charges what was used. Tokens reserved but not used go
 -- back to the bucket; tokens used beyond the reservation (a worker ignoring max_tokens) are
 -- charged. Safe to run after the lease expired: what the expiry released is not released twice.
--- KEYS: 1 tenant state, 2 tenant leases, 3 key state, 4 key leases
+-- Runs once per lease: a retry after a timeout (the first run may have happened) does nothing.
+-- KEYS: 1 tenant state, 2 tenant leases, 3 key state, 4 key leases, 5 this lease's "settled" mark
 -- ARGV: 1 lease member, 2 reserved tokens, 3 used tokens, 4 credit held, 5 cost (nanos),
---       6 month, 7-10 tenant limits, 11-14 key limits, 15 prepaid (1/0)
+--       6 month, 7-10 tenant limits, 11-14 key limits, 15 prepaid (1/0), 16 mark's life (ms)
+
+if not redis.call('SET', KEYS[5], '1', 'NX', 'PX', tonumber(ARGV[16])) then return 0 end
 
 local member = ARGV[1]
 local reserved = tonumber(ARGV[2])
@@ -25,7 +28,8 @@ for _, s in ipairs({tenant, key}) do
       if s.ch < 0 then s.ch = 0 end
     end
   end
-  s.mu = s.mu + used
+  -- Usage counts in the month it was settled in, unless that month is already over here.
+  if s.month == month then s.mu = s.mu + used end
   s.tl = s.tl + reserved - used
   if s.tl > s.tpm then s.tl = s.tpm end
 end
