@@ -238,7 +238,6 @@ natural_tokens = 1000
         child.start_kill().unwrap(); // SIGKILL: no shutdown, no flush
         child.wait().await.unwrap();
         kills.push((killed_url, tokio::time::Instant::now()));
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let again = serve(&config).await;
         urls.write().unwrap()[1] = again.1.clone();
         replicas.insert(1, again);

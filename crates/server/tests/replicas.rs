@@ -598,23 +598,31 @@ async fn the_sla_report_merges_every_replica_and_a_minute_one_of_them_saw_is_obs
     let mut c = config(vec![sim("a", |_| {})]);
     use_postgres(&mut c);
     c.state.heartbeat_ms = 100;
-    // One alive in minutes 0 and 1, the other in 1 and 2: no minute unobserved.
+    // One alive in minute 0, both in minute 1, the other in minute 2: no minute unobserved.
     let one = start_with_clock(c.clone(), clock.clone()).await;
     let secret = tenant_key(&one, "acme", "pro").await;
     for _ in 0..7 {
         assert_eq!(status_with(&one, &secret).await, 200);
     }
     clock.set(t0 + MIN);
-    let two = start_with_clock(c, clock.clone()).await;
+    let two = start_with_clock(c.clone(), clock.clone()).await;
     until_known(&[&two], &secret).await;
     for _ in 0..5 {
         assert_eq!(status_with(&two, &secret).await, 200);
     }
-    // A few beats of `one` in minute 1 before it stops.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     one.shutdown().await;
     clock.set(t0 + 2 * MIN);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // `two` alone records minute 2 (it beat minute 1 when it started).
+    let store = open_store(&c).await;
+    let minute_two = switchyard_metering::sli::minute_of(t0 + 2 * MIN);
+    let recorded = eventually_async(Duration::from_secs(10), || async {
+        store
+            .heartbeats(t0 - 30_000, t0 + 3 * MIN)
+            .await
+            .is_ok_and(|h| h.minutes.contains(&minute_two))
+    })
+    .await;
+    assert!(recorded, "no heartbeat in minute 2");
     clock.set(t0 + 3 * MIN); // read in minute 3: minutes 0 to 2 are complete
     let merged = eventually_async(Duration::from_secs(10), || async {
         let report = admin_get(&two, "/admin/v1/sla?tenant=acme").await;
