@@ -5,7 +5,6 @@
 
 mod redis;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::*;
@@ -98,12 +97,7 @@ async fn a_token_burst_is_exact_to_one_reservation() {
     for r in granted {
         r.settle(100, 0);
     }
-    let (shared, key) = (c.shared.clone(), c.key.clone());
-    let back = eventually(Duration::from_secs(5), || {
-        let (shared, key) = (shared.clone(), key.clone());
-        async move { admit_shared(&shared, &key, 300, 0).await.0.is_ok() }
-    })
-    .await;
+    let back = admits_within(&c, 300, Duration::from_secs(5)).await;
     assert!(
         back,
         "tokens given back by settlement were not seen by another replica"
@@ -126,20 +120,7 @@ async fn a_concurrency_cap_of_four_holds_across_three_replicas() {
     )));
     // One ends: one slot, anywhere.
     granted.pop().unwrap().settle(10, 0);
-    let (shared, key) = (b.shared.clone(), b.key.clone());
-    let freed = eventually(Duration::from_secs(5), || {
-        let (shared, key) = (shared.clone(), key.clone());
-        async move {
-            match admit_shared(&shared, &key, 10, 0).await.0 {
-                Ok((r, _)) => {
-                    std::mem::forget(r);
-                    true
-                }
-                Err(_) => false,
-            }
-        }
-    })
-    .await;
+    let freed = admits_within(&b, 10, Duration::from_secs(5)).await;
     assert!(freed, "a settled slot never came free");
     let (again, _) = burst(&[&a, &b, &c], 1, 10, 0).await;
     assert!(again.is_empty(), "the cap of 4 was exceeded");
@@ -186,20 +167,7 @@ async fn a_replica_killed_mid_request_leaks_its_slot_no_longer_than_the_lease() 
         ),
         "the dead replica's slots are still leased"
     );
-    let (shared, key) = (survivor.shared.clone(), survivor.key.clone());
-    let freed = eventually(Duration::from_secs(10), || {
-        let (shared, key) = (shared.clone(), key.clone());
-        async move {
-            match admit_shared(&shared, &key, 10, 0).await.0 {
-                Ok((r, _)) => {
-                    std::mem::forget(r);
-                    true
-                }
-                Err(_) => false,
-            }
-        }
-    })
-    .await;
+    let freed = admits_within(&survivor, 10, Duration::from_secs(10)).await;
     let leaked = killed_at.elapsed();
     assert!(freed, "the dead replica's slots never came back");
     assert!(
@@ -227,14 +195,7 @@ async fn a_running_request_keeps_its_slot_past_the_lease_by_renewing_it() {
         "a running request's slot expired"
     );
     held.settle(10, 0);
-    let (shared, key) = (b.shared.clone(), b.key.clone());
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let (shared, key) = (shared.clone(), key.clone());
-            async move { admit_shared(&shared, &key, 10, 0).await.0.is_ok() }
-        })
-        .await
-    );
+    assert!(admits_within(&b, 10, Duration::from_secs(5)).await);
     cleanup(&prefix).await;
 }
 
@@ -287,10 +248,6 @@ async fn prepaid_credit_and_the_monthly_quota_are_one_balance_for_all_replicas()
     )));
     cleanup(&prefix).await;
 }
-
-/// Keeps `Arc` in use for the helpers' signatures.
-#[allow(dead_code)]
-fn _arc(_: Arc<()>) {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settlement_retried_after_a_timeout_or_from_last_month_charges_once() {

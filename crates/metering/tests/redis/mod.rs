@@ -149,6 +149,24 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
     }
 }
 
+/// Polls until `r` admits a request of `tokens`, keeping the slot it gets (never settled);
+/// whether that happened within `deadline`.
+pub async fn admits_within(r: &Replica, tokens: u64, deadline: Duration) -> bool {
+    eventually(deadline, || async {
+        match switchyard_metering::admission::admit_shared(&r.shared, &r.key, tokens, 0)
+            .await
+            .0
+        {
+            Ok((reservation, _)) => {
+                std::mem::forget(reservation);
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await
+}
+
 /// Deletes every key under `prefix`.
 pub async fn cleanup(prefix: &str) {
     let client = redis::Client::open(url()).unwrap();
