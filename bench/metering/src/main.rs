@@ -224,16 +224,29 @@ async fn redis_admission(key: &Arc<KeyEntry>) -> Result<(), Error> {
         instance: "bench".into(),
     })?;
     const N: usize = 5_000;
+    const N_SPACED: usize = 2_000;
     // The floor: a PING's round trip on a connection of the same kind.
     let client = redis::Client::open(redis_url())?;
     let mut ping_conn = client.get_multiplexed_async_connection().await?;
-    let (mut ping, mut local, mut redis, mut redis32) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ping, mut ping_spaced, mut local, mut redis, mut back_to_back, mut redis32) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for _ in 0..ROUNDS {
         for _ in 0..N {
             let began = Instant::now();
             let _: String = redis::cmd("PING").query_async(&mut ping_conn).await?;
             ping.push(began.elapsed().as_secs_f64() * 1e6);
+        }
+        for _ in 0..N_SPACED {
+            let began = Instant::now();
+            let _: String = redis::cmd("PING").query_async(&mut ping_conn).await?;
+            ping_spaced.push(began.elapsed().as_secs_f64() * 1e6);
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         for _ in 0..N {
             let began = Instant::now();
@@ -241,10 +254,25 @@ async fn redis_admission(key: &Arc<KeyEntry>) -> Result<(), Error> {
             local.push(began.elapsed().as_secs_f64() * 1e6);
             drop(admitted);
         }
-        for _ in 0..N {
+        // A request's admission as the request path sees it: the previous request's
+        // settlement (spawned when its reservation drops) is over. A real request spends at
+        // least a worker's answer between the two; here 1 ms.
+        for _ in 0..N_SPACED {
             let began = Instant::now();
             let (admitted, _) = admission::admit_shared(&shared, key, 600, 2_000).await;
             redis.push(began.elapsed().as_secs_f64() * 1e6);
+            if admitted.is_err() {
+                return Err("Redis refused a benchmark admission (is it running?)".into());
+            }
+            drop(admitted);
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // Back to back: each admission races the previous one's settlement, in this process's
+        // CPU and in Redis (both on this machine's two cores).
+        for _ in 0..N {
+            let began = Instant::now();
+            let (admitted, _) = admission::admit_shared(&shared, key, 600, 2_000).await;
+            back_to_back.push(began.elapsed().as_secs_f64() * 1e6);
             if admitted.is_err() {
                 return Err("Redis refused a benchmark admission (is it running?)".into());
             }
@@ -266,27 +294,56 @@ async fn redis_admission(key: &Arc<KeyEntry>) -> Result<(), Error> {
             redis32.extend(took?);
         }
     }
-    for v in [&mut ping, &mut local, &mut redis, &mut redis32] {
+    for v in [
+        &mut ping,
+        &mut ping_spaced,
+        &mut local,
+        &mut redis,
+        &mut back_to_back,
+        &mut redis32,
+    ] {
         v.sort_by(f64::total_cmp);
     }
     let (p50, p99) = (percentile(&ping, 0.5), percentile(&ping, 0.99));
     let (l50, l99) = (percentile(&local, 0.5), percentile(&local, 0.99));
     let (r50, r99) = (percentile(&redis, 0.5), percentile(&redis, 0.99));
+    let (b50, b99) = (
+        percentile(&back_to_back, 0.5),
+        percentile(&back_to_back, 0.99),
+    );
     let (c50, c99) = (percentile(&redis32, 0.5), percentile(&redis32, 0.99));
-    println!("admission latency, {ROUNDS} rounds × {N} (µs): Redis on loopback against the in-process limiter");
+    println!("admission latency, {ROUNDS} rounds × {N} ({N_SPACED} spaced by 1 ms) (µs): Redis on loopback against the in-process limiter");
     println!("  in-process limiter          p50 {l50:>7.1}  p99 {l99:>7.1}");
     println!("  Redis PING (the floor)      p50 {p50:>7.1}  p99 {p99:>7.1}");
+    println!(
+        "  Redis PING, spaced by 1 ms  p50 {:>7.1}  p99 {:>7.1}",
+        percentile(&ping_spaced, 0.5),
+        percentile(&ping_spaced, 0.99)
+    );
     println!(
         "  Redis, one at a time        p50 {r50:>7.1}  p99 {r99:>7.1}  (adds p50 {:.1}, p99 {:.1})",
         r50 - l50,
         r99 - l99
     );
-    println!("  Redis, 32 in flight         p50 {c50:>7.1}  p99 {c99:>7.1}");
-    println!("  admission / PING at p50: {:.2}x", r50 / p50);
     println!(
-        "target: Redis adds <= 150 µs at p50: {} ({:.1} µs)",
+        "  Redis, back to back         p50 {b50:>7.1}  p99 {b99:>7.1}  (adds p50 {:.1}, p99 {:.1}; each races the previous settlement)",
+        b50 - l50,
+        b99 - l99
+    );
+    println!("  Redis, 32 in flight         p50 {c50:>7.1}  p99 {c99:>7.1}");
+    let s50 = percentile(&ping_spaced, 0.5);
+    println!(
+        "  admission over a PING at p50: spaced +{:.1} ({:.2}x), back to back +{:.1} ({:.2}x)",
+        r50 - s50,
+        r50 / s50,
+        b50 - p50,
+        b50 / p50
+    );
+    println!(
+        "target: Redis adds <= 150 µs at p50 to a request's admission: {} ({:.1} µs; back to back {:.1} µs)",
         if r50 - l50 <= 150.0 { "met" } else { "NOT met" },
-        r50 - l50
+        r50 - l50,
+        b50 - l50
     );
     // Leave nothing behind in the machine's Redis.
     let mut conn = client.get_multiplexed_async_connection().await?;

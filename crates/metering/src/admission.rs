@@ -69,6 +69,8 @@ struct SharedLease {
     limits: Arc<SharedLimits>,
     member: String,
     month: u32,
+    /// Whether the key's own limits are counted in Redis (see `shared_limits::key_binds`).
+    key_counted: bool,
     renewer: tokio::task::AbortHandle,
 }
 
@@ -212,7 +214,12 @@ async fn admit_in_redis(
     let tenant = &key.tenant;
     let prepaid = tenant.tenant.prepaid;
     let credit = if prepaid { credit } else { 0 };
-    let keys = shared.keys(&tenant.tenant.id, &key.key.id);
+    // Decided once per reservation: settlement and renewal touch the same subjects.
+    let key_counted = crate::shared_limits::key_binds(&tenant.limits, &key.limits);
+    let keys = shared.keys(
+        &tenant.tenant.id,
+        key_counted.then_some(key.key.id.as_str()),
+    );
     let member = shared.lease_member(tokens, credit);
     // The ledger's figures are floors for Redis's: a Redis that lost its data starts again
     // from them rather than from zero.
@@ -278,6 +285,7 @@ async fn admit_in_redis(
                 limits: shared.clone(),
                 member,
                 month,
+                key_counted,
                 renewer,
             }),
         },
@@ -333,7 +341,7 @@ fn spawn_renewer(
         loop {
             tokio::time::sleep(every).await;
             match shared.renew(&keys, &member).await {
-                Ok(2) => {}
+                Ok(n) if n == keys.leases() => {}
                 Ok(_) => {
                     // Expired before we could renew it (Redis was unreachable for a whole
                     // lease): the slot was given back; the request runs on uncounted.
@@ -409,7 +417,10 @@ fn settle_in_redis(
         return;
     };
     let args = SettleArgs {
-        keys: lease.limits.keys(&key.tenant.tenant.id, &key.key.id),
+        keys: lease.limits.keys(
+            &key.tenant.tenant.id,
+            lease.key_counted.then_some(key.key.id.as_str()),
+        ),
         done: lease
             .limits
             .settled_mark(&key.tenant.tenant.id, &lease.member),

@@ -128,6 +128,44 @@ async fn a_concurrency_cap_of_four_holds_across_three_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_own_tighter_cap_holds_across_three_replicas() {
+    // The tier allows 100 at once; this key only 3. A key's limits are counted in Redis only
+    // when they are tighter than its tenant's: this one is.
+    let prefix = fresh_prefix();
+    let (store, secret) = store_with_key_limited(
+        false,
+        switchyard_metering::model::LimitOverrides {
+            max_concurrent: Some(3),
+            ..Default::default()
+        },
+    )
+    .await;
+    let s = Settings::new(&prefix);
+    let tier = limits(10_000, 1_000_000, 100);
+    let a = replica(&store, &secret, &tier, &s, false).await;
+    let b = replica(&store, &secret, &tier, &s, false).await;
+    let c = replica(&store, &secret, &tier, &s, false).await;
+    let (mut granted, refused) = burst(&[&a, &b, &c], 4, 10, 0).await;
+    assert_eq!(granted.len(), 3, "12 at once against the key's cap of 3");
+    assert!(refused.iter().all(|r| matches!(
+        r,
+        Refusal::Limit {
+            denial: Denial::Concurrency { limit: 3 },
+            ..
+        }
+    )));
+    // Settling gives the key's slot back too, on any replica.
+    granted.pop().unwrap().settle(10, 0);
+    assert!(
+        admits_within(&c, 10, Duration::from_secs(5)).await,
+        "a settled slot of the key never came free"
+    );
+    let (again, _) = burst(&[&a, &b, &c], 1, 10, 0).await;
+    assert!(again.is_empty(), "the key's cap of 3 was exceeded");
+    cleanup(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_request_leaks_its_slot_no_longer_than_the_lease() {
     let prefix = fresh_prefix();
     let (store, secret) = store_with_key(false).await;
@@ -268,7 +306,7 @@ async fn a_settlement_retried_after_a_timeout_or_from_last_month_charges_once() 
     let r = replica(&store, &secret, &lim, &Settings::new(&prefix), false).await;
     let (shared, key) = (&r.shared, &r.key);
     let month = month_index(unix_ms());
-    let keys = || shared.keys("acme", "key_1");
+    let keys = || shared.keys("acme", Some("key_1"));
     let admit = |member: String| {
         let keys = keys();
         async move {

@@ -56,6 +56,9 @@ pub fn use_redis(c: &mut Config) {
     c.limits.redis_url =
         Some(std::env::var(REDIS_URL_ENV).unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
     c.limits.redis_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    // Tests count admissions exactly; on a loaded CI machine Redis can take longer than the
+    // production default to answer, and a timed-out admission is decided by the local fallback.
+    c.limits.redis_timeout_ms = 5_000;
 }
 
 /// Whether the tests run on Postgres (a test that needs a SQLite file says so).

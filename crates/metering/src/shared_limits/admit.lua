@@ -1,5 +1,6 @@
 -- Admission: checks the tenant, then the key, then prepaid credit; takes everything or nothing.
--- KEYS: 1 tenant state, 2 tenant leases, 3 key state, 4 key leases
+-- KEYS: 1 tenant state, 2 tenant leases, and only when the key's own limits can bind
+--       (otherwise the tenant's decide alone): 3 key state, 4 key leases
 -- ARGV: 1 lease member ("id|tokens|credit"), 2 tokens, 3 credit (nanos), 4 lease ms, 5 month,
 --       6-9 tenant rpm, tpm, concurrency, monthly quota (0 = none), 10 tenant month seed,
 --       11-14 key limits, 15 key month seed, 16 prepaid (1/0), 17 balance seed (nanos)
@@ -15,8 +16,13 @@ local lease_ms = tonumber(ARGV[4])
 local month = tonumber(ARGV[5])
 local tenant = load(KEYS[1], KEYS[2],
   {tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])}, month, tonumber(ARGV[10]))
-local key = load(KEYS[3], KEYS[4],
-  {tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}, month, tonumber(ARGV[15]))
+local subjects = {tenant}
+local key = nil
+if #KEYS == 4 then
+  key = load(KEYS[3], KEYS[4],
+    {tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}, month, tonumber(ARGV[15]))
+  subjects[2] = key
+end
 local prepaid = ARGV[16] == '1'
 -- The balance lives here only while the tenant is prepaid: seeded from the store when it
 -- becomes so, dropped when it stops (costs while postpaid are not taken from it here).
@@ -27,14 +33,15 @@ elseif tenant.bal == nil then
   tenant.bal = tonumber(ARGV[17])
 end
 
+-- A key not counted here reports its tenant's levels (it is never the tighter one).
 local function levels()
+  local k = key or tenant
   return math.floor(tenant.rl * 1000), math.floor(tenant.tl * 1000),
-         math.floor(key.rl * 1000), math.floor(key.tl * 1000)
+         math.floor(k.rl * 1000), math.floor(k.tl * 1000)
 end
 
 local function refuse(code, a, b)
-  save(tenant, true)
-  save(key, true)
+  for _, s in ipairs(subjects) do save(s, true) end
   local trl, ttl, krl, ktl = levels()
   return {code, a or 0, b or 0, trl, ttl, krl, ktl}
 end
@@ -50,7 +57,7 @@ if prepaid then
   if left < need then return refuse(6, left) end
 end
 
-for _, s in ipairs({tenant, key}) do
+for _, s in ipairs(subjects) do
   if s.active >= s.conc then return refuse(4, s.conc) end
   if s.monthly > 0 and s.mu + s.mr + tokens > s.monthly then return refuse(5, s.monthly) end
   if s.rl < 1 then
@@ -63,7 +70,7 @@ for _, s in ipairs({tenant, key}) do
   end
 end
 
-for _, s in ipairs({tenant, key}) do
+for _, s in ipairs(subjects) do
   s.rl = s.rl - 1
   s.tl = s.tl - tokens
   s.mr = s.mr + tokens

@@ -108,8 +108,29 @@ pub struct SharedLimits {
 pub struct SubjectKeys {
     tenant_state: String,
     tenant_leases: String,
-    key_state: String,
-    key_leases: String,
+    /// The key's state and leases; `None` when the key's limits tighten none of its tenant's
+    /// (see [`key_binds`]): the tenant's then decide alone, and a script does half the work.
+    key: Option<(String, String)>,
+}
+
+impl SubjectKeys {
+    /// How many lease sets a request holds a lease in (1 or 2).
+    pub fn leases(&self) -> i64 {
+        1 + i64::from(self.key.is_some())
+    }
+}
+
+/// Whether a key's limits can refuse what its tenant's would admit. A key's traffic is part of
+/// its tenant's, so a key whose every limit is at least its tenant's is never the one to
+/// refuse: its buckets are always at least as full, its leases and month at most as many.
+/// Such a key (the usual case: no per-key overrides) is not counted in Redis at all.
+pub fn key_binds(tenant: &Limits, key: &Limits) -> bool {
+    let monthly_tighter = key.monthly_tokens != 0
+        && (tenant.monthly_tokens == 0 || key.monthly_tokens < tenant.monthly_tokens);
+    key.requests_per_minute < tenant.requests_per_minute
+        || key.tokens_per_minute < tenant.tokens_per_minute
+        || key.max_concurrent < tenant.max_concurrent
+        || monthly_tighter
 }
 
 /// What one admission script answered.
@@ -200,13 +221,18 @@ impl SharedLimits {
         self.replicas.load(Ordering::Relaxed).max(1)
     }
 
-    pub fn keys(&self, tenant_id: &str, key_id: &str) -> SubjectKeys {
+    /// The keys of `tenant_id`, and of `key_id` when the key is counted (see [`key_binds`]).
+    pub fn keys(&self, tenant_id: &str, key_id: Option<&str>) -> SubjectKeys {
         let p = &self.settings.prefix;
         SubjectKeys {
             tenant_state: format!("{p}{{t:{tenant_id}}}:t"),
             tenant_leases: format!("{p}{{t:{tenant_id}}}:tl"),
-            key_state: format!("{p}{{t:{tenant_id}}}:k:{key_id}"),
-            key_leases: format!("{p}{{t:{tenant_id}}}:kl:{key_id}"),
+            key: key_id.map(|k| {
+                (
+                    format!("{p}{{t:{tenant_id}}}:k:{k}"),
+                    format!("{p}{{t:{tenant_id}}}:kl:{k}"),
+                )
+            }),
         }
     }
 
@@ -240,11 +266,11 @@ impl SharedLimits {
     /// Runs the admission script. An error means Redis could not decide (not a refusal).
     pub async fn admit(&self, a: &AdmitArgs<'_>) -> Result<Answer, SharedLimitsError> {
         let mut inv = self.scripts.admit.prepare_invoke();
-        inv.key(&a.keys.tenant_state)
-            .key(&a.keys.tenant_leases)
-            .key(&a.keys.key_state)
-            .key(&a.keys.key_leases)
-            .arg(a.member)
+        inv.key(&a.keys.tenant_state).key(&a.keys.tenant_leases);
+        if let Some((state, leases)) = &a.keys.key {
+            inv.key(state).key(leases);
+        }
+        inv.arg(a.member)
             .arg(a.tokens)
             .arg(a.credit.max(0))
             .arg(self.lease_ms())
@@ -276,10 +302,11 @@ impl SharedLimits {
         let mut inv = self.scripts.settle.prepare_invoke();
         inv.key(&s.keys.tenant_state)
             .key(&s.keys.tenant_leases)
-            .key(&s.keys.key_state)
-            .key(&s.keys.key_leases)
-            .key(&s.done)
-            .arg(&s.member)
+            .key(&s.done);
+        if let Some((state, leases)) = &s.keys.key {
+            inv.key(state).key(leases);
+        }
+        inv.arg(&s.member)
             .arg(s.reserved)
             .arg(s.used)
             .arg(s.credit.max(0))
@@ -298,13 +325,15 @@ impl SharedLimits {
         Ok(())
     }
 
-    /// Extends a running request's leases; returns how many (0 to 2) were still held.
+    /// Extends a running request's leases; returns how many (0 to [`SubjectKeys::leases`])
+    /// were still held.
     pub async fn renew(&self, keys: &SubjectKeys, member: &str) -> Result<i64, SharedLimitsError> {
         let mut inv = self.scripts.renew.prepare_invoke();
-        inv.key(&keys.tenant_leases)
-            .key(&keys.key_leases)
-            .arg(member)
-            .arg(self.lease_ms());
+        inv.key(&keys.tenant_leases);
+        if let Some((_, leases)) = &keys.key {
+            inv.key(leases);
+        }
+        inv.arg(member).arg(self.lease_ms());
         let mut conn = self.background.clone();
         self.timed(inv.invoke_async(&mut conn)).await
     }
@@ -318,7 +347,7 @@ impl SharedLimits {
         once: &str,
     ) -> Result<(), SharedLimitsError> {
         let mut inv = self.scripts.credit.prepare_invoke();
-        inv.key(self.keys(tenant_id, "").tenant_state)
+        inv.key(self.keys(tenant_id, None).tenant_state)
             .key(format!(
                 "{}{{t:{tenant_id}}}:credit:{once}",
                 self.settings.prefix
@@ -371,5 +400,38 @@ impl SharedLimits {
                 tokio::time::sleep(me.settings.retry.min(due_every)).await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_binds;
+    use crate::model::Limits;
+
+    fn lim(rpm: u32, tpm: u64, conc: u32, monthly: u64) -> Limits {
+        Limits {
+            requests_per_minute: rpm,
+            tokens_per_minute: tpm,
+            max_concurrent: conc,
+            monthly_tokens: monthly,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn a_key_is_counted_only_when_one_of_its_limits_is_tighter() {
+        let tier = lim(60, 10_000, 8, 1_000_000);
+        assert!(!key_binds(&tier, &tier), "no overrides: the tenant decides");
+        assert!(!key_binds(&tier, &lim(120, 20_000, 16, 0)), "looser in all");
+        assert!(key_binds(&tier, &lim(59, 10_000, 8, 1_000_000)));
+        assert!(key_binds(&tier, &lim(60, 9_999, 8, 1_000_000)));
+        assert!(key_binds(&tier, &lim(60, 10_000, 7, 1_000_000)));
+        assert!(key_binds(&tier, &lim(60, 10_000, 8, 999_999)));
+        // A monthly quota of 0 is none: a key with one binds a tenant without.
+        let unmetered = lim(60, 10_000, 8, 0);
+        assert!(key_binds(&unmetered, &lim(60, 10_000, 8, 5)));
+        assert!(!key_binds(&unmetered, &unmetered));
+        // A disabled key (0 per minute) binds.
+        assert!(key_binds(&tier, &lim(0, 10_000, 8, 1_000_000)));
     }
 }

@@ -2,11 +2,12 @@
 -- back to the bucket; tokens used beyond the reservation (a worker ignoring max_tokens) are
 -- charged. Safe to run after the lease expired: what the expiry released is not released twice.
 -- Runs once per lease: a retry after a timeout (the first run may have happened) does nothing.
--- KEYS: 1 tenant state, 2 tenant leases, 3 key state, 4 key leases, 5 this lease's "settled" mark
+-- KEYS: 1 tenant state, 2 tenant leases, 3 this lease's "settled" mark, and when the key was
+--       counted at admission: 4 key state, 5 key leases
 -- ARGV: 1 lease member, 2 reserved tokens, 3 used tokens, 4 credit held, 5 cost (nanos),
 --       6 month, 7-10 tenant limits, 11-14 key limits, 15 prepaid (1/0), 16 mark's life (ms)
 
-if not redis.call('SET', KEYS[5], '1', 'NX', 'PX', tonumber(ARGV[16])) then return 0 end
+if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', tonumber(ARGV[16])) then return 0 end
 
 local member = ARGV[1]
 local reserved = tonumber(ARGV[2])
@@ -16,10 +17,13 @@ local cost = tonumber(ARGV[5])
 local month = tonumber(ARGV[6])
 local tenant = load(KEYS[1], KEYS[2],
   {tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])}, month, 0)
-local key = load(KEYS[3], KEYS[4],
-  {tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}, month, 0)
+local subjects = {tenant}
+if #KEYS == 5 then
+  subjects[2] = load(KEYS[4], KEYS[5],
+    {tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}, month, 0)
+end
 
-for _, s in ipairs({tenant, key}) do
+for _, s in ipairs(subjects) do
   if redis.call('ZREM', s.lease_key, member) == 1 then
     s.mr = s.mr - reserved
     if s.mr < 0 then s.mr = 0 end
@@ -34,6 +38,5 @@ for _, s in ipairs({tenant, key}) do
   if s.tl > s.tpm then s.tl = s.tpm end
 end
 if ARGV[15] == '1' and tenant.bal ~= nil then tenant.bal = tenant.bal - cost end
-save(tenant, false)
-save(key, false)
+for _, s in ipairs(subjects) do save(s, false) end
 return 1

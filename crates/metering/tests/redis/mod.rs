@@ -38,6 +38,14 @@ pub fn limits(rpm: u32, tpm: u64, concurrent: u32) -> Limits {
 /// One store with tenant `acme` (on tier `t` with `limits`) and one key; returns the store and
 /// the key's secret.
 pub async fn store_with_key(prepaid: bool) -> (Arc<dyn Store>, String) {
+    store_with_key_limited(prepaid, LimitOverrides::default()).await
+}
+
+/// [`store_with_key`] with the key's own limits `key_limits` (tighter than its tier's or not).
+pub async fn store_with_key_limited(
+    prepaid: bool,
+    key_limits: LimitOverrides,
+) -> (Arc<dyn Store>, String) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
     store
         .create_tenant(&Tenant {
@@ -62,7 +70,7 @@ pub async fn store_with_key(prepaid: bool) -> (Arc<dyn Store>, String) {
             expires_at: None,
             revoked_at: None,
             created_at: 0,
-            limits: LimitOverrides::default(),
+            limits: key_limits,
         })
         .await
         .unwrap();
@@ -89,6 +97,10 @@ pub struct Settings {
     pub prefix: String,
     pub policy: DownPolicy,
     pub lease: Duration,
+    /// Generous: these tests count admissions exactly, and a loaded CI machine can take longer
+    /// than the production default (250 ms) to answer, which would hand a decision to the
+    /// local fallback. The outage tests kill their server, which refuses at once.
+    pub timeout: Duration,
 }
 
 impl Settings {
@@ -98,6 +110,7 @@ impl Settings {
             prefix: prefix.to_string(),
             policy: DownPolicy::Local,
             lease: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
         }
     }
 }
@@ -116,7 +129,7 @@ pub async fn replica(
         url: s.url.clone(),
         prefix: s.prefix.clone(),
         policy: s.policy,
-        timeout: Duration::from_millis(250),
+        timeout: s.timeout,
         retry: Duration::from_millis(200),
         lease: s.lease,
         instance: format!("replica-{}", uuid::Uuid::new_v4().simple()),
