@@ -225,9 +225,11 @@ async fn admit_in_redis(
     // from them rather than from zero.
     let tenant_month_seed = lock(&tenant.state).month_used_in(month);
     let key_month_seed = lock(&key.state).month_used_in(month);
+    let done = shared.settled_mark(&tenant.tenant.id, &member);
     let answer = shared
         .admit(&AdmitArgs {
             keys: &keys,
+            done: &done,
             member: &member,
             tokens,
             credit,
@@ -239,7 +241,35 @@ async fn admit_in_redis(
             prepaid,
             balance_seed: tenant.balance.load(Ordering::Relaxed),
         })
-        .await?;
+        .await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            if matches!(e, crate::shared_limits::SharedLimitsError::Timeout(_)) {
+                // Sent, but no answer: Redis may have admitted it. The fallback decides this
+                // request; what Redis may hold for it is given back rather than left to its
+                // lease.
+                spawn_settle(
+                    shared.clone(),
+                    SettleArgs {
+                        keys,
+                        done,
+                        member,
+                        reserved: tokens,
+                        used: 0,
+                        credit,
+                        cost: 0,
+                        month,
+                        tenant_limits: tenant.limits.clone(),
+                        key_limits: key.limits.clone(),
+                        prepaid,
+                        cancel: true,
+                    },
+                );
+            }
+            return Err(e);
+        }
+    };
     let rate = shared_rate_info(&tenant.limits, &key.limits, &answer);
     let denial = match answer.code {
         0 => None,
@@ -413,9 +443,6 @@ fn settle_in_redis(
     credit: Nanos,
     cost: Nanos,
 ) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
     let args = SettleArgs {
         keys: lease.limits.keys(
             &key.tenant.tenant.id,
@@ -433,8 +460,17 @@ fn settle_in_redis(
         tenant_limits: key.tenant.limits.clone(),
         key_limits: key.limits.clone(),
         prepaid: key.tenant.tenant.prepaid,
+        cancel: false,
     };
-    let shared = lease.limits;
+    spawn_settle(lease.limits, args);
+}
+
+/// Runs a settlement (or a cancellation) in the background, retrying with backoff while Redis
+/// is unreachable, for up to a lease.
+fn spawn_settle(shared: Arc<SharedLimits>, args: SettleArgs) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
     runtime.spawn(async move {
         let mut wait = Duration::from_millis(100);
         let give_up = tokio::time::Instant::now() + shared.settings().lease;

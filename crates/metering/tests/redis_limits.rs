@@ -313,6 +313,7 @@ async fn a_settlement_retried_after_a_timeout_or_from_last_month_charges_once() 
             shared
                 .admit(&AdmitArgs {
                     keys: &keys,
+                    done: &shared.settled_mark("acme", &member),
                     member: &member,
                     tokens: 100,
                     credit: usd_to_nanos(0.30),
@@ -340,6 +341,7 @@ async fn a_settlement_retried_after_a_timeout_or_from_last_month_charges_once() 
         tenant_limits: key.tenant.limits.clone(),
         key_limits: key.limits.clone(),
         prepaid: true,
+        cancel: false,
     };
     let member = shared.lease_member(100, usd_to_nanos(0.30));
     assert_eq!(admit(member.clone()).await.code, 0);

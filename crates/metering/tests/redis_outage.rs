@@ -164,3 +164,62 @@ async fn with_the_reject_policy_admission_refuses_with_retry_after_and_does_not_
     assert!(back);
     assert_eq!(burst(&[&r], 5).await.0, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_whose_answer_is_lost_gives_its_slot_back_and_the_connection_is_replaced() {
+    // Replica `a` reaches Redis through a relay that goes silent (a half-open connection: the
+    // admission runs in Redis, its answer never arrives); replica `b` reaches Redis directly.
+    // One slot at a time, a lease of 30 s.
+    let proxy = LosingProxy::start().await;
+    let prefix = fresh_prefix();
+    let (store, secret) = store_with_key(false).await;
+    let lim = limits(1_000, 1_000_000, 1);
+    let mut through_proxy = Settings::new(&prefix);
+    through_proxy.url = proxy.url.clone();
+    through_proxy.timeout = Duration::from_millis(300);
+    let a = replica(&store, &secret, &lim, &through_proxy, false).await;
+    let b = replica(&store, &secret, &lim, &Settings::new(&prefix), false).await;
+    // Both of a's connections open and working: one admission, settled.
+    let (first, by) = admit_shared(&a.shared, &a.key, 10, 0).await;
+    assert_eq!(by, DecidedBy::Shared);
+    first.unwrap().0.settle(10, 0);
+    let settled = eventually(Duration::from_secs(5), || async {
+        leases_held(&prefix).await == 0
+    })
+    .await;
+    assert!(settled, "the first admission was never settled");
+
+    proxy.lose_answers();
+    let began = Instant::now();
+    let (lost, by) = admit_shared(&a.shared, &a.key, 10, 0).await;
+    assert_eq!(
+        by,
+        DecidedBy::LocalFallback,
+        "no answer: the fallback decides"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "waited {:?}",
+        began.elapsed()
+    );
+    let lost = lost.unwrap().0;
+    // Redis did take the slot for that admission; the replica undoes it rather than leaving
+    // it to the 30 s lease, so the other replica gets the slot within seconds.
+    assert!(
+        admits_within(&b, 10, Duration::from_secs(5)).await,
+        "the lost admission kept its slot"
+    );
+    // And `a` does not stay on the silent connection: it is shared again within seconds.
+    let back = eventually(Duration::from_secs(5), || async {
+        let (r, by) = admit_shared(&a.shared, &a.key, 10, 0).await;
+        drop(r);
+        by == DecidedBy::Shared
+    })
+    .await;
+    assert!(
+        back,
+        "the replica kept using a connection that never answers"
+    );
+    drop(lost);
+    cleanup(&prefix).await;
+}

@@ -1,13 +1,16 @@
 -- Admission: checks the tenant, then the key, then prepaid credit; takes everything or nothing.
--- KEYS: 1 tenant state, 2 tenant leases, and only when the key's own limits can bind
---       (otherwise the tenant's decide alone): 3 key state, 4 key leases
+-- KEYS: 1 tenant state, 2 tenant leases, 3 this lease's "settled" mark, and only when the
+--       key's own limits can bind (otherwise the tenant's decide alone): 4 key state, 5 key leases
 -- ARGV: 1 lease member ("id|tokens|credit"), 2 tokens, 3 credit (nanos), 4 lease ms, 5 month,
 --       6-9 tenant rpm, tpm, concurrency, monthly quota (0 = none), 10 tenant month seed,
 --       11-14 key limits, 15 key month seed, 16 prepaid (1/0), 17 balance seed (nanos)
 -- Returns {code, a, b, tenant requests level, tenant tokens level, key requests, key tokens},
 -- levels in thousandths. Codes: 0 admitted; 1 requests (a = ms to wait); 2 tokens (a = ms);
 -- 3 too large (a = needed, b = limit); 4 concurrency (a = limit); 5 monthly quota (a = limit);
--- 6 credit (a = balance left after what requests in flight hold).
+-- 6 credit (a = balance left after what requests in flight hold); 7 already cancelled (the
+-- replica gave up waiting for this answer and undid it first: nothing is taken).
+
+if redis.call('EXISTS', KEYS[3]) == 1 then return {7, 0, 0, 0, 0, 0, 0} end
 
 local member = ARGV[1]
 local tokens = tonumber(ARGV[2])
@@ -18,8 +21,8 @@ local tenant = load(KEYS[1], KEYS[2],
   {tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])}, month, tonumber(ARGV[10]))
 local subjects = {tenant}
 local key = nil
-if #KEYS == 4 then
-  key = load(KEYS[3], KEYS[4],
+if #KEYS == 5 then
+  key = load(KEYS[4], KEYS[5],
     {tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}, month, tonumber(ARGV[15]))
   subjects[2] = key
 end

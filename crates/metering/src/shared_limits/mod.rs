@@ -20,15 +20,17 @@
 //! Every key of one tenant carries the tenant's hash tag (`{t:<id>}`), so one script touches
 //! one Redis Cluster slot.
 
+mod connection;
 mod health;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::Script;
 
+use connection::Connection;
 pub use health::Health;
 
 use crate::model::Limits;
@@ -93,9 +95,9 @@ impl Scripts {
 
 pub struct SharedLimits {
     /// Admissions only: what a request waits for is never queued behind settlements.
-    conn: ConnectionManager,
+    conn: Connection,
     /// Settlements, lease renewals, top-ups and the heartbeat.
-    background: ConnectionManager,
+    background: Connection,
     scripts: Scripts,
     settings: SharedLimitsSettings,
     health: Health,
@@ -157,6 +159,8 @@ fn limit_args(l: &Limits) -> [u64; 4] {
 /// One admission's inputs.
 pub struct AdmitArgs<'a> {
     pub keys: &'a SubjectKeys,
+    /// The lease's "settled" mark: set first by a cancellation that overtook its admission.
+    pub done: &'a str,
     pub member: &'a str,
     pub tokens: u64,
     pub credit: i64,
@@ -183,6 +187,8 @@ pub struct SettleArgs {
     pub tenant_limits: Limits,
     pub key_limits: Limits,
     pub prepaid: bool,
+    /// Undo an admission whose answer was lost, where it ran (see `settle.lua`).
+    pub cancel: bool,
 }
 
 impl SharedLimits {
@@ -192,11 +198,13 @@ impl SharedLimits {
             .map_err(|e| SharedLimitsError::Url(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
+            // No response timeout of its own: `Connection::run` times each call, and retires
+            // the connection when one runs out.
+            .set_response_timeout(None)
             // Reconnection is retried by the heartbeat, not inside a request.
             .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
-        let background = ConnectionManager::new_lazy_with_config(client, config)?;
+        let conn = Connection::new(client.clone(), config.clone(), settings.timeout)?;
+        let background = Connection::new(client, config, settings.timeout)?;
         Ok(Arc::new(Self {
             conn,
             background,
@@ -252,21 +260,12 @@ impl SharedLimits {
         u64::try_from(self.settings.lease.as_millis()).unwrap_or(u64::MAX)
     }
 
-    async fn timed<T>(
-        &self,
-        call: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, SharedLimitsError> {
-        match tokio::time::timeout(self.settings.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(SharedLimitsError::Timeout(self.settings.timeout)),
-        }
-    }
-
     /// Runs the admission script. An error means Redis could not decide (not a refusal).
     pub async fn admit(&self, a: &AdmitArgs<'_>) -> Result<Answer, SharedLimitsError> {
         let mut inv = self.scripts.admit.prepare_invoke();
-        inv.key(&a.keys.tenant_state).key(&a.keys.tenant_leases);
+        inv.key(&a.keys.tenant_state)
+            .key(&a.keys.tenant_leases)
+            .key(a.done);
         if let Some((state, leases)) = &a.keys.key {
             inv.key(state).key(leases);
         }
@@ -285,8 +284,10 @@ impl SharedLimits {
         inv.arg(a.key_month_seed)
             .arg(u8::from(a.prepaid))
             .arg(a.balance_seed);
-        let mut conn = self.conn.clone();
-        let answer: Vec<i64> = self.timed(inv.invoke_async(&mut conn)).await?;
+        let answer: Vec<i64> = self
+            .conn
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
         match answer[..] {
             [code, a, b, l0, l1, l2, l3] => Ok(Answer {
                 code,
@@ -319,9 +320,12 @@ impl SharedLimits {
             inv.arg(v);
         }
         inv.arg(u8::from(s.prepaid))
-            .arg(self.lease_ms().saturating_mul(2));
-        let mut conn = self.background.clone();
-        let _: i64 = self.timed(inv.invoke_async(&mut conn)).await?;
+            .arg(self.lease_ms().saturating_mul(2))
+            .arg(u8::from(s.cancel));
+        let _: i64 = self
+            .background
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
         Ok(())
     }
 
@@ -334,8 +338,9 @@ impl SharedLimits {
             inv.key(leases);
         }
         inv.arg(member).arg(self.lease_ms());
-        let mut conn = self.background.clone();
-        self.timed(inv.invoke_async(&mut conn)).await
+        self.background
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await
     }
 
     /// Adds a top-up (or a correction) already written to the store to the shared balance,
@@ -354,8 +359,10 @@ impl SharedLimits {
             ))
             .arg(amount)
             .arg(86_400_000u64);
-        let mut conn = self.background.clone();
-        let _: i64 = self.timed(inv.invoke_async(&mut conn)).await?;
+        let _: i64 = self
+            .background
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
         Ok(())
     }
 
@@ -366,8 +373,10 @@ impl SharedLimits {
         inv.key(format!("{}replicas", self.settings.prefix))
             .arg(&self.settings.instance)
             .arg(self.lease_ms());
-        let mut conn = self.background.clone();
-        let n: u32 = self.timed(inv.invoke_async(&mut conn)).await?;
+        let n: u32 = self
+            .background
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
         self.replicas.store(n.max(1), Ordering::Relaxed);
         Ok(n)
     }

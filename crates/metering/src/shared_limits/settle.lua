@@ -5,7 +5,11 @@
 -- KEYS: 1 tenant state, 2 tenant leases, 3 this lease's "settled" mark, and when the key was
 --       counted at admission: 4 key state, 5 key leases
 -- ARGV: 1 lease member, 2 reserved tokens, 3 used tokens, 4 credit held, 5 cost (nanos),
---       6 month, 7-10 tenant limits, 11-14 key limits, 15 prepaid (1/0), 16 mark's life (ms)
+--       6 month, 7-10 tenant limits, 11-14 key limits, 15 prepaid (1/0), 16 mark's life (ms),
+--       17 cancel (1/0): an admission whose answer was lost (it timed out; the request was
+--       decided by the fallback instead) is undone where it ran, and nowhere else: a subject
+--       holding no lease by that name is left alone, one holding it gets its request back.
+--       The mark this sets also stops that admission if it has not run yet (admit.lua).
 
 if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', tonumber(ARGV[16])) then return 0 end
 
@@ -23,8 +27,10 @@ if #KEYS == 5 then
     {tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}, month, 0)
 end
 
+local cancel = ARGV[17] == '1'
 for _, s in ipairs(subjects) do
-  if redis.call('ZREM', s.lease_key, member) == 1 then
+  local held = redis.call('ZREM', s.lease_key, member) == 1
+  if held then
     s.mr = s.mr - reserved
     if s.mr < 0 then s.mr = 0 end
     if s == tenant then
@@ -32,11 +38,18 @@ for _, s in ipairs(subjects) do
       if s.ch < 0 then s.ch = 0 end
     end
   end
-  -- Usage counts in the month it was settled in, unless that month is already over here.
-  if s.month == month then s.mu = s.mu + used end
-  s.tl = s.tl + reserved - used
-  if s.tl > s.tpm then s.tl = s.tpm end
+  if cancel then
+    -- Undo only where it was admitted: its request and its tokens back to the buckets.
+    if held then
+      s.rl = math.min(s.rl + 1, s.rpm)
+      s.tl = math.min(s.tl + reserved, s.tpm)
+    end
+  else
+    -- Usage counts in the month it was settled in, unless that month is already over here.
+    if s.month == month then s.mu = s.mu + used end
+    s.tl = math.min(s.tl + reserved - used, s.tpm)
+  end
 end
-if ARGV[15] == '1' and tenant.bal ~= nil then tenant.bal = tenant.bal - cost end
+if not cancel and ARGV[15] == '1' and tenant.bal ~= nil then tenant.bal = tenant.bal - cost end
 for _, s in ipairs(subjects) do save(s, false) end
 return 1

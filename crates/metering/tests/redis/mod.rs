@@ -180,6 +180,17 @@ pub async fn admits_within(r: &Replica, tokens: u64, deadline: Duration) -> bool
     .await
 }
 
+/// Concurrency leases tenant `acme` holds in Redis under `prefix`, read directly.
+pub async fn leases_held(prefix: &str) -> usize {
+    let client = redis::Client::open(url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("ZCARD")
+        .arg(format!("{prefix}{{t:acme}}:tl"))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
 /// Deletes every key under `prefix`.
 pub async fn cleanup(prefix: &str) {
     let client = redis::Client::open(url()).unwrap();
@@ -195,5 +206,84 @@ pub async fn cleanup(prefix: &str) {
             .query_async(&mut conn)
             .await
             .unwrap();
+    }
+}
+
+/// A TCP relay in front of the machine's Redis that can stop relaying answers on every
+/// connection open so far, as a half-open connection does (requests still reach Redis and
+/// run; their answers never come back). Connections opened afterwards work normally.
+pub struct LosingProxy {
+    pub url: String,
+    lose_below: Arc<std::sync::atomic::AtomicU64>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LosingProxy {
+    pub async fn start() -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let lose_below = Arc::new(AtomicU64::new(0));
+        let next = Arc::new(AtomicU64::new(0));
+        let (lose, ids) = (lose_below.clone(), next.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let id = ids.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let lose = lose.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        // Swallowed, never written: the socket stays open and silent.
+                        if id < lose.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            url: format!("redis://127.0.0.1:{port}"),
+            lose_below,
+            next,
+            task,
+        }
+    }
+
+    /// From now on, the connections open so far get no more answers.
+    pub fn lose_answers(&self) {
+        use std::sync::atomic::Ordering;
+        self.lose_below
+            .store(self.next.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+impl Drop for LosingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
