@@ -312,7 +312,7 @@ async fn redis_admission(key: &Arc<KeyEntry>) -> Result<(), Error> {
         percentile(&back_to_back, 0.99),
     );
     let (c50, c99) = (percentile(&redis32, 0.5), percentile(&redis32, 0.99));
-    println!("admission latency, {ROUNDS} rounds × {N} ({N_SPACED} spaced by 1 ms) (µs): Redis on loopback against the in-process limiter");
+    println!("admission latency, {ROUNDS} rounds × {N} back to back and × {N_SPACED} spaced by 1 ms (µs): Redis on loopback against the in-process limiter");
     println!("  in-process limiter          p50 {l50:>7.1}  p99 {l99:>7.1}");
     println!("  Redis PING (the floor)      p50 {p50:>7.1}  p99 {p99:>7.1}");
     println!(
@@ -321,7 +321,7 @@ async fn redis_admission(key: &Arc<KeyEntry>) -> Result<(), Error> {
         percentile(&ping_spaced, 0.99)
     );
     println!(
-        "  Redis, one at a time        p50 {r50:>7.1}  p99 {r99:>7.1}  (adds p50 {:.1}, p99 {:.1})",
+        "  Redis, spaced by 1 ms       p50 {r50:>7.1}  p99 {r99:>7.1}  (adds p50 {:.1}, p99 {:.1})",
         r50 - l50,
         r99 - l99
     );

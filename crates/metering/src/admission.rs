@@ -186,6 +186,10 @@ pub async fn admit_shared(
     if shared.health().should_try() {
         match admit_in_redis(shared, key, tokens, credit).await {
             Ok(outcome) => return (outcome, DecidedBy::Shared),
+            // An answer Redis should not give is a bug to log, not an unreachable Redis.
+            Err(e @ crate::shared_limits::SharedLimitsError::Answer(_)) => {
+                tracing::error!(target: "switchyard::limits", error = %e, "unexpected admission answer; this request falls back");
+            }
             Err(e) => shared.health().failed(&e),
         }
     }
@@ -216,10 +220,7 @@ async fn admit_in_redis(
     let credit = if prepaid { credit } else { 0 };
     // Decided once per reservation: settlement and renewal touch the same subjects.
     let key_counted = crate::shared_limits::key_binds(&tenant.limits, &key.limits);
-    let keys = shared.keys(
-        &tenant.tenant.id,
-        key_counted.then_some(key.key.id.as_str()),
-    );
+    let keys = shared.keys(&tenant.tenant.id, &key.key.id, key_counted);
     let member = shared.lease_member(tokens, credit);
     // The ledger's figures are floors for Redis's: a Redis that lost its data starts again
     // from them rather than from zero.
@@ -245,10 +246,11 @@ async fn admit_in_redis(
     let answer = match answer {
         Ok(answer) => answer,
         Err(e) => {
-            if matches!(e, crate::shared_limits::SharedLimitsError::Timeout(_)) {
-                // Sent, but no answer: Redis may have admitted it. The fallback decides this
-                // request; what Redis may hold for it is given back rather than left to its
-                // lease.
+            {
+                // Perhaps sent, but no answer (a timeout, a connection lost mid-call): Redis
+                // may have admitted it. The fallback decides this request; what Redis may hold
+                // for it is given back rather than left to its lease. While Redis is down, only
+                // the one request per `redis_retry_ms` that tries it gets here.
                 spawn_settle(
                     shared.clone(),
                     SettleArgs {
@@ -270,7 +272,13 @@ async fn admit_in_redis(
             return Err(e);
         }
     };
-    let rate = shared_rate_info(&tenant.limits, &key.limits, &answer);
+    // A key not counted in Redis has no levels of its own: its tenant's decide, and say so.
+    let key_limits = if key_counted {
+        &key.limits
+    } else {
+        &tenant.limits
+    };
+    let rate = shared_rate_info(&tenant.limits, key_limits, &answer);
     let denial = match answer.code {
         0 => None,
         1 => Some(Denial::Requests {
@@ -444,10 +452,9 @@ fn settle_in_redis(
     cost: Nanos,
 ) {
     let args = SettleArgs {
-        keys: lease.limits.keys(
-            &key.tenant.tenant.id,
-            lease.key_counted.then_some(key.key.id.as_str()),
-        ),
+        keys: lease
+            .limits
+            .keys(&key.tenant.tenant.id, &key.key.id, lease.key_counted),
         done: lease
             .limits
             .settled_mark(&key.tenant.tenant.id, &lease.member),

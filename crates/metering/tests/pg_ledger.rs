@@ -992,6 +992,15 @@ async fn each_process_is_judged_by_its_own_lease() {
     );
     let err = store.instance_alive("x", 0, 0, 0).await;
     assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
+
+    // Live processes, each within its own lease: how a replica without Redis counts them.
+    assert_eq!(store.live_instances(now + 110_000).await.unwrap(), 1);
+    store
+        .instance_alive("quick-beater", now, now, 45_000)
+        .await
+        .unwrap();
+    assert_eq!(store.live_instances(now).await.unwrap(), 2);
+    assert_eq!(store.live_instances(now + 130_000).await.unwrap(), 0);
 }
 
 /// A final record kept as a dead letter is the request's record: its open row goes, and a late

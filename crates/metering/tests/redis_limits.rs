@@ -306,7 +306,7 @@ async fn a_settlement_retried_after_a_timeout_or_from_last_month_charges_once() 
     let r = replica(&store, &secret, &lim, &Settings::new(&prefix), false).await;
     let (shared, key) = (&r.shared, &r.key);
     let month = month_index(unix_ms());
-    let keys = || shared.keys("acme", Some("key_1"));
+    let keys = || shared.keys("acme", "key_1", true);
     let admit = |member: String| {
         let keys = keys();
         async move {
@@ -371,5 +371,151 @@ async fn a_settlement_retried_after_a_timeout_or_from_last_month_charges_once() 
             other.map(|_| ())
         ),
     }
+    cleanup(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_gives_back_what_its_admission_took_and_stops_one_not_yet_run() {
+    use switchyard_metering::directory::unix_ms;
+    use switchyard_metering::limiter::month_index;
+    use switchyard_metering::shared_limits::{AdmitArgs, SettleArgs};
+
+    let prefix = fresh_prefix();
+    let (store, secret) = store_with_key(false).await;
+    // Two requests a minute: a request taken and not given back would leave one.
+    let r = replica(
+        &store,
+        &secret,
+        &limits(2, 1_000_000, 10),
+        &Settings::new(&prefix),
+        false,
+    )
+    .await;
+    let (shared, key) = (&r.shared, &r.key);
+    let month = month_index(unix_ms());
+    let keys = || shared.keys("acme", "key_1", false);
+    let admit = |member: String| {
+        let keys = keys();
+        async move {
+            shared
+                .admit(&AdmitArgs {
+                    keys: &keys,
+                    done: &shared.settled_mark("acme", &member),
+                    member: &member,
+                    tokens: 100,
+                    credit: 0,
+                    month,
+                    tenant_limits: &key.tenant.limits,
+                    tenant_month_seed: 0,
+                    key_limits: &key.limits,
+                    key_month_seed: 0,
+                    prepaid: false,
+                    balance_seed: 0,
+                })
+                .await
+                .unwrap()
+                .code
+        }
+    };
+    let cancel = |member: &str| SettleArgs {
+        keys: keys(),
+        done: shared.settled_mark("acme", member),
+        member: member.to_string(),
+        reserved: 100,
+        used: 0,
+        credit: 0,
+        cost: 0,
+        month,
+        tenant_limits: key.tenant.limits.clone(),
+        key_limits: key.limits.clone(),
+        prepaid: false,
+        cancel: true,
+    };
+
+    // Admitted, its answer lost, then cancelled (twice: a retry): slot and request given back.
+    let lost = shared.lease_member(100, 0);
+    assert_eq!(admit(lost.clone()).await, 0);
+    assert_eq!(leases_held(&prefix).await, 1);
+    shared.settle(&cancel(&lost)).await.unwrap();
+    shared.settle(&cancel(&lost)).await.unwrap();
+    assert_eq!(leases_held(&prefix).await, 0);
+
+    // A cancellation that reaches Redis first stops its admission: nothing is taken.
+    let overtaken = shared.lease_member(100, 0);
+    shared.settle(&cancel(&overtaken)).await.unwrap();
+    assert_eq!(admit(overtaken).await, 7);
+    assert_eq!(leases_held(&prefix).await, 0);
+
+    // Both requests of the minute are still there.
+    let (granted, refused) = burst(&[&r], 3, 10, 0).await;
+    assert_eq!(granted.len(), 2, "{refused:?}");
+    cleanup(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_not_counted_keeps_its_month_for_a_quota_set_later() {
+    // Replica `a` knows the key with no limits of its own (not counted at admission); replica
+    // `b` already has the new quota of 1,000 tokens a month on it.
+    let prefix = fresh_prefix();
+    let tier = limits(10_000, 1_000_000, 100);
+    let (store_a, secret) = store_with_key(false).await;
+    let a = replica(&store_a, &secret, &tier, &Settings::new(&prefix), false).await;
+    let (granted, _) = burst(&[&a], 1, 800, 0).await;
+    for g in granted {
+        g.settle(700, 0);
+    }
+    let (store_b, secret_b) = store_with_key_limited(
+        false,
+        switchyard_metering::model::LimitOverrides {
+            monthly_tokens: Some(1_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    let b = replica(&store_b, &secret_b, &tier, &Settings::new(&prefix), false).await;
+    // 700 used through `a`: 400 more do not fit under the key's new quota.
+    let refused = eventually(Duration::from_secs(5), || async {
+        matches!(
+            admit_shared(&b.shared, &b.key, 400, 0).await.0,
+            Err(Refusal::Limit {
+                denial: Denial::MonthlyQuota { limit: 1_000 },
+                ..
+            })
+        )
+    })
+    .await;
+    assert!(refused, "the key's usage while it was not counted was lost");
+    cleanup(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_looser_than_its_tenant_reports_the_tenants_rate_headers() {
+    let prefix = fresh_prefix();
+    let (store, secret) = store_with_key_limited(
+        false,
+        switchyard_metering::model::LimitOverrides {
+            requests_per_minute: Some(1_200),
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = replica(
+        &store,
+        &secret,
+        &limits(60, 1_000_000, 100),
+        &Settings::new(&prefix),
+        false,
+    )
+    .await;
+    let (ok, _) = admit_shared(&r.shared, &r.key, 10, 0).await;
+    let (_, rate) = ok.unwrap();
+    assert_eq!(rate.limit_requests, 60);
+    assert_eq!(rate.remaining_requests, 59);
+    // One of 60 a minute used: full again in about a second, not in the key's terms.
+    assert!(
+        rate.reset_requests <= Duration::from_secs(2),
+        "{:?}",
+        rate.reset_requests
+    );
     cleanup(&prefix).await;
 }

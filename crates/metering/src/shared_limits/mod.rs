@@ -38,6 +38,9 @@ use crate::model::Limits;
 /// Every script starts with the shared helpers (time, buckets, leases).
 const COMMON: &str = include_str!("common.lua");
 
+/// How long a cancelled admission stays cancelled (see `settle`).
+const CANCEL_MARK_MS: u64 = 60 * 60 * 1000;
+
 /// What admission does while Redis cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownPolicy {
@@ -110,15 +113,18 @@ pub struct SharedLimits {
 pub struct SubjectKeys {
     tenant_state: String,
     tenant_leases: String,
-    /// The key's state and leases; `None` when the key's limits tighten none of its tenant's
-    /// (see [`key_binds`]): the tenant's then decide alone, and a script does half the work.
-    key: Option<(String, String)>,
+    key_state: String,
+    key_leases: String,
+    /// Whether the key's own limits are checked at admission (see [`key_binds`]); when they
+    /// are not, the tenant's decide alone and a script does half the work. Its month's usage
+    /// is kept either way (at settlement, off the request path), ready for a quota set later.
+    key_counted: bool,
 }
 
 impl SubjectKeys {
     /// How many lease sets a request holds a lease in (1 or 2).
     pub fn leases(&self) -> i64 {
-        1 + i64::from(self.key.is_some())
+        1 + i64::from(self.key_counted)
     }
 }
 
@@ -229,18 +235,15 @@ impl SharedLimits {
         self.replicas.load(Ordering::Relaxed).max(1)
     }
 
-    /// The keys of `tenant_id`, and of `key_id` when the key is counted (see [`key_binds`]).
-    pub fn keys(&self, tenant_id: &str, key_id: Option<&str>) -> SubjectKeys {
+    /// The keys of `tenant_id` and its key `key_id`, counted at admission or not.
+    pub fn keys(&self, tenant_id: &str, key_id: &str, key_counted: bool) -> SubjectKeys {
         let p = &self.settings.prefix;
         SubjectKeys {
             tenant_state: format!("{p}{{t:{tenant_id}}}:t"),
             tenant_leases: format!("{p}{{t:{tenant_id}}}:tl"),
-            key: key_id.map(|k| {
-                (
-                    format!("{p}{{t:{tenant_id}}}:k:{k}"),
-                    format!("{p}{{t:{tenant_id}}}:kl:{k}"),
-                )
-            }),
+            key_state: format!("{p}{{t:{tenant_id}}}:k:{key_id}"),
+            key_leases: format!("{p}{{t:{tenant_id}}}:kl:{key_id}"),
+            key_counted,
         }
     }
 
@@ -266,8 +269,8 @@ impl SharedLimits {
         inv.key(&a.keys.tenant_state)
             .key(&a.keys.tenant_leases)
             .key(a.done);
-        if let Some((state, leases)) = &a.keys.key {
-            inv.key(state).key(leases);
+        if a.keys.key_counted {
+            inv.key(&a.keys.key_state).key(&a.keys.key_leases);
         }
         inv.arg(a.member)
             .arg(a.tokens)
@@ -304,8 +307,13 @@ impl SharedLimits {
         inv.key(&s.keys.tenant_state)
             .key(&s.keys.tenant_leases)
             .key(&s.done);
-        if let Some((state, leases)) = &s.keys.key {
-            inv.key(state).key(leases);
+        // A cancellation never touches a key it did not count; a settlement keeps the key's
+        // month either way (4 keys), and releases its lease when it holds one (5).
+        if !s.cancel || s.keys.key_counted {
+            inv.key(&s.keys.key_state);
+        }
+        if s.keys.key_counted {
+            inv.key(&s.keys.key_leases);
         }
         inv.arg(&s.member)
             .arg(s.reserved)
@@ -319,8 +327,16 @@ impl SharedLimits {
         for v in limit_args(&s.key_limits) {
             inv.arg(v);
         }
+        // A settlement's mark only has to outlive its retries (about a lease). A cancellation's
+        // must outlive the admission it stops, which may still sit in a retired socket's send
+        // buffer: the kernel retransmits for up to about 15 minutes. Cancellations are rare.
+        let mark_ms = if s.cancel {
+            CANCEL_MARK_MS.max(self.lease_ms().saturating_mul(2))
+        } else {
+            self.lease_ms().saturating_mul(2)
+        };
         inv.arg(u8::from(s.prepaid))
-            .arg(self.lease_ms().saturating_mul(2))
+            .arg(mark_ms)
             .arg(u8::from(s.cancel));
         let _: i64 = self
             .background
@@ -334,8 +350,8 @@ impl SharedLimits {
     pub async fn renew(&self, keys: &SubjectKeys, member: &str) -> Result<i64, SharedLimitsError> {
         let mut inv = self.scripts.renew.prepare_invoke();
         inv.key(&keys.tenant_leases);
-        if let Some((_, leases)) = &keys.key {
-            inv.key(leases);
+        if keys.key_counted {
+            inv.key(&keys.key_leases);
         }
         inv.arg(member).arg(self.lease_ms());
         self.background
@@ -352,7 +368,7 @@ impl SharedLimits {
         once: &str,
     ) -> Result<(), SharedLimitsError> {
         let mut inv = self.scripts.credit.prepare_invoke();
-        inv.key(self.keys(tenant_id, None).tenant_state)
+        inv.key(self.keys(tenant_id, "", false).tenant_state)
             .key(format!(
                 "{}{{t:{tenant_id}}}:credit:{once}",
                 self.settings.prefix
@@ -381,6 +397,38 @@ impl SharedLimits {
         Ok(n)
     }
 
+    /// A beat; while Redis is marked down, also a `PING` on the admission connection, which
+    /// the beat does not use: Redis counts as back only once admissions can reach it, so the
+    /// first ones after an outage do not meet a connection still broken by it.
+    async fn beat_both(&self) -> Result<u32, SharedLimitsError> {
+        let n = self.beat().await?;
+        if !self.health.is_up() {
+            self.conn
+                .run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Redis has not answered since this replica started, so it has not counted the
+    /// replicas: the store's record of live gateway processes stands in, so the local
+    /// fallback enforces this replica's share rather than the whole limit.
+    async fn count_replicas_from_store(&self, directory: &crate::directory::Directory) {
+        let now = crate::directory::unix_ms();
+        match directory.store().live_instances(now).await {
+            Ok(n) if n > 1 => {
+                if self.replicas.swap(n, Ordering::Relaxed) != n {
+                    tracing::warn!(target: "switchyard::limits", replicas = n, "Redis has not answered since start: the local fallback divides the limits by the live gateways the store knows");
+                }
+                directory.set_local_share(n);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(target: "switchyard::limits", error = %e, "cannot count the live gateways in the store either")
+            }
+        }
+    }
+
     /// Beats every third of a lease (every `retry` while Redis is down), and marks Redis up or
     /// down by the result; the replica count divides `directory`'s in-memory limits, ready for
     /// the local fallback. Runs until the process ends.
@@ -397,13 +445,18 @@ impl SharedLimits {
             loop {
                 let due = last_beat.is_none_or(|at| at.elapsed() >= due_every);
                 if due || !me.health.is_up() {
-                    match me.beat().await {
+                    match me.beat_both().await {
                         Ok(n) => {
                             me.health.succeeded(n);
                             directory.set_local_share(n);
                             last_beat = Some(tokio::time::Instant::now());
                         }
-                        Err(e) => me.health.failed(&e),
+                        Err(e) => {
+                            me.health.failed(&e);
+                            if last_beat.is_none() {
+                                me.count_replicas_from_store(&directory).await;
+                            }
+                        }
                     }
                 }
                 tokio::time::sleep(me.settings.retry.min(due_every)).await;

@@ -2,8 +2,10 @@
 -- back to the bucket; tokens used beyond the reservation (a worker ignoring max_tokens) are
 -- charged. Safe to run after the lease expired: what the expiry released is not released twice.
 -- Runs once per lease: a retry after a timeout (the first run may have happened) does nothing.
--- KEYS: 1 tenant state, 2 tenant leases, 3 this lease's "settled" mark, and when the key was
---       counted at admission: 4 key state, 5 key leases
+-- KEYS: 1 tenant state, 2 tenant leases, 3 this lease's "settled" mark, 4 key state (kept
+--       for its month's usage even when the key is not counted at admission: a quota set on
+--       it later starts from what it used; not passed to a cancellation of such a key),
+--       5 key leases when the key was counted
 -- ARGV: 1 lease member, 2 reserved tokens, 3 used tokens, 4 credit held, 5 cost (nanos),
 --       6 month, 7-10 tenant limits, 11-14 key limits, 15 prepaid (1/0), 16 mark's life (ms),
 --       17 cancel (1/0): an admission whose answer was lost (it timed out; the request was
@@ -25,6 +27,14 @@ local subjects = {tenant}
 if #KEYS == 5 then
   subjects[2] = load(KEYS[4], KEYS[5],
     {tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}, month, 0)
+elseif #KEYS == 4 then
+  -- Not counted: only its month.
+  local f = redis.call('HMGET', KEYS[4], 'm', 'mu')
+  local m, mu = num(f[1], month), num(f[2], 0)
+  if month > m then m, mu = month, 0 end
+  if m == month then mu = mu + used end
+  redis.call('HSET', KEYS[4], 'm', m, 'mu', mu)
+  redis.call('PEXPIRE', KEYS[4], KEEP_MS)
 end
 
 local cancel = ARGV[17] == '1'

@@ -271,6 +271,9 @@ pub trait LedgerStore: Send + Sync + 'static {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<()>;
+    /// Gateway processes alive at `now_ms` (within the lease of their last sign of life):
+    /// how a replica that cannot reach Redis learns how many share the limits.
+    async fn live_instances(&self, now_ms: i64) -> Result<u32>;
     /// Settles as `interrupted` usage rows the open requests of processes other than `own`
     /// that are dead at `now_ms`: past their own lease, or never seen alive and opened more
     /// than `unseen_lease_ms` ago. Returns how many.

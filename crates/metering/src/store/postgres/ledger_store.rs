@@ -137,6 +137,10 @@ impl LedgerStore for PgStore {
         open::alive(&self.pool, instance, started_at_ms, now_ms, lease_ms).await
     }
 
+    async fn live_instances(&self, now_ms: i64) -> Result<u32> {
+        open::live(&self.pool, now_ms).await
+    }
+
     async fn reconcile_interrupted(
         &self,
         own: &str,

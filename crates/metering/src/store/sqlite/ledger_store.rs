@@ -157,6 +157,10 @@ impl LedgerStore for SqliteStore {
         open::alive(&self.writer, instance, started_at_ms, now_ms, lease_ms).await
     }
 
+    async fn live_instances(&self, now_ms: i64) -> Result<u32> {
+        open::live(&self.reader, now_ms).await
+    }
+
     async fn reconcile_interrupted(
         &self,
         own: &str,

@@ -147,6 +147,17 @@ pub(super) async fn alive(
     Ok(())
 }
 
+/// Processes whose last sign of life is within its lease at `now_ms`.
+pub(super) async fn live(pool: &PgPool, now_ms: i64) -> Result<u32> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM gateway_instances WHERE last_seen_ms + lease_ms >= $1",
+    )
+    .bind(now_ms)
+    .fetch_one(pool)
+    .await?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// Turns the open requests of dead processes (other than `own`: past their own lease at
 /// `now_ms`, or never seen and opened more than `unseen_lease_ms` ago) into `interrupted`
 /// usage rows, in one transaction; returns how many usage rows it wrote.
