@@ -216,6 +216,7 @@ gateway_config() { # policy port state
     cat <<EOF
 [server]
 listen = "127.0.0.1:$2"
+max_connections_per_ip = 0      # every client of the bench is 127.0.0.1
 
 [state]
 path = "$3"

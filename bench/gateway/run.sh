@@ -243,6 +243,8 @@ gateway_config() { # $1 = listen port, $2 = state file; the [[workers]] entry on
     cat <<EOF
 [server]
 listen = "127.0.0.1:$1"
+max_connections_per_ip = 0      # every client of the bench is 127.0.0.1
+max_connections = 10240         # the streams-at-scale runs open up to 10,000 at once
 
 [state]
 path = "$2"

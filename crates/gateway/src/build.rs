@@ -67,11 +67,16 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// What every route of the listener gets, whichever plane it belongs to: a request id, the
-/// OpenAI error shape for unknown routes and methods, and a 500 in that shape for a panic.
-pub fn finish(app: Router) -> Router {
+/// What every route of the listener gets, whichever plane it belongs to: its body on the
+/// clock, a request id, the OpenAI error shape for unknown routes and methods, and a 500 in
+/// that shape for a panic.
+pub fn finish(app: Router, server: &switchyard_config::ServerConfig) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            crate::body::BodyClock::from_config(server),
+            crate::body::guard,
+        ))
         .layer(crate::request_id::AssignRequestIdLayer)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             use axum::response::IntoResponse;

@@ -27,6 +27,12 @@ pub enum GatewayError {
     },
     #[error("Request body is {size} bytes or more; the limit is {limit} bytes.")]
     BodyTooLarge { size: u64, limit: usize },
+    /// The client sent its body too slowly (`[server] body_timeout_ms`, `body_min_bytes_per_s`).
+    #[error("{0}")]
+    BodyTimeout(String),
+    /// Refused at the door: too many connections from this client, or in all.
+    #[error("Too many connections {}. Close some and try again.", if *per_client { "from your address" } else { "to this gateway" })]
+    TooManyConnections { per_client: bool },
     #[error("You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.")]
     MissingApiKey,
     #[error("Incorrect API key provided.")]
@@ -108,6 +114,11 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::TooManyConnections { per_client: true } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::TooManyConnections { per_client: false } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::KeyRevoked
@@ -141,6 +152,7 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { .. }
             | GatewayError::BodyTooLarge { .. }
+            | GatewayError::BodyTimeout(_)
             | GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::KeyRevoked
@@ -154,6 +166,7 @@ impl GatewayError {
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::PromptTooLong { .. }
             | GatewayError::UpstreamRejected { .. } => Origin::Client,
+            GatewayError::TooManyConnections { .. } => Origin::Policy,
             GatewayError::NoHealthyWorker(_)
             | GatewayError::ShuttingDown
             | GatewayError::Shed(_)
@@ -178,6 +191,7 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { .. }
             | GatewayError::BodyTooLarge { .. }
+            | GatewayError::BodyTimeout(_)
             | GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::KeyRevoked
@@ -190,6 +204,7 @@ impl GatewayError {
             | GatewayError::RouteNotFound { .. }
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::PromptTooLong { .. } => "invalid_request_error",
+            GatewayError::TooManyConnections { .. } => "rate_limit_error",
             GatewayError::Forbidden(_) => "permission_error",
             GatewayError::RateLimited { .. } => "rate_limit_error",
             GatewayError::InsufficientCredit { .. } => "insufficient_quota",
@@ -209,6 +224,8 @@ impl GatewayError {
         Some(match self {
             GatewayError::InvalidRequest { .. } => return None,
             GatewayError::BodyTooLarge { .. } => "request_too_large",
+            GatewayError::BodyTimeout(_) => "request_timeout",
+            GatewayError::TooManyConnections { .. } => "too_many_connections",
             GatewayError::MissingApiKey => "missing_api_key",
             GatewayError::InvalidApiKey => "invalid_api_key",
             GatewayError::KeyRevoked => "api_key_revoked",
@@ -262,6 +279,7 @@ impl GatewayError {
             | GatewayError::ShuttingDown
             | GatewayError::UpstreamOverloaded => Some(1),
             GatewayError::Shed(_) => Some(2),
+            GatewayError::TooManyConnections { .. } => Some(1),
             GatewayError::RateLimited { retry_after, .. } => *retry_after,
             GatewayError::LimitsUnavailable { retry_after } => Some(*retry_after),
             _ => None,
@@ -311,6 +329,21 @@ mod tests {
                 GatewayError::UpstreamTimeout("x".into()),
                 504,
                 "upstream_timeout",
+            ),
+            (
+                GatewayError::BodyTimeout("x".into()),
+                408,
+                "request_timeout",
+            ),
+            (
+                GatewayError::TooManyConnections { per_client: true },
+                429,
+                "too_many_connections",
+            ),
+            (
+                GatewayError::TooManyConnections { per_client: false },
+                503,
+                "too_many_connections",
             ),
         ];
         for (err, status, code) in cases {

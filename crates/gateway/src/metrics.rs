@@ -117,6 +117,10 @@ pub const LIMITS_ADMISSIONS: &str = "switchyard_limits_admissions_total";
 /// the replicas alive in Redis at the last heartbeat (the local fallback's divisor).
 pub const LIMITS_REDIS_UP: &str = "switchyard_limits_redis_up";
 pub const LIMITS_REPLICAS: &str = "switchyard_limits_replicas";
+/// Client connections open on the listener, and those refused at the door (`reason`:
+/// `per_client` past `max_connections_per_ip`, `total` past `max_connections`).
+pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
+pub const CONNECTIONS_REFUSED: &str = "switchyard_connections_refused_total";
 
 // --- Scraped from workers' own /metrics (vLLM, SGLang, TGI) ---------------------------------
 
@@ -185,6 +189,8 @@ pub const ALL: &[&str] = &[
     LIMITS_ADMISSIONS,
     LIMITS_REDIS_UP,
     LIMITS_REPLICAS,
+    CONNECTIONS_OPEN,
+    CONNECTIONS_REFUSED,
     WORKER_KV_CACHE,
     WORKER_RUNNING,
     WORKER_WAITING,
@@ -311,6 +317,11 @@ fn describe() {
     describe_counter!(
         LIMITS_ADMISSIONS,
         "Admissions by where the limits were decided: shared (Redis), local_fallback (this replica's share, Redis unreachable), unavailable (refused, Redis unreachable)."
+    );
+    describe_gauge!(CONNECTIONS_OPEN, "Client connections open on the listener.");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Client connections refused at the door: per_client (max_connections_per_ip) or total (max_connections)."
     );
     describe_counter!(
         CONTENT_LOG_DROPPED,
@@ -615,6 +626,16 @@ pub fn limits_decided(by: switchyard_metering::admission::DecidedBy) {
         DecidedBy::Unavailable => "unavailable",
     };
     ::metrics::counter!(LIMITS_ADMISSIONS, "decided_by" => by).increment(1);
+}
+
+/// A client connection opened (+1) or closed (-1).
+pub fn connections_open(delta: f64) {
+    ::metrics::gauge!(CONNECTIONS_OPEN).increment(delta);
+}
+
+/// A client connection was refused at the door; `reason` is `per_client` or `total`.
+pub fn connection_refused(reason: &'static str) {
+    ::metrics::counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
 }
 
 /// A request was shed; `reason` is a fixed word (`queue_full`, `queue_timeout`...).

@@ -1,6 +1,9 @@
 //! The composition root: one listener serving the request path (`switchyard-gateway`) and
-//! the control plane (`switchyard-control`), and the order they stop in. `switchyard serve`
-//! and the integration tests start the gateway through here.
+//! the control plane (`switchyard-control`) under the connection limits (`listener`), and the
+//! order they stop in. `switchyard serve` and the integration tests start the gateway through
+//! here.
+
+mod listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,23 +75,14 @@ pub async fn start_with_clock(
     .await;
     let app = switchyard_gateway::finish(
         switchyard_gateway::routes(state.clone()).merge(control_plane.routes()),
+        &state.config.server,
     );
+    let limits = listener::ConnectionLimits::from_config(&state.config);
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        // Streamed chunks are small writes: without TCP_NODELAY, Nagle's algorithm would hold
-        // each back until the client acknowledged the previous one (40 ms with delayed ACKs).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let server = tokio::spawn(listener::serve(listener, app, limits, async move {
+        let _ = stopped.await;
+    }));
     Ok(RunningGateway {
         addr,
         state,

@@ -1,0 +1,117 @@
+//! How many connections are open, in all and per client address; a new one past either cap
+//! is refused. Counted once per connection (open and close), never per request.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `max_connections_per_ip` reached for this address.
+    PerClient,
+    /// `max_connections` reached.
+    Total,
+}
+
+impl Refused {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::PerClient => "per_client",
+            Refused::Total => "total",
+        }
+    }
+}
+
+pub struct Caps {
+    max_total: usize,
+    /// 0 = no per-address cap.
+    max_per_ip: usize,
+    total: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A connection counted as open; uncounted when dropped.
+pub struct Held {
+    caps: Arc<Caps>,
+    ip: IpAddr,
+}
+
+impl Caps {
+    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
+        Self {
+            max_total,
+            max_per_ip,
+            total: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Held, Refused> {
+        let taken = self
+            .total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_total).then_some(n + 1)
+            });
+        if taken.is_err() {
+            return Err(Refused::Total);
+        }
+        if self.max_per_ip > 0 {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = per_ip.entry(ip).or_insert(0);
+            if *n >= self.max_per_ip {
+                drop(per_ip);
+                self.total.fetch_sub(1, Ordering::AcqRel);
+                return Err(Refused::PerClient);
+            }
+            *n += 1;
+        }
+        switchyard_gateway::metrics::connections_open(1.0);
+        Ok(Held {
+            caps: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let caps = &self.caps;
+        if caps.max_per_ip > 0 {
+            let mut per_ip = caps.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(n) = per_ip.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&self.ip);
+                }
+            }
+        }
+        caps.total.fetch_sub(1, Ordering::AcqRel);
+        switchyard_gateway::metrics::connections_open(-1.0);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_hold_per_address_and_in_all_and_free_on_close() {
+        let caps = Arc::new(Caps::new(3, 2));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = caps.admit(a).unwrap();
+        let _a2 = caps.admit(a).unwrap();
+        assert_eq!(caps.admit(a).err(), Some(Refused::PerClient));
+        let _b1 = caps.admit(b).unwrap();
+        assert_eq!(caps.admit(b).err(), Some(Refused::Total));
+        drop(a1);
+        let _a3 = caps.admit(a).unwrap();
+        // No per-address cap: only the total counts.
+        let open = Arc::new(Caps::new(2, 0));
+        let _x = open.admit(a).unwrap();
+        let _y = open.admit(a).unwrap();
+        assert_eq!(open.admit(b).err(), Some(Refused::Total));
+    }
+}
