@@ -67,21 +67,19 @@ struct TimedBody {
     clock: BodyClock,
     began: Instant,
     received: u64,
-    /// Wakes at the deadline, or when the rate is next judged.
-    alarm: Pin<Box<Sleep>>,
+    /// Wakes at the deadline, or when the rate is next judged. Set the first time the body
+    /// is not ready: a body that arrived with its headers (most do) never needs one.
+    alarm: Option<Pin<Box<Sleep>>>,
 }
 
 impl TimedBody {
     fn new(inner: Body, clock: BodyClock) -> Self {
-        let began = Instant::now();
         Self {
             inner,
             clock,
-            began,
+            began: Instant::now(),
             received: 0,
-            alarm: Box::pin(tokio::time::sleep_until(Self::next_alarm(
-                began, clock, began,
-            ))),
+            alarm: None,
         }
     }
 
@@ -133,15 +131,25 @@ impl http_body::Body for TimedBody {
                 Poll::Ready(other) => return Poll::Ready(other),
                 Poll::Pending => {}
             }
-            if self.alarm.as_mut().poll(cx).is_pending() {
+            let (began, clock) = (self.began, self.clock);
+            let alarm = self.alarm.get_or_insert_with(|| {
+                Box::pin(tokio::time::sleep_until(Self::next_alarm(
+                    began,
+                    clock,
+                    Instant::now(),
+                )))
+            });
+            if alarm.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             let now = Instant::now();
             if let Some(stop) = self.verdict(now) {
                 return Poll::Ready(Some(Err(axum::Error::new(stop))));
             }
-            let next = Self::next_alarm(self.began, self.clock, now);
-            self.alarm.as_mut().reset(next);
+            let next = Self::next_alarm(began, clock, now);
+            if let Some(alarm) = self.alarm.as_mut() {
+                alarm.as_mut().reset(next);
+            }
         }
     }
 
