@@ -94,7 +94,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         config.server.listen = listen;
     }
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
-    let (key, _) = secret_from_env(DEV_KEY_ENV, "sk-dev-")?;
+    let (key, key_from_env) = secret_from_env(DEV_KEY_ENV, "sk-dev-")?;
     let (admin_token, admin_from_env) = secret_from_env(ADMIN_TOKEN_ENV, "sy-admin-")?;
     let fleet_token = match std::env::var(FLEET_TOKEN_ENV) {
         Ok(_) => Some(secret_from_env(FLEET_TOKEN_ENV, "")?.0),
@@ -127,7 +127,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let workers = gateway.state.fleet.workers();
     let healthy = workers.iter().filter(|w| w.is_healthy()).count();
     println!("switchyard listening on {}", gateway.url());
-    println!("dev API key: {key}");
+    // A secret the operator supplied is never echoed (it would land in the logs); one made
+    // up here is printed, as it is known nowhere else.
+    if key_from_env {
+        println!("dev API key: from {DEV_KEY_ENV}");
+    } else {
+        println!("dev API key: {key}");
+    }
     if admin_from_env {
         println!("admin token: from {ADMIN_TOKEN_ENV}");
     } else {

@@ -1,6 +1,7 @@
 //! `switchyard serve` takes its database and Redis from the environment, as containers do:
 //! a config file that leaves the Postgres URL to `SWITCHYARD_DATABASE_URL` (with its own
 //! `[state] schema`) starts, and a bad URL in the environment is named, with exit status 2.
+//! Secrets from the environment are never printed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Stdio;
@@ -73,6 +74,17 @@ async fn a_file_with_a_schema_starts_on_the_postgres_url_from_the_environment() 
         banner
             .iter()
             .any(|l| l.starts_with("limits: shared in Redis 127.0.0.1:6379")),
+        "{banner:?}"
+    );
+    // Secrets from the environment are named, never printed: the banner lands in the logs.
+    for secret in [
+        "sk-dev-env-test-0123456789abcdef",
+        "sy-admin-env-test-0123456789abc",
+    ] {
+        assert!(banner.iter().all(|l| !l.contains(secret)), "{banner:?}");
+    }
+    assert!(
+        banner.contains(&"dev API key: from SWITCHYARD_DEV_KEY".to_string()),
         "{banner:?}"
     );
     child.kill().await.unwrap();
