@@ -20,15 +20,16 @@ pub struct ServerConfig {
     /// them (slowloris) is disconnected. It also bounds how long a keep-alive connection may
     /// wait between requests, as hyper starts it when the connection waits for one.
     pub header_read_timeout_ms: u64,
-    /// Request line plus headers larger than this are refused with 431 (HTTP/1); for HTTP/2,
-    /// the header list size advertised to clients.
+    /// Request line plus headers larger than this are refused with 431 (HTTP/1; it also bounds
+    /// hyper's write buffer); for HTTP/2, the header list size advertised to clients.
     pub max_header_bytes: usize,
     /// A request body must arrive whole within this; past it the request gets 408.
     pub body_timeout_ms: u64,
     /// After its first 5 s, a body must arrive at this many bytes/s on average, or 408.
     pub body_min_bytes_per_s: u64,
-    /// A connection with no request in flight and nothing read or written for this long is
-    /// closed (HTTP/2: sent GOAWAY).
+    /// A connection with no request in flight for this long is closed (HTTP/2: sent GOAWAY);
+    /// before its first request, `header_read_timeout_ms` is its idle time. A client that
+    /// stops reading an answer for this long has its connection dropped.
     pub idle_timeout_ms: u64,
     /// Connections held at once; past it a new one gets 503 and is closed. Each stream holds
     /// two descriptors (client and worker): keep this under half the open-file limit.
@@ -77,8 +78,8 @@ impl ServerConfig {
         if !(100..=600_000).contains(&self.header_read_timeout_ms) {
             return Err("server.header_read_timeout_ms must be between 100 and 600000".into());
         }
-        if !(4 * 1024..=1024 * 1024).contains(&self.max_header_bytes) {
-            return Err("server.max_header_bytes must be between 4096 and 1048576".into());
+        if !(8 * 1024..=1024 * 1024).contains(&self.max_header_bytes) {
+            return Err("server.max_header_bytes must be between 8192 and 1048576".into());
         }
         if !(100..=3_600_000).contains(&self.body_timeout_ms) {
             return Err("server.body_timeout_ms must be between 100 and 3600000".into());

@@ -87,6 +87,7 @@ async fn three_hundred_trickled_headers_are_cut_off_while_others_are_served() {
         slow.push(s);
     }
     let best = best_healthz(&gw).await;
+    // The bound: a blocked accept loop shows as a second or more.
     assert!(
         best < Duration::from_millis(100),
         "a normal request took {best:?} beside 300 slow ones"
@@ -241,9 +242,33 @@ async fn connections_past_the_per_address_cap_are_refused_in_the_openai_shape() 
     gw.shutdown().await;
 }
 
+/// One HTTP/1.1 answer with a `content-length` read off `stream` (which stays open).
+async fn read_response(stream: &mut TcpStream) -> (u16, Vec<(String, String)>, Value) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let (status, headers, _) = parse(&got[..end + 4]);
+            let len: usize = header(&headers, "content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            while got.len() < end + 4 + len {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed mid-answer");
+                got.extend_from_slice(&buf[..n]);
+            }
+            let body = serde_json::from_slice(&got[end + 4..end + 4 + len]).unwrap_or(Value::Null);
+            return (status, headers, body);
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before an answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_is_closed_but_a_long_silent_answer_is_not() {
-    // Each answer takes about 2 s and is sent whole at the end: silent meanwhile.
+    // Each answer of 20 tokens takes about 2 s and is sent whole at the end: silent meanwhile.
     let mut c = config(vec![sim("a", |s| s.decode_ms_per_token = 100.0)]);
     c.server.idle_timeout_ms = 500;
     c.server.header_read_timeout_ms = 30_000;
@@ -263,15 +288,113 @@ async fn an_idle_connection_is_closed_but_a_long_silent_answer_is_not() {
         began.elapsed()
     );
 
-    let resp = post(
-        &gw,
-        "/v1/chat/completions",
-        &chat("sim-small", json!({"max_tokens": 20})),
-    )
+    // A 2 s silent answer, then a second request on the same connection: it was not idle.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let body = chat("sim-small", json!({"max_tokens": 20})).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let (status, headers, answer) = read_response(&mut s).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["usage"]["completion_tokens"], 20);
+    assert_ne!(header(&headers, "connection"), Some("close"));
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s).await.0, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_go_after_the_header_timeout_even_over_http2() {
+    let mut c = config(vec![sim("a", |_| {})]);
+    c.server.header_read_timeout_ms = 1_000;
+    c.server.idle_timeout_ms = 60_000;
+    let gw = start(c).await;
+    // Nothing at all; and HTTP/2's preface and settings, then nothing (its pings answered by
+    // the client's stack would otherwise keep it forever).
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut h2 = TcpStream::connect(gw.addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let began = Instant::now();
+    assert!(
+        read_until_closed(&mut silent, Duration::from_secs(8))
+            .await
+            .1
+    );
+    assert!(read_until_closed(&mut h2, Duration::from_secs(8)).await.1);
+    // The 1 s header timeout, and for HTTP/2 at most 2 s more for a graceful close.
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        began.elapsed()
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_gateway_refuses_with_503_in_the_openai_shape() {
+    let mut c = config(vec![sim("a", |_| {})]);
+    c.server.max_connections = 3;
+    c.server.max_connections_per_ip = 0;
+    let gw = start(c).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(gw.addr).await.unwrap());
+    }
+    let full = eventually_async(Duration::from_secs(5), || async {
+        let Ok(resp) = client().get(format!("{}/healthz", gw.url())).send().await else {
+            return false;
+        };
+        if resp.status() != 503 {
+            return false;
+        }
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        body["error"]["code"] == "too_many_connections"
+    })
     .await;
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["usage"]["completion_tokens"], 20);
+    assert!(full, "a fourth connection was not refused with 503");
+    drop(held);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_connection() {
+    // A long stream written as fast as it is made; the client reads nothing, so once the
+    // socket buffers are full the answer cannot be written.
+    let mut c = config(vec![sim("a", |s| {
+        s.decode_ms_per_token = 0.0;
+        s.kv_capacity_tokens = 10_000_000;
+        s.natural_tokens = 1_000_000;
+    })]);
+    let pro = c.tiers.get_mut("pro").unwrap();
+    pro.max_tokens = 1 << 20;
+    pro.tokens_per_minute = 1 << 40;
+    pro.monthly_tokens = 0;
+    c.server.idle_timeout_ms = 1_000;
+    let gw = start(c).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(gw.addr).await.unwrap();
+    let body = chat(
+        "sim-small",
+        json!({"max_tokens": 1_000_000, "stream": true}),
+    )
+    .to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Dropped: what was buffered drains, then the end. Not dropped: reading resumes a stream
+    // of a million tokens, which does not end within the 10 s.
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "a connection whose client stopped reading was kept");
     gw.shutdown().await;
 }
 

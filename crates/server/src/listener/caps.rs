@@ -48,6 +48,7 @@ impl Caps {
     }
 
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Held, Refused> {
+        let ip = client_of(ip);
         let taken = self
             .total
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -71,6 +72,18 @@ impl Caps {
             caps: self.clone(),
             ip,
         })
+    }
+}
+
+/// The address a cap counts: an IPv4 address (also when mapped into IPv6), or an IPv6 /64,
+/// the block one host or subscriber gets, which it can rotate through at will.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
     }
 }
 
@@ -108,6 +121,19 @@ mod tests {
         assert_eq!(caps.admit(b).err(), Some(Refused::Total));
         drop(a1);
         let _a3 = caps.admit(a).unwrap();
+        // One IPv6 /64 is one client; a mapped IPv4 address is the IPv4 one.
+        let v6 = Arc::new(Caps::new(10, 1));
+        let _p = v6.admit("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert_eq!(
+            v6.admit("2001:db8:1:2:ffff::9".parse().unwrap()).err(),
+            Some(Refused::PerClient)
+        );
+        let _q = v6.admit("2001:db8:1:3::1".parse().unwrap()).unwrap();
+        let _r = v6.admit("10.0.0.9".parse().unwrap()).unwrap();
+        assert_eq!(
+            v6.admit("::ffff:10.0.0.9".parse().unwrap()).err(),
+            Some(Refused::PerClient)
+        );
         // No per-address cap: only the total counts.
         let open = Arc::new(Caps::new(2, 0));
         let _x = open.admit(a).unwrap();

@@ -1,11 +1,14 @@
-//! When a connection was last used, and whether a request is in flight on it: a connection
-//! idle past `[server] idle_timeout_ms` with nothing in flight is closed. A request counts as
-//! in flight until its response body is dropped, so a long silent answer (an unstreamed
-//! completion the worker is still writing) keeps its connection.
+//! Whether a connection is still in use. It is idle once no request has been in flight on it
+//! for `[server] idle_timeout_ms` (before its first request, `header_read_timeout_ms`): bytes
+//! do not count, as HTTP/2 pings and a trickling client would keep anything alive. A request
+//! counts as in flight until its response body is dropped, so a long silent answer (an
+//! unstreamed completion the worker is still writing) keeps its connection. A client that
+//! stops reading, so that the answer cannot be written for `idle_timeout_ms`, is stalled: its
+//! connection is dropped (and the worker's request with it).
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -18,11 +21,24 @@ use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+/// Why a connection should go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing in flight for the idle time: closed gracefully.
+    Idle,
+    /// Its answer could not be written for the idle time: dropped.
+    Stalled,
+}
+
 pub struct Activity {
     epoch: Instant,
-    /// Milliseconds since `epoch` of the last read or write.
+    /// Milliseconds since `epoch` when the last request ended (or the connection opened).
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Whether a request has been made (before one, the header timeout is the idle time).
+    served: AtomicBool,
+    /// Milliseconds since `epoch`, plus one, since writes have been blocked; 0 = not blocked.
+    blocked_ms: AtomicU64,
 }
 
 impl Activity {
@@ -31,29 +47,68 @@ impl Activity {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            blocked_ms: AtomicU64::new(0),
         }
     }
 
-    fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Resolves once the connection has been idle (no request in flight, no bytes either way)
-    /// for `idle`.
-    pub async fn idle_for(&self, idle: Duration) {
+    fn at(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
+    }
+
+    fn touch(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Release);
+    }
+
+    /// Resolves when the connection should go, and why.
+    pub async fn watch(&self, idle: Duration, before_first_request: Duration) -> Verdict {
         loop {
-            let last = self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let due = last + idle;
-            if Instant::now() >= due && self.in_flight.load(Ordering::Relaxed) == 0 {
-                return;
+            let now = Instant::now();
+            let blocked = self.blocked_ms.load(Ordering::Acquire);
+            let stalled_at = (blocked != 0).then(|| self.at(blocked - 1) + idle);
+            if stalled_at.is_some_and(|at| now >= at) {
+                return Verdict::Stalled;
             }
-            tokio::time::sleep_until(due.max(Instant::now() + Duration::from_millis(100))).await;
+            let in_flight = self.in_flight.load(Ordering::Acquire);
+            let limit = if self.served.load(Ordering::Acquire) {
+                idle
+            } else {
+                before_first_request.min(idle)
+            };
+            let idle_at = self.at(self.last_ms.load(Ordering::Acquire)) + limit;
+            if in_flight == 0 && now >= idle_at {
+                return Verdict::Idle;
+            }
+            // In flight: the end of the request touches the clock, so checking again an idle
+            // time from now is exact enough, and costs one wake-up per idle time.
+            let mut next = if in_flight == 0 { idle_at } else { now + idle };
+            if let Some(at) = stalled_at {
+                next = next.min(at);
+            }
+            tokio::time::sleep_until(next.max(now + Duration::from_millis(10))).await;
+        }
+    }
+
+    fn write_blocked(&self) {
+        let since = self.now_ms().saturating_add(1);
+        let _ = self
+            .blocked_ms
+            .compare_exchange(0, since, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn write_progressed(&self) {
+        if self.blocked_ms.load(Ordering::Relaxed) != 0 {
+            self.blocked_ms.store(0, Ordering::Release);
         }
     }
 }
 
-/// The connection's socket, noting each read and write in its [`Activity`].
+/// The connection's socket, noting when writes block (the client stopped reading) and when
+/// they move again.
 pub struct TrackedIo<T> {
     inner: T,
     activity: Arc<Activity>,
@@ -61,8 +116,15 @@ pub struct TrackedIo<T> {
 
 impl<T> TrackedIo<T> {
     pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        activity.touch();
         Self { inner, activity }
+    }
+
+    fn note(&self, polled: &Poll<io::Result<usize>>) {
+        match polled {
+            Poll::Pending => self.activity.write_blocked(),
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.write_progressed(),
+            Poll::Ready(_) => {}
+        }
     }
 }
 
@@ -72,12 +134,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        polled
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
@@ -88,9 +145,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.note(&polled);
         polled
     }
 
@@ -100,9 +155,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.note(&polled);
         polled
     }
 
@@ -137,8 +190,9 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // The clock first: a watcher that sees nothing in flight sees this end with it.
         self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -156,7 +210,8 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.activity.served.store(true, Ordering::Release);
+        self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
         let held = InFlight(self.activity.clone());
         let app = self.app.clone();
         let request = request.map(Body::new);

@@ -23,7 +23,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use caps::{Caps, Refused};
-use idle::{Activity, TrackedIo};
+use idle::{Activity, TrackedIo, Verdict};
+
+/// How long an idle connection asked to close gets to do so before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The connection settings of `[server]`, resolved.
 #[derive(Debug, Clone)]
@@ -55,7 +58,7 @@ impl ConnectionLimits {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
-            .max_buf_size(self.max_header_bytes.max(8 * 1024))
+            .max_buf_size(self.max_header_bytes)
             .keep_alive(true);
         builder
             .http2()
@@ -78,10 +81,12 @@ pub async fn serve(
     limits: ConnectionLimits,
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    warn_if_descriptors_are_short(limits.max_connections);
     let caps = Arc::new(Caps::new(
         limits.max_connections,
         limits.max_connections_per_ip,
     ));
+    let mut accept_trouble = AcceptTrouble::default();
     let builder = Arc::new(limits.builder());
     let (closing, closing_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -92,12 +97,12 @@ pub async fn serve(
             Some(_) = connections.join_next() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
+                    Ok(accepted) => {
+                        accept_trouble.over();
+                        accepted
+                    }
                     Err(e) => {
-                        // Out of descriptors or similar: not the client's fault, and not a
-                        // reason to stop serving the connections already open.
-                        tracing::warn!(error = %e, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        accept_trouble.wait(&e).await;
                         continue;
                     }
                 };
@@ -140,8 +145,15 @@ async fn serve_one(
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let mut asked_to_close = false;
+    // Set when an idle connection is asked to close: HTTP/2's graceful close waits for the
+    // client to acknowledge a ping, which a client that holds connections need never do.
+    let mut drop_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
+            _ = async { tokio::time::sleep_until(drop_at.unwrap_or_else(tokio::time::Instant::now)).await }, if drop_at.is_some() => {
+                tracing::debug!(%peer, "dropping an idle connection that did not close");
+                return;
+            }
             done = conn.as_mut() => {
                 if let Err(e) = done {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -152,13 +164,85 @@ async fn serve_one(
                 asked_to_close = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = activity.idle_for(limits.idle_timeout), if !asked_to_close => {
-                tracing::debug!(%peer, "closing an idle connection");
-                asked_to_close = true;
-                conn.as_mut().graceful_shutdown();
+            verdict = activity.watch(limits.idle_timeout, limits.header_read_timeout), if !asked_to_close => {
+                match verdict {
+                    Verdict::Idle => {
+                        tracing::debug!(%peer, "closing an idle connection");
+                        asked_to_close = true;
+                        drop_at = Some(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Verdict::Stalled => {
+                        // Its answer cannot be written: a graceful close would wait on it.
+                        tracing::debug!(%peer, "dropping a connection whose client stopped reading");
+                        return;
+                    }
+                }
             }
         }
     }
+}
+
+/// Accept errors: one connection's (reset before it was accepted) are skipped at once; the
+/// process's own (out of descriptors) back off, up to a second, and are logged once a second,
+/// while the connections already open are served on.
+#[derive(Default)]
+struct AcceptTrouble {
+    backoff: Duration,
+    last_logged: Option<tokio::time::Instant>,
+}
+
+impl AcceptTrouble {
+    fn over(&mut self) {
+        self.backoff = Duration::ZERO;
+    }
+
+    async fn wait(&mut self, e: &std::io::Error) {
+        use std::io::ErrorKind::*;
+        if matches!(
+            e.kind(),
+            ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock
+        ) {
+            tracing::debug!(error = %e, "a connection went before it was accepted");
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|at| now - at >= Duration::from_secs(1))
+        {
+            self.last_logged = Some(now);
+            tracing::warn!(error = %e, "cannot accept connections (out of file descriptors?): serving those open, retrying");
+        }
+        self.backoff = (self.backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::time::sleep(self.backoff).await;
+    }
+}
+
+/// Each open stream holds two descriptors (client and worker): a `max_connections` the
+/// open-file limit cannot hold means clients wait in the accept queue instead of getting 503.
+fn warn_if_descriptors_are_short(max_connections: usize) {
+    let Some(limit) = open_file_limit() else {
+        return;
+    };
+    let needed = (max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(256);
+    if limit < needed {
+        tracing::warn!(
+            open_file_limit = limit,
+            max_connections,
+            needed,
+            "the open-file limit is below what server.max_connections needs (two per stream, plus the process's own): raise it (ulimit -n, LimitNOFILE) or lower server.max_connections"
+        );
+    }
+}
+
+/// The soft open-file limit (Linux: `/proc/self/limits`).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 impl From<&Refused> for switchyard_gateway::error::GatewayError {
