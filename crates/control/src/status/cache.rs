@@ -36,12 +36,23 @@ impl StatusCache {
         }
         let workers = WorkerInfo::of_fleet(&state.fleet);
         // SLA time: the clock heartbeats and rollups are kept by (a test may set it).
-        let snapshot = compute(state.directory.store().as_ref(), workers, state.clock.now_ms())
-            .await
-            .map_err(|e| {
+        let snapshot = match compute(
+            state.directory.store().as_ref(),
+            workers,
+            state.clock.now_ms(),
+        )
+        .await
+        {
+            Ok(snapshot) => snapshot,
+            // The last snapshot, older than it should be, beats an error page in an
+            // incident (when the store is most likely to struggle); its time is on it.
+            Err(e) => {
                 tracing::error!(target: "switchyard::status", error = %e, "status page: state store failed");
-                GatewayError::Internal("the status data is unavailable right now".into())
-            })?;
+                return slot.clone().ok_or_else(|| {
+                    GatewayError::Internal("the status data is unavailable right now".into())
+                });
+            }
+        };
         let json = serde_json::to_vec(&snapshot)
             .map(Bytes::from)
             .map_err(|e| GatewayError::Internal(format!("status JSON: {e}")))?;

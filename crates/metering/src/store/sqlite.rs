@@ -94,6 +94,10 @@ pub struct SqliteStore {
     /// The size cap [`SqliteStore::cap_pages`] set (0: none), applied to every new writer
     /// connection too.
     page_cap: Arc<AtomicU32>,
+    /// In memory: a connection held open for the store's life. The database lives while one
+    /// is open, and the pool closes its connection whenever a query is cancelled (a client
+    /// that went away): without this one, the next connection would find an empty database.
+    _memory_anchor: Option<Arc<tokio::sync::Mutex<sqlx::SqliteConnection>>>,
 }
 
 impl SqliteStore {
@@ -142,6 +146,7 @@ impl SqliteStore {
             writer,
             reader,
             page_cap,
+            _memory_anchor: None,
         })
     }
 
@@ -154,6 +159,7 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
             .map_err(|e| StoreError::Database(e.to_string()))?
             .foreign_keys(true);
+        let anchor = sqlx::SqliteConnection::connect_with(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -169,6 +175,7 @@ impl SqliteStore {
             writer: pool.clone(),
             reader: pool,
             page_cap: Arc::new(AtomicU32::new(0)),
+            _memory_anchor: Some(Arc::new(tokio::sync::Mutex::new(anchor))),
         })
     }
 
