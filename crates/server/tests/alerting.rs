@@ -119,14 +119,7 @@ fn drive(gw: &RunningGateway, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<
 
 /// Rounds the SLO evaluator has completed, from its own counter on `/metrics`.
 async fn evaluations(gw: &RunningGateway) -> u64 {
-    let body = client()
-        .get(format!("{}/metrics", gw.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = scrape_metrics(gw).await;
     body.lines()
         .find_map(|l| l.strip_prefix("switchyard_alert_evaluations_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())

@@ -110,14 +110,7 @@ async fn a_lying_worker_is_billed_by_the_gateways_count_and_blocks_no_one() {
             bystander_requests += 1;
         }
     }
-    let metrics = client()
-        .get(format!("{}/metrics", gw.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape_metrics(&gw).await;
     assert!(
         metrics.contains(
             r#"switchyard_worker_usage_rejected_total{worker="liar",model="sim-small"} 10"#

@@ -12,6 +12,23 @@ use switchyard_testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The head of an authenticated chat request as the wire carries it; `framing` is its
+/// `content-length` or `transfer-encoding` line.
+fn chat_head(framing: &str) -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\n{framing}\r\n\r\n"
+    )
+}
+
+/// A whole authenticated chat request carrying `body`.
+fn chat_request(body: &Value) -> String {
+    let body = body.to_string();
+    format!(
+        "{}{body}",
+        chat_head(&format!("content-length: {}", body.len()))
+    )
+}
+
 /// Reads until the peer closes or `within` passes; the bytes, and whether it closed.
 async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, bool) {
     let mut got = Vec::new();
@@ -116,9 +133,7 @@ async fn a_body_that_never_ends_or_crawls_gets_408_in_the_openai_shape() {
 
     // Chunked, one chunk, and never the last one.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{{\"mod\r\n"
-    );
+    let head = chat_head("transfer-encoding: chunked") + "5\r\n{\"mod\r\n";
     s.write_all(head.as_bytes()).await.unwrap();
     let began = Instant::now();
     let (raw, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
@@ -140,9 +155,7 @@ async fn a_body_that_never_ends_or_crawls_gets_408_in_the_openai_shape() {
     c.server.body_min_bytes_per_s = 1_000;
     let gw = start(c).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n"
-    );
+    let head = chat_head("content-length: 100000");
     s.write_all(head.as_bytes()).await.unwrap();
     let began = Instant::now();
     let writer = tokio::spawn(async move {
@@ -290,11 +303,7 @@ async fn an_idle_connection_is_closed_but_a_long_silent_answer_is_not() {
 
     // A 2 s silent answer, then a second request on the same connection: it was not idle.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    let body = chat("sim-small", json!({"max_tokens": 20})).to_string();
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = chat_request(&chat("sim-small", json!({"max_tokens": 20})));
     s.write_all(request.as_bytes()).await.unwrap();
     let (status, headers, answer) = read_response(&mut s).await;
     assert_eq!(status, 200, "{answer}");
@@ -380,15 +389,10 @@ async fn a_client_that_stops_reading_loses_its_connection() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut s = socket.connect(gw.addr).await.unwrap();
-    let body = chat(
+    let request = chat_request(&chat(
         "sim-small",
         json!({"max_tokens": 1_000_000, "stream": true}),
-    )
-    .to_string();
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    ));
     s.write_all(request.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
     // Dropped: what was buffered drains, then the end. Not dropped: reading resumes a stream

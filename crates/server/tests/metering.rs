@@ -111,14 +111,7 @@ async fn ledger_matches_what_workers_generated_under_faults() {
         .iter()
         .map(|s| s.stats().completion_tokens_generated)
         .sum();
-    let gw_metrics = client()
-        .get(format!("{}/metrics", gw.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let gw_metrics = scrape_metrics(&gw).await;
     let gw = Arc::try_unwrap(gw).ok().unwrap();
     gw.shutdown().await; // flushes the ledger
     let rows = ledger(&stored).await;
@@ -296,7 +289,10 @@ async fn a_parallel_burst_never_overshoots_the_token_limit() {
 async fn remaining_counts_go_down_and_come_back_after_settling() {
     let mut c = config(vec![sim("a", |_| {})]);
     let pro = c.tiers.get_mut("pro").unwrap();
-    pro.requests_per_minute = 100;
+    // Six a minute: one comes back every 10 s, far longer than these six requests take even
+    // on a loaded machine (at 100 a minute one came back every 0.6 s, and a slow request let
+    // the count stand still).
+    pro.requests_per_minute = 6;
     pro.tokens_per_minute = 100_000;
     let gw = start(c).await;
     let mut last_requests = u64::MAX;

@@ -113,14 +113,7 @@ async fn until_known(replicas: &[&TestGateway], secret: &str) {
 /// Admissions decided by a replica's local fallback so far (the three replicas share this
 /// process's recorder).
 async fn local_fallbacks(gw: &TestGateway) -> u64 {
-    let body = client()
-        .get(format!("{}/metrics", gw.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = scrape_metrics(gw).await;
     body.lines()
         .filter(|l| {
             l.starts_with("switchyard_limits_admissions_total{") && l.contains("local_fallback")

@@ -252,14 +252,7 @@ async fn shadow_mode_copies_requests_to_the_canary_without_serving_or_billing_th
         "half the requests were copied to the canary: {:?}",
         gw.sims[1].stats()
     );
-    let metrics = client()
-        .get(format!("{}/metrics", gw.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape_metrics(&gw).await;
     assert!(
         metrics.contains(r#"arm="shadow""#) && metrics.contains(r#"arm="main""#),
         "TTFT/TTLT per arm"

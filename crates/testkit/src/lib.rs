@@ -231,6 +231,18 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
+/// The gateway's `/metrics` text.
+pub async fn scrape_metrics(gw: &RunningGateway) -> String {
+    client()
+        .get(format!("{}/metrics", gw.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// GETs an admin API path with the admin token; asserts 200 and returns the JSON.
 pub async fn admin_get(gw: &RunningGateway, path: &str) -> Value {
     let resp = client()
