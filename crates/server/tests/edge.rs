@@ -394,7 +394,17 @@ async fn a_client_that_stops_reading_loses_its_connection() {
         json!({"max_tokens": 1_000_000, "stream": true}),
     ));
     s.write_all(request.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Wait for the gateway to let go of it: only the scrape's own connection left open.
+    let let_go = eventually_async(Duration::from_secs(15), || async {
+        scrape_metrics(&gw)
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix("switchyard_connections_open "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .is_some_and(|open| open <= 1.0)
+    })
+    .await;
+    assert!(let_go, "a connection whose client stopped reading was kept");
     // Dropped: what was buffered drains, then the end. Not dropped: reading resumes a stream
     // of a million tokens, which does not end within the 10 s.
     let (_, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
