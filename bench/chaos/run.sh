@@ -369,7 +369,7 @@ for POLICY in $PHASES; do
     pick_port GW_PORT
     gateway_config "$POLICY" "$GW_PORT" "$PHASE_DIR/state.db" >"$PHASE_DIR/gateway.toml"
     SWITCHYARD_DEV_KEY=$KEY SWITCHYARD_LOG=info "$SWITCHYARD" --log-format json serve \
-        --config "$PHASE_DIR/gateway.toml" >"$PHASE_DIR/gateway.log" 2>&1 &
+        --config "$PHASE_DIR/gateway.toml" --admin-listen 127.0.0.1:0 >"$PHASE_DIR/gateway.log" 2>&1 &
     GW_PID=$!
     PIDS+=("$GW_PID")
     wait_http "http://127.0.0.1:$GW_PORT/readyz" "switchyard serve ($POLICY)" "$GW_PID"

@@ -275,7 +275,8 @@ model = "$MODEL"
 max_concurrency = 1024
 EOF
 SWITCHYARD_DEV_KEY=$KEY SWITCHYARD_LOG=warn "${SRV[@]}" "$SWITCHYARD" serve \
-    --config "$WORK/gateway.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gateway.log" 2>&1 &
+    --config "$WORK/gateway.toml" --listen "127.0.0.1:$GW_PORT" --admin-listen 127.0.0.1:0 \
+    >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
 wait_http "http://127.0.0.1:$GW_PORT/readyz" "switchyard (HTTP bench)" "$GW_PID"
@@ -402,7 +403,8 @@ runtime = "vllm"
 model = "sim-small"
 EOF
 SWITCHYARD_DEV_KEY=$KEY SWITCHYARD_LOG=warn "${SRV[@]}" "$SWITCHYARD" serve \
-    --config "$WORK/gateway-sim.toml" --listen "127.0.0.1:$GW2_PORT" >"$WORK/gateway-sim.log" 2>&1 &
+    --config "$WORK/gateway-sim.toml" --listen "127.0.0.1:$GW2_PORT" --admin-listen 127.0.0.1:0 \
+    >"$WORK/gateway-sim.log" 2>&1 &
 GW2_PID=$!
 PIDS+=("$GW2_PID")
 wait_http "http://127.0.0.1:$GW2_PORT/readyz" "switchyard (TTFT bench)" "$GW2_PID"

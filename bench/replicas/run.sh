@@ -67,7 +67,7 @@ gpu = "simulated"
 price_per_hour = 1.0
 max_concurrency = 1024
 TOML
-  "$BIN" serve --config "$WORK/$name.toml" >/dev/null 2>"$WORK/$name.err" &
+  "$BIN" serve --config "$WORK/$name.toml" --admin-listen 127.0.0.1:0 >/dev/null 2>"$WORK/$name.err" &
   PIDS+=($!)
   wait_http "http://127.0.0.1:$port/readyz"
 }

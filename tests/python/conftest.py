@@ -192,7 +192,8 @@ class Gateway:
 
 
 def start_gateway(config_toml: str | None = None, *, name: str = "gateway") -> Gateway:
-    argv = [str(switchyard_bin()), "serve", "--listen", "127.0.0.1:0"]
+    argv = [str(switchyard_bin()), "serve", "--listen", "127.0.0.1:0",
+            "--admin-listen", "127.0.0.1:0"]
     if config_toml is not None:
         cfg = tempfile.NamedTemporaryFile("w", prefix=f"{name}-", suffix=".toml",
                                           dir=work_dir(), delete=False)

@@ -78,6 +78,10 @@ def listen_port(config: dict[str, Any]) -> int:
     return int(config["server"]["listen"].rsplit(":", 1)[1])
 
 
+def admin_port(config: dict[str, Any]) -> int:
+    return int(config["admin"]["listen"].rsplit(":", 1)[1])
+
+
 def seconds(text: str | int) -> float:
     """A duration as compose ("1m30s", "50s") or haproxy ("600s", "2s", "500ms", "30" = ms)
     writes it."""
@@ -104,12 +108,16 @@ def kustomization() -> dict[str, Any]:
 
 
 def k8s_resources() -> dict[str, dict[str, Any]]:
-    """The resources kustomization.yaml applies, by kind."""
+    """The resources kustomization.yaml applies, by kind; a second of a kind (the admin
+    port's Service) by kind/name."""
     out: dict[str, dict[str, Any]] = {}
     for name in kustomization()["resources"]:
         for doc in yaml_docs(K8S_DIR / name):
-            assert doc["kind"] not in out, f"two {doc['kind']} resources"
-            out[doc["kind"]] = doc
+            key = doc["kind"]
+            if key in out:
+                key = f"{key}/{doc['metadata']['name']}"
+            assert key not in out, f"two {key} resources"
+            out[key] = doc
     return out
 
 
@@ -306,7 +314,8 @@ def start_with(name: str, text: str) -> tuple[Process, str]:
         "SWITCHYARD_FLEET_TOKEN": "sy-fleet-test-deploy-0123456789",
     }
     proc = Process(f"deploy-{name}", [str(switchyard_bin()), "serve", "--config", str(path),
-                                      "--listen", "127.0.0.1:0"], env=env)
+                                      "--listen", "127.0.0.1:0",
+                                      "--admin-listen", "127.0.0.1:0"], env=env)
     url = proc.wait_for_line(r"switchyard listening on (http://\S+)").group(1).rstrip("/")
     return proc, url
 
@@ -345,7 +354,8 @@ def test_a_broken_config_is_refused_by_the_gateway() -> None:
     path.write_text(config_texts()["compose"].replace("shutdown_delay_ms", "shutdown_dealy_ms"))
     env = {**os.environ, "SWITCHYARD_DATABASE_URL": "sqlite::memory:"}
     result = subprocess.run([str(switchyard_bin()), "serve", "--config", str(path),
-                             "--listen", "127.0.0.1:0"], capture_output=True, text=True,
+                             "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+                            capture_output=True, text=True,
                             timeout=30, env=env)
     assert result.returncode != 0 and "shutdown_dealy_ms" in result.stderr, result.stderr
 
@@ -388,7 +398,7 @@ def test_every_k8s_manifest_matches_the_kubernetes_schemas(version: str) -> None
                             f"validate against Kubernetes {version}: {e.message} at "
                             f"{'.'.join(str(p) for p in e.path)}", pytrace=False)
             checked.append(doc["kind"])
-    assert sorted(checked) == sorted(["ConfigMap", "Deployment", "Service",
+    assert sorted(checked) == sorted(["ConfigMap", "Deployment", "Service", "Service",
                                       "PodDisruptionBudget", "HorizontalPodAutoscaler",
                                       "Secret"])
 
@@ -410,7 +420,8 @@ def test_the_kustomization_renders_to_valid_manifests() -> None:
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     assert sorted(d["kind"] for d in docs) == sorted(
-        ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"])
+        ["ConfigMap", "Deployment", "Service", "Service", "PodDisruptionBudget",
+         "HorizontalPodAutoscaler"])
     for doc in docs:
         kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
 
@@ -464,6 +475,12 @@ def test_k8s_probes_ports_and_mounts_match_the_configmap() -> None:
     (svc_port,) = res["Service"]["spec"]["ports"]
     target = svc_port["targetPort"]
     assert (ports[target] if isinstance(target, str) else target) == port
+    # The admin port has a Service of its own; the public Service does not carry it.
+    admin = admin_port(config)
+    assert admin != port and ports["admin"] == admin
+    (admin_svc_port,) = res["Service/switchyard-admin"]["spec"]["ports"]
+    assert ports[admin_svc_port["targetPort"]] == admin
+    assert res["Service/switchyard-admin"]["spec"]["type"] == "ClusterIP"
     annotations = res["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(port)
     assert annotations["prometheus.io/path"] == "/metrics"
@@ -575,6 +592,12 @@ def test_compose_runs_two_gateways_on_postgres_and_redis() -> None:
         assert seconds(svc["stop_grace_period"]) > stop_needed, (
             f"{name}: stop_grace_period must exceed shutdown delay + grace + ledger flush "
             f"({stop_needed} s), or Docker kills it mid-drain")
+    # The admin port is published on the host's loopback only, and never through haproxy.
+    admin = admin_port(config)
+    assert admin != listen_port(config)
+    published = [p for svc in gateways.values() for p in svc.get("ports", [])]
+    assert published == [f"127.0.0.1:{admin}:{admin}"], published
+    assert f":{admin}" not in (COMPOSE_DIR / "haproxy.cfg").read_text()
     # The load balancer waits for both replicas to be healthy.
     lb = services["lb"]
     assert {n: d["condition"] for n, d in lb["depends_on"].items()} == {

@@ -12,12 +12,12 @@ use crate::error::CliError;
 /// the subcommand (`switchyard keys list --url ...`).
 #[derive(Args, Clone, Debug)]
 pub struct AdminArgs {
-    /// Base URL of the gateway.
+    /// Base URL of the gateway's admin port ([admin] listen).
     #[arg(
         long,
         global = true,
-        env = crate::gateway_url::URL_ENV,
-        default_value = crate::gateway_url::DEFAULT_URL
+        env = crate::gateway_url::ADMIN_URL_ENV,
+        default_value = crate::gateway_url::DEFAULT_ADMIN_URL
     )]
     pub url: String,
     /// The gateway's admin token.

@@ -6,7 +6,7 @@
 //! (its key, its model, its tenant's limits): logged loudly, never counted as the gateway's.
 //!
 //! It serves its own `/metrics` (`--listen`) and, with an admin token, pushes its per-minute
-//! counts to the gateway (`POST /admin/v1/probes/minutes`), where the SLA report takes the
+//! counts to the gateway's admin port (`--admin-url`, `POST /admin/v1/probes/minutes`), where the SLA report takes the
 //! worse of its view and the gateway's own for each minute. Counts not yet pushed (the gateway
 //! is down: exactly when they matter) are kept, a day at most, and pushed when it is back.
 
@@ -57,8 +57,8 @@ pub struct ProbeArgs {
     /// Where to serve this prober's own /metrics.
     #[arg(long, default_value = "127.0.0.1:9465")]
     listen: SocketAddr,
-    /// Where to push minutes (default: --url).
-    #[arg(long, env = "SWITCHYARD_ADMIN_URL")]
+    /// The gateway's admin port, where minutes are pushed (required with an admin token).
+    #[arg(long, env = crate::gateway_url::ADMIN_URL_ENV)]
     admin_url: Option<String>,
     /// The gateway's admin token; without it, nothing is pushed (metrics only).
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
@@ -109,7 +109,17 @@ pub async fn run(args: ProbeArgs) -> Result<(), CliError> {
     let chat = base
         .join("/v1/chat/completions")
         .map_err(|e| format!("--url {url}: {e}"))?;
-    let admin_base = args.admin_url.clone().unwrap_or_else(|| url.clone());
+    let admin_base = match (&args.admin_url, &args.admin_token) {
+        (Some(admin), _) => admin.clone(),
+        (None, None) => String::new(), // nothing is pushed
+        (None, Some(_)) => {
+            return Err(CliError::Usage(
+                "pushing minutes needs the gateway's admin port: --admin-url or \
+                 SWITCHYARD_ADMIN_URL (the admin API does not listen on the public port)"
+                    .into(),
+            ))
+        }
+    };
     let mut http = reqwest::Client::builder()
         .timeout(Duration::from_millis(args.ttlt_limit_ms.saturating_mul(2)));
     if is_loopback(&base) {

@@ -16,6 +16,10 @@ pub struct ServeArgs {
     /// Address to listen on (overrides server.listen; default 127.0.0.1:8080).
     #[arg(long)]
     listen: Option<String>,
+    /// Where the admin and fleet registration APIs listen (overrides admin.listen; default
+    /// 127.0.0.1:8081; "public" serves them on the public port).
+    #[arg(long)]
+    admin_listen: Option<String>,
 }
 
 const DEV_KEY_ENV: &str = "SWITCHYARD_DEV_KEY";
@@ -53,7 +57,15 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     // The environment's URLs go in before the file is validated: the file may depend on them.
     let database_url = std::env::var(DATABASE_URL_ENV).ok();
     let redis_url = std::env::var(REDIS_URL_ENV).ok();
+    // The flags go in before validation as well, so that the file and the flags are checked
+    // together (an admin port equal to the public one).
     let apply_env = |config: &mut Config| {
+        if let Some(listen) = &args.listen {
+            config.server.listen = listen.clone();
+        }
+        if let Some(listen) = &args.admin_listen {
+            config.admin.listen = listen.clone();
+        }
         if let Some(url) = &database_url {
             config.state.url = Some(url.clone());
         }
@@ -90,9 +102,6 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             config
         }
     };
-    if let Some(listen) = args.listen {
-        config.server.listen = listen;
-    }
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
     let (key, key_from_env) = secret_from_env(DEV_KEY_ENV, "sk-dev-")?;
     let (admin_token, admin_from_env) = secret_from_env(ADMIN_TOKEN_ENV, "sy-admin-")?;
@@ -127,6 +136,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let workers = gateway.state.fleet.workers();
     let healthy = workers.iter().filter(|w| w.is_healthy()).count();
     println!("switchyard listening on {}", gateway.url());
+    match gateway.admin_addr {
+        Some(_) => println!(
+            "admin and fleet APIs on {} (SWITCHYARD_ADMIN_URL)",
+            gateway.admin_url()
+        ),
+        None => println!("admin and fleet APIs on the public port ([admin] listen = \"public\")"),
+    }
     // A secret the operator supplied is never echoed (it would land in the logs); one made
     // up here is printed, as it is known nowhere else.
     if key_from_env {

@@ -18,6 +18,8 @@ const DEADLINE: Duration = Duration::from_secs(20);
 struct Server {
     child: Child,
     url: String,
+    /// The admin port (`--admin-listen`), where the admin commands go.
+    admin: String,
 }
 
 async fn serve(dir: &std::path::Path) -> Server {
@@ -59,6 +61,7 @@ decode_ms_per_token = 1.0
         .arg(&config)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .args(["--admin-listen", "127.0.0.1:0"])
         .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SWITCHYARD_DEV_KEY", DEV_KEY)
         .env("SWITCHYARD_LOG", "warn")
@@ -67,12 +70,18 @@ decode_ms_per_token = 1.0
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // Ready when it says where it listens (it prints that after binding).
+    // Ready when it says where it listens (it prints that after binding), then where its
+    // admin port is.
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(DEADLINE, async {
+    let (url, admin) = tokio::time::timeout(DEADLINE, async {
+        let mut url = None;
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("switchyard listening on ") {
-                return url.trim().to_string();
+            if let Some(rest) = line.strip_prefix("switchyard listening on ") {
+                url = Some(rest.trim().to_string());
+            }
+            if let Some(rest) = line.strip_prefix("admin and fleet APIs on ") {
+                let admin = rest.split_whitespace().next().unwrap().to_string();
+                return (url.expect("the public address comes first"), admin);
             }
         }
         panic!("switchyard serve exited before listening");
@@ -81,7 +90,7 @@ decode_ms_per_token = 1.0
     .expect("switchyard serve did not start in time");
     // Keep draining its stdout so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server { child, url }
+    Server { child, url, admin }
 }
 
 /// Runs `switchyard <args>` against the server; the admin token comes from the environment.
@@ -89,7 +98,7 @@ async fn cli(server: &Server, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .arg("--url")
-        .arg(&server.url)
+        .arg(&server.admin)
         .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SWITCHYARD_LOG", "warn")
         .output()
@@ -265,7 +274,7 @@ async fn tenants_keys_and_usage_through_the_cli() {
             "tenants",
             "list",
             "--url",
-            &server.url,
+            &server.admin,
             "--admin-token",
             "sy-admin-wrong-0123456789",
         ])
@@ -274,6 +283,19 @@ async fn tenants_keys_and_usage_through_the_cli() {
         .unwrap();
     assert_eq!(wrong.status.code(), Some(4));
     assert!(stderr(&wrong).contains("401"), "{}", stderr(&wrong));
+    // Pointed at the public port, the CLI is told where the admin API went.
+    let public = Command::new(BIN)
+        .args(["tenants", "list", "--url", &server.url])
+        .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(public.status.code(), Some(4));
+    assert!(
+        stderr(&public).contains("admin port"),
+        "{}",
+        stderr(&public)
+    );
 
     server.child.kill().await.unwrap();
     let _ = server.child.wait().await;
@@ -281,7 +303,7 @@ async fn tenants_keys_and_usage_through_the_cli() {
     assert_eq!(down.status.code(), Some(3), "{}", stderr(&down));
     assert!(stderr(&down).contains("cannot reach the gateway"));
     let no_token = Command::new(BIN)
-        .args(["tenants", "list", "--url", &server.url])
+        .args(["tenants", "list", "--url", &server.admin])
         .env_remove("SWITCHYARD_ADMIN_TOKEN")
         .output()
         .await

@@ -153,7 +153,8 @@ async fn an_agent_joins_serves_and_drains_on_sigterm() {
         ),
     )
     .unwrap();
-    let gw_port = free_port();
+    let (gw_port, admin_port) = (free_port(), free_port());
+    let admin_url = format!("http://127.0.0.1:{admin_port}");
     let (mut gateway, gw_url) = spawn_until(
         &[
             "serve".into(),
@@ -161,6 +162,8 @@ async fn an_agent_joins_serves_and_drains_on_sigterm() {
             config.display().to_string(),
             "--listen".into(),
             format!("127.0.0.1:{gw_port}"),
+            "--admin-listen".into(),
+            format!("127.0.0.1:{admin_port}"),
         ],
         &[
             ("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN),
@@ -186,7 +189,7 @@ async fn an_agent_joins_serves_and_drains_on_sigterm() {
     .await;
 
     let mut agent = Command::new(BIN)
-        .args(["agent", "--gateway", &gw_url, "--runtime-url", &sim_url])
+        .args(["agent", "--gateway", &admin_url, "--runtime-url", &sim_url])
         .args([
             "--runtime",
             "vllm",
@@ -220,14 +223,14 @@ async fn an_agent_joins_serves_and_drains_on_sigterm() {
         .spawn()
         .unwrap();
 
-    until_state(&gw_url, "gpu-7", Some("ready")).await;
-    let listed = fleet_json(&gw_url).await;
+    until_state(&admin_url, "gpu-7", Some("ready")).await;
+    let listed = fleet_json(&admin_url).await;
     let w = listed.iter().find(|w| w["name"] == "gpu-7").unwrap();
     assert_eq!(w["source"], "registered");
     assert_eq!(w["provider"], "market-b");
     assert_eq!(w["labels"]["vram_gb"], "24");
     assert_eq!(w["labels"]["rack"], "r1");
-    let table = fleet_cli(&gw_url, &["list"]).await;
+    let table = fleet_cli(&admin_url, &["list"]).await;
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
     assert!(table.starts_with("NAME"), "{table}");
     assert!(
@@ -246,14 +249,14 @@ async fn an_agent_joins_serves_and_drains_on_sigterm() {
     );
 
     // Drain and undrain by provider with the CLI.
-    let out = fleet_cli(&gw_url, &["drain", "--provider", "market-b"]).await;
+    let out = fleet_cli(&admin_url, &["drain", "--provider", "market-b"]).await;
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 worker matched, 1 now draining"));
     let resp = chat(&gw_url, json!({})).await;
     assert_eq!(resp.status(), 503, "the only worker is draining");
-    let out = fleet_cli(&gw_url, &["undrain", "--provider", "market-b"]).await;
+    let out = fleet_cli(&admin_url, &["undrain", "--provider", "market-b"]).await;
     assert!(out.status.success());
-    until_state(&gw_url, "gpu-7", Some("ready")).await;
+    until_state(&admin_url, "gpu-7", Some("ready")).await;
 
     // A long stream (60 tokens × 40 ms), then SIGTERM to the agent while it runs.
     let stream = chat(
@@ -269,7 +272,7 @@ async fn an_agent_joins_serves_and_drains_on_sigterm() {
         .status()
         .unwrap();
     assert!(killed.success());
-    until_state(&gw_url, "gpu-7", Some("draining")).await;
+    until_state(&admin_url, "gpu-7", Some("draining")).await;
     let resp = chat(&gw_url, json!({})).await;
     assert_eq!(resp.status(), 503, "nothing new for a draining worker");
 
@@ -287,7 +290,11 @@ async fn an_agent_joins_serves_and_drains_on_sigterm() {
         .expect("the agent did not exit after draining")
         .unwrap();
     assert!(status.success(), "agent exited with {status}");
-    assert_eq!(worker_state(&gw_url, "gpu-7").await, None, "deregistered");
+    assert_eq!(
+        worker_state(&admin_url, "gpu-7").await,
+        None,
+        "deregistered"
+    );
     let stats = sim_stats(&sim_url).await;
     assert_eq!(stats["completed"], 2);
     assert_eq!(stats["failed"], 0);

@@ -510,6 +510,8 @@ async fn bench_through_the_gateway_then_plan_and_providers_from_its_ledger() {
             config.display().to_string(),
             "--listen".into(),
             format!("127.0.0.1:{port}"),
+            "--admin-listen".into(),
+            "127.0.0.1:0".into(),
         ],
         "switchyard listening on ",
     )

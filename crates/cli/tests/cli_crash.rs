@@ -31,6 +31,8 @@ async fn serve(config: &std::path::Path) -> (Child, String) {
         .arg(config)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        // One port for all: this test is about the ledger, not where the admin API listens.
+        .args(["--admin-listen", "public"])
         .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SWITCHYARD_DEV_KEY", DEV_KEY)
         .env("SWITCHYARD_LOG", "warn")

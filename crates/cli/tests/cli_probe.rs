@@ -27,12 +27,14 @@ async fn admin(url: &str, path: &str) -> Value {
         .unwrap()
 }
 
-async fn probe(url: &str, key: &str, rounds: &str) -> std::process::Output {
+async fn probe(url: &str, admin_url: &str, key: &str, rounds: &str) -> std::process::Output {
     Command::new(BIN)
         .args([
             "probe",
             "--url",
             url,
+            "--admin-url",
+            admin_url,
             "--key",
             key,
             "--model",
@@ -64,6 +66,7 @@ async fn gateway(
     switchyard_server::RunningGateway,
     Vec<switchyard_sim::SimHandle>,
     String,
+    String,
 ) {
     let mut c = switchyard_server::Config::embedded_default();
     let mut sim = switchyard_sim::SimConfig {
@@ -86,6 +89,7 @@ async fn gateway(
     c.state.path = dir.join("state.db");
     c.upstream.eject_after_failures = 1_000_000;
     c.probes.interval_ms = 0;
+    c.admin.listen = "127.0.0.1:0".into();
     let clock = std::sync::Arc::new(switchyard_metering::clock::ManualClock::new(
         switchyard_metering::directory::unix_ms() + 120_000,
     ));
@@ -103,26 +107,26 @@ async fn gateway(
     )
     .await
     .unwrap();
-    let url = gw.url();
-    (gw, sims, url)
+    let (url, admin) = (gw.url(), gw.admin_url());
+    (gw, sims, url, admin)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_from_outside_count_in_the_sla_report_and_on_the_status_page() {
     let dir = tempfile::tempdir().unwrap();
-    let (gw, sims, url) = gateway(dir.path()).await;
+    let (gw, sims, url, admin_url) = gateway(dir.path()).await;
 
     // Healthy: three rounds, all passing, pushed.
-    let out = probe(&url, DEV_KEY, "3").await;
+    let out = probe(&url, &admin_url, DEV_KEY, "3").await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // A prober with a wrong key is refused (401): its own problem, not counted as downtime.
-    let out = probe(&url, "sk-wrong-0123456789abcdefghij", "2").await;
+    let out = probe(&url, &admin_url, "sk-wrong-0123456789abcdefghij", "2").await;
     assert!(out.status.success());
-    let month = &admin(&url, "/sla?tenant=dev").await["data"][0];
+    let month = &admin(&admin_url, "/sla?tenant=dev").await["data"][0];
     assert!(month["minutes_probed"].as_u64().unwrap() >= 1, "{month:#}");
     assert_eq!(month["minutes_probe_bad"], 0, "{month:#}");
     assert_eq!(month["probe_availability_ppm"], 1_000_000);
@@ -132,9 +136,9 @@ async fn probes_from_outside_count_in_the_sla_report_and_on_the_status_page() {
         error_500: 1.0,
         ..switchyard_sim::FaultConfig::default()
     });
-    let out = probe(&url, DEV_KEY, "2").await;
+    let out = probe(&url, &admin_url, DEV_KEY, "2").await;
     assert!(out.status.success());
-    let month = &admin(&url, "/sla?tenant=dev").await["data"][0];
+    let month = &admin(&admin_url, "/sla?tenant=dev").await["data"][0];
     assert!(
         month["minutes_probe_bad"].as_u64().unwrap() >= 1,
         "{month:#}"
@@ -162,7 +166,7 @@ async fn probes_from_outside_count_in_the_sla_report_and_on_the_status_page() {
     // refused.
     let push = |body: Value| {
         client()
-            .post(format!("{url}/admin/v1/probes/minutes"))
+            .post(format!("{admin_url}/admin/v1/probes/minutes"))
             .bearer_auth(ADMIN_TOKEN)
             .json(&body)
             .send()
@@ -190,6 +194,27 @@ async fn probes_from_outside_count_in_the_sla_report_and_on_the_status_page() {
         .await
         .unwrap();
     assert_eq!(future.status(), 400);
+
+    // An admin token without the admin port's URL is a mistake said at once, not minutes
+    // pushed to the public port (which does not serve the admin API).
+    let out = Command::new(BIN)
+        .args([
+            "probe",
+            "--url",
+            &url,
+            "--key",
+            DEV_KEY,
+            "--model",
+            "sim-small",
+        ])
+        .args(["--name", "x", "--rounds", "1", "--listen", "127.0.0.1:0"])
+        .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env_remove("SWITCHYARD_ADMIN_URL")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--admin-url"));
     gw.shutdown().await;
     for sim in sims {
         sim.shutdown().await;

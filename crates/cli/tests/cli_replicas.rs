@@ -35,6 +35,8 @@ async fn serve(config: &std::path::Path) -> (Child, String) {
         .arg(config)
         .arg("--listen")
         .arg("127.0.0.1:0")
+        // One port for all: this test is about the ledger, not where the admin API listens.
+        .args(["--admin-listen", "public"])
         .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SWITCHYARD_DEV_KEY", DEV_KEY)
         .env("SWITCHYARD_DATABASE_URL", POSTGRES)

@@ -20,6 +20,7 @@ fn serve(config: &std::path::Path) -> Command {
         .arg(config)
         .arg("--listen")
         .arg("127.0.0.1:0")
+        .args(["--admin-listen", "127.0.0.1:0"])
         .env("SWITCHYARD_ADMIN_TOKEN", "sy-admin-env-test-0123456789abc")
         .env("SWITCHYARD_DEV_KEY", "sk-dev-env-test-0123456789abcdef")
         .env("SWITCHYARD_LOG", "warn")

@@ -3,6 +3,7 @@
 //! which checks what types cannot. Features take their own section; nothing here imports a
 //! feature. Nothing here is logged whole, because worker entries may carry secrets.
 
+pub mod admin;
 pub mod alerts;
 pub mod content_log;
 pub mod limits;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use switchyard_fleet::{HealthConfig, OutlierConfig, RuntimeKind, WorkerSpec};
 use switchyard_metering::Limits;
 
+pub use admin::{AdminConfig, AdminListen};
 pub use alerts::AlertsConfig;
 pub use content_log::ContentLogConfig;
 pub use limits::{LimitsConfig, RedisDownPolicy};
@@ -55,6 +57,9 @@ pub enum ConfigError {
 pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
+    /// `[admin]`: the control plane's own listener (admin and fleet registration APIs).
+    #[serde(default)]
+    pub admin: AdminConfig,
     #[serde(default)]
     pub upstream: UpstreamConfig,
     #[serde(default)]
@@ -147,6 +152,7 @@ impl Config {
         };
         Self {
             server: ServerConfig::default(),
+            admin: AdminConfig::default(),
             upstream: UpstreamConfig::default(),
             health: HealthConfig::default(),
             outlier: OutlierConfig::default(),
@@ -182,8 +188,9 @@ impl Config {
     /// Each section checks its own values; what spans sections (the dev tenant's tier, a fleet
     /// with no worker at all, worker names unique across static and simulated) is checked here.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let sections: [(&str, Result<(), String>); 13] = [
+        let sections: [(&str, Result<(), String>); 14] = [
             ("server", self.server.validate()),
+            ("admin", self.admin.validate(self.server.listen_addr().ok())),
             ("upstream", self.upstream.validate()),
             ("health", self.health.validate()),
             ("outlier", self.outlier.validate()),

@@ -102,13 +102,35 @@ impl ControlPlane {
         Self { state, tasks }
     }
 
-    /// The admin, registration and status routes, with their state.
-    pub fn routes(&self) -> Router {
+    /// The routes of the admin port (`[admin] listen`): the admin API, the registration API
+    /// and the status page's operator view, with their state.
+    pub fn admin_routes(&self) -> Router {
         Router::new()
             .merge(admin::router())
             .merge(fleet_api::router())
-            .merge(status::router())
+            .merge(status::admin_router())
             .with_state(self.state.clone())
+    }
+
+    /// The control plane's routes on the public port: the status page.
+    pub fn public_routes(&self) -> Router {
+        status::router().with_state(self.state.clone())
+    }
+
+    /// On the public port when the admin port is its own: `/admin/...` and `/fleet/...` get a
+    /// 404 that says where they are served, for the operator whose CLI still points here.
+    pub fn elsewhere_routes() -> Router {
+        async fn elsewhere(uri: axum::http::Uri) -> switchyard_gateway::error::GatewayError {
+            switchyard_gateway::error::GatewayError::NotFound(format!(
+                "{} is not served on this port: the admin and fleet APIs listen on the admin \
+                 port ([admin] listen, 127.0.0.1:8081 by default; the CLI reads \
+                 SWITCHYARD_ADMIN_URL)",
+                uri.path()
+            ))
+        }
+        Router::new()
+            .route("/admin/{*rest}", axum::routing::any(elsewhere))
+            .route("/fleet/{*rest}", axum::routing::any(elsewhere))
     }
 
     pub fn stop(self) {

@@ -36,6 +36,11 @@ pub enum StartError {
     Client(#[from] reqwest::Error),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    #[error("cannot listen on the admin port {addr} ([admin] listen): {source}")]
+    AdminListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("state store: {0}")]
     Store(#[from] StoreError),
     #[error("shared limits: {0}")]

@@ -318,7 +318,10 @@ fn describe() {
         LIMITS_ADMISSIONS,
         "Admissions by where the limits were decided: shared (Redis), local_fallback (this replica's share, Redis unreachable), unavailable (refused, Redis unreachable)."
     );
-    describe_gauge!(CONNECTIONS_OPEN, "Client connections open on the listener.");
+    describe_gauge!(
+        CONNECTIONS_OPEN,
+        "Client connections open, per listener (public, admin)."
+    );
     describe_counter!(
         CONNECTIONS_REFUSED,
         "Client connections refused at the door: per_client (max_connections_per_ip) or total (max_connections)."
@@ -628,14 +631,16 @@ pub fn limits_decided(by: switchyard_metering::admission::DecidedBy) {
     ::metrics::counter!(LIMITS_ADMISSIONS, "decided_by" => by).increment(1);
 }
 
-/// A client connection opened (+1) or closed (-1).
-pub fn connections_open(delta: f64) {
-    ::metrics::gauge!(CONNECTIONS_OPEN).increment(delta);
+/// A client connection opened (+1) or closed (-1) on `listener` (`public` or `admin`).
+pub fn connections_open(listener: &'static str, delta: f64) {
+    ::metrics::gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(delta);
 }
 
-/// A client connection was refused at the door; `reason` is `per_client` or `total`.
-pub fn connection_refused(reason: &'static str) {
-    ::metrics::counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
+/// A client connection was refused at the door of `listener`; `reason` is `per_client` or
+/// `total`.
+pub fn connection_refused(listener: &'static str, reason: &'static str) {
+    ::metrics::counter!(CONNECTIONS_REFUSED, "listener" => listener, "reason" => reason)
+        .increment(1);
 }
 
 /// A request was shed; `reason` is a fixed word (`queue_full`, `queue_timeout`...).

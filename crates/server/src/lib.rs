@@ -1,6 +1,7 @@
-//! The composition root: one listener serving the request path (`switchyard-gateway`) and
-//! the control plane (`switchyard-control`) under the connection limits (`listener`), and the
-//! order they stop in. `switchyard serve` and the integration tests start the gateway through
+//! The composition root: the public listener serving the request path (`switchyard-gateway`)
+//! and the status page, the admin port serving the rest of the control plane
+//! (`switchyard-control`), both under the connection limits (`listener`), and the order they
+//! stop in. `switchyard serve` and the integration tests start the gateway through
 //! here.
 
 mod listener;
@@ -9,12 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchyard_config::AdminListen;
 use switchyard_control::{ControlPlane, ControlSecrets, ControlState};
 use switchyard_gateway::state::AppState;
 use switchyard_gateway::RequestPath;
 use switchyard_metering::clock::{Clock, SystemClock};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use switchyard_gateway::{Config, StartError};
@@ -32,12 +34,16 @@ pub struct Secrets {
 
 pub struct RunningGateway {
     pub addr: SocketAddr,
+    /// The admin port's address; `None` when `[admin] listen = "public"` serves the admin and
+    /// fleet APIs on `addr`.
+    pub admin_addr: Option<SocketAddr>,
     /// The request path's state.
     pub state: Arc<AppState>,
     /// The control plane's state (tokens, notifier), which reads the request path's.
     pub control: Arc<ControlState>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    admin_server: Option<JoinHandle<std::io::Result<()>>>,
     request_path: Option<RequestPath>,
     control_plane: Option<ControlPlane>,
     grace: Duration,
@@ -63,6 +69,15 @@ pub async fn start_with_clock(
 ) -> Result<RunningGateway, StartError> {
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let delay = Duration::from_millis(config.server.shutdown_delay_ms);
+    // Bound before anything starts, so that a taken port fails the start cleanly.
+    let admin_listener = match config.admin.listen().map_err(std::io::Error::other)? {
+        AdminListen::Own(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::AdminListen { addr, source })?,
+        ),
+        AdminListen::Public => None,
+    };
     let request_path = switchyard_gateway::build(config, secrets.dev_key.as_deref(), clock).await?;
     let state = request_path.state.clone();
     let control_plane = ControlPlane::start(
@@ -73,22 +88,46 @@ pub async fn start_with_clock(
         },
     )
     .await;
-    let app = switchyard_gateway::finish(
-        switchyard_gateway::routes(state.clone()).merge(control_plane.routes()),
-        &state.config.server,
-    );
-    let limits = listener::ConnectionLimits::from_config(&state.config);
+    let mut public = switchyard_gateway::routes(state.clone()).merge(control_plane.public_routes());
+    public = match admin_listener {
+        Some(_) => public.merge(ControlPlane::elsewhere_routes()),
+        None => public.merge(control_plane.admin_routes()),
+    };
+    let public = switchyard_gateway::finish(public, &state.config.server);
     let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(listener::serve(listener, app, limits, async move {
-        let _ = stopped.await;
-    }));
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(listener::serve(
+        listener,
+        public,
+        listener::ConnectionLimits::from_config(&state.config, listener::PUBLIC),
+        stop_signal(stopped.clone()),
+    ));
+    let (admin_addr, admin_server) = match admin_listener {
+        Some(admin_listener) => {
+            let admin_addr = admin_listener.local_addr()?;
+            if !admin_addr.ip().is_loopback() {
+                tracing::warn!(%admin_addr, "the admin port listens beyond loopback: whoever reaches it can try the admin and fleet tokens; keep it behind a firewall or a private network");
+            }
+            let app =
+                switchyard_gateway::finish(control_plane.admin_routes(), &state.config.server);
+            let served = listener::serve(
+                admin_listener,
+                app,
+                listener::ConnectionLimits::from_config(&state.config, listener::ADMIN),
+                stop_signal(stopped),
+            );
+            (Some(admin_addr), Some(tokio::spawn(served)))
+        }
+        None => (None, None),
+    };
     Ok(RunningGateway {
         addr,
+        admin_addr,
         state,
         control: control_plane.state.clone(),
-        stop: Some(stop),
+        stop,
         server,
+        admin_server,
         request_path: Some(request_path),
         control_plane: Some(control_plane),
         grace,
@@ -96,9 +135,20 @@ pub async fn start_with_clock(
     })
 }
 
+/// Resolves once the gateway is told to stop.
+async fn stop_signal(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
 impl RunningGateway {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where the admin and registration APIs are served: the admin port, or the public one
+    /// when `[admin] listen = "public"`.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr.unwrap_or(self.addr))
     }
 
     /// Reports not-ready (`/readyz` 503, `"draining": true`) and keeps serving for the
@@ -116,14 +166,15 @@ impl RunningGateway {
             );
             tokio::time::sleep(self.delay).await;
         }
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match tokio::time::timeout(self.grace, &mut self.server).await {
-            Ok(_) => {}
-            Err(_) => {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + self.grace;
+        for server in std::iter::once(&mut self.server).chain(self.admin_server.as_mut()) {
+            if tokio::time::timeout_at(deadline, &mut *server)
+                .await
+                .is_err()
+            {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
-                self.server.abort();
+                server.abort();
             }
         }
         if let Some(control) = self.control_plane.take() {

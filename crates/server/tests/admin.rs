@@ -22,7 +22,7 @@ async fn admin_req(
     body: Option<Value>,
 ) -> (u16, Value) {
     let mut req = client()
-        .request(method, format!("{}/admin/v1{path}", gw.url()))
+        .request(method, format!("{}/admin/v1{path}", gw.admin_url()))
         .bearer_auth(ADMIN);
     if let Some(body) = body {
         req = req.json(&body);
@@ -261,7 +261,7 @@ async fn bad_input_is_refused_with_the_field_named() {
 #[tokio::test]
 async fn the_admin_token_is_required_and_without_one_there_is_no_admin_api() {
     let gw = start(config(vec![sim("a", |_| {})])).await;
-    let url = format!("{}/admin/v1/tenants", gw.url());
+    let url = format!("{}/admin/v1/tenants", gw.admin_url());
     for token in [Some("sy-admin-wrong-0123456789abcdef"), Some(KEY), None] {
         let mut req = client().get(&url);
         if let Some(t) = token {
@@ -287,7 +287,7 @@ async fn the_admin_token_is_required_and_without_one_there_is_no_admin_api() {
     };
     let gw = start_on(config(vec![sim("a", |_| {})]), secrets, listener, None).await;
     let resp = client()
-        .get(format!("{}/admin/v1/tenants", gw.url()))
+        .get(format!("{}/admin/v1/tenants", gw.admin_url()))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -331,7 +331,7 @@ async fn rotation_replaces_the_secret_and_keeps_the_scopes() {
     assert_eq!(chat_with(&gw, &old, "sim-small").await.status(), 200);
     // No body at all is fine.
     let resp = client()
-        .post(format!("{}/admin/v1/keys/{old_id}/rotate", gw.url()))
+        .post(format!("{}/admin/v1/keys/{old_id}/rotate", gw.admin_url()))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -517,7 +517,7 @@ async fn usage_invoice_and_margin_add_up_to_the_responses() {
     let resp = client()
         .get(format!(
             "{}/admin/v1/usage?tenant=acme&format=csv",
-            gw.url()
+            gw.admin_url()
         ))
         .bearer_auth(ADMIN)
         .send()

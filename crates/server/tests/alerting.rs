@@ -83,7 +83,7 @@ fn alerting_config(c: &mut Config, webhook: &str) {
 
 async fn admin_get(gw: &RunningGateway, path: &str) -> reqwest::Response {
     client()
-        .get(format!("{}/admin/v1{path}", gw.url()))
+        .get(format!("{}/admin/v1{path}", gw.admin_url()))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -349,7 +349,7 @@ async fn a_maintenance_window_is_announced_on_the_webhook_and_the_status_page() 
     let at = |ms: i64| switchyard_control::admin::format_rfc3339(ms);
     for (scope, note) in [("all", "kernel upgrade"), ("tenant:dev", "dev's own")] {
         let resp = client()
-            .post(format!("{}/admin/v1/maintenance", gw.url()))
+            .post(format!("{}/admin/v1/maintenance", gw.admin_url()))
             .bearer_auth(ADMIN)
             .json(&serde_json::json!({"start": at(now + 3 * day), "end": at(now + 3 * day + 1_800_000),
                 "scope": scope, "note": note}))

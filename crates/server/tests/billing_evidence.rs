@@ -20,7 +20,7 @@ fn lie(usage: Value) -> FaultConfig {
 
 async fn admin(gw: &switchyard_server::RunningGateway, path: &str, body: Value) -> Value {
     let resp = client()
-        .post(format!("{}/admin/v1{path}", gw.url()))
+        .post(format!("{}/admin/v1{path}", gw.admin_url()))
         .bearer_auth(ADMIN)
         .json(&body)
         .send()

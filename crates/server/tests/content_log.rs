@@ -16,7 +16,7 @@ const API_KEY: &str = "sk-proj-Zq8xW3vN5mB7kL2pQ9rT4yU6";
 
 fn admin(gw: &RunningGateway, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
     client()
-        .request(method, format!("{}/admin/v1{path}", gw.url()))
+        .request(method, format!("{}/admin/v1{path}", gw.admin_url()))
         .bearer_auth(ADMIN)
 }
 
@@ -211,7 +211,7 @@ async fn settings_are_checked_and_the_admin_token_is_required() {
     assert_eq!(t["content_logging"], 30);
 
     for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
-        let url = format!("{}/admin/v1/content?tenant=thirty", gw.url());
+        let url = format!("{}/admin/v1/content?tenant=thirty", gw.admin_url());
         let resp = client().request(method.clone(), &url).send().await.unwrap();
         assert_eq!(resp.status(), 401, "{method} without a token");
         let resp = client()

@@ -246,7 +246,9 @@ async fn connections_past_the_per_address_cap_are_refused_in_the_openai_shape() 
         };
         resp.text().await.is_ok_and(|m| {
             m.lines().any(|l| {
-                l.starts_with("switchyard_connections_refused_total{reason=\"per_client\"}")
+                l.starts_with(
+                    "switchyard_connections_refused_total{listener=\"public\",reason=\"per_client\"}",
+                )
             })
         })
     })
@@ -399,7 +401,7 @@ async fn a_client_that_stops_reading_loses_its_connection() {
         scrape_metrics(&gw)
             .await
             .lines()
-            .find_map(|l| l.strip_prefix("switchyard_connections_open "))
+            .find_map(|l| l.strip_prefix("switchyard_connections_open{listener=\"public\"} "))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .is_some_and(|open| open <= 1.0)
     })

@@ -53,7 +53,7 @@ fn registration(name: &str, sim: &SimHandle) -> Value {
 
 async fn call(gw: &RunningGateway, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let mut req = client()
-        .post(format!("{}{path}", gw.url()))
+        .post(format!("{}{path}", gw.admin_url()))
         .bearer_auth(token);
     if let Some(b) = body {
         req = req.json(&b);

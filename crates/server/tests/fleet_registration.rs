@@ -75,7 +75,7 @@ async fn fleet_call(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, Value) {
-    let mut req = client().request(method, format!("{}{path}", gw.url()));
+    let mut req = client().request(method, format!("{}{path}", gw.admin_url()));
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -101,7 +101,7 @@ async fn register(gw: &RunningGateway, body: &Value) -> (u16, Value) {
 
 async fn admin_post(gw: &RunningGateway, path: &str, body: Value) -> (u16, Value) {
     let resp = client()
-        .post(format!("{}{path}", gw.url()))
+        .post(format!("{}{path}", gw.admin_url()))
         .bearer_auth(ADMIN)
         .json(&body)
         .send()

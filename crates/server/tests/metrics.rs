@@ -448,7 +448,7 @@ async fn promtool_accepts_the_output_and_the_alert_rules() {
     switchyard_gateway::metrics::retry("pt", switchyard_gateway::metrics::Retry::BeforeFirstToken);
     switchyard_gateway::metrics::hedge("pt");
     switchyard_gateway::metrics::content_log_dropped("queue_full");
-    switchyard_gateway::metrics::connection_refused("per_client");
+    switchyard_gateway::metrics::connection_refused("public", "per_client");
     let mut body = String::new();
     for _ in 0..100 {
         body = scrape(&gw).await;

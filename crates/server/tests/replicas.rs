@@ -71,7 +71,7 @@ async fn keys_created_and_revoked_through_one_replica_take_effect_on_the_others_
     let keys = admin_get(&three, "/admin/v1/keys?tenant=acme").await;
     let id = keys["data"][0]["id"].as_str().unwrap().to_string();
     let resp = client()
-        .post(format!("{}/admin/v1/keys/{id}/revoke", three.url()))
+        .post(format!("{}/admin/v1/keys/{id}/revoke", three.admin_url()))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -302,7 +302,7 @@ async fn fleet_call(
     body: Option<&Value>,
 ) -> (u16, Value) {
     let mut req = client()
-        .request(method, format!("{}{path}", gw.url()))
+        .request(method, format!("{}{path}", gw.admin_url()))
         .bearer_auth(FLEET);
     if let Some(b) = body {
         req = req.json(b);
@@ -326,7 +326,7 @@ async fn heartbeat(gw: &RunningGateway, name: &str) -> (u16, Value) {
 
 async fn admin_post(gw: &RunningGateway, path: &str, body: Value) -> Value {
     let resp = client()
-        .post(format!("{}{path}", gw.url()))
+        .post(format!("{}{path}", gw.admin_url()))
         .bearer_auth(ADMIN)
         .json(&body)
         .send()

@@ -1,6 +1,6 @@
 //! A black-box robustness run: 10,000 random and malformed requests through a running
 //! gateway, from bytes that are not HTTP at all to valid HTTP with mangled methods, paths,
-//! headers and JSON bodies. None may panic the gateway (a caught panic would answer 500
+//! headers and JSON bodies, to the public port and the admin port. None may panic the gateway (a caught panic would answer 500
 //! `internal_error`), every error it shapes is in the OpenAI error shape, and afterwards it
 //! still serves. The generator is seeded (printed on failure) so a failure can be replayed.
 
@@ -202,8 +202,14 @@ async fn ten_thousand_malformed_requests_get_openai_errors_and_the_gateway_still
         .unwrap_or_else(|| rand::rng().random());
     let rng = Arc::new(std::sync::Mutex::new(StdRng::seed_from_u64(seed)));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..AT_ONCE {
-        let (rng, addr) = (rng.clone(), gw.addr);
+    for task in 0..AT_ONCE {
+        // A quarter of the senders aim at the admin port, which agents on strangers'
+        // machines reach too.
+        let addr = match task % 4 {
+            3 => gw.admin_addr.unwrap(),
+            _ => gw.addr,
+        };
+        let rng = rng.clone();
         tasks.spawn(async move {
             let mut seen = Vec::new();
             for _ in 0..REQUESTS / AT_ONCE {
@@ -270,6 +276,7 @@ async fn ten_thousand_malformed_requests_get_openai_errors_and_the_gateway_still
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["usage"]["completion_tokens"], 3);
+    admin_get(&gw, "/admin/v1/tenants").await;
     eprintln!("seed {seed}: {answered} answered ({shaped} shaped errors), {closed} closed without an answer");
     gw.shutdown().await;
 }

@@ -31,7 +31,7 @@ async fn admin(
     body: Option<Value>,
 ) -> (u16, Value) {
     let mut req = client()
-        .request(method, format!("{}/admin/v1{path}", gw.url()))
+        .request(method, format!("{}/admin/v1{path}", gw.admin_url()))
         .bearer_auth(ADMIN);
     if let Some(b) = body {
         req = req.json(&b);

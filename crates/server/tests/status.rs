@@ -75,7 +75,7 @@ async fn gateway() -> TestGateway {
     c.upstream.eject_after_failures = 1_000;
     let gw = start(c).await;
     let resp = client()
-        .post(format!("{}/admin/v1/fleet/drain", gw.url()))
+        .post(format!("{}/admin/v1/fleet/drain", gw.admin_url()))
         .bearer_auth(ADMIN)
         .json(&json!({"worker": "wk-gone-eu"}))
         .send()
@@ -368,7 +368,7 @@ async fn status_json_counts_known_traffic_exactly_and_pages_leak_no_tenant() {
     assert!(fallback.contains("data-window=\"24h\""));
 
     // The admin view: the token in the Authorization header only.
-    let url = format!("{}/admin/status", gw.url());
+    let url = format!("{}/admin/status", gw.admin_url());
     let resp = client().get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     assert!(resp.headers()["www-authenticate"]
@@ -432,7 +432,7 @@ async fn admin_status_is_absent_without_an_admin_token() {
     )
     .await;
     let resp = client()
-        .get(format!("{}/admin/status", gw.url()))
+        .get(format!("{}/admin/status", gw.admin_url()))
         .bearer_auth("anything-at-all-0123456789")
         .send()
         .await

@@ -99,7 +99,7 @@ pub fn sim(name: &str, tweak: impl FnOnce(&mut SimConfig)) -> SimWorkerConfig {
 pub async fn tenant_key(gw: &RunningGateway, tenant: &str, tier: &str) -> String {
     let admin = |path: &str| {
         client()
-            .post(format!("{}/admin/v1{path}", gw.url()))
+            .post(format!("{}/admin/v1{path}", gw.admin_url()))
             .bearer_auth(ADMIN)
     };
     let resp = admin("/tenants")
@@ -200,6 +200,10 @@ pub async fn start_on(
     listener: tokio::net::TcpListener,
     clock: Option<std::sync::Arc<dyn switchyard_metering::clock::Clock>>,
 ) -> TestGateway {
+    // Tests run side by side: an admin port left at its fixed default would clash.
+    if config.admin.listen == switchyard_config::AdminConfig::default().listen {
+        config.admin.listen = "127.0.0.1:0".into();
+    }
     config.validate().unwrap();
     let sims = switchyard_sim::start_sim_workers(&mut config)
         .await
@@ -246,7 +250,7 @@ pub async fn scrape_metrics(gw: &RunningGateway) -> String {
 /// GETs an admin API path with the admin token; asserts 200 and returns the JSON.
 pub async fn admin_get(gw: &RunningGateway, path: &str) -> Value {
     let resp = client()
-        .get(format!("{}{path}", gw.url()))
+        .get(format!("{}{path}", gw.admin_url()))
         .bearer_auth(ADMIN)
         .send()
         .await

@@ -28,8 +28,9 @@ use runtime::RuntimeProbe;
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// Base URL of the gateway (required, here or in the environment).
-    #[arg(long, alias = "url", env = crate::gateway_url::URL_ENV)]
+    /// Base URL of the gateway's admin port, where the registration API listens (required,
+    /// here or in the environment).
+    #[arg(long, alias = "url", env = crate::gateway_url::ADMIN_URL_ENV)]
     gateway: Option<String>,
     /// The gateway's fleet token (the gateway reads the same variable).
     #[arg(long, env = "SWITCHYARD_FLEET_TOKEN", hide_env_values = true)]
@@ -218,7 +219,10 @@ enum Left {
 
 pub async fn run(args: AgentArgs) -> Result<(), CliError> {
     let gateway = crate::gateway_url::resolve(args.gateway.clone(), "SWITCHYARD_GATEWAY_URL")
-        .ok_or("the gateway's URL is required: --gateway or SWITCHYARD_URL")?;
+        .ok_or(
+            "the gateway's admin URL is required (its admin port, where /fleet/v1 listens): \
+             --gateway or SWITCHYARD_ADMIN_URL",
+        )?;
     let name = args.name()?;
     let body = args.registration(&name)?;
     let served = args.upstream_model.as_deref().unwrap_or(&args.model);

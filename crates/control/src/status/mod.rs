@@ -1,10 +1,10 @@
-//! The status pages, served by the gateway itself on its own listener:
+//! The status pages, served by the gateway itself:
 //!
 //! - `GET /status` and `GET /status.json`, public (no authentication): current status per
 //!   model and region, and SLI history over 24 h / 7 d / 30 d, every tenant summed
 //!   ([`data`]), cached for a few seconds ([`cache`]), drawn as inline SVG ([`charts`],
 //!   [`page`]).
-//! - `GET /admin/status`, for the operator: tenants' usage and error budgets this month
+//! - `GET /admin/status`, on the admin port, for the operator: tenants' usage and error budgets this month
 //!   ([`admin_view`]), behind the admin token ([`admin_auth`]).
 
 pub mod admin_auth;
@@ -22,12 +22,16 @@ use axum::{Extension, Router};
 
 use crate::state::ControlState;
 
-/// The status routes, to be merged into the gateway's router before its state is set. Each
-/// call has its own cache (one per gateway).
+/// The public status routes, to be merged into the gateway's router before its state is set.
+/// Each call has its own cache (one per gateway).
 pub fn router() -> Router<Arc<ControlState>> {
     Router::new()
         .route("/status", get(page::page))
         .route("/status.json", get(page::json))
-        .route("/admin/status", get(admin_view::view))
         .layer(Extension(Arc::new(cache::StatusCache::default())))
+}
+
+/// The operator's view, served on the admin port.
+pub fn admin_router() -> Router<Arc<ControlState>> {
+    Router::new().route("/admin/status", get(admin_view::view))
 }

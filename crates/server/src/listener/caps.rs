@@ -24,6 +24,8 @@ impl Refused {
 }
 
 pub struct Caps {
+    /// The listener's name in metrics (`public`, `admin`).
+    listener: &'static str,
     max_total: usize,
     /// 0 = no per-address cap.
     max_per_ip: usize,
@@ -38,8 +40,9 @@ pub struct Held {
 }
 
 impl Caps {
-    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
+    pub fn new(listener: &'static str, max_total: usize, max_per_ip: usize) -> Self {
         Self {
+            listener,
             max_total,
             max_per_ip,
             total: AtomicUsize::new(0),
@@ -67,7 +70,7 @@ impl Caps {
             }
             *n += 1;
         }
-        switchyard_gateway::metrics::connections_open(1.0);
+        switchyard_gateway::metrics::connections_open(self.listener, 1.0);
         Ok(Held {
             caps: self.clone(),
             ip,
@@ -100,7 +103,7 @@ impl Drop for Held {
             }
         }
         caps.total.fetch_sub(1, Ordering::AcqRel);
-        switchyard_gateway::metrics::connections_open(-1.0);
+        switchyard_gateway::metrics::connections_open(caps.listener, -1.0);
     }
 }
 
@@ -111,7 +114,7 @@ mod tests {
 
     #[test]
     fn caps_hold_per_address_and_in_all_and_free_on_close() {
-        let caps = Arc::new(Caps::new(3, 2));
+        let caps = Arc::new(Caps::new("test", 3, 2));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let a1 = caps.admit(a).unwrap();
@@ -122,7 +125,7 @@ mod tests {
         drop(a1);
         let _a3 = caps.admit(a).unwrap();
         // One IPv6 /64 is one client; a mapped IPv4 address is the IPv4 one.
-        let v6 = Arc::new(Caps::new(10, 1));
+        let v6 = Arc::new(Caps::new("test", 10, 1));
         let _p = v6.admit("2001:db8:1:2::1".parse().unwrap()).unwrap();
         assert_eq!(
             v6.admit("2001:db8:1:2:ffff::9".parse().unwrap()).err(),
@@ -135,7 +138,7 @@ mod tests {
             Some(Refused::PerClient)
         );
         // No per-address cap: only the total counts.
-        let open = Arc::new(Caps::new(2, 0));
+        let open = Arc::new(Caps::new("test", 2, 0));
         let _x = open.admit(a).unwrap();
         let _y = open.admit(a).unwrap();
         assert_eq!(open.admit(b).err(), Some(Refused::Total));

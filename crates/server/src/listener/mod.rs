@@ -1,4 +1,4 @@
-//! The public listener: accepts connections under the caps, serves each with hyper (HTTP/1.1
+//! A listener (the public one, or the admin port's): accepts connections under the caps, serves each with hyper (HTTP/1.1
 //! and HTTP/2) under the connection timeouts, and drains them on shutdown.
 //!
 //! `axum::serve` gives none of this: it sets no timer, so hyper's header read timeout is off,
@@ -25,12 +25,18 @@ use tokio::task::JoinSet;
 use caps::{Caps, Refused};
 use idle::{Activity, TrackedIo, Verdict};
 
+/// The names listeners go by in metrics.
+pub const PUBLIC: &str = "public";
+pub const ADMIN: &str = "admin";
+
 /// How long an idle connection asked to close gets to do so before it is dropped.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The connection settings of `[server]`, resolved.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
+    /// The listener's name in logs and metrics: `public` or `admin`.
+    pub listener: &'static str,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub idle_timeout: Duration,
@@ -40,9 +46,11 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    pub fn from_config(config: &Config) -> Self {
+    /// `[server]`'s settings hold on both listeners; `listener` names which one this is.
+    pub fn from_config(config: &Config, listener: &'static str) -> Self {
         let s = &config.server;
         Self {
+            listener,
             header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
             max_header_bytes: s.max_header_bytes,
             idle_timeout: Duration::from_millis(s.idle_timeout_ms),
@@ -81,8 +89,11 @@ pub async fn serve(
     limits: ConnectionLimits,
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    warn_if_descriptors_are_short(limits.max_connections);
+    if limits.listener == PUBLIC {
+        warn_if_descriptors_are_short(limits.max_connections);
+    }
     let caps = Arc::new(Caps::new(
+        limits.listener,
         limits.max_connections,
         limits.max_connections_per_ip,
     ));
@@ -115,7 +126,7 @@ pub async fn serve(
                             drop(held);
                         });
                     }
-                    Err(refused) => refuse::spawn(stream, refused),
+                    Err(refused) => refuse::spawn(stream, refused, limits.listener),
                 }
             }
         }

@@ -14,8 +14,8 @@ use super::caps::Refused;
 const MAX_REFUSING: usize = 1_024;
 static REFUSING: AtomicUsize = AtomicUsize::new(0);
 
-pub fn spawn(mut stream: TcpStream, refused: Refused) {
-    switchyard_gateway::metrics::connection_refused(refused.reason());
+pub fn spawn(mut stream: TcpStream, refused: Refused, listener: &'static str) {
+    switchyard_gateway::metrics::connection_refused(listener, refused.reason());
     if REFUSING.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
         REFUSING.fetch_sub(1, Ordering::AcqRel);
         return; // dropped: closed at once
