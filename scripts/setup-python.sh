@@ -2,8 +2,8 @@
 # Sets up the Python test environment, outside the checkout:
 #   $SWITCHYARD_CACHE/venv                               venv with tests/python/requirements.txt
 #   $SWITCHYARD_CACHE/models/gemma3-270m-q4_k_m.gguf     the real model test_llamacpp.py serves
-# SWITCHYARD_CACHE defaults to ~/.cache/switchyard. Idempotent: a stamp file keyed on the
-# requirements' content (and the Python version) makes a second run finish in seconds.
+# SWITCHYARD_CACHE defaults to ~/.cache/switchyard. Idempotent: stamp files keyed on the
+# requirements' content (and the Python version) make a second run finish in seconds.
 # Needs only PyPI. The first install of llama-cpp-python compiles llama.cpp (6-14 min on 2 cores).
 set -euo pipefail
 
@@ -30,18 +30,27 @@ if ! command -v "$python" >/dev/null 2>&1; then
     exit 1
 fi
 
-# The stamp: what was installed, from which requirements, by which interpreter.
-want_stamp="$(
+# Two stamps. The build stamp: the interpreter, the build flags and the llama-cpp-python pin;
+# when it changes the venv starts over (pip would keep a llama-cpp-python built with other
+# flags). The requirements stamp: the whole file; when only it changes, pip installs what is
+# missing into the venv in place, without rebuilding llama.cpp.
+build_stamp_file="$venv/.switchyard-build.stamp"
+want_build="$(
     {
         "$python" -c 'import sys; print(sys.version)'
         echo "$CMAKE_ARGS"
+        grep -i '^llama-cpp-python' "$requirements"
+    } | sha256sum | cut -d' ' -f1
+)"
+want_stamp="$(
+    {
+        echo "$want_build"
         cat "$requirements"
     } | sha256sum | cut -d' ' -f1
 )"
 
-if [[ -x "$venv/bin/python" && ! ( -f "$stamp" && "$(cat "$stamp")" == "$want_stamp" ) ]]; then
-    # pip would keep an installed llama-cpp-python built with other flags: start over.
-    say "requirements or build flags changed: recreating $venv"
+if [[ -x "$venv/bin/python" && ! ( -f "$build_stamp_file" && "$(cat "$build_stamp_file")" == "$want_build" ) ]]; then
+    say "interpreter, build flags or llama-cpp-python changed: recreating $venv"
     rm -rf "$venv"
 fi
 
@@ -62,6 +71,7 @@ else
     # No wheel cache: pip keys it on the source package, not on CMAKE_ARGS, so a wheel built
     # with other flags (say -march=native) would be reused silently.
     "$venv/bin/python" -m pip install --no-cache-dir -r "$requirements"
+    echo "$want_build" >"$build_stamp_file"
     echo "$want_stamp" >"$stamp"
     say "requirements installed (stamp $want_stamp)"
 fi

@@ -201,7 +201,7 @@ def start_gateway(config_toml: str | None = None, *, name: str = "gateway") -> G
         cfg.close()
         argv += ["--config", cfg.name]
     proc = Process(name, argv, env={"SWITCHYARD_DEV_KEY": DEV_KEY, "RUST_LOG": "info"})
-    url = proc.wait_for_line(r"switchyard listening on (http://\S+)").group(1)
+    url = proc.wait_for_line(r"switchyard listening on (https?://\S+)").group(1)
     # A key from the environment is named, never printed (it would land in the logs).
     proc.wait_for_line(r"dev API key: from SWITCHYARD_DEV_KEY")
     return Gateway(proc, url.rstrip("/"), DEV_KEY)

@@ -3,6 +3,7 @@
 mod admin_client;
 mod agent;
 mod bench;
+mod ca;
 mod error;
 mod fleet;
 mod gateway_url;
@@ -73,6 +74,8 @@ enum Command {
     Providers(providers::ProvidersArgs),
     /// Black-box prober: probe the public URL from elsewhere; push its minutes to the SLA.
     Probe(probe::ProbeArgs),
+    /// A private CA: certificates for the gateway's TLS listeners and for agents.
+    Ca(ca::CaArgs),
 }
 
 fn init_logging(format: &str) {
@@ -107,6 +110,7 @@ async fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args).await,
         Command::Providers(args) => providers::run(args).await,
         Command::Probe(args) => probe::run(args).await,
+        Command::Ca(args) => ca::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

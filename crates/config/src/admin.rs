@@ -3,8 +3,11 @@
 //! default, so that the port customers reach never serves them.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use crate::tls::TlsFiles;
 
 /// What `[admin] listen = "public"` means: no port of its own.
 pub const ON_PUBLIC_PORT: &str = "public";
@@ -15,12 +18,21 @@ pub struct AdminConfig {
     /// An address (`127.0.0.1:8081`), or `"public"` to serve the admin and fleet APIs on
     /// `[server] listen` beside the request path (one port, as before this setting existed).
     pub listen: String,
+    /// TLS on the admin port, as `[server]`'s: both or neither. Agents on other machines reach
+    /// this port, so beyond loopback it should serve TLS. With `listen = "public"` the public
+    /// port's TLS applies and these must be unset.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8081".into(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -47,8 +59,25 @@ impl AdminConfig {
         })
     }
 
+    /// The admin port's TLS files, if it serves TLS.
+    pub fn tls(&self) -> Result<Option<TlsFiles>, String> {
+        TlsFiles::from_section(
+            "admin",
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_client_ca.as_deref(),
+        )
+    }
+
     /// `public` is the public listener's address, to refuse the same address twice.
     pub fn validate(&self, public: Option<SocketAddr>) -> Result<(), String> {
+        if self.tls()?.is_some() && self.listen()? == AdminListen::Public {
+            return Err(
+                "admin.tls_cert is set but admin.listen = \"public\": the public port's TLS \
+                 ([server] tls_cert) applies there"
+                    .into(),
+            );
+        }
         if let (AdminListen::Own(own), Some(public)) = (self.listen()?, public) {
             if own == public && own.port() != 0 {
                 return Err(format!(
@@ -69,6 +98,7 @@ mod tests {
     fn admin(listen: &str) -> AdminConfig {
         AdminConfig {
             listen: listen.into(),
+            ..AdminConfig::default()
         }
     }
 

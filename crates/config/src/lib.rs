@@ -14,6 +14,7 @@ pub mod server;
 pub mod sim;
 pub mod state;
 pub mod tiers;
+pub mod tls;
 pub mod upstream;
 pub mod workers;
 
@@ -36,6 +37,7 @@ pub use server::ServerConfig;
 pub use sim::{FaultConfig, SimConfig, UsageInStream};
 pub use state::{DevTenantConfig, StateBackend, StateConfig};
 pub use tiers::default_tiers;
+pub use tls::TlsFiles;
 pub use upstream::UpstreamConfig;
 pub use workers::{FleetConfig, SimWorkerConfig, SIMULATED_GPU};
 

@@ -2,8 +2,11 @@
 //! slow client, how many connections it holds, how it shuts down.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use crate::tls::TlsFiles;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,6 +42,14 @@ pub struct ServerConfig {
     pub max_connections_per_ip: usize,
     /// HTTP/2: requests in flight at once on one connection.
     pub http2_max_concurrent_streams: u32,
+    /// TLS: the certificate (PEM, with its chain) and key the public port serves. Both or
+    /// neither; without them the port speaks plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// TLS: clients must present a certificate that chains to these CAs (PEM).
+    pub tls_client_ca: Option<PathBuf>,
+    /// How often the TLS files are checked for a change (SIGHUP reloads at once).
+    pub tls_reload_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +67,10 @@ impl Default for ServerConfig {
             max_connections: 8_192,
             max_connections_per_ip: 256,
             http2_max_concurrent_streams: 256,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_reload_interval_ms: 10_000,
         }
     }
 }
@@ -70,8 +85,22 @@ impl ServerConfig {
         })
     }
 
+    /// The public port's TLS files, if it serves TLS.
+    pub fn tls(&self) -> Result<Option<TlsFiles>, String> {
+        TlsFiles::from_section(
+            "server",
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_client_ca.as_deref(),
+        )
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.listen_addr()?;
+        self.tls()?;
+        if !(100..=3_600_000).contains(&self.tls_reload_interval_ms) {
+            return Err("server.tls_reload_interval_ms must be between 100 and 3600000".into());
+        }
         if self.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
         }

@@ -36,6 +36,11 @@ pub enum StartError {
     Client(#[from] reqwest::Error),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    #[error("TLS on the {listener} port: {message}")]
+    Tls {
+        listener: &'static str,
+        message: String,
+    },
     #[error("cannot listen on the admin port {addr} ([admin] listen): {source}")]
     AdminListen {
         addr: std::net::SocketAddr,

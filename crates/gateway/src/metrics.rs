@@ -121,6 +121,9 @@ pub const LIMITS_REPLICAS: &str = "switchyard_limits_replicas";
 /// `per_client` past `max_connections_per_ip`, `total` past `max_connections`).
 pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "switchyard_connections_refused_total";
+pub const TLS_HANDSHAKE_FAILURES: &str = "switchyard_tls_handshake_failures_total";
+pub const TLS_RELOADS: &str = "switchyard_tls_reloads_total";
+pub const TLS_CERT_EXPIRY: &str = "switchyard_tls_certificate_expiry_timestamp_seconds";
 
 // --- Scraped from workers' own /metrics (vLLM, SGLang, TGI) ---------------------------------
 
@@ -191,6 +194,9 @@ pub const ALL: &[&str] = &[
     LIMITS_REPLICAS,
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED,
+    TLS_HANDSHAKE_FAILURES,
+    TLS_RELOADS,
+    TLS_CERT_EXPIRY,
     WORKER_KV_CACHE,
     WORKER_RUNNING,
     WORKER_WAITING,
@@ -321,6 +327,18 @@ fn describe() {
     describe_gauge!(
         CONNECTIONS_OPEN,
         "Client connections open, per listener (public, admin)."
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that failed or timed out, per listener (a client without a valid certificate, a scanner, a plain-HTTP client)."
+    );
+    describe_counter!(
+        TLS_RELOADS,
+        "TLS certificate reloads (file change or SIGHUP), per listener and outcome (ok, failed: the previous certificate stays)."
+    );
+    describe_gauge!(
+        TLS_CERT_EXPIRY,
+        "When the certificate a listener serves expires, Unix seconds."
     );
     describe_counter!(
         CONNECTIONS_REFUSED,
@@ -634,6 +652,22 @@ pub fn limits_decided(by: switchyard_metering::admission::DecidedBy) {
 /// A client connection opened (+1) or closed (-1) on `listener` (`public` or `admin`).
 pub fn connections_open(listener: &'static str, delta: f64) {
     ::metrics::gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(delta);
+}
+
+/// A TLS handshake on `listener` failed or timed out.
+pub fn tls_handshake_failed(listener: &'static str) {
+    ::metrics::counter!(TLS_HANDSHAKE_FAILURES, "listener" => listener).increment(1);
+}
+
+/// The TLS files of `listener` were read again.
+pub fn tls_reload(listener: &'static str, ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    ::metrics::counter!(TLS_RELOADS, "listener" => listener, "outcome" => outcome).increment(1);
+}
+
+/// The certificate `listener` serves expires at `unix_s`.
+pub fn tls_certificate_expiry(listener: &'static str, unix_s: i64) {
+    ::metrics::gauge!(TLS_CERT_EXPIRY, "listener" => listener).set(unix_s as f64);
 }
 
 /// A client connection was refused at the door of `listener`; `reason` is `per_client` or

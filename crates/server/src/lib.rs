@@ -49,6 +49,8 @@ pub struct RunningGateway {
     grace: Duration,
     /// Serving with `/readyz` at 503 before the listener closes.
     delay: Duration,
+    /// Reload the TLS files on change or SIGHUP.
+    tls_reloaders: Vec<JoinHandle<()>>,
 }
 
 pub async fn start(
@@ -78,6 +80,11 @@ pub async fn start_with_clock(
         ),
         AdminListen::Public => None,
     };
+    let public_tls = load_tls(listener::PUBLIC, config.server.tls())?;
+    let admin_tls = match admin_listener {
+        Some(_) => load_tls(listener::ADMIN, config.admin.tls())?,
+        None => None,
+    };
     let request_path = switchyard_gateway::build(config, secrets.dev_key.as_deref(), clock).await?;
     let state = request_path.state.clone();
     let control_plane = ControlPlane::start(
@@ -96,17 +103,24 @@ pub async fn start_with_clock(
     let public = switchyard_gateway::finish(public, &state.config.server);
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
+    let reload_every = Duration::from_millis(state.config.server.tls_reload_interval_ms);
+    let tls_reloaders = [&public_tls, &admin_tls]
+        .into_iter()
+        .flatten()
+        .map(|tls| tls.clone().spawn_reloader(reload_every))
+        .collect();
     let server = tokio::spawn(listener::serve(
         listener,
         public,
         listener::ConnectionLimits::from_config(&state.config, listener::PUBLIC),
+        public_tls,
         stop_signal(stopped.clone()),
     ));
     let (admin_addr, admin_server) = match admin_listener {
         Some(admin_listener) => {
             let admin_addr = admin_listener.local_addr()?;
-            if !admin_addr.ip().is_loopback() {
-                tracing::warn!(%admin_addr, "the admin port listens beyond loopback: whoever reaches it can try the admin and fleet tokens; keep it behind a firewall or a private network");
+            if !admin_addr.ip().is_loopback() && admin_tls.is_none() {
+                tracing::warn!(%admin_addr, "the admin port listens beyond loopback in plain HTTP: tokens cross the network in the clear; set [admin] tls_cert and tls_key, and keep it behind a firewall");
             }
             let app =
                 switchyard_gateway::finish(control_plane.admin_routes(), &state.config.server);
@@ -114,6 +128,7 @@ pub async fn start_with_clock(
                 admin_listener,
                 app,
                 listener::ConnectionLimits::from_config(&state.config, listener::ADMIN),
+                admin_tls,
                 stop_signal(stopped),
             );
             (Some(admin_addr), Some(tokio::spawn(served)))
@@ -132,7 +147,25 @@ pub async fn start_with_clock(
         control_plane: Some(control_plane),
         grace,
         delay,
+        tls_reloaders,
     })
+}
+
+/// A listener's TLS files, read now: a missing or broken file fails the start.
+fn load_tls(
+    name: &'static str,
+    files: Result<Option<switchyard_config::TlsFiles>, String>,
+) -> Result<Option<Arc<listener::tls::Tls>>, StartError> {
+    let tls_error = |message: String| StartError::Tls {
+        listener: name,
+        message,
+    };
+    match files.map_err(tls_error)? {
+        Some(files) => listener::tls::Tls::load(name, files)
+            .map(Some)
+            .map_err(|e| tls_error(e.to_string())),
+        None => Ok(None),
+    }
 }
 
 /// Resolves once the gateway is told to stop.
@@ -142,13 +175,26 @@ async fn stop_signal(mut stopped: watch::Receiver<bool>) {
 
 impl RunningGateway {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = match self.state.config.server.tls_cert {
+            Some(_) => "https",
+            None => "http",
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Where the admin and registration APIs are served: the admin port, or the public one
     /// when `[admin] listen = "public"`.
     pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin_addr.unwrap_or(self.addr))
+        match self.admin_addr {
+            Some(addr) => {
+                let scheme = match self.state.config.admin.tls_cert {
+                    Some(_) => "https",
+                    None => "http",
+                };
+                format!("{scheme}://{addr}")
+            }
+            None => self.url(),
+        }
     }
 
     /// Reports not-ready (`/readyz` 503, `"draining": true`) and keeps serving for the
@@ -176,6 +222,9 @@ impl RunningGateway {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
                 server.abort();
             }
+        }
+        for reloader in &self.tls_reloaders {
+            reloader.abort();
         }
         if let Some(control) = self.control_plane.take() {
             control.stop();

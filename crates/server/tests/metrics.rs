@@ -449,6 +449,10 @@ async fn promtool_accepts_the_output_and_the_alert_rules() {
     switchyard_gateway::metrics::hedge("pt");
     switchyard_gateway::metrics::content_log_dropped("queue_full");
     switchyard_gateway::metrics::connection_refused("public", "per_client");
+    // TLS families exist only on a TLS listener (tests/tls.rs serves one).
+    switchyard_gateway::metrics::tls_handshake_failed("public");
+    switchyard_gateway::metrics::tls_reload("public", true);
+    switchyard_gateway::metrics::tls_certificate_expiry("public", 2_000_000_000);
     let mut body = String::new();
     for _ in 0..100 {
         body = scrape(&gw).await;

@@ -14,6 +14,8 @@
 // A failed step of a test is a panic with its reason: that is what a test kit is for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod tls;
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;

@@ -8,6 +8,7 @@
 mod caps;
 mod idle;
 mod refuse;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,12 +19,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use switchyard_gateway::Config;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use caps::{Caps, Refused};
 use idle::{Activity, TrackedIo, Verdict};
+use tls::Tls;
 
 /// The names listeners go by in metrics.
 pub const PUBLIC: &str = "public";
@@ -80,13 +83,14 @@ impl ConnectionLimits {
     }
 }
 
-/// Serves `app` on `listener` until `stop` resolves; then stops accepting, asks every
-/// connection to finish its requests and close, and returns when all have. Dropping the
-/// returned future (the grace period ran out) drops every connection.
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `stop` resolves; then stops
+/// accepting, asks every connection to finish its requests and close, and returns when all
+/// have. Dropping the returned future (the grace period ran out) drops every connection.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     if limits.listener == PUBLIC {
@@ -121,12 +125,42 @@ pub async fn serve(
                     Ok(held) => {
                         let (app, builder, limits, closing) =
                             (app.clone(), builder.clone(), limits.clone(), closing_rx.clone());
+                        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
                         connections.spawn(async move {
-                            serve_one(stream, peer, app, &builder, &limits, closing).await;
+                            // Streamed chunks are small writes: without TCP_NODELAY, Nagle's
+                            // algorithm would hold each back until the client acknowledged the
+                            // previous one (40 ms with delayed ACKs).
+                            if let Err(e) = stream.set_nodelay(true) {
+                                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                            }
+                            match acceptor {
+                                None => serve_one(stream, peer, app, &builder, &limits, closing).await,
+                                Some(acceptor) => {
+                                    // The handshake is on the header clock: a client that
+                                    // trickles it holds a connection like a slow header would.
+                                    let handshake = tokio::time::timeout(
+                                        limits.header_read_timeout,
+                                        acceptor.accept(stream),
+                                    );
+                                    match handshake.await {
+                                        Ok(Ok(stream)) => {
+                                            serve_one(stream, peer, app, &builder, &limits, closing).await
+                                        }
+                                        Ok(Err(e)) => {
+                                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                            switchyard_gateway::metrics::tls_handshake_failed(limits.listener);
+                                        }
+                                        Err(_) => {
+                                            tracing::debug!(%peer, "TLS handshake timed out");
+                                            switchyard_gateway::metrics::tls_handshake_failed(limits.listener);
+                                        }
+                                    }
+                                }
+                            }
                             drop(held);
                         });
                     }
-                    Err(refused) => refuse::spawn(stream, refused, limits.listener),
+                    Err(refused) => refuse::spawn(stream, refused, limits.listener, tls.is_none()),
                 }
             }
         }
@@ -137,19 +171,16 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_one(
-    stream: TcpStream,
+async fn serve_one<S>(
+    stream: S,
     peer: SocketAddr,
     app: Router,
     builder: &auto::Builder<TokioExecutor>,
     limits: &ConnectionLimits,
     mut closing: watch::Receiver<bool>,
-) {
-    // Streamed chunks are small writes: without TCP_NODELAY, Nagle's algorithm would hold
-    // each back until the client acknowledged the previous one (40 ms with delayed ACKs).
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-    }
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let service = TowerToHyperService::new(idle::CountInFlight::new(app, activity.clone()));
     let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));

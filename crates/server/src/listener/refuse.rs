@@ -14,8 +14,13 @@ use super::caps::Refused;
 const MAX_REFUSING: usize = 1_024;
 static REFUSING: AtomicUsize = AtomicUsize::new(0);
 
-pub fn spawn(mut stream: TcpStream, refused: Refused, listener: &'static str) {
+/// On a TLS listener (`plain` false) the connection is closed unanswered: an answer would need
+/// a handshake, the very work a full gateway should not take on.
+pub fn spawn(mut stream: TcpStream, refused: Refused, listener: &'static str, plain: bool) {
     switchyard_gateway::metrics::connection_refused(listener, refused.reason());
+    if !plain {
+        return;
+    }
     if REFUSING.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
         REFUSING.fetch_sub(1, Ordering::AcqRel);
         return; // dropped: closed at once
