@@ -2,6 +2,7 @@
 
 mod admin_client;
 mod agent;
+mod agent_tokens;
 mod bench;
 mod ca;
 mod error;
@@ -64,6 +65,8 @@ enum Command {
     Incidents(incidents::IncidentsArgs),
     /// Keep a runtime beside this agent registered in a gateway's fleet; drain it on SIGTERM.
     Agent(agent::AgentArgs),
+    /// Per-agent registration tokens: create (scoped), list, revoke (admin API).
+    AgentTokens(agent_tokens::AgentTokensArgs),
     /// The gateway's workers with their state; drain a worker, provider or region.
     Fleet(fleet::FleetArgs),
     /// Load-test any OpenAI-compatible endpoint: TTFT, inter-token latency, TTLT, tokens/s.
@@ -105,6 +108,7 @@ async fn main() -> ExitCode {
         Command::Maintenance(args) => maintenance::run(args).await,
         Command::Incidents(args) => incidents::run(args).await,
         Command::Agent(args) => agent::run(args).await,
+        Command::AgentTokens(args) => agent_tokens::run(args).await,
         Command::Fleet(args) => fleet::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Plan(args) => plan::run(args).await,

@@ -109,9 +109,15 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         Ok(_) => Some(secret_from_env(FLEET_TOKEN_ENV, "")?.0),
         Err(_) => None,
     };
-    if fleet_token.is_none() && config.workers.is_empty() && config.sim_workers.is_empty() {
+    // Without static workers, workers must register: with the shared fleet token, or with
+    // per-agent tokens made through the admin API (which a [fleet] section announces).
+    if fleet_token.is_none()
+        && config.fleet.is_none()
+        && config.workers.is_empty()
+        && config.sim_workers.is_empty()
+    {
         return Err(format!(
-            "no workers: the config declares none, and without {FLEET_TOKEN_ENV} none can register"
+            "no workers: the config declares none, and without {FLEET_TOKEN_ENV} or a [fleet] section none can register"
         )
         .into());
     }
@@ -158,7 +164,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     println!("state: {state_at}");
     println!("limits: {limits_at}");
     if fleet_on {
-        println!("fleet registration: on (token from {FLEET_TOKEN_ENV})");
+        println!("fleet registration: on (shared token from {FLEET_TOKEN_ENV}, and agent tokens)");
+    } else {
+        println!("fleet registration: agent tokens only (switchyard agent-tokens create)");
     }
     println!(
         "workers: {healthy}/{} healthy{}",

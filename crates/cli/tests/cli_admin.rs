@@ -253,6 +253,39 @@ async fn tenants_keys_and_usage_through_the_cli() {
     let margin = ok(&server, &["usage", "margin"]).await;
     assert!(margin.contains("sim-provider"), "{margin}");
 
+    // Agent tokens: created with a scope and a secret shown once, listed without it, revoked.
+    let created = ok(
+        &server,
+        &[
+            "agent-tokens",
+            "create",
+            "--name",
+            "market-b",
+            "--providers",
+            "market-b",
+            "--max-price-per-hour",
+            "1.5",
+            "--json",
+        ],
+    )
+    .await;
+    let token: Value = serde_json::from_str(&created).unwrap();
+    let (id, secret) = (
+        token["id"].as_str().unwrap(),
+        token["secret"].as_str().unwrap(),
+    );
+    assert_eq!(token["scope"]["providers"], json!(["market-b"]));
+    let listed = ok(&server, &["agent-tokens", "list"]).await;
+    assert!(listed.contains(id) && listed.contains("active"), "{listed}");
+    assert!(!listed.contains(secret));
+    let revoked = ok(&server, &["agent-tokens", "revoke", id]).await;
+    assert!(
+        revoked.contains("revoked agent token") && revoked.contains("none"),
+        "{revoked}"
+    );
+    let listed = ok(&server, &["agent-tokens", "list"]).await;
+    assert!(listed.contains("revoked"), "{listed}");
+
     // Errors: the API's message, and an exit status that says whose mistake it was: 4 for a
     // gateway that said no, 3 for one that cannot be reached, 2 for our own arguments.
     let missing = cli(&server, &["tenants", "show", "nobody"]).await;

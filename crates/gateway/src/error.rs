@@ -56,8 +56,8 @@ pub enum GatewayError {
     PromptTooLong { message: String },
     #[error("Invalid admin token.")]
     AdminUnauthorized,
-    /// The registration API refused a missing or wrong fleet token.
-    #[error("Missing or invalid fleet token. Send it as 'Authorization: Bearer FLEET_TOKEN'.")]
+    /// The registration API refused a missing, wrong or revoked token.
+    #[error("Missing, invalid or revoked agent token. Send it as 'Authorization: Bearer TOKEN' (an agent token from the admin API, or the fleet token).")]
     FleetUnauthorized,
     /// An admin API resource (tenant, key) that does not exist; the message names it.
     #[error("{0}")]

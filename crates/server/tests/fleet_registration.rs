@@ -153,11 +153,11 @@ async fn registration_needs_the_fleet_token_and_valid_fields() {
     assert_eq!(ok["heartbeat_ms"], 5_000);
     gw.shutdown().await;
 
-    // Without a fleet token the registration API does not exist.
+    // Without a shared fleet token, only per-agent tokens get in: that one is refused.
     let gw = start(fleet_config(15_000, 5_000)).await;
     let (status, err) = fleet_call(&gw, post, "/fleet/v1/workers", Some(FLEET), Some(&body)).await;
-    assert_eq!(status, 404);
-    assert_eq!(err["error"]["code"], "unknown_url");
+    assert_eq!(status, 401);
+    assert_eq!(err["error"]["code"], "invalid_fleet_token");
     gw.shutdown().await;
     sim.shutdown().await;
 }

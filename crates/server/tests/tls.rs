@@ -85,18 +85,16 @@ async fn https_with_http2_by_alpn_serves_whole_and_streamed_answers() {
         .send()
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
-    let metrics = https
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("switchyard_tls_handshake_failures_total{listener=\"public\"}"),
-        "{metrics}"
-    );
+    // Counted once the gateway's side of the handshake has given up, which the client may
+    // notice first.
+    let counted = eventually_async(Duration::from_secs(5), || async {
+        scrape_tls(&gw, &ca)
+            .await
+            .contains("switchyard_tls_handshake_failures_total{listener=\"public\"}")
+    })
+    .await;
+    assert!(counted, "the failed handshake was not counted");
+    let metrics = scrape_tls(&gw, &ca).await;
     assert!(metrics
         .contains("switchyard_tls_certificate_expiry_timestamp_seconds{listener=\"public\"}"));
     gw.shutdown().await;

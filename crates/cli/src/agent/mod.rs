@@ -1,7 +1,7 @@
 //! `switchyard agent`: runs beside an inference runtime and keeps it in the gateway's fleet.
 //!
 //! 1. Waits until the runtime answers and serves the declared model (retrying with backoff).
-//! 2. Registers it with the gateway (fleet token) and renews the lease every `heartbeat_ms`.
+//! 2. Registers it with the gateway (an agent token or the shared fleet token) and renews the lease every `heartbeat_ms`.
 //!    A 404 on a heartbeat means the gateway forgot it (restart, lease ran out): it registers
 //!    again. Network errors are logged and retried; the agent does not die of them.
 //! 3. If the runtime stops answering, it deregisters at once (sooner than the lease would run
@@ -32,7 +32,7 @@ pub struct AgentArgs {
     /// here or in the environment).
     #[arg(long, alias = "url", env = crate::gateway_url::ADMIN_URL_ENV)]
     gateway: Option<String>,
-    /// The gateway's fleet token (the gateway reads the same variable).
+    /// An agent token (`switchyard agent-tokens create`) or the gateway's shared fleet token.
     #[arg(long, env = "SWITCHYARD_FLEET_TOKEN", hide_env_values = true)]
     fleet_token: String,
     /// Base URL of the runtime as the gateway reaches it, without /v1.

@@ -12,6 +12,7 @@
 //! - Money goes out as `*_usd` decimal strings (six decimals) and `*_nanos` integers, summed
 //!   from the ledger's integer nano-dollars, never through floating point.
 
+mod agent_tokens;
 mod billing;
 mod content;
 mod dates;
@@ -76,6 +77,14 @@ pub fn router() -> Router<Arc<ControlState>> {
         .route(
             "/admin/v1/content",
             get(content::list).delete(content::erase),
+        )
+        .route(
+            "/admin/v1/agent-tokens",
+            get(agent_tokens::list).post(agent_tokens::create),
+        )
+        .route(
+            "/admin/v1/agent-tokens/{id}/revoke",
+            post(agent_tokens::revoke),
         )
         .route("/admin/v1/fleet", get(fleet::list))
         .route("/admin/v1/fleet/drain", post(fleet::drain))

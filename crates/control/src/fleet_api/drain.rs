@@ -17,7 +17,7 @@ use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
 
 pub async fn drain(
-    _: FleetAgent,
+    agent: FleetAgent,
     State(state): State<Arc<ControlState>>,
     Id(name): Id,
 ) -> Result<Json<DrainingView>, GatewayError> {
@@ -31,6 +31,7 @@ pub async fn drain(
         .known(&name)
         .await
         .ok_or_else(|| not_registered(&name))?;
+    agent.may_act_on(&worker)?;
     let target = DrainTarget::Worker(name.clone());
     state
         .fleet_sync

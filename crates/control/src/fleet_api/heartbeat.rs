@@ -15,10 +15,13 @@ use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
 
 pub async fn heartbeat(
-    _: FleetAgent,
+    agent: FleetAgent,
     State(state): State<Arc<ControlState>>,
     Id(name): Id,
 ) -> Result<Json<LeaseView>, GatewayError> {
+    if let Some(worker) = state.fleet_sync.known(&name).await {
+        agent.may_act_on(&worker)?;
+    }
     let settings = state.config.fleet_settings();
     let worker = state
         .fleet_sync

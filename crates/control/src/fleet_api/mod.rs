@@ -1,10 +1,13 @@
 //! The registration API, under `/fleet/v1` on the gateway's own listener: how workers run by
 //! `switchyard agent` join the fleet, hold their place by heartbeat, drain and leave.
 //!
-//! - Every route takes `Authorization: Bearer <fleet token>` (a secret distinct from the
-//!   admin token: agents run on rented machines, and a leaked fleet token must not open the
-//!   tenants and keys). Compared as SHA-256 digests in constant time; missing or wrong is 401,
-//!   and without a configured token the API is absent (404, as an unknown route).
+//! - Every route takes `Authorization: Bearer <token>`: a per-agent token made through the admin
+//!   API (`/admin/v1/agent-tokens`: scoped to providers, models, regions and a maximum price;
+//!   it acts only on the workers it registered, which carry its id as the label
+//!   `switchyard.agent`), or the operator's shared fleet token (any worker). Both are secrets
+//!   distinct from the admin token: agents run on rented machines, and a leaked agent token
+//!   must not open the tenants and keys. Compared as SHA-256 digests; missing, wrong or
+//!   revoked is 401.
 //! - A registration holds a lease of `fleet.lease_ms`; heartbeats renew it, and workers whose
 //!   lease ran out leave the fleet. Registrations, leases and drains live in the shared store
 //!   and reach every gateway on it ([`crate::fleet_sync`]), so an agent may speak to any
@@ -30,6 +33,11 @@ use switchyard_fleet::FleetError;
 
 use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
+
+/// Labels under this prefix are the gateway's to set; a registration may not carry them.
+pub const RESERVED_LABEL_PREFIX: &str = "switchyard.";
+/// The per-agent token that registered a worker (absent: the operator's fleet token).
+pub const AGENT_LABEL: &str = "switchyard.agent";
 
 /// The registration routes, to be merged into the gateway's router before its state is set.
 pub fn router() -> Router<Arc<ControlState>> {

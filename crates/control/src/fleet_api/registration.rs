@@ -186,6 +186,14 @@ impl Registration {
                     format!("Invalid label '{key}': use lowercase letters, digits, '_', '.' and '-' (up to 63)."),
                 ));
             }
+            if key.starts_with(super::RESERVED_LABEL_PREFIX) {
+                return Err(invalid(
+                    &param,
+                    format!(
+                        "Label '{key}' is reserved: the gateway sets 'switchyard.' labels itself."
+                    ),
+                ));
+            }
             if KNOWN_LABELS.contains(&key.as_str()) {
                 return Err(invalid(
                     &param,

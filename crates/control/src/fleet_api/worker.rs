@@ -14,7 +14,7 @@ use crate::state::ControlState;
 use switchyard_gateway::error::GatewayError;
 
 pub async fn show(
-    _: FleetAgent,
+    agent: FleetAgent,
     State(state): State<Arc<ControlState>>,
     Id(name): Id,
 ) -> Result<Json<WorkerView>, GatewayError> {
@@ -23,16 +23,20 @@ pub async fn show(
         .known(&name)
         .await
         .ok_or_else(|| not_registered(&name))?;
+    agent.may_act_on(&worker)?;
     Ok(Json(WorkerView::of(&worker)))
 }
 
 /// Requests still on the worker finish (they hold it); `outstanding` says how many there were
 /// on this gateway. Removed from the shared store too: every gateway drops it.
 pub async fn remove(
-    _: FleetAgent,
+    agent: FleetAgent,
     State(state): State<Arc<ControlState>>,
     Id(name): Id,
 ) -> Result<Json<RemovedView>, GatewayError> {
+    if let Some(worker) = state.fleet_sync.known(&name).await {
+        agent.may_act_on(&worker)?;
+    }
     let outstanding = state.fleet_sync.remove(&name).await.map_err(fleet_error)?;
     Ok(Json(RemovedView {
         name,

@@ -10,6 +10,7 @@ use super::auth::FleetAgent;
 use super::fleet_error;
 use super::registration::Registration;
 use super::view::RegisteredView;
+use super::AGENT_LABEL;
 use crate::admin::extract::AdminJson;
 use crate::fleet_sync::Registered;
 use crate::state::ControlState;
@@ -19,18 +20,50 @@ use switchyard_gateway::error::GatewayError;
 /// the lease and keeps the worker's breaker and figures; changed labels replace the worker.
 /// A new worker starts unready and joins rotation on its first passing health check. Written
 /// to the shared store first: every gateway on it learns of the worker.
+///
+/// A per-agent token registers only within its scope (403 names what is outside it) and may
+/// not take over a name another agent holds (409); what it registers carries its id.
 pub async fn register(
-    _: FleetAgent,
+    agent: FleetAgent,
     State(state): State<Arc<ControlState>>,
     AdminJson(body): AdminJson<Value>,
 ) -> Result<Json<RegisteredView>, GatewayError> {
-    let Registration { spec, labels } = Registration::parse(body)?;
+    let Registration { spec, mut labels } = Registration::parse(body)?;
+    if let FleetAgent::Scoped(token) = &agent {
+        if let Some(why) = token.scope.refuses(
+            &spec.provider,
+            &spec.model,
+            &spec.region,
+            spec.price_per_hour,
+        ) {
+            return Err(GatewayError::Forbidden(format!("{why}.")));
+        }
+        labels.insert(AGENT_LABEL.to_string(), token.id.clone());
+    }
+    if let Some(existing) = state.fleet_sync.known(&spec.name).await {
+        if existing.labels.get(AGENT_LABEL).map(String::as_str) != agent.id() {
+            return Err(GatewayError::Conflict(format!(
+                "A worker named '{}' is registered by another agent; choose another name.",
+                spec.name
+            )));
+        }
+    }
     let settings = state.config.fleet_settings();
     let Registered { worker, new } = state
         .fleet_sync
         .register(spec, labels)
         .await
         .map_err(fleet_error)?;
+    if new {
+        tracing::info!(
+            worker = %worker.spec.name,
+            url = %worker.spec.url,
+            model = %worker.spec.model,
+            provider = %worker.spec.provider,
+            agent_token = agent.id().unwrap_or("fleet token"),
+            "worker registered"
+        );
+    }
     Ok(Json(RegisteredView {
         name: worker.spec.name.clone(),
         new,

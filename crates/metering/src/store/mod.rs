@@ -3,6 +3,7 @@
 //! [`FleetStore`] in [`fleet`]), so that a second backend (Postgres, for several gateway
 //! replicas) can be added trait by trait, and [`Store`], all of them at once.
 
+pub mod agent_tokens;
 pub mod fleet;
 pub mod postgres;
 mod rows;
@@ -22,6 +23,7 @@ use crate::sli::{
     ScopeCounts,
 };
 
+pub use agent_tokens::{AgentScope, AgentToken, AgentTokenStore};
 pub use fleet::{DrainKind, DrainRecord, FleetState, FleetStore, WorkerRegistration};
 
 #[derive(Debug, thiserror::Error)]
@@ -397,18 +399,26 @@ pub trait ContentStore: Send + Sync + 'static {
 /// Every store trait at once: what a backend implements, trait by trait, and what the
 /// gateway holds (`Arc<dyn Store>`). A consumer that needs one concern names that trait.
 pub trait Store:
-    TenantStore + LedgerStore + SliStore + IncidentStore + ContentStore + FleetStore
+    TenantStore + LedgerStore + SliStore + IncidentStore + ContentStore + FleetStore + AgentTokenStore
 {
 }
 
-impl<T: TenantStore + LedgerStore + SliStore + IncidentStore + ContentStore + FleetStore> Store
-    for T
+impl<
+        T: TenantStore
+            + LedgerStore
+            + SliStore
+            + IncidentStore
+            + ContentStore
+            + FleetStore
+            + AgentTokenStore,
+    > Store for T
 {
 }
 
 /// Every store trait, for code that calls a concrete store's methods (tools, tests).
 pub mod prelude {
     pub use super::{
-        ContentStore, FleetStore, IncidentStore, LedgerStore, SliStore, Store, TenantStore,
+        AgentTokenStore, ContentStore, FleetStore, IncidentStore, LedgerStore, SliStore, Store,
+        TenantStore,
     };
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+mod agent_token_store;
 mod changes;
 mod content_store;
 mod fleet_store;

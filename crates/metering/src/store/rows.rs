@@ -304,6 +304,25 @@ pub(crate) fn open_from_row(row: &impl Columns) -> Result<OpenRow> {
     })
 }
 
+/// An agent token as both stores hold it.
+pub(crate) fn agent_token_from_row(
+    row: &impl Columns,
+) -> Result<crate::store::agent_tokens::AgentToken> {
+    let id = row.text("id")?;
+    let hash: [u8; 32] = row.bytes("hash")?.try_into().map_err(|h: Vec<u8>| {
+        StoreError::Database(format!("agent token {id}: hash of {} bytes", h.len()))
+    })?;
+    Ok(crate::store::agent_tokens::AgentToken {
+        name: row.text("name")?,
+        hash,
+        prefix: row.text("prefix")?,
+        scope: from_json(&row.text("scope")?, "agent token scope")?,
+        created_at_ms: row.int("created_at_ms")?,
+        revoked_at_ms: row.opt_int("revoked_at_ms")?,
+        id,
+    })
+}
+
 /// A registration with its lease left (`lease_left_ms`, computed by the database).
 pub(crate) fn registration_from_row(row: &impl Columns) -> Result<WorkerRegistration> {
     Ok(WorkerRegistration {

@@ -30,6 +30,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
+mod agent_token_store;
 mod batch;
 mod content;
 mod content_store;
