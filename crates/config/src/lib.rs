@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod content_log;
+pub mod filters;
 pub mod limits;
 pub mod metrics;
 pub mod probes;
@@ -29,6 +30,7 @@ use switchyard_metering::Limits;
 pub use admin::{AdminConfig, AdminListen};
 pub use alerts::AlertsConfig;
 pub use content_log::ContentLogConfig;
+pub use filters::{FiltersConfig, PatternLists};
 pub use limits::{LimitsConfig, RedisDownPolicy};
 pub use metrics::MetricsConfig;
 pub use probes::ProbeConfig;
@@ -103,6 +105,9 @@ pub struct Config {
     /// `[content_log]`: the sweep of expired opt-in content logs.
     #[serde(default)]
     pub content_log: ContentLogConfig,
+    /// `[filters]`: input and output blocklists (abuse controls).
+    #[serde(default)]
+    pub filters: FiltersConfig,
 }
 
 impl Config {
@@ -169,6 +174,7 @@ impl Config {
             metrics: Default::default(),
             alerts: Default::default(),
             content_log: Default::default(),
+            filters: Default::default(),
             sim_workers: vec![
                 sim("sim-a-1", "sim-provider-a", "sim-small", 10.0),
                 sim("sim-a-2", "sim-provider-a", "sim-small", 10.0),
@@ -190,7 +196,8 @@ impl Config {
     /// Each section checks its own values; what spans sections (the dev tenant's tier, a fleet
     /// with no worker at all, worker names unique across static and simulated) is checked here.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let sections: [(&str, Result<(), String>); 14] = [
+        let sections: [(&str, Result<(), String>); 15] = [
+            ("filters", self.filters.validate(&self.tiers)),
             ("server", self.server.validate()),
             ("admin", self.admin.validate(self.server.listen_addr().ok())),
             ("upstream", self.upstream.validate()),

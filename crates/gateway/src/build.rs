@@ -36,6 +36,8 @@ pub enum StartError {
     Client(#[from] reqwest::Error),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    #[error("[filters]: {0}")]
+    Filters(String),
     #[error("TLS on the {listener} port: {message}")]
     Tls {
         listener: &'static str,
@@ -169,6 +171,8 @@ pub async fn build(
     if !config.sim_workers.is_empty() {
         return Err(StartError::SimWorkersNotStarted);
     }
+    let filters =
+        crate::filter::ContentFilters::from_config(&config.filters).map_err(StartError::Filters)?;
     let store = open_store(&config).await?;
     ensure_dev_tenant(&*store, &config).await?;
     let instance = crate::heartbeat::instance_name();
@@ -227,6 +231,7 @@ pub async fn build(
         ),
         canaries: crate::route::canary::Canaries::new(&routing.canary),
         worker_metrics: Default::default(),
+        filters,
         clock,
         started_at_ms: unix_ms(),
         instance,

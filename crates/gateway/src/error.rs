@@ -43,6 +43,9 @@ pub enum GatewayError {
     KeyExpired,
     #[error("{0}")]
     Forbidden(String),
+    /// A content filter refused the request (input) or ended the answer (output).
+    #[error("{0}")]
+    ContentFilter(String),
     /// A limit refused the request; `retry_after` is `None` when waiting will not help.
     #[error("{message}")]
     RateLimited {
@@ -112,7 +115,9 @@ impl From<InvalidRequest> for GatewayError {
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidRequest { .. } | GatewayError::ContentFilter(_) => {
+                StatusCode::BAD_REQUEST
+            }
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::TooManyConnections { per_client: true } => StatusCode::TOO_MANY_REQUESTS,
@@ -165,6 +170,7 @@ impl GatewayError {
             | GatewayError::RouteNotFound { .. }
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::PromptTooLong { .. }
+            | GatewayError::ContentFilter(_)
             | GatewayError::UpstreamRejected { .. } => Origin::Client,
             GatewayError::TooManyConnections { .. } => Origin::Policy,
             GatewayError::NoHealthyWorker(_)
@@ -203,7 +209,8 @@ impl GatewayError {
             | GatewayError::ModelNotFound(_)
             | GatewayError::RouteNotFound { .. }
             | GatewayError::MethodNotAllowed { .. }
-            | GatewayError::PromptTooLong { .. } => "invalid_request_error",
+            | GatewayError::PromptTooLong { .. }
+            | GatewayError::ContentFilter(_) => "invalid_request_error",
             GatewayError::TooManyConnections { .. } => "rate_limit_error",
             GatewayError::Forbidden(_) => "permission_error",
             GatewayError::RateLimited { .. } => "rate_limit_error",
@@ -235,6 +242,7 @@ impl GatewayError {
             GatewayError::NotFound(_) => "not_found",
             GatewayError::Conflict(_) => "conflict",
             GatewayError::Forbidden(_) => "permission_denied",
+            GatewayError::ContentFilter(_) => "content_filter",
             GatewayError::RateLimited { code, .. } => code,
             GatewayError::InsufficientCredit { .. } => "insufficient_credit",
             GatewayError::PromptTooLong { .. } => "context_length_exceeded",

@@ -3,7 +3,7 @@
 //!
 //! A request meets the modules in this order:
 //! [`request_id`] → [`auth`] → parse ([`switchyard_protocol::request`]) → [`shape`] →
-//! [`admit`] → [`route`] (which worker) → [`dispatch`] (attempts: retries, hedges, resumes,
+//! [`filter`] → [`admit`] → [`route`] (which worker) → [`dispatch`] (attempts: retries, hedges, resumes,
 //! shadow copies) → [`upstream`] (one attempt through its runtime's adapter, the stream relay)
 //! → [`settle`].
 //! Errors on any step are one type, [`error::GatewayError`], mapped to HTTP in one place.
@@ -15,6 +15,7 @@ pub mod build;
 pub mod content_log;
 pub mod dispatch;
 pub mod error;
+pub mod filter;
 mod handlers;
 pub mod heartbeat;
 pub mod metrics;

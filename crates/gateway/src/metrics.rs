@@ -121,6 +121,7 @@ pub const LIMITS_REPLICAS: &str = "switchyard_limits_replicas";
 /// `per_client` past `max_connections_per_ip`, `total` past `max_connections`).
 pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "switchyard_connections_refused_total";
+pub const CONTENT_FILTERED: &str = "switchyard_content_filtered_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "switchyard_tls_handshake_failures_total";
 pub const TLS_RELOADS: &str = "switchyard_tls_reloads_total";
 pub const TLS_CERT_EXPIRY: &str = "switchyard_tls_certificate_expiry_timestamp_seconds";
@@ -194,6 +195,7 @@ pub const ALL: &[&str] = &[
     LIMITS_REPLICAS,
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED,
+    CONTENT_FILTERED,
     TLS_HANDSHAKE_FAILURES,
     TLS_RELOADS,
     TLS_CERT_EXPIRY,
@@ -327,6 +329,10 @@ fn describe() {
     describe_gauge!(
         CONNECTIONS_OPEN,
         "Client connections open, per listener (public, admin)."
+    );
+    describe_counter!(
+        CONTENT_FILTERED,
+        "Requests refused (stage input, 400 content_filter, not billed) and answers stopped (stage output) by the content filters, by tier and list (credential_scraping: the shipped list; configured)."
     );
     describe_counter!(
         TLS_HANDSHAKE_FAILURES,
@@ -652,6 +658,12 @@ pub fn limits_decided(by: switchyard_metering::admission::DecidedBy) {
 /// A client connection opened (+1) or closed (-1) on `listener` (`public` or `admin`).
 pub fn connections_open(listener: &'static str, delta: f64) {
     ::metrics::gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(delta);
+}
+
+/// A content filter refused a request (`stage` input) or stopped an answer (output).
+pub fn content_filtered(stage: &'static str, tier: &str, list: &'static str) {
+    ::metrics::counter!(CONTENT_FILTERED, "stage" => stage, "tier" => tier.to_string(), "list" => list)
+        .increment(1);
 }
 
 /// A TLS handshake on `listener` failed or timed out.

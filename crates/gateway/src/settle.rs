@@ -146,6 +146,11 @@ impl Settlement {
     }
 
     /// Whether this request's content is logged: streams then capture their deltas.
+    /// The caller's tier, whose output filters watch the stream.
+    pub fn tier(&self) -> &str {
+        &self.key.tenant.tenant.tier
+    }
+
     pub fn logs_content(&self) -> bool {
         self.content.is_some()
     }

@@ -37,6 +37,8 @@ pub struct AppState {
     /// The latest figures read from workers' own `/metrics`, published by the control
     /// plane's scraper (see [`crate::metrics::worker_figures`]).
     pub worker_metrics: Arc<crate::metrics::worker_figures::WorkerMetrics>,
+    /// Input and output blocklists per tier (see [`crate::filter`]).
+    pub filters: crate::filter::ContentFilters,
     /// The time SLA records are stamped and judged by: heartbeats, maintenance notices, the
     /// report's "now". The system clock, except in tests that move time on.
     pub clock: Arc<dyn switchyard_metering::clock::Clock>,

@@ -46,6 +46,8 @@ pub async fn forward(
     let adaptive = state.config.routing.adaptive();
     let hedge_after = hedge_after.filter(|_| adaptive);
     let capture = settlement.logs_content();
+    let tier = settlement.tier().to_string();
+    let tier = tier.as_str();
     // A request starting over (see `handlers::inference`) has been counted already.
     if failed_before.is_empty() {
         state.retry_budget.deposit();
@@ -72,7 +74,7 @@ pub async fn forward(
         began_at.push((worker.clone(), Instant::now()));
         async move {
             let began = Instant::now();
-            let result = attempt_with(state, req, request_id, &worker, capture).await;
+            let result = attempt_with(state, req, request_id, &worker, capture, Some(tier)).await;
             (lease, began.elapsed(), result)
         }
     };

@@ -96,6 +96,29 @@ async fn run(
     }
     auth::check_model(&key, &req.model)?;
     let shaped = shape::shape(&mut req, &key.limits)?;
+    if let Err(refused) = state.filters.check_input(&key.tenant.tenant.tier, &req) {
+        let tier = &key.tenant.tenant.tier;
+        tracing::info!(
+            request_id = %request_id,
+            tenant = %key.tenant.tenant.id,
+            list = refused.list(),
+            pattern = %refused.pattern,
+            "request refused by the content filter"
+        );
+        crate::metrics::content_filtered("input", tier, refused.list());
+        let error = refused.error();
+        let refusal = Refusal {
+            request_id: request_id.clone(),
+            at_ms: switchyard_metering::directory::unix_ms(),
+            tenant_id: key.tenant.tenant.id.clone(),
+            model: req.model.clone(),
+            http_status: error.status().as_u16(),
+            throttled: false,
+        };
+        crate::metrics::sli(tier, &req.model, &SliCounts::of_refusal(&refusal));
+        state.ledger.refused(refusal);
+        return Err(error);
+    }
     let reservation = match admit::admit(state.shared_limits.as_ref(), &key, &req, &shaped).await {
         Ok((reservation, info)) => {
             *rate = Some(info);

@@ -168,6 +168,10 @@ pub struct StreamAccount {
     /// Completion tokens relayed before the stream was resumed on another worker: the new
     /// worker's usage counts from the resumption, with that text in its prompt.
     pub resumed_after: u64,
+    /// The tier's output filters, watching the text as it is relayed.
+    pub output_watch: Option<crate::filter::OutputWatch>,
+    /// The output pattern the text matched: the stream ends (see `relay`).
+    pub filtered: Option<String>,
 }
 
 impl StreamAccount {
@@ -182,11 +186,17 @@ impl StreamAccount {
             completion: None,
             resume_text: None,
             resumed_after: 0,
+            output_watch: None,
+            filtered: None,
         }
     }
 
-    /// Notes relayed completion text; a no-op unless content is captured.
+    /// Notes relayed completion text: for the content log and resumption when they keep it,
+    /// and for the output filter when the tier has one.
     pub fn relayed(&mut self, text: &str) {
+        if let (Some(watch), None) = (&mut self.output_watch, &self.filtered) {
+            self.filtered = watch.push(text);
+        }
         if let Some(c) = &mut self.completion {
             c.push(text);
         }

@@ -46,4 +46,9 @@ impl Frames {
     pub fn len(&self) -> usize {
         self.0.len()
     }
+
+    /// Drops the frames after the first `len` (what one event made, taken back).
+    pub fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
 }

@@ -45,16 +45,18 @@ pub async fn attempt(
     request_id: &str,
     worker: &Worker,
 ) -> Result<Reply, GatewayError> {
-    attempt_with(state, req, request_id, worker, false).await
+    attempt_with(state, req, request_id, worker, false, None).await
 }
 
-/// [`attempt`], keeping a stream's text for the content log when `capture` is set.
+/// [`attempt`], keeping a stream's text for the content log when `capture` is set, and
+/// watching it with `tier`'s output filters.
 pub(crate) async fn attempt_with(
     state: &AppState,
     req: &InferenceRequest,
     request_id: &str,
     worker: &Worker,
     capture: bool,
+    tier: Option<&str>,
 ) -> Result<Reply, GatewayError> {
     // Always a stream upstream (see `collect`); callers on the request path pass one already.
     let streamed;
@@ -123,6 +125,9 @@ pub(crate) async fn attempt_with(
     }
     if capture {
         relay.capture_content();
+    }
+    if let Some(watch) = tier.and_then(|t| state.filters.output_watch(t)) {
+        relay.watch_output(watch, tier.unwrap_or_default());
     }
     if resume::resumable(state, req, spec) {
         relay.keep_text_for_resume();

@@ -216,6 +216,25 @@ impl StreamTranslator for OpenAiStream {
         Ok(Flow::Continue)
     }
 
+    fn end_filtered(&mut self, out: &mut Frames, error: Option<&switchyard_protocol::ErrorBody>) {
+        self.account.finish_reason = Some("content_filter".into());
+        let choice = match self.object {
+            "text_completion" => json!({"index": 0, "text": "", "finish_reason": "content_filter"}),
+            _ => json!({"index": 0, "delta": {}, "finish_reason": "content_filter"}),
+        };
+        out.push_json(&json!({
+            "id": self.last_id,
+            "object": self.object,
+            "created": self.last_created,
+            "model": self.model,
+            "choices": [choice],
+        }));
+        if let Some(error) = error {
+            out.push_error(error);
+        }
+        self.finish(out);
+    }
+
     fn on_eof(&mut self, out: &mut Frames) -> Result<(), GatewayError> {
         // A stream that ended without [DONE] is complete only if it said how it finished.
         if self.account.finish_reason.is_some() {

@@ -88,6 +88,8 @@ pub struct Relay {
     last_checkpoint: Option<std::time::Instant>,
     /// The worker answered whole: its first frame is not a first token (no TTFT).
     no_first_token: bool,
+    /// The tier whose output filters watch this stream (for the metric).
+    filtered_tier: Option<String>,
 }
 
 impl Relay {
@@ -123,6 +125,7 @@ impl Relay {
             checkpoint_every: Duration::from_secs(2),
             last_checkpoint: None,
             no_first_token: false,
+            filtered_tier: None,
         }
     }
 
@@ -215,6 +218,29 @@ impl Relay {
         self.translator.account_mut().completion = Some(Default::default());
     }
 
+    /// Watches the relayed text with the tier's output filters. Called before the first frame.
+    pub fn watch_output(&mut self, watch: crate::filter::OutputWatch, tier: &str) {
+        self.translator.account_mut().output_watch = Some(watch);
+        self.filtered_tier = Some(tier.to_string());
+    }
+
+    /// The text matched an output pattern: what the matching event made is taken back (the
+    /// rest of the text before it has reached the client), the answer ends with
+    /// `finish_reason: "content_filter"` and, on a stream, one error event; the worker's
+    /// request is cancelled when the relay is dropped. Billed for what was generated.
+    fn end_filtered(&mut self, before: usize, pattern: &str) {
+        self.frames.truncate(before);
+        let error =
+            GatewayError::ContentFilter("The answer was stopped by the content filter.".into());
+        let body = (!self.collected).then(|| error.body());
+        self.translator
+            .end_filtered(&mut self.frames, body.as_ref());
+        self.state = State::Finished;
+        let tier = self.filtered_tier.as_deref().unwrap_or("");
+        crate::metrics::content_filtered("output", tier, "configured");
+        tracing::warn!(tier, pattern, "answer stopped by the output filter");
+    }
+
     /// Waits for the first frame for the client. A failure before it is returned as an error,
     /// so the caller can still try another worker: nothing has reached the client yet.
     pub async fn first_frame(&mut self) -> Result<Bytes, GatewayError> {
@@ -281,7 +307,17 @@ impl Relay {
                     }
                 }
                 SseItem::Event { data, .. } => {
+                    let before = self.frames.len();
                     match self.translator.on_event(&data, &mut self.frames) {
+                        Ok(_) if self.translator.account().filtered.is_some() => {
+                            let pattern = self
+                                .translator
+                                .account()
+                                .filtered
+                                .clone()
+                                .unwrap_or_default();
+                            self.end_filtered(before, &pattern);
+                        }
                         Ok(Flow::Continue) => {}
                         Ok(Flow::Done) => self.state = State::Finished,
                         Err(e) => self.fail(e),

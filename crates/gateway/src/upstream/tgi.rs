@@ -210,6 +210,26 @@ impl StreamTranslator for TgiStream {
         Ok(Flow::Done)
     }
 
+    fn end_filtered(&mut self, out: &mut Frames, error: Option<&switchyard_protocol::ErrorBody>) {
+        self.account.finish_reason = Some("content_filter".into());
+        out.push_json(&self.chunk(json!([choice(
+            self.endpoint,
+            "",
+            Some("content_filter"),
+            true
+        )])));
+        if let Some(error) = error {
+            out.push_error(error);
+        }
+        if self.client_wants_usage {
+            let usage = self.account.usage().usage;
+            let mut c = self.chunk(json!([]));
+            c["usage"] = usage.to_value();
+            out.push_json(&c);
+        }
+        out.push_done();
+    }
+
     fn on_eof(&mut self, _out: &mut Frames) -> Result<(), GatewayError> {
         Err(GatewayError::UpstreamFailed(
             "the worker closed the stream before it completed".into(),

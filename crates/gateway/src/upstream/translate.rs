@@ -21,6 +21,10 @@ pub trait StreamTranslator: Send {
     fn account_mut(&mut self) -> &mut StreamAccount;
     /// The prompt's token count from the worker's tokenizer, when one was asked for.
     fn set_counted_prompt(&mut self, _tokens: Option<u64>) {}
+    /// The output filter ended the answer: a last chunk with `finish_reason:
+    /// "content_filter"`, then `error` as one event (streamed clients), the usage chunk if the
+    /// client asked for it, and `[DONE]`.
+    fn end_filtered(&mut self, out: &mut Frames, error: Option<&switchyard_protocol::ErrorBody>);
     /// Whether `data` ends the stream (the point where a prompt count must be in hand).
     fn is_final(&self, data: &str) -> bool {
         data.trim() == "[DONE]"
