@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// sha256 of the bytes `weights`.
+const WEIGHTS_SHA256: &str = "9a129038d9a00aed0cf6a7ea059ca50a813449061ab87848cf1a13eafdf33b2c";
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const ADMIN_TOKEN: &str = "sy-admin-agent-test-0123456789abcdef";
 const FLEET_TOKEN: &str = "sy-fleet-agent-test-0123456789abcdef";
@@ -188,6 +190,9 @@ async fn an_agent_joins_serves_and_drains_on_sigterm() {
     )
     .await;
 
+    // A stand-in model file: the agent reports its sha256.
+    let weights = dir.path().join("model.gguf");
+    std::fs::write(&weights, b"weights").unwrap();
     let mut agent = Command::new(BIN)
         .args(["agent", "--gateway", &admin_url, "--runtime-url", &sim_url])
         .args([
@@ -215,6 +220,7 @@ async fn an_agent_joins_serves_and_drains_on_sigterm() {
             "rack=r1",
         ])
         .args(["--price-per-hour", "0.45", "--drain-timeout", "30s"])
+        .args(["--weights-file", weights.to_str().unwrap()])
         .env("SWITCHYARD_FLEET_TOKEN", FLEET_TOKEN)
         .env("SWITCHYARD_LOG", "info")
         .stdout(Stdio::null())
@@ -230,6 +236,8 @@ async fn an_agent_joins_serves_and_drains_on_sigterm() {
     assert_eq!(w["provider"], "market-b");
     assert_eq!(w["labels"]["vram_gb"], "24");
     assert_eq!(w["labels"]["rack"], "r1");
+    // sha256("weights")
+    assert_eq!(w["labels"]["weights_sha256"], WEIGHTS_SHA256);
     let table = fleet_cli(&admin_url, &["list"]).await;
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
     assert!(table.starts_with("NAME"), "{table}");

@@ -9,6 +9,7 @@ pub mod content_log;
 pub mod filters;
 pub mod limits;
 pub mod metrics;
+pub mod models;
 pub mod probes;
 pub mod routing;
 pub mod server;
@@ -33,6 +34,7 @@ pub use content_log::ContentLogConfig;
 pub use filters::{FiltersConfig, PatternLists};
 pub use limits::{LimitsConfig, RedisDownPolicy};
 pub use metrics::MetricsConfig;
+pub use models::ModelRequirements;
 pub use probes::ProbeConfig;
 pub use routing::{CanaryMode, CanarySplit, RoutingConfig, RoutingPolicy};
 pub use server::ServerConfig;
@@ -108,6 +110,9 @@ pub struct Config {
     /// `[filters]`: input and output blocklists (abuse controls).
     #[serde(default)]
     pub filters: FiltersConfig,
+    /// `[models.NAME]`: what a registering worker must be to serve a model.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelRequirements>,
 }
 
 impl Config {
@@ -175,6 +180,7 @@ impl Config {
             alerts: Default::default(),
             content_log: Default::default(),
             filters: Default::default(),
+            models: Default::default(),
             sim_workers: vec![
                 sim("sim-a-1", "sim-provider-a", "sim-small", 10.0),
                 sim("sim-a-2", "sim-provider-a", "sim-small", 10.0),
@@ -196,7 +202,8 @@ impl Config {
     /// Each section checks its own values; what spans sections (the dev tenant's tier, a fleet
     /// with no worker at all, worker names unique across static and simulated) is checked here.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let sections: [(&str, Result<(), String>); 15] = [
+        let sections: [(&str, Result<(), String>); 16] = [
+            ("models", models::validate(&self.models)),
             ("filters", self.filters.validate(&self.tiers)),
             ("server", self.server.validate()),
             ("admin", self.admin.validate(self.server.listen_addr().ok())),

@@ -254,14 +254,15 @@ async fn re_registration_renews_the_same_worker_or_replaces_a_changed_one() {
     );
     assert!(Arc::ptr_eq(&first, &gw.state.fleet.worker("w1").unwrap()));
 
+    // A changed field other than the worker's identity (tests/worker_identity.rs) replaces it.
     let mut changed = body.clone();
-    changed["quantization"] = json!("int8");
+    changed["max_concurrency"] = json!(4);
     let (status, replaced) = register(&gw, &changed).await;
     assert_eq!(status, 200);
     assert_eq!(replaced["new"], true);
     let second = gw.state.fleet.worker("w1").unwrap();
     assert!(!Arc::ptr_eq(&first, &second));
-    assert_eq!(second.labels["quantization"], "int8");
+    assert_eq!(second.spec.max_concurrency, 4);
     assert_eq!(gw.state.fleet.workers().len(), 1, "replaced, not added");
     until_ready(&gw, "w1").await;
     gw.shutdown().await;

@@ -71,6 +71,13 @@ pub struct AgentArgs {
     /// e.g. fp16, fp8, awq-int4.
     #[arg(long)]
     quantization: Option<String>,
+    /// The model file the runtime serves: its sha256 is reported (computed at start), so the
+    /// gateway can check it against `[models.NAME] weights_sha256`.
+    #[arg(long, conflicts_with = "weights_sha256")]
+    weights_file: Option<std::path::PathBuf>,
+    /// The weights' sha256, where the file is not visible to the agent (from the model card).
+    #[arg(long)]
+    weights_sha256: Option<String>,
     /// e.g. datacenter, residential.
     #[arg(long)]
     network: Option<String>,
@@ -131,6 +138,38 @@ impl AgentArgs {
         Ok(format!("{}-{port}", hostname()))
     }
 
+    /// The weights' sha256: given, or read from the file (once, at start; a multi-GB file
+    /// takes a few seconds).
+    fn weights_digest(&self) -> Result<Option<String>, CliError> {
+        if let Some(digest) = &self.weights_sha256 {
+            return Ok(Some(digest.to_ascii_lowercase()));
+        }
+        let Some(path) = &self.weights_file else {
+            return Ok(None);
+        };
+        use sha2::Digest;
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)
+            .map_err(|e| CliError::Usage(format!("--weights-file {}: {e}", path.display())))?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| CliError::Usage(format!("--weights-file {}: {e}", path.display())))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Some(digest))
+    }
+
     /// The registration body; the gateway checks it and names any field it refuses.
     fn registration(&self, name: &str) -> Result<Value, CliError> {
         let mut extra = BTreeMap::new();
@@ -165,6 +204,7 @@ impl AgentArgs {
             ),
             ("quantization", self.quantization.clone().map(Value::from)),
             ("network", self.network.clone().map(Value::from)),
+            ("weights_sha256", self.weights_digest()?.map(Value::from)),
         ];
         for (key, value) in optional {
             if let Some(v) = value {

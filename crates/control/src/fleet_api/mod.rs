@@ -20,6 +20,7 @@
 mod auth;
 mod drain;
 mod heartbeat;
+mod identity;
 mod registration;
 pub mod view;
 mod worker;

@@ -11,7 +11,13 @@ use switchyard_gateway::error::GatewayError;
 
 /// Labels with a meaning of their own, set from top-level fields; the free-form `labels`
 /// object may not redefine them.
-const KNOWN_LABELS: [&str; 4] = ["network", "vram_gb", "compute_capability", "quantization"];
+const KNOWN_LABELS: [&str; 5] = [
+    "network",
+    "vram_gb",
+    "compute_capability",
+    "quantization",
+    "weights_sha256",
+];
 const MAX_LABELS: usize = 32;
 const MAX_LABEL_VALUE: usize = 256;
 
@@ -175,6 +181,15 @@ impl Registration {
         }
         if let Some(q) = take::<String>(&mut body, "quantization", "a string")? {
             labels.insert("quantization".to_string(), q);
+        }
+        if let Some(digest) = take::<String>(&mut body, "weights_sha256", "a sha256 in hex")? {
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    "weights_sha256",
+                    "Invalid 'weights_sha256': expected 64 hex digits (the model file's sha256).",
+                ));
+            }
+            labels.insert("weights_sha256".to_string(), digest.to_ascii_lowercase());
         }
         let extra: BTreeMap<String, String> =
             take(&mut body, "labels", "an object of string values")?.unwrap_or_default();

@@ -10,7 +10,7 @@ use super::auth::FleetAgent;
 use super::fleet_error;
 use super::registration::Registration;
 use super::view::RegisteredView;
-use super::AGENT_LABEL;
+use super::{identity, AGENT_LABEL};
 use crate::admin::extract::AdminJson;
 use crate::fleet_sync::Registered;
 use crate::state::ControlState;
@@ -40,10 +40,29 @@ pub async fn register(
         }
         labels.insert(AGENT_LABEL.to_string(), token.id.clone());
     }
-    if let Some(existing) = state.fleet_sync.known(&spec.name).await {
+    if let Some(needs) = state.config.models.get(&spec.model) {
+        identity::check(&spec.model, needs, &labels)?;
+    }
+    // A static worker's name is refused below, by the registry (the config file's word).
+    let registered = state
+        .fleet_sync
+        .known(&spec.name)
+        .await
+        .filter(|w| w.source != switchyard_fleet::WorkerSource::Static);
+    if let Some(existing) = registered {
         if existing.labels.get(AGENT_LABEL).map(String::as_str) != agent.id() {
             return Err(GatewayError::Conflict(format!(
                 "A worker named '{}' is registered by another agent; choose another name.",
+                spec.name
+            )));
+        }
+        // Same name, another machine or other weights: not a renewal. Out it goes; a fresh
+        // registration starts it over (health checks, breaker, figures).
+        if let Some(label) = identity::changed(&existing.labels, &labels) {
+            let _ = state.fleet_sync.remove(&spec.name).await;
+            tracing::warn!(worker = %spec.name, label, "a worker's identity changed during its lease: taken out of the fleet");
+            return Err(GatewayError::Conflict(format!(
+                "Worker '{}' reported another {label} during its lease: it was taken out of the fleet; register it again.",
                 spec.name
             )));
         }
