@@ -14,4 +14,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends haproxy >/dev/null
-haproxy -v | head -1
+# sed reads to the end: `head` would close the pipe early and pipefail would fail on SIGPIPE.
+haproxy -v | sed -n 1p

@@ -14,4 +14,5 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # We want promtool only; on a machine with systemd the package also starts a Prometheus server.
 apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-promtool --version | head -1
+# sed reads to the end: `head` would close the pipe early and pipefail would fail on SIGPIPE.
+promtool --version | sed -n 1p

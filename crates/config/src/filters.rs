@@ -29,6 +29,25 @@ pub struct FiltersConfig {
     pub output_window_chars: usize,
     /// Patterns for one tier, on top of the ones above.
     pub tiers: BTreeMap<String, PatternLists>,
+    /// An OpenAI-compatible moderation endpoint (`https://host/v1/moderations`): every request
+    /// that passed the lists is sent there first; `flagged` refuses it. The bearer key, if
+    /// it needs one, is `SWITCHYARD_MODERATION_API_KEY`.
+    pub moderation_url: Option<String>,
+    /// Sent as `model` when set (e.g. "omni-moderation-latest").
+    pub moderation_model: Option<String>,
+    /// How long a moderation answer may take; past it, `moderation_on_error` decides.
+    pub moderation_timeout_ms: u64,
+    /// When the endpoint fails or is slow: `open` lets the request through (and counts it),
+    /// `closed` refuses it with 503.
+    pub moderation_on_error: ModerationPolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModerationPolicy {
+    #[default]
+    Open,
+    Closed,
 }
 
 impl Default for FiltersConfig {
@@ -38,6 +57,10 @@ impl Default for FiltersConfig {
             all: PatternLists::default(),
             output_window_chars: 256,
             tiers: BTreeMap::new(),
+            moderation_url: None,
+            moderation_model: None,
+            moderation_timeout_ms: 2_000,
+            moderation_on_error: ModerationPolicy::Open,
         }
     }
 }
@@ -47,6 +70,18 @@ impl FiltersConfig {
         &self,
         tiers: &BTreeMap<String, switchyard_metering::Limits>,
     ) -> Result<(), String> {
+        if let Some(url) = &self.moderation_url {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| format!("filters.moderation_url '{url}' is not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(format!(
+                    "filters.moderation_url '{url}' must be http or https"
+                ));
+            }
+        }
+        if !(50..=60_000).contains(&self.moderation_timeout_ms) {
+            return Err("filters.moderation_timeout_ms must be between 50 and 60000".into());
+        }
         if !(16..=65_536).contains(&self.output_window_chars) {
             return Err("filters.output_window_chars must be between 16 and 65536".into());
         }

@@ -31,7 +31,7 @@ use switchyard_metering::Limits;
 pub use admin::{AdminConfig, AdminListen};
 pub use alerts::AlertsConfig;
 pub use content_log::ContentLogConfig;
-pub use filters::{FiltersConfig, PatternLists};
+pub use filters::{FiltersConfig, ModerationPolicy, PatternLists};
 pub use limits::{LimitsConfig, RedisDownPolicy};
 pub use metrics::MetricsConfig;
 pub use models::ModelRequirements;

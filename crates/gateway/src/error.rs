@@ -46,6 +46,9 @@ pub enum GatewayError {
     /// A content filter refused the request (input) or ended the answer (output).
     #[error("{0}")]
     ContentFilter(String),
+    /// The moderation endpoint could not judge the request and the policy is fail-closed.
+    #[error("The content filter cannot check requests right now. Try again shortly.")]
+    ModerationUnavailable,
     /// A limit refused the request; `retry_after` is `None` when waiting will not help.
     #[error("{message}")]
     RateLimited {
@@ -150,6 +153,7 @@ impl GatewayError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
             }
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::ModerationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -182,7 +186,9 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_)
             | GatewayError::UpstreamFailed(_)
             | GatewayError::UpstreamOverloaded => Origin::Upstream,
-            GatewayError::Internal(_) | GatewayError::LimitsUnavailable { .. } => Origin::Internal,
+            GatewayError::Internal(_)
+            | GatewayError::LimitsUnavailable { .. }
+            | GatewayError::ModerationUnavailable => Origin::Internal,
         }
     }
 
@@ -222,7 +228,9 @@ impl GatewayError {
             | GatewayError::UpstreamOverloaded
             | GatewayError::Shed(_)
             | GatewayError::ShuttingDown => "upstream_error",
-            GatewayError::Internal(_) | GatewayError::LimitsUnavailable { .. } => "server_error",
+            GatewayError::Internal(_)
+            | GatewayError::LimitsUnavailable { .. }
+            | GatewayError::ModerationUnavailable => "server_error",
         }
     }
 
@@ -258,6 +266,7 @@ impl GatewayError {
             GatewayError::ShuttingDown => "shutting_down",
             GatewayError::LimitsUnavailable { .. } => "limits_unavailable",
             GatewayError::Internal(_) => "internal_error",
+            GatewayError::ModerationUnavailable => "moderation_unavailable",
         })
     }
 
@@ -290,6 +299,7 @@ impl GatewayError {
             GatewayError::TooManyConnections { .. } => Some(1),
             GatewayError::RateLimited { retry_after, .. } => *retry_after,
             GatewayError::LimitsUnavailable { retry_after } => Some(*retry_after),
+            GatewayError::ModerationUnavailable => Some(2),
             _ => None,
         }
     }

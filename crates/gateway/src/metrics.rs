@@ -122,6 +122,7 @@ pub const LIMITS_REPLICAS: &str = "switchyard_limits_replicas";
 pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "switchyard_connections_refused_total";
 pub const CONTENT_FILTERED: &str = "switchyard_content_filtered_total";
+pub const MODERATION_FAILURES: &str = "switchyard_moderation_failures_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "switchyard_tls_handshake_failures_total";
 pub const TLS_RELOADS: &str = "switchyard_tls_reloads_total";
 pub const TLS_CERT_EXPIRY: &str = "switchyard_tls_certificate_expiry_timestamp_seconds";
@@ -196,6 +197,7 @@ pub const ALL: &[&str] = &[
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED,
     CONTENT_FILTERED,
+    MODERATION_FAILURES,
     TLS_HANDSHAKE_FAILURES,
     TLS_RELOADS,
     TLS_CERT_EXPIRY,
@@ -333,6 +335,10 @@ fn describe() {
     describe_counter!(
         CONTENT_FILTERED,
         "Requests refused (stage input, 400 content_filter, not billed) and answers stopped (stage output) by the content filters, by tier and list (credential_scraping: the shipped list; configured)."
+    );
+    describe_counter!(
+        MODERATION_FAILURES,
+        "Requests the moderation endpoint gave no verdict on (an error, a timeout, a malformed answer), by what happened: let_through (moderation_on_error = open) or refused (closed, 503)."
     );
     describe_counter!(
         TLS_HANDSHAKE_FAILURES,
@@ -664,6 +670,11 @@ pub fn connections_open(listener: &'static str, delta: f64) {
 pub fn content_filtered(stage: &'static str, tier: &str, list: &'static str) {
     ::metrics::counter!(CONTENT_FILTERED, "stage" => stage, "tier" => tier.to_string(), "list" => list)
         .increment(1);
+}
+
+/// The moderation endpoint gave no verdict; `outcome` is `let_through` or `refused`.
+pub fn moderation_failed(outcome: &'static str) {
+    ::metrics::counter!(MODERATION_FAILURES, "outcome" => outcome).increment(1);
 }
 
 /// A TLS handshake on `listener` failed or timed out.

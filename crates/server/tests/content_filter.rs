@@ -163,3 +163,95 @@ async fn a_blocked_phrase_split_across_chunks_ends_the_stream() {
     assert!(metrics.contains("switchyard_content_filtered_total{stage=\"output\""));
     gw.shutdown().await;
 }
+
+/// A moderation endpoint in the OpenAI shape: flags "flag me", fails on "break", answers
+/// garbage on "garbage". Counts the calls it got.
+async fn moderation_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::routing::post;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let app = axum::Router::new().route(
+        "/v1/moderations",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let text = body["input"].to_string();
+                if text.contains("break") {
+                    return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+                }
+                if text.contains("garbage") {
+                    return axum::Json(json!({"results": "?"})).into_response();
+                }
+                let flagged = text.contains("flag me");
+                axum::Json(json!({"id": "modr-1", "model": "m", "results": [
+                    {"flagged": flagged, "categories": {"harassment": flagged}}
+                ]}))
+                .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/moderations", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls)
+}
+
+use axum::response::IntoResponse;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_moderation_hook_refuses_flagged_requests_and_follows_its_failure_policy() {
+    let (url, calls) = moderation_server().await;
+    for policy in [
+        switchyard_config::ModerationPolicy::Open,
+        switchyard_config::ModerationPolicy::Closed,
+    ] {
+        let mut c = config(vec![sim("a", |s| s.model = "sim-small".into())]);
+        c.filters.moderation_url = Some(url.clone());
+        c.filters.moderation_on_error = policy;
+        let gw = start(c).await;
+        let ask = |text: &str| user(text, json!({"max_tokens": 2}));
+
+        let resp = post(&gw, "/v1/chat/completions", &ask("hello there")).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+        let resp = post(&gw, "/v1/chat/completions", &ask("please flag me")).await;
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "content_filter", "{v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("moderation"));
+
+        for failing in ["break it", "garbage in"] {
+            let resp = post(&gw, "/v1/chat/completions", &ask(failing)).await;
+            match policy {
+                switchyard_config::ModerationPolicy::Open => {
+                    assert_eq!(resp.status(), 200, "fail-open lets {failing:?} through");
+                    resp.bytes().await.unwrap();
+                }
+                switchyard_config::ModerationPolicy::Closed => {
+                    assert_eq!(resp.status(), 503, "fail-closed refuses {failing:?}");
+                    assert!(resp.headers().contains_key("retry-after"));
+                    let v: Value = resp.json().await.unwrap();
+                    assert_eq!(v["error"]["code"], "moderation_unavailable");
+                }
+            }
+        }
+        let served = match policy {
+            switchyard_config::ModerationPolicy::Open => 3,
+            switchyard_config::ModerationPolicy::Closed => 1,
+        };
+        assert_eq!(gw.sims[0].stats().requests, served, "{policy:?}");
+        let outcome = match policy {
+            switchyard_config::ModerationPolicy::Open => "let_through",
+            switchyard_config::ModerationPolicy::Closed => "refused",
+        };
+        let line = format!("switchyard_moderation_failures_total{{outcome=\"{outcome}\"}} 2");
+        assert!(scrape_metrics(&gw).await.contains(&line), "{line}");
+        gw.shutdown().await;
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 8);
+}

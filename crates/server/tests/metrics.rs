@@ -451,6 +451,7 @@ async fn promtool_accepts_the_output_and_the_alert_rules() {
     switchyard_gateway::metrics::connection_refused("public", "per_client");
     // TLS families exist only on a TLS listener (tests/tls.rs serves one).
     switchyard_gateway::metrics::content_filtered("input", "pro", "configured");
+    switchyard_gateway::metrics::moderation_failed("let_through");
     switchyard_gateway::metrics::tls_handshake_failed("public");
     switchyard_gateway::metrics::tls_reload("public", true);
     switchyard_gateway::metrics::tls_certificate_expiry("public", 2_000_000_000);

@@ -7,6 +7,7 @@
 //! the shipped credential-scraping list ([`default_list`]).
 
 pub mod default_list;
+pub mod moderation;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct Matcher {
 pub enum Source {
     CredentialScraping,
     Configured,
+    /// The external moderation endpoint flagged it.
+    Moderation,
 }
 
 impl Matcher {
@@ -94,6 +97,8 @@ pub struct ContentFilters {
     /// For a tier the config does not name (a tenant's tier added later).
     base: TierFilters,
     window_chars: usize,
+    /// The external moderation hook, when configured.
+    pub moderation: Option<moderation::Moderation>,
 }
 
 fn joined(a: &[String], b: &[String]) -> Vec<String> {
@@ -134,6 +139,7 @@ impl ContentFilters {
             tiers,
             base: build(&PatternLists::default())?,
             window_chars: config.output_window_chars,
+            moderation: moderation::Moderation::from_config(config),
         })
     }
 
@@ -178,7 +184,7 @@ pub struct Refused {
 }
 
 impl Refused {
-    fn new(source: Source, pattern: &str) -> Self {
+    pub fn new(source: Source, pattern: &str) -> Self {
         Self {
             source,
             pattern: pattern.to_string(),
@@ -193,6 +199,9 @@ impl Refused {
             Source::Configured => {
                 "This request was refused by the content filter: it matches a pattern this service does not accept.".into()
             }
+            Source::Moderation => {
+                "This request was refused by the content filter: the moderation service flagged it.".into()
+            }
         })
     }
 
@@ -200,8 +209,20 @@ impl Refused {
         match self.source {
             Source::CredentialScraping => "credential_scraping",
             Source::Configured => "configured",
+            Source::Moderation => "moderation",
         }
     }
+}
+
+/// Every text a request carries to the model, for the moderation endpoint.
+pub fn texts(req: &InferenceRequest) -> Vec<String> {
+    let mut out = Vec::new();
+    for_each_text(&req.body, &mut |t| {
+        if !t.trim().is_empty() {
+            out.push(t.to_string());
+        }
+    });
+    out
 }
 
 /// Calls `f` on every text a request carries to the model: message contents (strings and

@@ -68,6 +68,92 @@ async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> R
     response
 }
 
+/// Step 4b (see [`crate::filter`]): the tier's lists, then the moderation hook if there is
+/// one. A refusal is recorded as a refusal row (not billed) and counted.
+async fn content_filters(
+    state: &AppState,
+    key: &KeyEntry,
+    req: &InferenceRequest,
+    request_id: &str,
+) -> Result<(), GatewayError> {
+    use crate::filter::moderation::Verdict;
+    use crate::filter::{Refused, Source};
+    let tier = &key.tenant.tenant.tier;
+    let refused = match state.filters.check_input(tier, req) {
+        Err(refused) => Some(refused),
+        Ok(()) => match &state.filters.moderation {
+            None => None,
+            Some(moderation) => {
+                let texts = crate::filter::texts(req);
+                match moderation.check(&state.client, texts).await {
+                    Verdict::Pass => None,
+                    Verdict::Flagged(categories) => {
+                        Some(Refused::new(Source::Moderation, &categories.join(",")))
+                    }
+                    Verdict::Failed(why) => {
+                        let closed =
+                            moderation.policy == switchyard_config::ModerationPolicy::Closed;
+                        crate::metrics::moderation_failed(if closed {
+                            "refused"
+                        } else {
+                            "let_through"
+                        });
+                        tracing::warn!(request_id = %request_id, error = %why, closed, "the moderation endpoint gave no verdict");
+                        if closed {
+                            return Err(refuse(
+                                state,
+                                key,
+                                req,
+                                request_id,
+                                GatewayError::ModerationUnavailable,
+                            ));
+                        }
+                        None
+                    }
+                }
+            }
+        },
+    };
+    let Some(refused) = refused else {
+        return Ok(());
+    };
+    tracing::info!(
+        request_id = %request_id,
+        tenant = %key.tenant.tenant.id,
+        list = refused.list(),
+        pattern = %refused.pattern,
+        "request refused by the content filter"
+    );
+    crate::metrics::content_filtered("input", tier, refused.list());
+    Err(refuse(state, key, req, request_id, refused.error()))
+}
+
+/// Records a refusal before admission (a ledger refusal row and the SLI), and hands the error
+/// back.
+fn refuse(
+    state: &AppState,
+    key: &KeyEntry,
+    req: &InferenceRequest,
+    request_id: &str,
+    error: GatewayError,
+) -> GatewayError {
+    let refusal = Refusal {
+        request_id: request_id.to_string(),
+        at_ms: switchyard_metering::directory::unix_ms(),
+        tenant_id: key.tenant.tenant.id.clone(),
+        model: req.model.clone(),
+        http_status: error.status().as_u16(),
+        throttled: false,
+    };
+    crate::metrics::sli(
+        &key.tenant.tenant.tier,
+        &req.model,
+        &SliCounts::of_refusal(&refusal),
+    );
+    state.ledger.refused(refusal);
+    error
+}
+
 async fn run(
     state: &Arc<AppState>,
     endpoint: Endpoint,
@@ -96,29 +182,7 @@ async fn run(
     }
     auth::check_model(&key, &req.model)?;
     let shaped = shape::shape(&mut req, &key.limits)?;
-    if let Err(refused) = state.filters.check_input(&key.tenant.tenant.tier, &req) {
-        let tier = &key.tenant.tenant.tier;
-        tracing::info!(
-            request_id = %request_id,
-            tenant = %key.tenant.tenant.id,
-            list = refused.list(),
-            pattern = %refused.pattern,
-            "request refused by the content filter"
-        );
-        crate::metrics::content_filtered("input", tier, refused.list());
-        let error = refused.error();
-        let refusal = Refusal {
-            request_id: request_id.clone(),
-            at_ms: switchyard_metering::directory::unix_ms(),
-            tenant_id: key.tenant.tenant.id.clone(),
-            model: req.model.clone(),
-            http_status: error.status().as_u16(),
-            throttled: false,
-        };
-        crate::metrics::sli(tier, &req.model, &SliCounts::of_refusal(&refusal));
-        state.ledger.refused(refusal);
-        return Err(error);
-    }
+    content_filters(state, &key, &req, &request_id).await?;
     let reservation = match admit::admit(state.shared_limits.as_ref(), &key, &req, &shaped).await {
         Ok((reservation, info)) => {
             *rate = Some(info);
