@@ -768,8 +768,10 @@ def test_haproxy_streams_through_and_drains_a_stopping_replica() -> None:
         for name in ("gateway-1", "gateway-2"):
             path = work_dir() / f"haproxy-{name}.toml"
             path.write_text(text)
+            # Two replicas on one machine: each its own admin port (compose gives each a host).
             proc = Process(f"deploy-{name}", [str(switchyard_bin()), "serve", "--config",
-                                              str(path), "--listen", "127.0.0.1:0"],
+                                              str(path), "--listen", "127.0.0.1:0",
+                                              "--admin-listen", "127.0.0.1:0"],
                            env={"SWITCHYARD_DATABASE_URL": "sqlite::memory:",
                                 "SWITCHYARD_DEV_KEY": key,
                                 "SWITCHYARD_FLEET_TOKEN": "sy-fleet-test-deploy-0123456789"})

@@ -28,12 +28,27 @@ pub struct AdminArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub tls: crate::tls_client::TlsClientArgs,
 }
 
 pub struct AdminClient {
     base: String,
     token: String,
     http: reqwest::Client,
+}
+
+/// An error with its causes ("error sending request: ... : received fatal alert:
+/// CertificateRequired"): reqwest's own message hides what TLS said.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut shown = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        shown.push_str(": ");
+        shown.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    shown
 }
 
 /// Loopback is reached directly: an HTTP(S)_PROXY meant for the outside world must not
@@ -71,6 +86,7 @@ impl AdminClient {
         if is_loopback(&parsed) {
             builder = builder.no_proxy();
         }
+        let builder = args.tls.apply(builder)?;
         let http = builder
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
@@ -101,7 +117,12 @@ impl AdminClient {
                     source: e,
                 }
             } else {
-                CliError::Failed(format!("request to {url} failed: {e}"))
+                let hint = if url.starts_with("https:") {
+                    " (an https port may need --ca-cert, or a client certificate: --client-cert and --client-key)"
+                } else {
+                    ""
+                };
+                CliError::Failed(format!("request to {url} failed: {}{hint}", with_causes(&e)))
             }
         })?;
         if resp.status().is_success() {

@@ -150,8 +150,12 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         },
     };
     let cfg = BenchConfig {
-        url: crate::gateway_url::resolve(args.url, "SWITCHYARD_BENCH_URL")
-            .unwrap_or_else(|| crate::gateway_url::DEFAULT_URL.to_string()),
+        url: crate::gateway_url::resolve(
+            args.url,
+            "SWITCHYARD_BENCH_URL",
+            crate::gateway_url::URL_ENV,
+        )
+        .unwrap_or_else(|| crate::gateway_url::DEFAULT_URL.to_string()),
         api_key: args.api_key.filter(|k| !k.trim().is_empty()),
         model: args.model,
         endpoint: match args.endpoint {

@@ -209,6 +209,13 @@ fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), CliError> {
     #[cfg(not(unix))]
     let _ = secret;
     let mut file = options.open(path).map_err(|e| write_error(path, e))?;
+    // `mode` applies only to a file it creates: one replaced with --force is narrowed too.
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| write_error(path, e))?;
+    }
     file.write_all(text.as_bytes())
         .map_err(|e| write_error(path, e))
 }

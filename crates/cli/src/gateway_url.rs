@@ -17,11 +17,12 @@ pub const ADMIN_URL_ENV: &str = "SWITCHYARD_ADMIN_URL";
 /// The admin port of a gateway on this machine, as `switchyard serve` listens by default.
 pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8081";
 
-/// The flag or `SWITCHYARD_URL` if given, else the deprecated variable `old`, else `None`.
-pub fn resolve(given: Option<String>, old: &str) -> Option<String> {
+/// The flag or its variable if given, else the deprecated variable `old`, else `None`.
+/// `new` is the variable to name in the deprecation warning.
+pub fn resolve(given: Option<String>, old: &str, new: &str) -> Option<String> {
     given.or_else(|| {
         let value = std::env::var(old).ok().filter(|v| !v.is_empty())?;
-        eprintln!("switchyard: {old} is deprecated; set {URL_ENV} instead");
+        eprintln!("switchyard: {old} is deprecated; set {new} instead");
         Some(value)
     })
 }

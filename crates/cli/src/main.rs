@@ -19,6 +19,7 @@ mod serve;
 mod sim;
 mod sla;
 mod tenants;
+mod tls_client;
 mod usage;
 
 use std::process::ExitCode;
@@ -64,7 +65,7 @@ enum Command {
     /// Incidents opened by alerts; `show ID` prints a post-mortem template (admin API).
     Incidents(incidents::IncidentsArgs),
     /// Keep a runtime beside this agent registered in a gateway's fleet; drain it on SIGTERM.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Per-agent registration tokens: create (scoped), list, revoke (admin API).
     AgentTokens(agent_tokens::AgentTokensArgs),
     /// The gateway's workers with their state; drain a worker, provider or region.
@@ -107,7 +108,7 @@ async fn main() -> ExitCode {
         Command::Sla(args) => sla::run(args).await,
         Command::Maintenance(args) => maintenance::run(args).await,
         Command::Incidents(args) => incidents::run(args).await,
-        Command::Agent(args) => agent::run(args).await,
+        Command::Agent(args) => agent::run(*args).await,
         Command::AgentTokens(args) => agent_tokens::run(args).await,
         Command::Fleet(args) => fleet::run(args).await,
         Command::Bench(args) => bench::run(args).await,

@@ -63,6 +63,9 @@ pub struct ProbeArgs {
     /// The gateway's admin token; without it, nothing is pushed (metrics only).
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Trusting a private CA, and a client certificate, for the gateway's ports.
+    #[command(flatten)]
+    tls: crate::tls_client::TlsClientArgs,
     /// Stop after this many rounds (tests); 0 = run until SIGTERM.
     #[arg(long, default_value_t = 0)]
     rounds: u64,
@@ -102,8 +105,12 @@ struct Seen {
 const KEEP_MINUTES: usize = 24 * 60;
 
 pub async fn run(args: ProbeArgs) -> Result<(), CliError> {
-    let url = crate::gateway_url::resolve(args.url.clone(), "SWITCHYARD_PROBE_URL")
-        .ok_or("the gateway's public URL is required: --url or SWITCHYARD_URL")?;
+    let url = crate::gateway_url::resolve(
+        args.url.clone(),
+        "SWITCHYARD_PROBE_URL",
+        crate::gateway_url::URL_ENV,
+    )
+    .ok_or("the gateway's public URL is required: --url or SWITCHYARD_URL")?;
     let base =
         reqwest::Url::parse(url.trim_end_matches('/')).map_err(|e| format!("--url {url}: {e}"))?;
     let chat = base
@@ -125,7 +132,7 @@ pub async fn run(args: ProbeArgs) -> Result<(), CliError> {
     if is_loopback(&base) {
         http = http.no_proxy();
     }
-    let http = http.build().map_err(|e| e.to_string())?;
+    let http = args.tls.apply(http)?.build().map_err(|e| e.to_string())?;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const ADMIN_TOKEN: &str = "sy-admin-tls-test-0123456789abcdef";
 
 async fn ca(args: &[&str]) -> std::process::Output {
     Command::new(BIN)
@@ -92,10 +93,14 @@ async fn ca_issues_certificates_that_serve_and_sighup_renews_them() {
         &config,
         format!(
             "[server]\ntls_cert = {:?}\ntls_key = {:?}\ntls_reload_interval_ms = 3600000\n\n\
+             [admin]\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n\n\
              [state]\npath = \":memory:\"\n\n\
              [[sim_workers]]\nname = \"s\"\nruntime = \"vllm\"\n[sim_workers.sim]\nmodel = \"sim-small\"\n",
             dir.path().join("gw.pem"),
             dir.path().join("gw.key"),
+            dir.path().join("gw.pem"),
+            dir.path().join("gw.key"),
+            dir.path().join("ca.pem"),
         ),
     )
     .unwrap();
@@ -103,16 +108,22 @@ async fn ca_issues_certificates_that_serve_and_sighup_renews_them() {
         .args(["serve", "--config", config.to_str().unwrap()])
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .env("SWITCHYARD_LOG", "warn")
+        .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(20), async {
+    let (url, admin) = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut url = None;
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("switchyard listening on ") {
-                return url.trim().to_string();
+            if let Some(rest) = line.strip_prefix("switchyard listening on ") {
+                url = Some(rest.trim().to_string());
+            }
+            if let Some(rest) = line.strip_prefix("admin and fleet APIs on ") {
+                let admin = rest.split_whitespace().next().unwrap().to_string();
+                return (url.unwrap(), admin);
             }
         }
         panic!("serve exited before listening");
@@ -164,4 +175,34 @@ async fn ca_issues_certificates_that_serve_and_sighup_renews_them() {
         child.try_wait().unwrap().is_none(),
         "SIGHUP must not stop the gateway"
     );
+
+    // The admin port serves TLS and wants a client certificate: the CLI trusts the private CA
+    // and presents one it issued.
+    assert!(admin.starts_with("https://"), "{admin}");
+    let operator = ca(&["issue", "--dir", d, "--name", "operator"]).await;
+    assert!(operator.status.success());
+    let list = |with_cert: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["tenants", "list", "--url", &admin])
+            .arg("--ca-cert")
+            .arg(dir.path().join("ca.pem"))
+            .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN);
+        if with_cert {
+            cmd.arg("--client-cert")
+                .arg(dir.path().join("operator.pem"))
+                .arg("--client-key")
+                .arg(dir.path().join("operator.key"));
+        }
+        cmd.output()
+    };
+    let out = list(true).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = list(false).await.unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "no client certificate, no admin API");
+    assert!(said.contains("--client-cert"), "{said}");
 }

@@ -46,6 +46,10 @@ pub enum GatewayError {
     /// A content filter refused the request (input) or ended the answer (output).
     #[error("{0}")]
     ContentFilter(String),
+    /// A dependency the answer needs (the state store) cannot be reached now; the message
+    /// says which.
+    #[error("{0}")]
+    Unavailable(String),
     /// The moderation endpoint could not judge the request and the policy is fail-closed.
     #[error("The content filter cannot check requests right now. Try again shortly.")]
     ModerationUnavailable,
@@ -153,7 +157,9 @@ impl GatewayError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
             }
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            GatewayError::ModerationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::ModerationUnavailable | GatewayError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -188,7 +194,8 @@ impl GatewayError {
             | GatewayError::UpstreamOverloaded => Origin::Upstream,
             GatewayError::Internal(_)
             | GatewayError::LimitsUnavailable { .. }
-            | GatewayError::ModerationUnavailable => Origin::Internal,
+            | GatewayError::ModerationUnavailable
+            | GatewayError::Unavailable(_) => Origin::Internal,
         }
     }
 
@@ -230,7 +237,8 @@ impl GatewayError {
             | GatewayError::ShuttingDown => "upstream_error",
             GatewayError::Internal(_)
             | GatewayError::LimitsUnavailable { .. }
-            | GatewayError::ModerationUnavailable => "server_error",
+            | GatewayError::ModerationUnavailable
+            | GatewayError::Unavailable(_) => "server_error",
         }
     }
 
@@ -267,6 +275,7 @@ impl GatewayError {
             GatewayError::LimitsUnavailable { .. } => "limits_unavailable",
             GatewayError::Internal(_) => "internal_error",
             GatewayError::ModerationUnavailable => "moderation_unavailable",
+            GatewayError::Unavailable(_) => "temporarily_unavailable",
         })
     }
 
@@ -299,7 +308,7 @@ impl GatewayError {
             GatewayError::TooManyConnections { .. } => Some(1),
             GatewayError::RateLimited { retry_after, .. } => *retry_after,
             GatewayError::LimitsUnavailable { retry_after } => Some(*retry_after),
-            GatewayError::ModerationUnavailable => Some(2),
+            GatewayError::ModerationUnavailable | GatewayError::Unavailable(_) => Some(2),
             _ => None,
         }
     }

@@ -146,6 +146,11 @@ impl Settlement {
     }
 
     /// Whether this request's content is logged: streams then capture their deltas.
+    /// Whether the client asked for a stream (workers are always asked for one).
+    pub fn client_streams(&self) -> bool {
+        self.stream
+    }
+
     /// The caller's tier, whose output filters watch the stream.
     pub fn tier(&self) -> &str {
         &self.key.tenant.tenant.tier

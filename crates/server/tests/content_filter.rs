@@ -162,6 +162,70 @@ async fn a_blocked_phrase_split_across_chunks_ends_the_stream() {
     let metrics = scrape_metrics(&gw).await;
     assert!(metrics.contains("switchyard_content_filtered_total{stage=\"output\""));
     gw.shutdown().await;
+
+    // A worker that answers whole: the blocked phrase is in the very first read. Still a 200
+    // ending in content_filter, never a failure retried on another worker.
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let answer = format!("Here they are: {phrase}.");
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = answer.clone();
+                async move {
+                    axum::Json(json!({
+                        "id": "whole-1", "object": "chat.completion", "created": 1, "model": "w",
+                        "choices": [{"index": 0, "message": {"role": "assistant",
+                            "content": answer}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}
+                    }))
+                }
+            }),
+        )
+        .route(
+            "/v1/models",
+            axum::routing::get(|| async {
+                axum::Json(json!({"object": "list", "data": [{"id": "w", "object": "model"}]}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut c = config(Vec::new());
+    c.filters.all.output_literals = vec![phrase.clone()];
+    for name in ["whole-1", "whole-2"] {
+        c.workers.push(
+            toml::from_str(&format!(
+                "name = '{name}'\nurl = 'http://{addr}'\nruntime = 'openai'\nmodel = 'whole-model'"
+            ))
+            .unwrap(),
+        );
+    }
+    let gw = start(c).await;
+    let fleet = gw.state.fleet.clone();
+    let ready = eventually(Duration::from_secs(10), || {
+        fleet.workers().iter().all(|w| w.is_healthy())
+    })
+    .await;
+    assert!(ready, "the whole-answer workers never became healthy");
+    let resp = post(&gw, "/v1/chat/completions", &chat("whole-model", json!({}))).await;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        status,
+        200,
+        "{v} after {} calls",
+        calls.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter", "{v}");
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "not retried elsewhere"
+    );
+    gw.shutdown().await;
 }
 
 /// A moderation endpoint in the OpenAI shape: flags "flag me", fails on "break", answers

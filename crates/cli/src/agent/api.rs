@@ -66,7 +66,11 @@ pub struct FleetApi {
 }
 
 impl FleetApi {
-    pub fn new(gateway: &str, token: String) -> Result<Self, CliError> {
+    pub fn new(
+        gateway: &str,
+        token: String,
+        tls: &crate::tls_client::TlsClientArgs,
+    ) -> Result<Self, CliError> {
         let base = gateway.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base)
             .map_err(|e| format!("--gateway '{gateway}' is not a URL: {e}"))?;
@@ -78,6 +82,7 @@ impl FleetApi {
         if crate::admin_client::is_loopback(&parsed) {
             builder = builder.no_proxy();
         }
+        let builder = tls.apply(builder)?;
         let http = builder
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;

@@ -32,6 +32,9 @@ pub struct AgentArgs {
     /// here or in the environment).
     #[arg(long, alias = "url", env = crate::gateway_url::ADMIN_URL_ENV)]
     gateway: Option<String>,
+    /// Trusting the admin port's private CA, and a client certificate for it.
+    #[command(flatten)]
+    tls: crate::tls_client::TlsClientArgs,
     /// An agent token (`switchyard agent-tokens create`) or the gateway's shared fleet token.
     #[arg(long, env = "SWITCHYARD_FLEET_TOKEN", hide_env_values = true)]
     fleet_token: String,
@@ -258,11 +261,15 @@ enum Left {
 }
 
 pub async fn run(args: AgentArgs) -> Result<(), CliError> {
-    let gateway = crate::gateway_url::resolve(args.gateway.clone(), "SWITCHYARD_GATEWAY_URL")
-        .ok_or(
-            "the gateway's admin URL is required (its admin port, where /fleet/v1 listens): \
+    let gateway = crate::gateway_url::resolve(
+        args.gateway.clone(),
+        "SWITCHYARD_GATEWAY_URL",
+        crate::gateway_url::ADMIN_URL_ENV,
+    )
+    .ok_or(
+        "the gateway's admin URL is required (its admin port, where /fleet/v1 listens): \
              --gateway or SWITCHYARD_ADMIN_URL",
-        )?;
+    )?;
     let name = args.name()?;
     let body = args.registration(&name)?;
     let served = args.upstream_model.as_deref().unwrap_or(&args.model);
@@ -273,7 +280,7 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
             served,
             args.runtime_api_key.clone(),
         )?,
-        api: FleetApi::new(&gateway, args.fleet_token.clone())?,
+        api: FleetApi::new(&gateway, args.fleet_token.clone(), &args.tls)?,
         name,
         body,
         runtime_url: args.runtime_url.clone(),

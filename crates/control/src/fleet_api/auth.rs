@@ -33,6 +33,20 @@ impl FleetAgent {
         }
     }
 
+    /// A per-agent token acts only where ownership can be shown: while this replica has
+    /// changes the store has not taken (it is unreachable), its view of who registered what may
+    /// be behind, so a scoped agent waits (503) rather than act on a stale view. The operator's
+    /// token is not held back.
+    pub fn in_step(&self, sync: &crate::fleet_sync::FleetSync) -> Result<(), GatewayError> {
+        match self {
+            FleetAgent::Operator => Ok(()),
+            FleetAgent::Scoped(_) if sync.in_step_with_store() => Ok(()),
+            FleetAgent::Scoped(_) => Err(GatewayError::Unavailable(
+                "The fleet store cannot be reached; an agent token's workers cannot be changed until it is back. Retry shortly.".into(),
+            )),
+        }
+    }
+
     /// Refuses acting on a worker another agent registered. The operator's token may act on
     /// any; a worker registered with the operator's token belongs to no per-agent token.
     pub fn may_act_on(&self, worker: &Worker) -> Result<(), GatewayError> {
@@ -68,7 +82,9 @@ impl FromRequestParts<Arc<ControlState>> for FleetAgent {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot look up an agent token");
-                GatewayError::Internal("cannot check the agent token now; retry".into())
+                GatewayError::Unavailable(
+                    "The state store cannot be reached, so agent tokens cannot be checked now; retry shortly.".into(),
+                )
             })?;
         match found {
             Some(token) if token.revoked_at_ms.is_none() => Ok(FleetAgent::Scoped(Box::new(token))),

@@ -31,6 +31,7 @@ pub async fn drain(
         .known(&name)
         .await
         .ok_or_else(|| not_registered(&name))?;
+    agent.in_step(&state.fleet_sync)?;
     agent.may_act_on(&worker)?;
     let target = DrainTarget::Worker(name.clone());
     state

@@ -19,6 +19,7 @@ pub async fn heartbeat(
     State(state): State<Arc<ControlState>>,
     Id(name): Id,
 ) -> Result<Json<LeaseView>, GatewayError> {
+    agent.in_step(&state.fleet_sync)?;
     if let Some(worker) = state.fleet_sync.known(&name).await {
         agent.may_act_on(&worker)?;
     }

@@ -34,6 +34,7 @@ pub async fn remove(
     State(state): State<Arc<ControlState>>,
     Id(name): Id,
 ) -> Result<Json<RemovedView>, GatewayError> {
+    agent.in_step(&state.fleet_sync)?;
     if let Some(worker) = state.fleet_sync.known(&name).await {
         agent.may_act_on(&worker)?;
     }

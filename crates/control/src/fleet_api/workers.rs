@@ -40,6 +40,7 @@ pub async fn register(
         }
         labels.insert(AGENT_LABEL.to_string(), token.id.clone());
     }
+    agent.in_step(&state.fleet_sync)?;
     if let Some(needs) = state.config.models.get(&spec.model) {
         identity::check(&spec.model, needs, &labels)?;
     }

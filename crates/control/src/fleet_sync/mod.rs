@@ -305,6 +305,13 @@ impl FleetSync {
 
     /// The worker called `name`: this gateway's, or else the store's (registered through
     /// another gateway, not reconciled here yet), which it then adopts.
+    /// Whether changes go straight to the store (nothing waits to be written): when they do
+    /// not, this replica's view may be behind another's, and who owns a worker cannot be
+    /// shown.
+    pub fn in_step_with_store(&self) -> bool {
+        self.direct()
+    }
+
     pub async fn known(&self, name: &str) -> Option<Arc<Worker>> {
         if let Some(w) = self.fleet().worker(name) {
             return Some(w);

@@ -48,6 +48,7 @@ pub async fn forward(
     let capture = settlement.logs_content();
     let tier = settlement.tier().to_string();
     let tier = tier.as_str();
+    let collected = !settlement.client_streams();
     // A request starting over (see `handlers::inference`) has been counted already.
     if failed_before.is_empty() {
         state.retry_budget.deposit();
@@ -74,7 +75,16 @@ pub async fn forward(
         began_at.push((worker.clone(), Instant::now()));
         async move {
             let began = Instant::now();
-            let result = attempt_with(state, req, request_id, &worker, capture, Some(tier)).await;
+            let result = attempt_with(
+                state,
+                req,
+                request_id,
+                &worker,
+                capture,
+                Some(tier),
+                collected,
+            )
+            .await;
             (lease, began.elapsed(), result)
         }
     };

@@ -170,7 +170,7 @@ impl ContentFilters {
         let keep = self.window_chars.max(matcher.longest_literal);
         Some(OutputWatch {
             matcher,
-            window: String::new(),
+            windows: Default::default(),
             keep,
         })
     }
@@ -252,28 +252,29 @@ fn for_each_text(body: &serde_json::Map<String, Value>, f: &mut dyn FnMut(&str))
     }
 }
 
-/// The tail of a stream's text, checked as each piece arrives: a pattern split across chunks
-/// is found when its last piece comes.
+/// The tail of a stream's text, per choice, checked as each piece arrives: a pattern split
+/// across chunks is found when its last piece comes, and choices (`n` > 1) interleaved in one
+/// stream do not mask each other.
 #[derive(Debug, Clone)]
 pub struct OutputWatch {
     matcher: Arc<Matcher>,
-    window: String,
+    windows: std::collections::BTreeMap<u64, String>,
     keep: usize,
 }
 
 impl OutputWatch {
-    /// Adds relayed text; the matching pattern, if the tail now holds one.
-    pub fn push(&mut self, text: &str) -> Option<String> {
-        self.window.push_str(text);
-        let found = self.matcher.find(&self.window).map(str::to_string);
-        let chars = self.window.chars().count();
+    /// Adds text of choice `index`; the matching pattern, if its tail now holds one.
+    pub fn push(&mut self, index: u64, text: &str) -> Option<String> {
+        let window = self.windows.entry(index).or_default();
+        window.push_str(text);
+        let found = self.matcher.find(window).map(str::to_string);
+        let chars = window.chars().count();
         if chars > self.keep {
-            let cut = self
-                .window
+            let cut = window
                 .char_indices()
                 .nth(chars - self.keep)
                 .map_or(0, |(i, _)| i);
-            self.window.drain(..cut);
+            window.drain(..cut);
         }
         found
     }
@@ -329,15 +330,17 @@ mod tests {
     fn an_output_pattern_split_across_chunks_is_found_when_it_completes() {
         let f = filters("output_literals = [\"launch codes\"]\noutput_window_chars = 16\n");
         let mut watch = f.output_watch("pro").unwrap();
-        assert_eq!(watch.push("Here are the laun"), None);
-        assert_eq!(watch.push("ch co"), None);
-        assert_eq!(watch.push("des: 1234").as_deref(), Some("launch codes"));
+        assert_eq!(watch.push(0, "Here are the laun"), None);
+        // Another choice's text in between does not hide the phrase.
+        assert_eq!(watch.push(1, "xyz"), None);
+        assert_eq!(watch.push(0, "ch co"), None);
+        assert_eq!(watch.push(0, "des: 1234").as_deref(), Some("launch codes"));
         // The window stays bounded however long the stream.
         let mut watch = f.output_watch("pro").unwrap();
         for _ in 0..10_000 {
-            assert_eq!(watch.push("é lorem ipsum "), None);
+            assert_eq!(watch.push(0, "é lorem ipsum "), None);
         }
-        assert!(watch.window.chars().count() <= 16);
+        assert!(watch.windows[&0].chars().count() <= 16);
         assert!(filters("").output_watch("pro").is_none());
     }
 }

@@ -191,12 +191,16 @@ impl StreamAccount {
         }
     }
 
-    /// Notes relayed completion text: for the content log and resumption when they keep it,
-    /// and for the output filter when the tier has one.
-    pub fn relayed(&mut self, text: &str) {
+    /// Shows generated text of choice `index` to the output filter, when the tier has one:
+    /// the answer, and what else the model writes (reasoning, refusals, tool arguments).
+    pub fn watch(&mut self, index: u64, text: &str) {
         if let (Some(watch), None) = (&mut self.output_watch, &self.filtered) {
-            self.filtered = watch.push(text);
+            self.filtered = watch.push(index, text);
         }
+    }
+
+    /// Notes relayed completion text, for the content log and resumption when they keep it.
+    pub fn relayed(&mut self, text: &str) {
         if let Some(c) = &mut self.completion {
             c.push(text);
         }

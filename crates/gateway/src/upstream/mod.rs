@@ -45,11 +45,12 @@ pub async fn attempt(
     request_id: &str,
     worker: &Worker,
 ) -> Result<Reply, GatewayError> {
-    attempt_with(state, req, request_id, worker, false, None).await
+    attempt_with(state, req, request_id, worker, false, None, !req.stream).await
 }
 
-/// [`attempt`], keeping a stream's text for the content log when `capture` is set, and
-/// watching it with `tier`'s output filters.
+/// [`attempt`], keeping a stream's text for the content log when `capture` is set, watching
+/// it with `tier`'s output filters, and `collected` when the client asked for a whole answer
+/// (the request path passes a streamed copy of its request, so `req` cannot say).
 pub(crate) async fn attempt_with(
     state: &AppState,
     req: &InferenceRequest,
@@ -57,6 +58,7 @@ pub(crate) async fn attempt_with(
     worker: &Worker,
     capture: bool,
     tier: Option<&str>,
+    collected: bool,
 ) -> Result<Reply, GatewayError> {
     // Always a stream upstream (see `collect`); callers on the request path pass one already.
     let streamed;
@@ -122,6 +124,11 @@ pub(crate) async fn attempt_with(
     relay.checkpoint_every(Duration::from_millis(state.config.state.checkpoint_ms));
     if whole {
         relay.no_first_token();
+    }
+    if collected {
+        // Before the first frame: the first read may already end the answer (a filter match),
+        // and how it ends depends on who reads it.
+        relay.for_unstreamed_client();
     }
     if capture {
         relay.capture_content();

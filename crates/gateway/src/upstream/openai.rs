@@ -67,6 +67,29 @@ fn tokens_by_characters(choice: &Value) -> u64 {
     total.div_ceil(4)
 }
 
+/// Every text a chunk's choice carries that the output filter must see: the answer, reasoning,
+/// a refusal, tool-call arguments.
+fn watched_texts(choice: &Value) -> Vec<&str> {
+    let mut texts: Vec<&str> = [
+        "/delta/content",
+        "/text",
+        "/delta/reasoning_content",
+        "/delta/reasoning",
+        "/delta/refusal",
+    ]
+    .iter()
+    .filter_map(|p| choice.pointer(p).and_then(Value::as_str))
+    .collect();
+    if let Some(Value::Array(calls)) = choice.pointer("/delta/tool_calls") {
+        texts.extend(
+            calls
+                .iter()
+                .filter_map(|c| c.pointer("/function/arguments").and_then(Value::as_str)),
+        );
+    }
+    texts
+}
+
 /// Relays OpenAI chunks: renames the model, keeps count, and manages the usage chunk.
 pub struct OpenAiStream {
     model: Value,
@@ -190,6 +213,12 @@ impl StreamTranslator for OpenAiStream {
                 if let Some(t) = text {
                     self.account.relayed(t);
                 }
+                if self.account.output_watch.is_some() {
+                    let index = c.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    for t in watched_texts(c) {
+                        self.account.watch(index, t);
+                    }
+                }
                 if let Some(reason) = c.get("finish_reason").and_then(Value::as_str) {
                     self.account.finish_reason = Some(reason.to_string());
                 }
@@ -218,6 +247,8 @@ impl StreamTranslator for OpenAiStream {
 
     fn end_filtered(&mut self, out: &mut Frames, error: Option<&switchyard_protocol::ErrorBody>) {
         self.account.finish_reason = Some("content_filter".into());
+        // The chunk taken back may have carried the usage: it is sent again below.
+        self.usage_sent = false;
         let choice = match self.object {
             "text_completion" => json!({"index": 0, "text": "", "finish_reason": "content_filter"}),
             _ => json!({"index": 0, "delta": {}, "finish_reason": "content_filter"}),

@@ -184,6 +184,7 @@ impl StreamTranslator for TgiStream {
         if !special && !text.is_empty() {
             self.account.content_chunks += 1;
             self.account.relayed(text);
+            self.account.watch(0, text);
             out.push_json(&self.chunk(json!([choice(self.endpoint, text, None, true)])));
         } else if v.get("token").is_some() {
             self.account.content_chunks += 1; // a special token (EOS) is still a generated token
