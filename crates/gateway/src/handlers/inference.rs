@@ -191,21 +191,7 @@ async fn run(
         Err(refused) => {
             *rate = refused.rate;
             // Not downtime (over the tenant's limits), but the SLA report shows the 429 rate.
-            let refusal = Refusal {
-                request_id: request_id.clone(),
-                at_ms: switchyard_metering::directory::unix_ms(),
-                tenant_id: key.tenant.tenant.id.clone(),
-                model: req.model.clone(),
-                http_status: refused.error.status().as_u16(),
-                throttled: false,
-            };
-            crate::metrics::sli(
-                &key.tenant.tenant.tier,
-                &req.model,
-                &SliCounts::of_refusal(&refusal),
-            );
-            state.ledger.refused(refusal);
-            return Err(refused.error);
+            return Err(refuse(state, &key, &req, &request_id, refused.error));
         }
     };
 

@@ -149,6 +149,17 @@ impl TgiStream {
         }
     }
 
+    /// After the last choice chunk: the usage chunk if the client asked for it, and `[DONE]`.
+    fn finish(&self, out: &mut Frames) {
+        if self.client_wants_usage {
+            let usage = self.account.usage().usage;
+            let mut c = self.chunk(json!([]));
+            c["usage"] = usage.to_value();
+            out.push_json(&c);
+        }
+        out.push_done();
+    }
+
     fn chunk(&self, choices: Value) -> Value {
         json!({"id": self.id, "object": self.object, "created": self.created, "model": self.model, "choices": choices})
     }
@@ -201,13 +212,7 @@ impl StreamTranslator for TgiStream {
             self.account.reported = Reported::Counts(Usage::new(prompt, completion));
         }
         out.push_json(&self.chunk(json!([choice(self.endpoint, "", Some(reason), true)])));
-        if self.client_wants_usage {
-            let usage = self.account.usage().usage;
-            let mut c = self.chunk(json!([]));
-            c["usage"] = usage.to_value();
-            out.push_json(&c);
-        }
-        out.push_done();
+        self.finish(out);
         Ok(Flow::Done)
     }
 
@@ -222,13 +227,7 @@ impl StreamTranslator for TgiStream {
         if let Some(error) = error {
             out.push_error(error);
         }
-        if self.client_wants_usage {
-            let usage = self.account.usage().usage;
-            let mut c = self.chunk(json!([]));
-            c["usage"] = usage.to_value();
-            out.push_json(&c);
-        }
-        out.push_done();
+        self.finish(out);
     }
 
     fn on_eof(&mut self, _out: &mut Frames) -> Result<(), GatewayError> {
