@@ -169,6 +169,7 @@ async fn ca_issues_certificates_that_serve_and_sighup_renews_them() {
             tokio::time::Instant::now() < end,
             "SIGHUP did not reload the certificate"
         );
+        // Polling interval, not synchronisation: the gateway is another process.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
