@@ -83,11 +83,13 @@ struct Seen {
     /// The whole answer arrived (`[DONE]`, or a complete JSON body).
     finished: bool,
     url: String,
+    started: tokio::time::Instant,
     ended: tokio::time::Instant,
 }
 
 async fn one(url: &str, kind: Kind) -> Seen {
     let stream = kind != Kind::Whole;
+    let started = tokio::time::Instant::now();
     let sent = client()
         .post(format!("{url}/v1/chat/completions"))
         .bearer_auth(DEV_KEY)
@@ -106,6 +108,7 @@ async fn one(url: &str, kind: Kind) -> Seen {
             status: 0,
             finished: false,
             url: url.to_string(),
+            started,
             ended: tokio::time::Instant::now(),
         };
     };
@@ -138,6 +141,7 @@ async fn one(url: &str, kind: Kind) -> Seen {
         status,
         finished,
         url: url.to_string(),
+        started,
         ended: tokio::time::Instant::now(),
     }
 }
@@ -288,11 +292,13 @@ natural_tokens = 1000
             .push(r["status"].as_str().unwrap().to_string());
     }
     // The crash rule's stated window: a response that finished just before its process was
-    // killed may not have had its final record written yet; it is billed as interrupted, at
-    // its last checkpoint. Anything finished a second or more before a kill must be there.
+    // killed may not have had its final record written yet, and one admitted just before it
+    // (then cut by it, so ending after it) may not have had its open record written. Anything
+    // that finished, or started, a second or more before a kill must be there.
     let just_before_a_kill = |s: &Seen| {
         kills.iter().any(|(url, at)| {
-            *url == s.url && s.ended <= *at && *at - s.ended < Duration::from_secs(1)
+            let near = |t: tokio::time::Instant| t <= *at && *at - t < Duration::from_secs(1);
+            *url == s.url && (near(s.ended) || near(s.started))
         })
     };
     let (mut interrupted, mut finished_then_killed, mut lost_in_window) = (0, 0, 0);
