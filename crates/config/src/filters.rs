@@ -2,7 +2,7 @@
 //! refuse a request before anything is reserved (400 `content_filter`, never billed); output
 //! patterns end a stream whose text matches, across chunk boundaries. Literals match without
 //! regard to case; regexes are Rust `regex` syntax. `[filters.tiers.NAME]` adds patterns for
-//! one tier. The shipped list (`default_blocklist`) refuses credential-scraping prompts.
+//! one tier, `[filters.tenants.ID]` for one tenant. The shipped list (`default_blocklist`) refuses credential-scraping prompts.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +29,10 @@ pub struct FiltersConfig {
     pub output_window_chars: usize,
     /// Patterns for one tier, on top of the ones above.
     pub tiers: BTreeMap<String, PatternLists>,
+    /// Patterns for one tenant (by id), on top of its tier's: a tenant whose domain has words
+    /// of its own to keep out. Tenants live in the state store, so an id here that names none
+    /// matches nothing.
+    pub tenants: BTreeMap<String, PatternLists>,
     /// An OpenAI-compatible moderation endpoint (`https://host/v1/moderations`): every request
     /// that passed the lists is sent there first; `flagged` refuses it. The bearer key, if
     /// it needs one, is `SWITCHYARD_MODERATION_API_KEY`.
@@ -57,6 +61,7 @@ impl Default for FiltersConfig {
             all: PatternLists::default(),
             output_window_chars: 256,
             tiers: BTreeMap::new(),
+            tenants: BTreeMap::new(),
             moderation_url: None,
             moderation_model: None,
             moderation_timeout_ms: 2_000,
@@ -92,11 +97,22 @@ impl FiltersConfig {
                 ));
             }
         }
-        let lists = std::iter::once(("filters".to_string(), &self.all)).chain(
-            self.tiers
-                .iter()
-                .map(|(t, l)| (format!("filters.tiers.{t}"), l)),
-        );
+        if let Some(id) = self.tenants.keys().find(|id| id.trim().is_empty()) {
+            return Err(format!(
+                "[filters.tenants.\"{id}\"]: a tenant id cannot be empty"
+            ));
+        }
+        let lists = std::iter::once(("filters".to_string(), &self.all))
+            .chain(
+                self.tiers
+                    .iter()
+                    .map(|(t, l)| (format!("filters.tiers.{t}"), l)),
+            )
+            .chain(
+                self.tenants
+                    .iter()
+                    .map(|(t, l)| (format!("filters.tenants.{t}"), l)),
+            );
         for (section, lists) in lists {
             for (key, literals) in [
                 ("input_literals", &lists.input_literals),

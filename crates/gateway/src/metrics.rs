@@ -334,7 +334,7 @@ fn describe() {
     );
     describe_counter!(
         CONTENT_FILTERED,
-        "Requests refused (stage input, 400 content_filter, not billed) and answers stopped (stage output) by the content filters, by tier and list (credential_scraping: the shipped list; configured)."
+        "Requests refused (stage input, 400 content_filter, not billed) and answers stopped (stage output) by the content filters, by tier and list (credential_scraping: the shipped list; configured: [filters] and the tier's lists; tenant: the tenant's own input list; moderation: the hook). Output matches count as configured, whichever list held the pattern."
     );
     describe_counter!(
         MODERATION_FAILURES,

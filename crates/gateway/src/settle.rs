@@ -156,6 +156,11 @@ impl Settlement {
         &self.key.tenant.tenant.tier
     }
 
+    /// The caller's tenant, whose own output filters watch it too.
+    pub fn tenant(&self) -> &str {
+        &self.key.tenant.tenant.id
+    }
+
     pub fn logs_content(&self) -> bool {
         self.content.is_some()
     }

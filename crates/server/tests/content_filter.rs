@@ -75,6 +75,33 @@ async fn blocklisted_prompts_are_refused_before_any_worker_and_never_billed() {
     gw.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_s_own_list_refuses_its_requests_only() {
+    let mut c = config(vec![sim("a", |s| s.model = "sim-small".into())]);
+    c.filters.tenants.insert(
+        "bank".into(),
+        switchyard_config::PatternLists {
+            input_literals: vec!["routing number".into()],
+            ..Default::default()
+        },
+    );
+    let gw = start(c).await;
+    let bank = tenant_key(&gw, "bank", "pro").await;
+    let shop = tenant_key(&gw, "shop", "pro").await;
+    let ask = user("What is a routing number?", json!({"max_tokens": 3}));
+    let resp = post_as(&gw, &bank, "/v1/chat/completions", &ask).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "content_filter", "{v}");
+    let resp = post_as(&gw, &shop, "/v1/chat/completions", &ask).await;
+    assert_eq!(resp.status(), 200, "another tenant of the same tier");
+    resp.bytes().await.unwrap();
+    assert_eq!(gw.sims[0].stats().requests, 1);
+    let line = "switchyard_content_filtered_total{stage=\"input\",tier=\"pro\",list=\"tenant\"} 1";
+    assert!(scrape_metrics(&gw).await.contains(line), "{line} missing");
+    gw.shutdown().await;
+}
+
 /// The text a seeded request makes the sim write, word by word.
 async fn words_for(seed: u64) -> Vec<String> {
     let gw = start(config(vec![sim("a", |s| s.model = "sim-small".into())])).await;

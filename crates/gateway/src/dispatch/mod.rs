@@ -46,8 +46,14 @@ pub async fn forward(
     let adaptive = state.config.routing.adaptive();
     let hedge_after = hedge_after.filter(|_| adaptive);
     let capture = settlement.logs_content();
-    let tier = settlement.tier().to_string();
-    let tier = tier.as_str();
+    let (tier, tenant) = (
+        settlement.tier().to_string(),
+        settlement.tenant().to_string(),
+    );
+    let scope = crate::filter::FilterScope {
+        tier: &tier,
+        tenant: &tenant,
+    };
     let collected = !settlement.client_streams();
     // A request starting over (see `handlers::inference`) has been counted already.
     if failed_before.is_empty() {
@@ -81,7 +87,7 @@ pub async fn forward(
                 request_id,
                 &worker,
                 capture,
-                Some(tier),
+                Some(scope),
                 collected,
             )
             .await;

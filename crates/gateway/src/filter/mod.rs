@@ -3,8 +3,8 @@
 //! before anything is reserved, so it is never billed (a refusal row records it). Output
 //! patterns are watched on streams by [`OutputWatch`], over a rolling window, so that a blocked
 //! phrase split across chunks is still caught; a match ends the stream (see
-//! `upstream::relay`). Patterns come from `[filters]` (all tiers), `[filters.tiers.NAME]` and
-//! the shipped credential-scraping list ([`default_list`]).
+//! `upstream::relay`). Patterns come from `[filters]` (all tiers), `[filters.tiers.NAME]`,
+//! `[filters.tenants.ID]` and the shipped credential-scraping list ([`default_list`]).
 
 pub mod default_list;
 pub mod moderation;
@@ -35,6 +35,8 @@ pub struct Matcher {
 pub enum Source {
     CredentialScraping,
     Configured,
+    /// The tenant's own list (`[filters.tenants.ID]`).
+    Tenant,
     /// The external moderation endpoint flagged it.
     Moderation,
 }
@@ -90,10 +92,25 @@ struct TierFilters {
     output: Option<Arc<Matcher>>,
 }
 
-/// Every tier's filters, compiled once at start.
+/// A tenant's own lists, checked after its tier's (whatever tier it is on now).
+#[derive(Debug)]
+struct TenantFilters {
+    input: Matcher,
+    output: Option<Arc<Matcher>>,
+}
+
+/// Whose filters apply: the caller's tier and tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterScope<'a> {
+    pub tier: &'a str,
+    pub tenant: &'a str,
+}
+
+/// Every tier's and tenant's filters, compiled once at start.
 #[derive(Debug)]
 pub struct ContentFilters {
     tiers: HashMap<String, TierFilters>,
+    tenants: HashMap<String, TenantFilters>,
     /// For a tier the config does not name (a tenant's tier added later).
     base: TierFilters,
     window_chars: usize,
@@ -135,8 +152,20 @@ impl ContentFilters {
         for (tier, extra) in &config.tiers {
             tiers.insert(tier.clone(), build(extra)?);
         }
+        let mut tenants = HashMap::new();
+        for (tenant, lists) in &config.tenants {
+            let output = Matcher::new(&lists.output_literals, &lists.output_regex)?;
+            tenants.insert(
+                tenant.clone(),
+                TenantFilters {
+                    input: Matcher::new(&lists.input_literals, &lists.input_regex)?,
+                    output: (!output.is_empty()).then(|| Arc::new(output)),
+                },
+            );
+        }
         Ok(Self {
             tiers,
+            tenants,
             base: build(&PatternLists::default())?,
             window_chars: config.output_window_chars,
             moderation: moderation::Moderation::from_config(config),
@@ -147,9 +176,14 @@ impl ContentFilters {
         self.tiers.get(tier).unwrap_or(&self.base)
     }
 
-    /// Refuses a request whose text matches one of its tier's input patterns.
-    pub fn check_input(&self, tier: &str, req: &InferenceRequest) -> Result<(), Refused> {
-        let filters = self.of(tier);
+    /// Refuses a request whose text matches one of its tier's or its tenant's input patterns.
+    pub fn check_input(
+        &self,
+        scope: FilterScope<'_>,
+        req: &InferenceRequest,
+    ) -> Result<(), Refused> {
+        let filters = self.of(scope.tier);
+        let tenant = self.tenants.get(scope.tenant);
         let mut refused = None;
         for_each_text(&req.body, &mut |text| {
             if refused.is_some() {
@@ -159,19 +193,30 @@ impl ContentFilters {
                 refused = Some(Refused::new(Source::CredentialScraping, p));
             } else if let Some(p) = filters.input.find(text) {
                 refused = Some(Refused::new(Source::Configured, p));
+            } else if let Some(p) = tenant.and_then(|t| t.input.find(text)) {
+                refused = Some(Refused::new(Source::Tenant, p));
             }
         });
         refused.map_or(Ok(()), Err)
     }
 
-    /// A watch over a stream's text for the tier's output patterns; `None` when it has none.
-    pub fn output_watch(&self, tier: &str) -> Option<OutputWatch> {
-        let matcher = self.of(tier).output.clone()?;
-        let keep = self.window_chars.max(matcher.longest_literal);
+    /// A watch over a stream's text for the tier's and the tenant's output patterns; `None`
+    /// when there are none.
+    pub fn output_watch(&self, scope: FilterScope<'_>) -> Option<OutputWatch> {
+        let matchers: Vec<Arc<Matcher>> = [
+            self.of(scope.tier).output.clone(),
+            self.tenants
+                .get(scope.tenant)
+                .and_then(|t| t.output.clone()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let longest = matchers.iter().map(|m| m.longest_literal).max()?;
         Some(OutputWatch {
-            matcher,
+            matchers,
             windows: Default::default(),
-            keep,
+            keep: self.window_chars.max(longest),
         })
     }
 }
@@ -196,7 +241,7 @@ impl Refused {
             Source::CredentialScraping => {
                 "This request was refused by the content filter: it asks for credentials or secrets.".into()
             }
-            Source::Configured => {
+            Source::Configured | Source::Tenant => {
                 "This request was refused by the content filter: it matches a pattern this service does not accept.".into()
             }
             Source::Moderation => {
@@ -209,6 +254,7 @@ impl Refused {
         match self.source {
             Source::CredentialScraping => "credential_scraping",
             Source::Configured => "configured",
+            Source::Tenant => "tenant",
             Source::Moderation => "moderation",
         }
     }
@@ -257,7 +303,7 @@ fn for_each_text(body: &serde_json::Map<String, Value>, f: &mut dyn FnMut(&str))
 /// stream do not mask each other.
 #[derive(Debug, Clone)]
 pub struct OutputWatch {
-    matcher: Arc<Matcher>,
+    matchers: Vec<Arc<Matcher>>,
     windows: std::collections::BTreeMap<u64, String>,
     keep: usize,
 }
@@ -267,7 +313,11 @@ impl OutputWatch {
     pub fn push(&mut self, index: u64, text: &str) -> Option<String> {
         let window = self.windows.entry(index).or_default();
         window.push_str(text);
-        let found = self.matcher.find(window).map(str::to_string);
+        let found = self
+            .matchers
+            .iter()
+            .find_map(|m| m.find(window))
+            .map(str::to_string);
         let chars = window.chars().count();
         if chars > self.keep {
             let cut = window
@@ -292,6 +342,14 @@ mod tests {
         ContentFilters::from_config(&c).unwrap()
     }
 
+    /// A tenant of `tier` with no lists of its own.
+    fn on(tier: &str) -> FilterScope<'_> {
+        FilterScope {
+            tier,
+            tenant: "acme",
+        }
+    }
+
     fn chat(content: Value) -> InferenceRequest {
         let body = json!({"model": "m", "messages": [{"role": "user", "content": content}]});
         InferenceRequest::from_map(Endpoint::Chat, body.as_object().unwrap().clone()).unwrap()
@@ -303,44 +361,77 @@ mod tests {
             "input_literals = [\"Forbidden Topic\"]\n[tiers.hobby]\ninput_regex = [\"(?i)free gpus\"]\n",
         );
         assert!(f
-            .check_input("pro", &chat(json!("tell me about rail yards")))
+            .check_input(on("pro"), &chat(json!("tell me about rail yards")))
             .is_ok());
         let refused = f
-            .check_input("pro", &chat(json!("a FORBIDDEN topic, please")))
+            .check_input(on("pro"), &chat(json!("a FORBIDDEN topic, please")))
             .unwrap_err();
         assert_eq!(refused.list(), "configured");
         let parts =
             json!([{"type": "text", "text": "hi"}, {"type": "text", "text": "Free GPUs here"}]);
-        assert!(f.check_input("hobby", &chat(parts.clone())).is_err());
+        assert!(f.check_input(on("hobby"), &chat(parts.clone())).is_err());
         assert!(
-            f.check_input("pro", &chat(parts)).is_ok(),
+            f.check_input(on("pro"), &chat(parts)).is_ok(),
             "a hobby-only pattern"
         );
         let scraping = f
-            .check_input("pro", &chat(json!("cat ~/.aws/credentials for me")))
+            .check_input(on("pro"), &chat(json!("cat ~/.aws/credentials for me")))
             .unwrap_err();
         assert_eq!(scraping.list(), "credential_scraping");
         let off = filters("default_blocklist = false\n");
         assert!(off
-            .check_input("pro", &chat(json!("cat ~/.aws/credentials")))
+            .check_input(on("pro"), &chat(json!("cat ~/.aws/credentials")))
             .is_ok());
     }
 
     #[test]
     fn an_output_pattern_split_across_chunks_is_found_when_it_completes() {
         let f = filters("output_literals = [\"launch codes\"]\noutput_window_chars = 16\n");
-        let mut watch = f.output_watch("pro").unwrap();
+        let mut watch = f.output_watch(on("pro")).unwrap();
         assert_eq!(watch.push(0, "Here are the laun"), None);
         // Another choice's text in between does not hide the phrase.
         assert_eq!(watch.push(1, "xyz"), None);
         assert_eq!(watch.push(0, "ch co"), None);
         assert_eq!(watch.push(0, "des: 1234").as_deref(), Some("launch codes"));
         // The window stays bounded however long the stream.
-        let mut watch = f.output_watch("pro").unwrap();
+        let mut watch = f.output_watch(on("pro")).unwrap();
         for _ in 0..10_000 {
             assert_eq!(watch.push(0, "é lorem ipsum "), None);
         }
         assert!(watch.windows[&0].chars().count() <= 16);
-        assert!(filters("").output_watch("pro").is_none());
+        assert!(filters("").output_watch(on("pro")).is_none());
+    }
+
+    #[test]
+    fn a_tenant_s_lists_add_to_its_tier_s() {
+        let f = filters(
+            "input_literals = [\"everyone's word\"]\n\
+             [tenants.bank-1]\ninput_regex = [\"(?i)wire \\\\d+ to\"]\n\
+             output_literals = [\"account number\"]\n",
+        );
+        let bank = FilterScope {
+            tier: "pro",
+            tenant: "bank-1",
+        };
+        let refused = f
+            .check_input(bank, &chat(json!("please WIRE 500 to me")))
+            .unwrap_err();
+        assert_eq!(refused.list(), "tenant");
+        assert!(
+            f.check_input(on("pro"), &chat(json!("please wire 500 to me")))
+                .is_ok(),
+            "another tenant of the tier"
+        );
+        assert_eq!(
+            f.check_input(bank, &chat(json!("everyone's word")))
+                .unwrap_err()
+                .list(),
+            "configured",
+            "the tier's lists still hold for the tenant"
+        );
+        let mut watch = f.output_watch(bank).unwrap();
+        assert_eq!(watch.push(0, "your account num"), None);
+        assert_eq!(watch.push(0, "ber is").as_deref(), Some("account number"));
+        assert!(f.output_watch(on("pro")).is_none());
     }
 }

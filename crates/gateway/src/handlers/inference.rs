@@ -79,7 +79,11 @@ async fn content_filters(
     use crate::filter::moderation::Verdict;
     use crate::filter::{Refused, Source};
     let tier = &key.tenant.tenant.tier;
-    let refused = match state.filters.check_input(tier, req) {
+    let scope = crate::filter::FilterScope {
+        tier,
+        tenant: &key.tenant.tenant.id,
+    };
+    let refused = match state.filters.check_input(scope, req) {
         Err(refused) => Some(refused),
         Ok(()) => match &state.filters.moderation {
             None => None,

@@ -20,6 +20,7 @@ pub mod tgi;
 mod translate;
 mod whole;
 
+use crate::filter::FilterScope;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,7 +50,8 @@ pub async fn attempt(
 }
 
 /// [`attempt`], keeping a stream's text for the content log when `capture` is set, watching
-/// it with `tier`'s output filters, and `collected` when the client asked for a whole answer
+/// it with the output filters of `filters` (its tier and tenant), and `collected` when the
+/// client asked for a whole answer
 /// (the request path passes a streamed copy of its request, so `req` cannot say).
 pub(crate) async fn attempt_with(
     state: &AppState,
@@ -57,7 +59,7 @@ pub(crate) async fn attempt_with(
     request_id: &str,
     worker: &Worker,
     capture: bool,
-    tier: Option<&str>,
+    filters: Option<FilterScope<'_>>,
     collected: bool,
 ) -> Result<Reply, GatewayError> {
     // Always a stream upstream (see `collect`); callers on the request path pass one already.
@@ -133,8 +135,10 @@ pub(crate) async fn attempt_with(
     if capture {
         relay.capture_content();
     }
-    if let Some(watch) = tier.and_then(|t| state.filters.output_watch(t)) {
-        relay.watch_output(watch, tier.unwrap_or_default());
+    if let Some(scope) = filters {
+        if let Some(watch) = state.filters.output_watch(scope) {
+            relay.watch_output(watch, scope.tier);
+        }
     }
     if resume::resumable(state, req, spec) {
         relay.keep_text_for_resume();
