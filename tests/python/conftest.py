@@ -191,7 +191,8 @@ class Gateway:
                              max_retries=0, timeout=timeout)
 
 
-def start_gateway(config_toml: str | None = None, *, name: str = "gateway") -> Gateway:
+def start_gateway(config_toml: str | None = None, *, name: str = "gateway",
+                  env: dict[str, str] | None = None) -> Gateway:
     argv = [str(switchyard_bin()), "serve", "--listen", "127.0.0.1:0",
             "--admin-listen", "127.0.0.1:0"]
     if config_toml is not None:
@@ -200,7 +201,8 @@ def start_gateway(config_toml: str | None = None, *, name: str = "gateway") -> G
         cfg.write(config_toml)
         cfg.close()
         argv += ["--config", cfg.name]
-    proc = Process(name, argv, env={"SWITCHYARD_DEV_KEY": DEV_KEY, "RUST_LOG": "info"})
+    proc = Process(name, argv, env={"SWITCHYARD_DEV_KEY": DEV_KEY, "RUST_LOG": "info",
+                                    **(env or {})})
     url = proc.wait_for_line(r"switchyard listening on (https?://\S+)").group(1)
     # A key from the environment is named, never printed (it would land in the logs).
     proc.wait_for_line(r"dev API key: from SWITCHYARD_DEV_KEY")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import threading
 import time
 from typing import Any, Callable
@@ -299,6 +300,74 @@ def test_stream_is_not_held_back_by_the_prompt_count(client: openai.OpenAI) -> N
         assert arrivals[0] < 0.6 * arrivals[-1], \
             f"attempt {attempt}: the stream arrived all at once (first token at " \
             f"{arrivals[0]:.2f} s, last at {arrivals[-1]:.2f} s)"
+
+
+def test_real_model_behind_the_agent_s_tls_sidecar(llama: tuple[str, str],
+                                                   launch: Callable[..., Any]) -> None:
+    """The worker hop encrypted: `switchyard agent --listen` in front of llama-cpp-python, a
+    gateway that allows no plain-HTTP hop and trusts the CA `switchyard ca` made; the openai
+    SDK's whole and streamed answers come through the sidecar, with their usage."""
+    import subprocess
+
+    from conftest import switchyard_bin, work_dir
+
+    certs = work_dir() / "hop-tls"
+    for args in (["init"], ["issue", "--name", "gateway", "--gateway"],
+                 ["issue", "--name", "llama-tls", "--worker", "llama-tls"]):
+        done = subprocess.run([str(switchyard_bin()), "ca", args[0], "--dir", str(certs),
+                               *args[1:]], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    admin_token, fleet_token = "sy-admin-hop-" + "a" * 24, "sy-fleet-hop-" + "f" * 24
+    gw = start_gateway(f"""
+[upstream]
+plaintext_hops = "none"
+tls_worker_ca = "{certs / 'ca.pem'}"
+tls_client_cert = "{certs / 'gateway.pem'}"
+tls_client_key = "{certs / 'gateway.key'}"
+
+[health]
+timeout_ms = 30000
+interval_ms = 500
+
+[fleet]
+""", name="gateway-hop-tls", env={"SWITCHYARD_ADMIN_TOKEN": admin_token,
+                                   "SWITCHYARD_FLEET_TOKEN": fleet_token})
+    try:
+        # Printed before the dev key line that start_gateway waited for.
+        admin = next(m.group(1) for line in gw.process.stdout
+                     if (m := re.search(r"admin and fleet APIs on (http://\S+)", line)))
+        url, upstream_model = llama
+        sidecar_port = free_port()
+        launch("process", "agent-hop-tls", [
+            str(switchyard_bin()), "agent", "--gateway", admin, "--name", "llama-tls",
+            "--runtime-url", url, "--runtime", "llamacpp", "--model", MODEL,
+            "--upstream-model", upstream_model, "--prompt-format", "gemma",
+            "--provider", "local", "--region", "local", "--gpu", "cpu",
+            "--max-concurrency", "1", "--listen", f"127.0.0.1:{sidecar_port}",
+            "--tls-cert", str(certs / "llama-tls.pem"), "--tls-key", str(certs / "llama-tls.key"),
+            "--ca-cert", str(certs / "ca.pem"),
+        ], env={"SWITCHYARD_FLEET_TOKEN": fleet_token})
+        deadline = time.monotonic() + 60
+        worker: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            _, _, fleet = http_json("GET", f"{admin}/admin/v1/fleet",
+                                    headers={"Authorization": f"Bearer {admin_token}"})
+            worker = next((w for w in fleet["data"] if w["name"] == "llama-tls"), {})
+            if worker.get("state") == "ready":
+                break
+            time.sleep(0.2)
+        assert worker.get("state") == "ready", worker
+        assert worker["url"] == f"https://127.0.0.1:{sidecar_port}" and worker["trust"] == "fleet"
+
+        client = gw.client(timeout=120)
+        whole = chat(client)
+        assert whole.choices[0].message.content
+        check_usage(whole.usage, MAX)
+        text, usage, _ = chat_streamed(client)
+        assert text
+        check_usage(usage, MAX)
+    finally:
+        gw.process.stop()
 
 
 def test_developer_role_does_not_eject_the_worker(llama: tuple[str, str]) -> None:

@@ -53,6 +53,15 @@ enum CaCommand {
         /// An IP address the certificate is valid for (repeatable).
         #[arg(long = "ip")]
         ips: Vec<IpAddr>,
+        /// For an agent's TLS sidecar: the worker it serves, by its name in the fleet (a
+        /// gateway with `[upstream] tls_worker_ca` accepts no other certificate for it). Valid
+        /// for serving only: it opens no port as a client.
+        #[arg(long, value_name = "NAME")]
+        worker: Option<String>,
+        /// For a gateway: the client certificate it shows to agents' sidecars (they accept
+        /// no other client). Valid as a client only.
+        #[arg(long, conflicts_with = "worker")]
+        gateway: bool,
         #[arg(long, default_value_t = 90)]
         days: u32,
         /// Where to write NAME.pem and NAME.key [default: --dir].
@@ -76,10 +85,51 @@ pub async fn run(args: CaArgs) -> Result<(), CliError> {
             name,
             dns,
             ips,
+            worker,
+            gateway,
             days,
             out,
             force,
-        } => issue(&dir, &name, &dns, &ips, days, out.as_deref(), force),
+        } => {
+            let role = match (worker, gateway) {
+                (Some(worker), _) => Role::Worker(worker),
+                (None, true) => Role::Gateway,
+                (None, false) => Role::Plain,
+            };
+            let names = Names {
+                dns: &dns,
+                ips: &ips,
+                role,
+            };
+            issue(&dir, &name, &names, days, out.as_deref(), force)
+        }
+    }
+}
+
+/// What a certificate names besides its common name.
+struct Names<'a> {
+    dns: &'a [String],
+    ips: &'a [IpAddr],
+    role: Role,
+}
+
+/// Whom a certificate speaks for in the fleet, as a URI subject alternative name.
+enum Role {
+    Plain,
+    Worker(String),
+    Gateway,
+}
+
+impl Role {
+    fn uri(&self) -> Option<String> {
+        match self {
+            Role::Plain => None,
+            Role::Worker(name) => Some(format!(
+                "{}{name}",
+                switchyard_fleet::hop::WORKER_URI_PREFIX
+            )),
+            Role::Gateway => Some(switchyard_fleet::hop::GATEWAY_URI.to_string()),
+        }
     }
 }
 
@@ -118,8 +168,7 @@ fn init(dir: &Path, name: &str, days: u32, force: bool) -> Result<(), CliError> 
 fn issue(
     dir: &Path,
     name: &str,
-    dns: &[String],
-    ips: &[IpAddr],
+    names: &Names<'_>,
     days: u32,
     out: Option<&Path>,
     force: bool,
@@ -150,16 +199,30 @@ fn issue(
             sans.push(SanType::DnsName(dns));
         }
     }
-    for host in dns {
+    if let Role::Worker(worker) = &names.role {
+        if !switchyard_fleet::worker::valid_name(worker) {
+            return Err(CliError::Usage(format!(
+                "--worker '{worker}' is not a worker name: letters, digits, '.', '_' and '-'"
+            )));
+        }
+    }
+    for host in names.dns {
         let dns = host
             .clone()
             .try_into()
             .map_err(|e| CliError::Usage(format!("--dns '{host}': {e}")))?;
         sans.push(SanType::DnsName(dns));
     }
-    sans.extend(ips.iter().copied().map(SanType::IpAddress));
+    sans.extend(names.ips.iter().copied().map(SanType::IpAddress));
     if let Ok(ip) = name.parse::<IpAddr>() {
         sans.push(SanType::IpAddress(ip));
+    }
+    if let Some(uri) = names.role.uri() {
+        let ia5 = uri
+            .clone()
+            .try_into()
+            .map_err(|e| CliError::Usage(format!("cannot name {uri}: {e}")))?;
+        sans.push(SanType::URI(ia5));
     }
     if sans.is_empty() {
         return Err(CliError::Usage(
@@ -171,10 +234,16 @@ fn issue(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    // A worker's certificate lives on a stranger's machine: it serves, and opens nothing as
+    // a client (not the admin port, not another worker's sidecar). A gateway's only calls.
+    params.extended_key_usages = match names.role {
+        Role::Plain => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+        Role::Worker(_) => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        Role::Gateway => vec![ExtendedKeyUsagePurpose::ClientAuth],
+    };
     params.use_authority_key_identifier_extension = true;
     validity(&mut params, days)?;
     let key = KeyPair::generate().map_err(failed)?;

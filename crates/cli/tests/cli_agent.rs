@@ -5,61 +5,21 @@
 //! deregisters the worker and exits 0.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{free_port, spawn_until, BIN, DEADLINE};
+
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// sha256 of the bytes `weights`.
 const WEIGHTS_SHA256: &str = "9a129038d9a00aed0cf6a7ea059ca50a813449061ab87848cf1a13eafdf33b2c";
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const ADMIN_TOKEN: &str = "sy-admin-agent-test-0123456789abcdef";
 const FLEET_TOKEN: &str = "sy-fleet-agent-test-0123456789abcdef";
 const DEV_KEY: &str = "sk-dev-agent-test-0123456789abcdef";
-const DEADLINE: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    // Bind, note it, let it go: the child binds it again right away.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `switchyard <args>` and waits for the stdout line starting with `ready_prefix`;
-/// returns the child and the rest of that line.
-async fn spawn_until(
-    args: &[String],
-    envs: &[(&str, &str)],
-    ready_prefix: &str,
-) -> (Child, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let rest = tokio::time::timeout(DEADLINE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(i) = line.find(ready_prefix) {
-                return line[i + ready_prefix.len()..].trim().to_string();
-            }
-        }
-        panic!("switchyard {args:?} exited before '{ready_prefix}'");
-    })
-    .await
-    .expect("child did not start in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, rest)
-}
 
 async fn fleet_cli(gateway: &str, args: &[&str]) -> Output {
     Command::new(BIN)

@@ -239,6 +239,16 @@ impl Config {
         }
         for w in &self.workers {
             w.validate().map_err(ConfigError::Invalid)?;
+            if let Some(why) = self.upstream.plaintext_hops.refuses(&w.name, &w.url) {
+                return invalid(why);
+            }
+            if w.trust == switchyard_fleet::HopTrust::Fleet && self.upstream.tls_worker_ca.is_none()
+            {
+                return invalid(format!(
+                    "worker '{}' has trust = \"fleet\": set upstream.tls_worker_ca, the CA its certificate is from",
+                    w.name
+                ));
+            }
         }
         for s in &self.sim_workers {
             s.validate().map_err(ConfigError::Invalid)?;
@@ -312,6 +322,28 @@ mod tests {
             (
                 "[fleet]\nlease_ms = 5000\nheartbeat_ms = 5000".into(),
                 "fleet.heartbeat_ms (5000) must be less than fleet.lease_ms (5000)",
+            ),            (
+                WORKER.replace("127.0.0.1", "10.0.0.5"),
+                "plaintext_hops = \"loopback\"",
+            ),
+            (
+                format!("[upstream]\nplaintext_hops = \"none\"\n{WORKER}"),
+                "plain-HTTP hops to 'http://127.0.0.1:8000'",
+            ),
+            (
+                format!(
+                    "{}trust = \"fleet\"\n",
+                    WORKER.replace("http://127.0.0.1", "https://127.0.0.1")
+                ),
+                "set upstream.tls_worker_ca",
+            ),
+            (
+                format!("[upstream]\ntls_worker_ca = \"ca.pem\"\n{WORKER}"),
+                "tls_worker_ca needs upstream.tls_client_cert",
+            ),
+            (
+                format!("[upstream]\ntls_client_cert = \"gw.pem\"\ntls_client_key = \"gw.key\"\n{WORKER}"),
+                "set upstream.tls_worker_ca too",
             ),
         ];
         for (text, needle) in cases {

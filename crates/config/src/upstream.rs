@@ -1,7 +1,10 @@
 //! `[upstream]`: timeouts, attempts, resumes and the retry and hedge budgets of calls to
 //! workers.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
+pub use switchyard_fleet::PlaintextHops;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +29,17 @@ pub struct UpstreamConfig {
     pub retry_budget_min_per_sec: u32,
     /// Hedges allowed per hedgeable (streamed) request on average.
     pub hedge_budget_ratio: f64,
+    /// Which plain-HTTP worker URLs are allowed: `none`, `loopback` (the default: a runtime
+    /// on this machine), `private` (RFC 1918, CGNAT and IPv6 unique-local addresses, for a
+    /// network the operator encrypts, e.g. WireGuard) or `any`.
+    pub plaintext_hops: PlaintextHops,
+    /// PEM: the CA that workers behind `switchyard agent --listen` have their certificates
+    /// from. Set, every registered https:// worker must present one naming it.
+    pub tls_worker_ca: Option<PathBuf>,
+    /// PEM: the certificate the gateway presents to those workers (with its chain), and its
+    /// key.
+    pub tls_client_cert: Option<PathBuf>,
+    pub tls_client_key: Option<PathBuf>,
 }
 
 impl Default for UpstreamConfig {
@@ -41,6 +55,10 @@ impl Default for UpstreamConfig {
             retry_budget_ratio: 0.2,
             retry_budget_min_per_sec: 10,
             hedge_budget_ratio: 0.1,
+            plaintext_hops: PlaintextHops::default(),
+            tls_worker_ca: None,
+            tls_client_cert: None,
+            tls_client_key: None,
         }
     }
 }
@@ -66,6 +84,30 @@ impl UpstreamConfig {
         let hedge = self.hedge_budget_ratio;
         if !(hedge.is_finite() && (0.0..=1.0).contains(&hedge)) {
             return Err("upstream.hedge_budget_ratio must be between 0 and 1".into());
+        }
+        match (&self.tls_client_cert, &self.tls_client_key) {
+            (Some(_), None) => {
+                return Err(
+                    "upstream.tls_client_cert is set without upstream.tls_client_key".into(),
+                )
+            }
+            (None, Some(_)) => {
+                return Err(
+                    "upstream.tls_client_key is set without upstream.tls_client_cert".into(),
+                )
+            }
+            (Some(_), Some(_)) if self.tls_worker_ca.is_none() => {
+                return Err("upstream.tls_client_cert is presented to workers behind \
+                            `switchyard agent --listen` only: set upstream.tls_worker_ca too"
+                    .into())
+            }
+            (None, None) if self.tls_worker_ca.is_some() => {
+                return Err("upstream.tls_worker_ca needs upstream.tls_client_cert and \
+                            tls_client_key: agents' sidecars open to a gateway's client \
+                            certificate only (`switchyard ca issue --gateway`)"
+                    .into())
+            }
+            _ => {}
         }
         let retry = self.retry_budget_ratio;
         if !(retry.is_finite() && (0.0..=10.0).contains(&retry)) {

@@ -100,6 +100,7 @@ impl SimWorkerConfig {
             prompt_format: PromptFormat::default(),
             tiers: self.tiers.clone(),
             pool: self.pool,
+            trust: Default::default(),
         }
     }
 }

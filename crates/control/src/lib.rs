@@ -83,7 +83,6 @@ impl ControlPlane {
             ),
             worker_scrape::spawn(
                 state.fleet.clone(),
-                state.client.clone(),
                 state.worker_metrics.clone(),
                 Duration::from_millis(config.metrics.worker_scrape_interval_ms),
                 Duration::from_millis(config.metrics.worker_scrape_timeout_ms),

@@ -25,7 +25,6 @@ const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Starts the scrape loop; `interval` zero means off (the task ends at once).
 pub fn spawn(
     fleet: Arc<Fleet>,
-    client: reqwest::Client,
     store: Arc<WorkerMetrics>,
     interval: Duration,
     timeout: Duration,
@@ -38,20 +37,20 @@ pub fn spawn(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let round = scrape_all(&fleet, &client, timeout).await;
+            let round = scrape_all(&fleet, timeout).await;
             store.publish(round);
         }
     })
 }
 
-async fn scrape_all(fleet: &Fleet, client: &reqwest::Client, timeout: Duration) -> Vec<Scraped> {
+async fn scrape_all(fleet: &Fleet, timeout: Duration) -> Vec<Scraped> {
     let workers: Vec<Arc<Worker>> = fleet
         .workers()
         .into_iter()
         .filter(|w| for_runtime(w.spec.runtime).capabilities().exposes_metrics)
         .collect();
     let scrapes = workers.iter().map(|w| async move {
-        let gauges = match tokio::time::timeout(timeout, scrape(client, w)).await {
+        let gauges = match tokio::time::timeout(timeout, scrape(w)).await {
             Ok(Ok(g)) => Some(g),
             Ok(Err(e)) => {
                 tracing::debug!(worker = %w.spec.name, error = %e, "worker metrics scrape failed");
@@ -71,8 +70,9 @@ async fn scrape_all(fleet: &Fleet, client: &reqwest::Client, timeout: Duration) 
     futures::future::join_all(scrapes).await
 }
 
-async fn scrape(client: &reqwest::Client, worker: &Worker) -> Result<RuntimeGauges, String> {
-    let mut request = client.get(worker.spec.endpoint("/metrics"));
+/// Through the worker's own client: a fleet hop's certificate is checked as for inference.
+async fn scrape(worker: &Worker) -> Result<RuntimeGauges, String> {
+    let mut request = worker.hop().http.get(worker.spec.endpoint("/metrics"));
     if let Some(key) = &worker.spec.api_key {
         request = request.bearer_auth(key);
     }

@@ -340,6 +340,13 @@ impl Health {
                 return;
             }
         }
+        // Still unhealthy, maybe for another reason now (a timeout, then a certificate that
+        // names another worker): the operator sees the latest, since stays when it began.
+        if self.raw_state() == WorkerState::Unhealthy {
+            if let Ok(mut note) = self.note.lock() {
+                note.reason = why.to_string();
+            }
+        }
     }
 
     pub(crate) fn record_success(&self, name: &str) {

@@ -44,26 +44,25 @@ impl HealthConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Probe {
     Pass,
-    Fail,
+    /// Why: a status, or the transport error with its causes (a refused certificate says
+    /// which worker it names).
+    Fail(String),
     TimedOut,
 }
 
+/// Probes go through each worker's own client (see [`crate::hop`]): a fleet hop's check
+/// proves the same certificate an inference call would.
 pub struct HealthChecker {
     fleet: Arc<Fleet>,
-    client: reqwest::Client,
     config: HealthConfig,
 }
 
 impl HealthChecker {
-    pub fn new(fleet: Arc<Fleet>, client: reqwest::Client, config: HealthConfig) -> Self {
-        Self {
-            fleet,
-            client,
-            config,
-        }
+    pub fn new(fleet: Arc<Fleet>, config: HealthConfig) -> Self {
+        Self { fleet, config }
     }
 
     /// Checks every worker once, concurrently; a pass marks it healthy at once. Called before
@@ -128,7 +127,13 @@ impl HealthChecker {
                 failures += 1;
                 passes = 0;
                 if failures >= self.config.unhealthy_after {
-                    worker.health_failed(&format!("{failures} health checks failed in a row"));
+                    let last = match &verdict {
+                        Probe::Fail(why) => why.as_str(),
+                        _ => "timed out",
+                    };
+                    worker.health_failed(&format!(
+                        "{failures} health checks failed in a row (last: {last})"
+                    ));
                 }
             }
         }
@@ -136,8 +141,9 @@ impl HealthChecker {
 
     async fn probe(&self, worker: &Worker) -> Probe {
         let url = worker.spec.endpoint(worker.spec.runtime.health_path());
-        let mut req = self
-            .client
+        let mut req = worker
+            .hop()
+            .http
             .get(&url)
             .timeout(Duration::from_millis(self.config.timeout_ms));
         if let Some(key) = &worker.spec.api_key {
@@ -147,13 +153,29 @@ impl HealthChecker {
             Ok(resp) if resp.status().is_success() => Probe::Pass,
             Ok(resp) => {
                 tracing::debug!(worker = %worker.spec.name, status = %resp.status(), "health check failed");
-                Probe::Fail
+                Probe::Fail(format!("HTTP {}", resp.status().as_u16()))
             }
             Err(e) if e.is_timeout() => Probe::TimedOut,
             Err(e) => {
-                tracing::debug!(worker = %worker.spec.name, error = %e, "health check failed");
-                Probe::Fail
+                let why = with_causes(&e);
+                tracing::debug!(worker = %worker.spec.name, error = %why, "health check failed");
+                Probe::Fail(why)
             }
         }
     }
+}
+
+/// An error and its causes, which is where a refused certificate says why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }

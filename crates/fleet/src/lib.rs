@@ -9,6 +9,7 @@
 
 pub mod breaker;
 pub mod health;
+pub mod hop;
 pub mod pick;
 pub mod registry;
 pub mod runtime;
@@ -18,6 +19,7 @@ pub mod worker;
 
 pub use breaker::{HealthView, OutlierConfig, ProbeView, UsageRejectionView, WorkerState};
 pub use health::{HealthChecker, HealthConfig};
+pub use hop::{HopClients, HopSettings, HopTrust, Hops, PlaintextHops};
 pub use pick::{Pick, Query};
 pub use registry::{DrainTarget, Fleet, FleetError, Members, WorkerLease};
 pub use runtime::{PromptFormat, RuntimeKind};

@@ -234,6 +234,7 @@ mod tests {
             prompt_format: PromptFormat::default(),
             tiers: Vec::new(),
             pool: Pool::Main,
+            trust: Default::default(),
         }
     }
 

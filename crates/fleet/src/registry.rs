@@ -15,6 +15,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::breaker::{OutlierConfig, WorkerState};
+use crate::hop::Hops;
 use crate::signal::ReleaseSignal;
 use crate::worker::{Worker, WorkerSource, WorkerSpec};
 
@@ -75,6 +76,7 @@ pub struct Fleet {
     /// Serializes membership changes (rare); never taken by a request.
     write: Mutex<()>,
     policy: OutlierConfig,
+    hops: Arc<Hops>,
     signal: Arc<ReleaseSignal>,
     /// Rotates the scan start so that equally loaded workers take turns.
     pub(crate) cursor: AtomicUsize,
@@ -82,7 +84,7 @@ pub struct Fleet {
 
 impl Default for Fleet {
     fn default() -> Self {
-        Self::empty(OutlierConfig::default())
+        Self::empty(OutlierConfig::default(), Hops::shared_default())
     }
 }
 
@@ -91,8 +93,9 @@ impl Fleet {
         Self::with_policy(specs, OutlierConfig::default())
     }
 
-    fn empty(policy: OutlierConfig) -> Self {
+    fn empty(policy: OutlierConfig, hops: Arc<Hops>) -> Self {
         Self {
+            hops,
             members: ArcSwap::from_pointee(Members::default()),
             write: Mutex::new(()),
             policy,
@@ -102,6 +105,16 @@ impl Fleet {
     }
 
     pub fn with_policy(specs: Vec<WorkerSpec>, policy: OutlierConfig) -> Result<Self, FleetError> {
+        Self::with_hops(specs, policy, Hops::shared_default())
+    }
+
+    /// The fleet of the config file's workers, reached through `hops` (which also reach every
+    /// worker registered later).
+    pub fn with_hops(
+        specs: Vec<WorkerSpec>,
+        policy: OutlierConfig,
+        hops: Arc<Hops>,
+    ) -> Result<Self, FleetError> {
         let mut names = HashSet::new();
         let mut workers = Vec::new();
         for spec in specs {
@@ -109,17 +122,24 @@ impl Fleet {
             if !names.insert(spec.name.clone()) {
                 return Err(FleetError::DuplicateName(spec.name));
             }
+            let hop = hops.clients(&spec).map_err(FleetError::InvalidWorker)?;
             workers.push(Arc::new(Worker::with(
                 spec,
                 WorkerSource::Static,
                 policy.clone(),
                 BTreeMap::new(),
+                hop,
             )));
         }
-        let fleet = Self::empty(policy);
+        let fleet = Self::empty(policy, hops);
         workers.iter().for_each(|w| w.adopt(&fleet.signal));
         fleet.members.store(Arc::new(Members::build(workers)));
         Ok(fleet)
+    }
+
+    /// How this fleet reaches its workers.
+    pub fn hops(&self) -> &Hops {
+        &self.hops
     }
 
     /// Signalled when a worker slot comes free while requests queue for one.
@@ -160,10 +180,11 @@ impl Fleet {
     /// it is new.
     pub fn register(
         &self,
-        spec: WorkerSpec,
+        mut spec: WorkerSpec,
         labels: BTreeMap<String, String>,
         lease: Duration,
     ) -> Result<(Arc<Worker>, bool), FleetError> {
+        self.hops.settle_registered(&mut spec);
         spec.validate().map_err(FleetError::InvalidWorker)?;
         let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.members.load_full();
@@ -176,11 +197,16 @@ impl Fleet {
                 return Ok((existing.clone(), false));
             }
         }
+        let hop = self
+            .hops
+            .clients(&spec)
+            .map_err(FleetError::InvalidWorker)?;
         let worker = Arc::new(Worker::with(
             spec,
             WorkerSource::Registered,
             self.policy.clone(),
             labels,
+            hop,
         ));
         worker.renew_lease(lease);
         worker.adopt(&self.signal);
@@ -365,6 +391,7 @@ fn same_registration(w: &Worker, spec: &WorkerSpec, labels: &BTreeMap<String, St
         && a.prompt_format == spec.prompt_format
         && a.tiers == spec.tiers
         && a.pool == spec.pool
+        && a.trust == spec.trust
         && &w.labels == labels
 }
 
@@ -430,6 +457,7 @@ mod tests {
             prompt_format: PromptFormat::default(),
             tiers: Vec::new(),
             pool: Default::default(),
+            trust: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::breaker::{mono_ms, Health, HealthView, OutlierConfig, ProbeView, WorkerState};
+use crate::hop::{HopClients, HopTrust, Hops};
 use crate::runtime::{PromptFormat, RuntimeKind};
 use crate::signal::ReleaseSignal;
 
@@ -52,6 +53,12 @@ pub struct WorkerSpec {
     /// `canary` puts the worker in the model's canary pool (see `[routing.canary]`).
     #[serde(default)]
     pub pool: Pool,
+    /// How its TLS certificate is checked: `public` (web PKI, for a provider's endpoint) or
+    /// `fleet` (behind `switchyard agent --listen`: the operator's CA, naming this worker).
+    /// Left out of the stored document when `public`, so that a replica of an earlier version
+    /// still reads what most registrations are.
+    #[serde(default, skip_serializing_if = "HopTrust::is_public")]
+    pub trust: HopTrust,
 }
 
 /// Which arm of a model's traffic split a worker serves.
@@ -96,6 +103,7 @@ impl fmt::Debug for WorkerSpec {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("tiers", &self.tiers)
             .field("pool", &self.pool)
+            .field("trust", &self.trust)
             .finish()
     }
 }
@@ -116,6 +124,11 @@ impl WorkerSpec {
             return Err(format!(
                 "worker '{who}': url '{}' must be http:// or https:// with a host",
                 self.url
+            ));
+        }
+        if self.trust == HopTrust::Fleet && url.scheme() != "https" {
+            return Err(format!(
+                "worker '{who}': trust = \"fleet\" needs an https:// url (the agent's TLS sidecar)"
             ));
         }
         if self.max_concurrency == 0 {
@@ -146,6 +159,17 @@ impl WorkerSpec {
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.url.trim_end_matches('/'), path)
     }
+}
+
+/// Names go into URL paths, logs and metrics: `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let ok = |c: &u8| c.is_ascii_alphanumeric();
+    (1..=128).contains(&b.len())
+        && ok(&b[0])
+        && b[1..]
+            .iter()
+            .all(|c| ok(c) || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// The paths the upstream adapters call on every request.
@@ -184,15 +208,25 @@ pub struct Worker {
     released: OnceLock<Arc<ReleaseSignal>>,
     /// Other fields a registration reported (VRAM, quantization...), shown by the admin API.
     pub labels: BTreeMap<String, String>,
+    /// The clients its calls go through (see [`crate::hop`]).
+    hop: HopClients,
 }
 
 impl Worker {
+    /// A static worker reached through the default hops (tests and tools).
     pub fn new(spec: WorkerSpec) -> Self {
+        let hops = Hops::shared_default();
+        // The default allows every hop but fleet trust (no CA): such a worker fails its
+        // handshakes rather than the constructor.
+        let hop = hops
+            .clients(&spec)
+            .unwrap_or_else(|_| hops.refusing_clients());
         Self::with(
             spec,
             WorkerSource::Static,
             OutlierConfig::default(),
             BTreeMap::new(),
+            hop,
         )
     }
 
@@ -201,6 +235,7 @@ impl Worker {
         source: WorkerSource,
         policy: OutlierConfig,
         labels: BTreeMap<String, String>,
+        hop: HopClients,
     ) -> Self {
         let urls = INFERENCE_PATHS
             .iter()
@@ -216,7 +251,13 @@ impl Worker {
             removed: AtomicBool::new(false),
             released: OnceLock::new(),
             labels,
+            hop,
         }
+    }
+
+    /// The clients this worker's calls go through.
+    pub fn hop(&self) -> &HopClients {
+        &self.hop
     }
 
     pub fn name(&self) -> &str {

@@ -12,7 +12,8 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use axum::Router;
 use switchyard_config::{Config, RedisDownPolicy, StateBackend};
-use switchyard_fleet::{Fleet, HealthChecker};
+use switchyard_fleet::hop::{FleetFiles, FleetTrust};
+use switchyard_fleet::{Fleet, HealthChecker, HopSettings, Hops};
 use switchyard_metering::clock::Clock;
 use switchyard_metering::directory::{unix_ms, Directory};
 use switchyard_metering::keys::{display_prefix, hash_secret};
@@ -34,6 +35,8 @@ pub enum StartError {
     Fleet(#[from] switchyard_fleet::FleetError),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("worker TLS ([upstream] tls_worker_ca, tls_client_cert, tls_client_key): {0}")]
+    WorkerTls(String),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
     #[error("[filters]: {0}")]
@@ -99,19 +102,44 @@ pub fn finish(app: Router, server: &switchyard_config::ServerConfig) -> Router {
         }))
 }
 
+/// The client of the services the gateway calls besides workers (the moderation hook, alert
+/// webhooks); workers are reached through their hops (`switchyard_fleet::hop`).
 pub fn http_client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(config.upstream.connect_timeout_ms))
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(1024)
-        // Workers are reached directly; an HTTP_PROXY meant for the operator's shell must not
-        // silently reroute inference traffic.
+        // An HTTP_PROXY meant for the operator's shell must not silently reroute prompts
+        // sent to the moderation hook.
         .no_proxy()
-        // A worker never has a reason to redirect an inference call, and following one would
-        // re-send the prompt somewhere the operator did not configure.
+        // A redirect would re-send a prompt somewhere the operator did not configure.
         .redirect(reqwest::redirect::Policy::none())
         .build()
+}
+
+/// How workers are reached (`[upstream]`'s plaintext policy and worker TLS; see
+/// `switchyard_fleet::hop`).
+fn hops(upstream: &switchyard_config::UpstreamConfig) -> Result<Hops, StartError> {
+    let fleet = match &upstream.tls_worker_ca {
+        Some(ca) => {
+            let files = FleetFiles {
+                ca: ca.clone(),
+                identity: upstream
+                    .tls_client_cert
+                    .clone()
+                    .zip(upstream.tls_client_key.clone()),
+            };
+            Some(Arc::new(
+                FleetTrust::load(files).map_err(StartError::WorkerTls)?,
+            ))
+        }
+        None => None,
+    };
+    let settings = HopSettings {
+        connect_timeout: Duration::from_millis(upstream.connect_timeout_ms),
+        plaintext: upstream.plaintext_hops,
+    };
+    Ok(Hops::new(settings, fleet))
 }
 
 /// The store `[state]` names: SQLite (a file, or memory) or Postgres.
@@ -195,12 +223,13 @@ pub async fn build(
             instance: instance.clone(),
         },
     );
-    let fleet = Arc::new(Fleet::with_policy(
+    let fleet = Arc::new(Fleet::with_hops(
         config.workers.clone(),
         config.outlier.clone(),
+        Arc::new(hops(&config.upstream)?),
     )?);
     let client = http_client(&config)?;
-    let checker = HealthChecker::new(fleet.clone(), client.clone(), config.health.clone());
+    let checker = HealthChecker::new(fleet.clone(), config.health.clone());
     checker.check_all_once().await;
     let health = checker.spawn();
 
@@ -215,7 +244,6 @@ pub async fn build(
         registered_models: Default::default(),
         shutting_down: std::sync::atomic::AtomicBool::new(false),
         client,
-        upstream: crate::upstream::client::UpstreamClient::new(&config_upstream),
         retry_budget: crate::upstream::budget::RetryBudget::new(
             config_upstream.retry_budget_ratio,
             config_upstream.retry_budget_min_per_sec,

@@ -346,11 +346,11 @@ fn describe() {
     );
     describe_counter!(
         TLS_RELOADS,
-        "TLS certificate reloads (file change or SIGHUP), per listener and outcome (ok, failed: the previous certificate stays)."
+        "TLS certificate reloads (file change or SIGHUP), per listener (public, admin, worker_hops: the worker CA and the gateway's client certificate) and outcome (ok, failed: the previous certificate stays)."
     );
     describe_gauge!(
         TLS_CERT_EXPIRY,
-        "When the certificate a listener serves expires, Unix seconds."
+        "When the certificate a listener serves expires (worker_hops: the client certificate the gateway shows to agents' sidecars), Unix seconds."
     );
     describe_counter!(
         CONNECTIONS_REFUSED,

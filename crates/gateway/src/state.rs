@@ -21,10 +21,9 @@ pub struct AppState {
     pub registered_models: crate::registered_models::RegisteredModels,
     /// Set once shutdown begins: `/readyz` answers 503 so load balancers stop sending.
     pub shutting_down: AtomicBool,
-    /// For health probes and side calls (prompt counts).
+    /// For calls to services other than workers (the moderation hook, alert webhooks); a
+    /// worker's calls go through its own clients (`Worker::hop`).
     pub client: reqwest::Client,
-    /// For inference calls: see [`crate::upstream::client`].
-    pub upstream: crate::upstream::client::UpstreamClient,
     /// Caps retries and hedges across all requests (see [`crate::upstream::budget`]).
     pub retry_budget: crate::upstream::budget::RetryBudget,
     /// Caps hedges separately, at `hedge_budget_ratio` of the hedgeable requests.

@@ -4,7 +4,8 @@
 //! stop in. `switchyard serve` and the integration tests start the gateway through
 //! here.
 
-mod listener;
+pub mod listener;
+mod worker_hops;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,6 +109,13 @@ pub async fn start_with_clock(
         .into_iter()
         .flatten()
         .map(|tls| tls.clone().spawn_reloader(reload_every))
+        .chain(
+            state
+                .fleet
+                .hops()
+                .fleet_trust()
+                .map(|trust| worker_hops::spawn_reloader(trust.clone(), reload_every)),
+        )
         .collect();
     let server = tokio::spawn(listener::serve(
         listener,

@@ -12,6 +12,7 @@
 
 mod api;
 mod runtime;
+mod sidecar;
 
 use crate::error::CliError;
 use std::collections::BTreeMap;
@@ -38,9 +39,13 @@ pub struct AgentArgs {
     /// An agent token (`switchyard agent-tokens create`) or the gateway's shared fleet token.
     #[arg(long, env = "SWITCHYARD_FLEET_TOKEN", hide_env_values = true)]
     fleet_token: String,
-    /// Base URL of the runtime as the gateway reaches it, without /v1.
+    /// Base URL of the runtime, without /v1: as the gateway reaches it, or, with --listen, as
+    /// the sidecar does (on localhost).
     #[arg(long)]
     runtime_url: String,
+    /// A TLS sidecar in front of the runtime.
+    #[command(flatten)]
+    sidecar: sidecar::SidecarArgs,
     /// What the runtime is.
     #[arg(long, value_parser = ["openai", "vllm", "sglang", "llamacpp", "tgi", "tgi-native"])]
     runtime: String,
@@ -173,8 +178,9 @@ impl AgentArgs {
         Ok(Some(digest))
     }
 
-    /// The registration body; the gateway checks it and names any field it refuses.
-    fn registration(&self, name: &str) -> Result<Value, CliError> {
+    /// The registration body; the gateway checks it and names any field it refuses. `url` is
+    /// where the gateway calls the worker (the runtime, or the sidecar in front of it).
+    fn registration(&self, name: &str, url: &str) -> Result<Value, CliError> {
         let mut extra = BTreeMap::new();
         for label in &self.labels {
             let (k, v) = label
@@ -184,7 +190,7 @@ impl AgentArgs {
         }
         let mut body = Map::new();
         body.insert("name".into(), json!(name));
-        body.insert("url".into(), json!(self.runtime_url));
+        body.insert("url".into(), json!(url));
         body.insert("runtime".into(), json!(self.runtime));
         body.insert("model".into(), json!(self.model));
         body.insert("provider".into(), json!(self.provider));
@@ -271,7 +277,11 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
              --gateway or SWITCHYARD_ADMIN_URL",
     )?;
     let name = args.name()?;
-    let body = args.registration(&name)?;
+    let sidecar = args.sidecar.resolve(args.tls.ca_cert.as_ref(), &name)?;
+    let url = sidecar
+        .as_ref()
+        .map_or(args.runtime_url.as_str(), |s| s.url.as_str());
+    let body = args.registration(&name, url)?;
     let served = args.upstream_model.as_deref().unwrap_or(&args.model);
     let agent = Agent {
         probe: RuntimeProbe::new(
@@ -288,39 +298,55 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
     };
     let mut signal: Signal = Box::pin(crate::shutdown_signal());
     tracing::info!(worker = %agent.name, gateway = %gateway, runtime = %agent.runtime_url, model = %args.model, "agent starting");
-    loop {
-        if !agent.wait_for_runtime(&mut signal).await {
-            tracing::info!("signal received before registering; exiting");
-            return Ok(());
-        }
-        let Some(lease) = agent.register(&mut signal).await? else {
-            tracing::info!("signal received before registering; exiting");
-            return Ok(());
-        };
-        match agent.hold(lease, &mut signal).await {
-            Left::Signal(lease) => {
-                agent.drain(lease).await;
+    let running = match &sidecar {
+        Some(sidecar) => Some(sidecar.start(&args.runtime_url).await?),
+        None => None,
+    };
+    let outcome = agent.run(&mut signal).await;
+    // After the drain: the gateway's requests in flight went through the sidecar. Streams of
+    // other replicas (the drain counted this gateway's) get the drain's time again to finish.
+    if let Some(running) = running {
+        running.stop(args.drain_timeout).await;
+    }
+    outcome
+}
+
+impl Agent {
+    /// Registers and holds the worker in the fleet until a signal (then drains) or an error
+    /// retrying cannot fix.
+    async fn run(&self, signal: &mut Signal) -> Result<(), CliError> {
+        loop {
+            if !self.wait_for_runtime(signal).await {
+                tracing::info!("signal received before registering; exiting");
                 return Ok(());
             }
-            Left::Forgotten => {
-                tracing::warn!(worker = %agent.name, "the gateway no longer knows this worker (restarted, or the lease ran out); registering again");
-            }
-            Left::RuntimeDown => {
-                // Out of rotation now rather than when the lease runs out.
-                match agent.api.remove(&agent.name).await {
-                    Ok(()) => {
-                        tracing::warn!(worker = %agent.name, "runtime down: deregistered; waiting for it to come back")
-                    }
-                    Err(e) => {
-                        tracing::warn!(worker = %agent.name, error = %e, "runtime down; could not deregister (the lease will run out)")
+            let Some(lease) = self.register(signal).await? else {
+                tracing::info!("signal received before registering; exiting");
+                return Ok(());
+            };
+            match self.hold(lease, signal).await {
+                Left::Signal(lease) => {
+                    self.drain(lease).await;
+                    return Ok(());
+                }
+                Left::Forgotten => {
+                    tracing::warn!(worker = %self.name, "the gateway no longer knows this worker (restarted, or the lease ran out); registering again");
+                }
+                Left::RuntimeDown => {
+                    // Out of rotation now rather than when the lease runs out.
+                    match self.api.remove(&self.name).await {
+                        Ok(()) => {
+                            tracing::warn!(worker = %self.name, "runtime down: deregistered; waiting for it to come back")
+                        }
+                        Err(e) => {
+                            tracing::warn!(worker = %self.name, error = %e, "runtime down; could not deregister (the lease will run out)")
+                        }
                     }
                 }
             }
         }
     }
-}
 
-impl Agent {
     /// Until the runtime serves the model; `false` if a signal came first.
     async fn wait_for_runtime(&self, signal: &mut Signal) -> bool {
         let mut backoff = Backoff::new();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use switchyard_fleet::{Pool, PromptFormat, RuntimeKind, WorkerSpec};
+use switchyard_fleet::{HopTrust, Pool, PromptFormat, RuntimeKind, WorkerSpec};
 
 use switchyard_gateway::error::GatewayError;
 
@@ -76,16 +76,7 @@ fn text(body: &mut Map<String, Value>, name: &str) -> Result<String, GatewayErro
     Ok(v)
 }
 
-/// Names go into URL paths, logs and metrics: `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.
-pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    let ok = |c: &u8| c.is_ascii_alphanumeric();
-    (1..=128).contains(&b.len())
-        && ok(&b[0])
-        && b[1..]
-            .iter()
-            .all(|c| ok(c) || matches!(c, b'.' | b'_' | b'-'))
-}
+pub use switchyard_fleet::worker::valid_name;
 
 fn valid_label_key(key: &str) -> bool {
     let b = key.as_bytes();
@@ -111,15 +102,18 @@ impl Registration {
             ));
         }
         let url = text(&mut body, "url")?;
-        match reqwest::Url::parse(&url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+        // Kept as parsed, so that the policy check and every client read the same URL.
+        let url = match reqwest::Url::parse(&url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                u.as_str().trim_end_matches('/').to_string()
+            }
             _ => {
                 return Err(invalid(
                     "url",
                     format!("Invalid 'url' '{url}': expected the runtime's base URL, like http://10.0.0.5:8000."),
                 ))
             }
-        }
+        };
         let runtime: RuntimeKind = required(
             &mut body,
             "runtime",
@@ -249,6 +243,8 @@ impl Registration {
             prompt_format: prompt_format.unwrap_or_default(),
             tiers,
             pool,
+            // The registration API decides, not the agent (see `workers::register`).
+            trust: HopTrust::Public,
         };
         spec.validate()
             .map_err(|message| GatewayError::InvalidRequest {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use switchyard_fleet::{RuntimeKind, Worker, WorkerSource, WorkerState};
+use switchyard_fleet::{HopTrust, RuntimeKind, Worker, WorkerSource, WorkerState};
 
 use crate::admin::format_rfc3339;
 
@@ -15,6 +15,9 @@ pub struct WorkerView {
     pub model: String,
     pub upstream_model: Option<String>,
     pub url: String,
+    /// How the worker's certificate is checked: `public` or `fleet` (see
+    /// `switchyard_fleet::hop`).
+    pub trust: HopTrust,
     pub runtime: RuntimeKind,
     pub provider: String,
     pub region: String,
@@ -53,6 +56,7 @@ impl WorkerView {
             model: spec.model.clone(),
             upstream_model: spec.upstream_model.clone(),
             url: spec.url.clone(),
+            trust: spec.trust,
             runtime: spec.runtime,
             provider: spec.provider.clone(),
             region: spec.region.clone(),

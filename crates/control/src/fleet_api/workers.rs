@@ -28,7 +28,19 @@ pub async fn register(
     State(state): State<Arc<ControlState>>,
     AdminJson(body): AdminJson<Value>,
 ) -> Result<Json<RegisteredView>, GatewayError> {
-    let Registration { spec, mut labels } = Registration::parse(body)?;
+    let Registration {
+        mut spec,
+        mut labels,
+    } = Registration::parse(body)?;
+    // Before the store: the stored registration says how its certificate is checked.
+    let hops = state.fleet.hops();
+    hops.settle_registered(&mut spec);
+    if let Some(why) = hops.refuses(&spec) {
+        return Err(GatewayError::InvalidRequest {
+            message: format!("{why}."),
+            param: Some("url".into()),
+        });
+    }
     if let FleetAgent::Scoped(token) = &agent {
         if let Some(why) = token.scope.refuses(
             &spec.provider,

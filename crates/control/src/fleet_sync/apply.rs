@@ -120,6 +120,7 @@ mod tests {
             prompt_format: Default::default(),
             tiers: Vec::new(),
             pool: Default::default(),
+            trust: Default::default(),
         }
     }
 

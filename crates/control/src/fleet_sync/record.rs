@@ -78,6 +78,7 @@ mod tests {
             prompt_format: PromptFormat::Llama3,
             tiers: vec!["business".into()],
             pool: switchyard_fleet::Pool::Canary,
+            trust: Default::default(),
         };
         let labels = BTreeMap::from([
             ("vram_gb".to_string(), "24".to_string()),

@@ -464,6 +464,7 @@ mod tests {
             prompt_format: PromptFormat::default(),
             tiers: Vec::new(),
             pool,
+            trust: Default::default(),
         }
     }
 

@@ -75,14 +75,14 @@ pub(crate) async fn attempt_with(
     let call = adapter.request(req, spec)?;
     // Built now, polled only when the stream ends (see `prompt_count`).
     let prompt_count = match (call.prompt_to_count, adapter.capabilities().tokenize_path) {
-        (Some(text), Some(path)) => Some(prompt_count::count(&state.client, text, spec, path)),
+        (Some(text), Some(path)) => Some(prompt_count::count(&worker.hop().http, text, spec, path)),
         _ => None,
     };
     let (path, body) = (call.path, call.body);
     let upstream = &state.config.upstream;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(upstream.first_token_timeout_ms);
-    let response = send(state, worker, path, body, request_id, deadline).await?;
+    let response = send(worker, path, body, request_id, deadline).await?;
     // A worker that answers whole despite `stream: true`: its answer becomes the events a
     // stream of it would have been (see `whole`), with no first token seen before it.
     let whole = response
@@ -157,7 +157,6 @@ pub(crate) async fn attempt_with(
 /// POSTs `body` to `path` on `worker` and returns the response once its status is a success;
 /// a refusal comes back classified.
 async fn send(
-    state: &AppState,
     worker: &Worker,
     path: &str,
     body: Vec<u8>,
@@ -168,7 +167,7 @@ async fn send(
     let uri = worker.uri(path).ok_or_else(|| {
         GatewayError::Internal(format!("worker '{}' has an invalid URL", spec.name))
     })?;
-    let call = state.upstream.post_json(spec, uri, request_id, body);
+    let call = client::post_json(worker, uri, request_id, body);
     let response = tokio::time::timeout_at(deadline, call)
         .await
         .map_err(|_| GatewayError::UpstreamTimeout("no response from the worker".into()))??;
@@ -189,6 +188,6 @@ pub(crate) async fn open_stream(
     let call = adapter::for_runtime(worker.spec.runtime).request(req, &worker.spec)?;
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(state.config.upstream.first_token_timeout_ms);
-    let response = send(state, worker, call.path, call.body, request_id, deadline).await?;
+    let response = send(worker, call.path, call.body, request_id, deadline).await?;
     Ok(http_body_util::BodyDataStream::new(response.into_body()).boxed())
 }

@@ -4,14 +4,19 @@
 //! configuration in force and says so; connections already open keep theirs. HTTP/2 is offered
 //! by ALPN; TLS 1.2 and 1.3 only.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::UnixTime;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use switchyard_config::TlsFiles;
 use tokio::task::JoinHandle;
@@ -39,6 +44,8 @@ pub enum TlsError {
 pub struct Tls {
     listener: &'static str,
     files: TlsFiles,
+    /// A URI every client certificate must carry (an agent's sidecar takes gateways only).
+    client_uri: Option<&'static str>,
     current: ArcSwap<ServerConfig>,
     /// When the certificate in force expires (Unix seconds; 0 unknown), for the metric.
     expires: std::sync::atomic::AtomicI64,
@@ -49,11 +56,22 @@ pub struct Tls {
 impl Tls {
     /// Reads the files; fails the start if they are missing or do not make a configuration.
     pub fn load(listener: &'static str, files: TlsFiles) -> Result<Arc<Self>, TlsError> {
-        let stamp = stamps(&files);
-        let (config, expires) = build(&files)?;
+        Self::load_requiring(listener, files, None)
+    }
+
+    /// As [`Tls::load`], and every client certificate (the files must name a client CA) must
+    /// also carry the URI `client_uri` as a subject alternative name.
+    pub fn load_requiring(
+        listener: &'static str,
+        files: TlsFiles,
+        client_uri: Option<&'static str>,
+    ) -> Result<Arc<Self>, TlsError> {
+        let stamp = file_stamps(&files);
+        let (config, expires) = build(&files, client_uri)?;
         Ok(Arc::new(Self {
             listener,
             files,
+            client_uri,
             current: ArcSwap::from_pointee(config),
             expires: expires.unwrap_or(0).into(),
             stamp: Mutex::new(stamp),
@@ -67,8 +85,8 @@ impl Tls {
 
     /// Reads the files again and, if they make a configuration, puts it in force.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let stamp = stamps(&self.files);
-        let config = build(&self.files);
+        let stamp = file_stamps(&self.files);
+        let config = build(&self.files, self.client_uri);
         *self.stamp.lock().unwrap_or_else(PoisonError::into_inner) = stamp;
         let outcome = match config {
             Ok((config, expires)) => {
@@ -96,30 +114,70 @@ impl Tls {
     }
 
     fn changed(&self) -> bool {
-        stamps(&self.files) != *self.stamp.lock().unwrap_or_else(PoisonError::into_inner)
+        file_stamps(&self.files) != *self.stamp.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Reloads when the files change (polled) or on SIGHUP, until aborted.
     pub fn spawn_reloader(self: Arc<Self>, every: Duration) -> JoinHandle<()> {
-        // Before returning, so that a SIGHUP sent once the gateway says it listens finds the
-        // handler in place (without it, SIGHUP ends the process).
-        let mut hangup = hangup_signal();
-        tokio::spawn(async move {
-            // Here, not at load: the metrics recorder exists by the time this runs.
-            self.publish_expiry();
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                let asked = tokio::select! {
-                    _ = tick.tick() => false,
-                    Some(()) = recv(&mut hangup) => true,
-                };
-                if asked || self.changed() {
-                    let _ = self.reload();
-                }
-            }
-        })
+        spawn_watch(self, every)
     }
+}
+
+impl Reloadable for Tls {
+    fn changed(&self) -> bool {
+        Tls::changed(self)
+    }
+
+    fn reload(&self) {
+        let _ = Tls::reload(self);
+    }
+
+    fn publish(&self) {
+        self.publish_expiry();
+    }
+}
+
+/// Something read from files that a reloader keeps fresh.
+pub trait Reloadable: Send + Sync + 'static {
+    /// Whether the files differ from when they were last read.
+    fn changed(&self) -> bool;
+    /// Reads them again; logs and counts the outcome itself.
+    fn reload(&self);
+    /// Publishes what the metrics say about it (once the recorder exists).
+    fn publish(&self);
+}
+
+/// Reloads `target` when its files change (polled every `every`) or on SIGHUP, until aborted.
+pub fn spawn_watch<R: Reloadable>(target: Arc<R>, every: Duration) -> JoinHandle<()> {
+    // Before returning, so that a SIGHUP sent once the gateway says it listens finds the
+    // handler in place (without it, SIGHUP ends the process).
+    let mut hangup = hangup_signal();
+    tokio::spawn(async move {
+        // Here, not at load: the metrics recorder exists by the time this runs.
+        target.publish();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let asked = tokio::select! {
+                _ = tick.tick() => false,
+                Some(()) = recv(&mut hangup) => true,
+            };
+            if asked || target.changed() {
+                target.reload();
+            }
+        }
+    })
+}
+
+/// What the files look like now (modified time and size of each), to notice a change.
+pub fn stamps<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Vec<Option<(SystemTime, u64)>> {
+    paths
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(p).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        })
+        .collect()
 }
 
 #[cfg(unix)]
@@ -151,19 +209,17 @@ async fn recv(hangup: &mut Hangup) -> Option<()> {
     std::future::pending().await
 }
 
-fn stamps(files: &TlsFiles) -> Vec<Option<(SystemTime, u64)>> {
-    [
-        Some(&files.cert),
-        Some(&files.key),
-        files.client_ca.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|p| {
-        let meta = std::fs::metadata(p).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
-    })
-    .collect()
+fn file_stamps(files: &TlsFiles) -> Vec<Option<(SystemTime, u64)>> {
+    stamps(
+        [
+            Some(&files.cert),
+            Some(&files.key),
+            files.client_ca.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path),
+    )
 }
 
 fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -186,7 +242,10 @@ fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>
 }
 
 /// The configuration the files make, and when its certificate expires.
-fn build(files: &TlsFiles) -> Result<(ServerConfig, Option<i64>), TlsError> {
+fn build(
+    files: &TlsFiles,
+    client_uri: Option<&'static str>,
+) -> Result<(ServerConfig, Option<i64>), TlsError> {
     let chain = certs("certificate", &files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| TlsError::Read {
         what: "key",
@@ -204,11 +263,18 @@ fn build(files: &TlsFiles) -> Result<(ServerConfig, Option<i64>), TlsError> {
             }
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
-            builder.with_client_cert_verifier(verifier)
+            match client_uri {
+                Some(uri) => builder.with_client_cert_verifier(Arc::new(RequireUri {
+                    inner: verifier,
+                    uri,
+                })),
+                None => builder.with_client_cert_verifier(verifier),
+            }
         }
         None => builder.with_no_client_auth(),
     };
-    let expires = not_after(&chain[0]);
+    // For the expiry metric and its alert.
+    let expires = switchyard_fleet::hop::not_after(&chain[0]);
     let mut config = builder.with_single_cert(chain, key).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
             cert: files.cert.display().to_string(),
@@ -220,8 +286,71 @@ fn build(files: &TlsFiles) -> Result<(ServerConfig, Option<i64>), TlsError> {
     Ok((config, expires))
 }
 
-/// When the certificate expires (Unix seconds), for the expiry metric and its alert.
-fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    Some(parsed.validity().not_after.timestamp())
+/// A client certificate from the client CA that must also carry one URI, such as
+/// `urn:switchyard:gateway`: a certificate the same CA issued to a worker does not open
+/// another worker's sidecar.
+#[derive(Debug)]
+struct RequireUri {
+    inner: Arc<dyn ClientCertVerifier>,
+    uri: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the client certificate does not carry {0}")]
+struct MissingUri(&'static str);
+
+impl ClientCertVerifier for RequireUri {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if switchyard_fleet::hop::uri_names(end_entity)
+            .iter()
+            .any(|u| u == self.uri)
+        {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(MissingUri(self.uri)))),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
