@@ -51,6 +51,9 @@ enum Probe {
     /// which worker it names).
     Fail(String),
     TimedOut,
+    /// The gateway could not make the check (out of file descriptors): it says nothing about
+    /// the worker.
+    NotMade,
 }
 
 /// Probes go through each worker's own client (see [`crate::hop`]): a fleet hop's check
@@ -70,7 +73,10 @@ impl HealthChecker {
     pub async fn check_all_once(&self) {
         let workers = self.fleet.workers();
         let checks = workers.iter().map(|w| async move {
-            w.set_healthy(self.probe(w).await == Probe::Pass);
+            match self.probe(w).await {
+                Probe::NotMade => {}
+                verdict => w.set_healthy(verdict == Probe::Pass),
+            }
         });
         futures::future::join_all(checks).await;
     }
@@ -114,7 +120,8 @@ impl HealthChecker {
             // A probe that times out while the worker is serving our own requests says it is
             // busy, not dead (llama-cpp-python answers nothing while it generates); live traffic
             // already reports real failures, so such a probe counts neither way.
-            if verdict == Probe::TimedOut && worker.outstanding() > 0 {
+            if verdict == Probe::NotMade || (verdict == Probe::TimedOut && worker.outstanding() > 0)
+            {
                 continue;
             }
             if verdict == Probe::Pass {
@@ -156,6 +163,11 @@ impl HealthChecker {
                 Probe::Fail(format!("HTTP {}", resp.status().as_u16()))
             }
             Err(e) if e.is_timeout() => Probe::TimedOut,
+            // Out of descriptors here, not trouble there: no verdict either way.
+            Err(e) if crate::hop::local_exhaustion(&e) => {
+                tracing::warn!(worker = %worker.spec.name, error = %e, "health check not made: the gateway is out of file descriptors or socket memory");
+                Probe::NotMade
+            }
             Err(e) => {
                 let why = with_causes(&e);
                 tracing::debug!(worker = %worker.spec.name, error = %why, "health check failed");

@@ -475,6 +475,26 @@ fn http_client(
         .map_err(|e| format!("cannot build the client for worker calls: {e}"))
 }
 
+/// Whether a failed call ran out of the gateway's own resources (file descriptors, socket
+/// buffers, memory) rather than meeting a broken worker: such a failure is never held against
+/// the worker (no ejection, no failed health check), since every worker would fail the same.
+pub fn local_exhaustion(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        let io = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error());
+        if matches!(
+            io,
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        ) {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// Accepts a worker's certificate when it chains to the operator's CA and names the worker.
 #[derive(Debug)]
 struct WorkerCertVerifier {
@@ -635,5 +655,22 @@ mod tests {
             .refuses("w1", "http://8.8.8.8:1")
             .unwrap_or_default();
         assert!(why.contains("plaintext_hops = \"loopback\""), "{why}");
+    }
+
+    /// An error wrapping another, as hyper's and reqwest's do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Wrapped(#[source] std::io::Error);
+
+    #[test]
+    fn running_out_of_descriptors_is_the_gateway_s_own_trouble() {
+        let emfile = Wrapped(std::io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(local_exhaustion(&emfile));
+        let refused = Wrapped(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        assert!(
+            !local_exhaustion(&refused),
+            "a worker that refuses is the worker's"
+        );
+        assert!(!local_exhaustion(&std::fmt::Error));
     }
 }

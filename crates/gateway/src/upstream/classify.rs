@@ -14,6 +14,14 @@ use crate::error::GatewayError;
 /// Timeouts are ours (deadlines around the call), so a transport error is a connection that
 /// could not be made or broke.
 pub fn transport(worker: &str, e: &hyper_util::client::legacy::Error) -> GatewayError {
+    if switchyard_fleet::hop::local_exhaustion(e) {
+        // Not the worker's fault, and another worker would fare no better: no ejection, no
+        // retry; the client may try again shortly.
+        tracing::error!(worker, error = %e, source = ?std::error::Error::source(e), "the gateway is out of file descriptors or socket memory: a worker call could not be made");
+        return GatewayError::Unavailable(
+            "The gateway has no room for another connection to a worker right now.".into(),
+        );
+    }
     tracing::warn!(worker, error = %e, source = ?std::error::Error::source(e), "worker transport error");
     if e.is_connect() {
         GatewayError::UpstreamFailed("could not connect to a worker".into())
