@@ -195,30 +195,38 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     cfg.validate()?;
 
     // Drawn on stderr, and only when it is a terminal (indicatif hides it otherwise).
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        match requests {
-            Some(n) => ProgressBar::new(n),
-            None => ProgressBar::new_spinner(),
-        }
-    };
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests {msg}",
-    ) {
-        bar.set_style(style);
-    }
+    let (bar, fill) = progress_bar(args.quiet, requests, cfg.duration);
     bar.enable_steady_tick(Duration::from_millis(200));
     let progress_bar = bar.clone();
     let progress: switchyard_loadgen::Progress = Arc::new(move |c| {
-        progress_bar.set_position(c.sent);
-        if c.failed > 0 {
-            progress_bar.set_message(format!("({} failed)", c.failed));
+        let failed = if c.failed > 0 {
+            format!(" ({} failed)", c.failed)
+        } else {
+            String::new()
+        };
+        match fill {
+            Fill::ByRequests => {
+                progress_bar.set_position(c.sent);
+                progress_bar.set_message(failed);
+            }
+            Fill::ByTime => progress_bar.set_message(format!("{} requests{failed}", c.sent)),
         }
     });
-    let report = switchyard_loadgen::run(&cfg, Some(progress))
-        .await
-        .map_err(|e| e.to_string())?;
+    // A run bounded by time fills its bar by the clock.
+    let clock = (fill == Fill::ByTime).then(|| {
+        let (bar, started) = (bar.clone(), std::time::Instant::now());
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    });
+    let report = switchyard_loadgen::run(&cfg, Some(progress)).await;
+    if let Some(clock) = clock {
+        clock.abort();
+    }
+    let report = report.map_err(|e| e.to_string())?;
     bar.finish_and_clear();
 
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
@@ -238,6 +246,45 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         return Err(format!("no request succeeded{}", why.unwrap_or_default()).into());
     }
     Ok(())
+}
+
+/// What fills the progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// Requests sent, out of `--requests`.
+    ByRequests,
+    /// Milliseconds elapsed, out of `--duration`; the requests sent are its message.
+    ByTime,
+}
+
+/// The bar for a run of `requests` (when given) or `duration`.
+fn progress_bar(
+    quiet: bool,
+    requests: Option<u64>,
+    duration: Option<Duration>,
+) -> (ProgressBar, Fill) {
+    let (bar, fill, template) = match (requests, duration) {
+        _ if quiet => (ProgressBar::hidden(), Fill::ByRequests, ""),
+        (Some(n), _) => (
+            ProgressBar::new(n),
+            Fill::ByRequests,
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests{msg}",
+        ),
+        (None, Some(d)) => (
+            ProgressBar::new(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            Fill::ByTime,
+            "{spinner} [{elapsed_precise}] {bar:40} {percent}% {msg}",
+        ),
+        (None, None) => (
+            ProgressBar::new_spinner(),
+            Fill::ByRequests,
+            "{spinner} [{elapsed_precise}] {pos} requests{msg}",
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    (bar, fill)
 }
 
 fn errors(r: &BenchReport) -> Option<String> {
@@ -349,4 +396,20 @@ pub fn render(r: &BenchReport) -> String {
         ],
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_bounded_by_time_fills_its_bar_by_the_clock() {
+        let (bar, fill) = progress_bar(false, None, Some(Duration::from_secs(30)));
+        assert_eq!(fill, Fill::ByTime);
+        assert_eq!(bar.length(), Some(30_000));
+        let (bar, fill) = progress_bar(false, Some(500), Some(Duration::from_secs(30)));
+        assert_eq!((fill, bar.length()), (Fill::ByRequests, Some(500)));
+        let (bar, _) = progress_bar(true, None, Some(Duration::from_secs(30)));
+        assert!(bar.is_hidden());
+    }
 }
