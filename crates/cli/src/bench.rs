@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use switchyard_loadgen::{Arrivals, BenchConfig, BenchReport, Endpoint, LatencySummary, Load};
+use switchyard_loadgen::{
+    Arrivals, BenchConfig, BenchReport, Endpoint, Input, LatencySummary, Load, Slo,
+};
 
 use crate::admin_client::table;
 use crate::error::CliError;
@@ -65,6 +67,21 @@ pub struct BenchArgs {
         default_value = "Write a short note about rail yards and how trains are sorted."
     )]
     prompt: String,
+    /// Prompts of about N words (about N tokens), or LO-HI for a length drawn per request
+    /// (from --seed); the report counts the real prompt tokens from usage.
+    #[arg(long, value_name = "N|LO-HI", conflicts_with_all = ["prompt", "dataset"])]
+    input_tokens: Option<MaxTokens>,
+    /// Conversations to send, in turn: JSON Lines of `{"messages": [...]}` (OpenAI chat),
+    /// ShareGPT entries (`{"conversations": [{"from", "value"}, ...]}`) or `{"prompt": "..."}`.
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
+    dataset: Option<PathBuf>,
+    /// Send this many requests first and count none of them (connections, caches, kernels).
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+    /// Latency objectives for goodput: the requests that met all of them, e.g.
+    /// `ttft=1.5s,tpot=50ms` (also `ttlt=8s`).
+    #[arg(long, value_name = "ttft=…,tpot=…,ttlt=…", value_parser = parse_slo)]
+    slo: Option<Slo>,
     /// Which API to call.
     #[arg(long, value_enum, default_value_t = Api::Chat)]
     endpoint: Api,
@@ -86,6 +103,10 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+fn parse_slo(s: &str) -> Result<Slo, String> {
+    Slo::parse(s)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,7 +186,16 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         load,
         requests,
         duration,
-        prompt: args.prompt,
+        input: match (args.dataset, args.input_tokens) {
+            (Some(path), _) => switchyard_loadgen::load_dataset(&path)?,
+            (None, Some(n)) => Input::Words {
+                lo: n.low.unwrap_or(n.high),
+                hi: n.high,
+            },
+            (None, None) => Input::Fixed(args.prompt),
+        },
+        warmup: args.warmup,
+        slo: args.slo,
         max_tokens: args.max_tokens.high,
         max_tokens_min: args.max_tokens.low,
         arrivals: match args.arrivals {
@@ -355,6 +385,14 @@ pub fn render(r: &BenchReport) -> String {
         out.push_str("note        the responses came from a SIMULATED worker (x-switchyard-sim)\n");
     }
     out.push_str(&format!("load        {load}, {:.2} s\n", r.elapsed_s));
+    if let Some(input) = &r.load.input {
+        let warmup = match (r.load.warmup, r.load.warmup_failed) {
+            (Some(n), Some(f)) if f > 0 => format!(", after {n} warm-up requests ({f} failed)"),
+            (Some(n), _) => format!(", after {n} warm-up requests"),
+            _ => String::new(),
+        };
+        out.push_str(&format!("input       {input}{warmup}\n"));
+    }
     out.push_str(&format!(
         "requests    {} ok, {} failed{}\n",
         r.requests.ok,
@@ -378,6 +416,17 @@ pub fn render(r: &BenchReport) -> String {
         r.throughput.output_tokens_per_s,
         r.throughput.total_tokens_per_s,
     ));
+    if let Some(g) = &r.goodput {
+        // Before the blank line that ends the summary.
+        out.pop();
+        out.push_str(&format!(
+            "goodput     {} requests ({:.1}%) met {}, {:.1} requests/s\n\n",
+            g.requests,
+            g.fraction * 100.0,
+            g.slo,
+            g.requests_per_s
+        ));
+    }
     out.push_str(&table(
         &[
             "LATENCY (ms)",
@@ -392,6 +441,7 @@ pub fn render(r: &BenchReport) -> String {
         &[
             latency_row("TTFT", &r.latency_ms.ttft),
             latency_row("inter-token", &r.latency_ms.itl),
+            latency_row("TPOT", &r.latency_ms.tpot),
             latency_row("TTLT", &r.latency_ms.ttlt),
         ],
     ));

@@ -211,6 +211,112 @@ async fn bench_counts_match_what_the_sim_served() {
 }
 
 #[tokio::test]
+async fn warm_up_drawn_prompts_datasets_and_goodput() {
+    let port = free_port();
+    let (mut sim, url) = start(
+        &[
+            "sim".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--decode-ms".into(),
+            "2".into(),
+        ],
+        "listening on ",
+    )
+    .await;
+    // 5 warm-up requests, then 30 with prompts of 10 to 200 words, 6 tokens each.
+    let r = json(&[
+        "bench",
+        "--url",
+        &url,
+        "-n",
+        "30",
+        "--concurrency",
+        "3",
+        "--max-tokens",
+        "6",
+        "--input-tokens",
+        "10-200",
+        "--warmup",
+        "5",
+        "--slo",
+        "ttft=5s,tpot=1ms",
+        "--json",
+        "--quiet",
+    ])
+    .await;
+    let stats = sim_stats(&url).await;
+    assert_eq!(
+        n(&stats["requests"]),
+        35,
+        "the warm-up reached the server: {stats}"
+    );
+    assert_eq!(
+        n(&r["requests"]["sent"]),
+        30,
+        "and counts nowhere in the report"
+    );
+    assert_eq!(r["load"]["warmup"], 5);
+    assert_eq!(r["load"]["input"], "10-200-word prompts");
+    let prompt = n(&r["tokens"]["prompt"]);
+    assert!(
+        (30 * 10..=30 * 260).contains(&prompt),
+        "{prompt} prompt tokens for 30 requests"
+    );
+    // 6 tokens 2 ms apart: TPOT about 2 ms, so a 1 ms objective is met by none.
+    assert_eq!(n(&r["latency_ms"]["tpot"]["count"]), 30);
+    assert!(
+        r["latency_ms"]["tpot"]["p50"].as_f64().unwrap() >= 1.0,
+        "{r}"
+    );
+    assert_eq!(r["goodput"]["slo"], "ttft=5000ms,tpot=1ms");
+    assert_eq!(n(&r["goodput"]["requests"]), 0, "{r}");
+
+    // A dataset: each conversation in turn, with goodput against objectives all meet.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("chats.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            r#"{"conversations":[{"from":"human","value":"Name a rail yard."},{"from":"gpt","value":"Bailey."}]}"#,
+            "
+",
+            r#"{"messages":[{"role":"user","content":"What is a hump yard?"}]}"#,
+            "
+"
+        ),
+    )
+    .unwrap();
+    let table = ok(&[
+        "bench",
+        "--url",
+        &url,
+        "-n",
+        "4",
+        "--max-tokens",
+        "3",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--slo",
+        "ttft=10s",
+    ])
+    .await;
+    assert!(
+        table.contains("input       dataset of 2 conversations"),
+        "{table}"
+    );
+    assert!(
+        table.contains("goodput     4 requests (100.0%) met ttft=10000ms"),
+        "{table}"
+    );
+    assert!(table.lines().any(|l| l.starts_with("TPOT")), "{table}");
+    let bad = switchyard(&["bench", "--url", &url, "--slo", "itl=5ms"]).await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ttft, tpot and ttlt"));
+    sim.kill().await.unwrap();
+}
+
+#[tokio::test]
 async fn impossible_bench_settings_are_refused_before_any_request() {
     // Nothing listens on port 9: each case must fail on its own settings, not on a connect.
     for (args, message) in [

@@ -318,7 +318,7 @@ natural_tokens = 1000
         if s.finished && status == "interrupted" && just_before_a_kill(s) {
             finished_then_killed += 1;
         } else if s.finished {
-            assert_eq!(status, "completed", "{id}: {s:?}");
+            assert_eq!(status, "completed", "{id}: {s:?}; kills: {kills:?}");
         } else if status == "interrupted" {
             interrupted += 1;
         } else if s.kind == Kind::LeavesEarly {

@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
+pub use crate::input::Input;
 use crate::schedule::draw_in;
+pub use crate::slo::Slo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -72,7 +74,13 @@ pub struct BenchConfig {
     pub requests: Option<u64>,
     /// Stop starting requests after this long.
     pub duration: Option<Duration>,
-    pub prompt: String,
+    /// What each request asks (see [`Input`]).
+    pub input: Input,
+    /// Requests sent before the run starts, not counted: connections opened, caches and
+    /// kernels warm.
+    pub warmup: u64,
+    /// Latency objectives for goodput.
+    pub slo: Option<Slo>,
     /// Every request's max_tokens, or with `max_tokens_min` the top of its range.
     pub max_tokens: u32,
     /// Each request's max_tokens is drawn uniformly from `max_tokens_min..=max_tokens` (from
@@ -132,6 +140,7 @@ impl BenchConfig {
                 self.max_tokens
             ));
         }
+        self.input.validate()?;
         if self.arrivals == Arrivals::Poisson && !matches!(self.load, Load::Open { .. }) {
             return Err("Poisson arrivals need an open-loop rate".into());
         }
@@ -146,19 +155,25 @@ impl BenchConfig {
         }
     }
 
-    /// The request body (with `max_tokens` as the body's; see [`BenchConfig::max_tokens_of`]).
+    /// The first request's body (with `max_tokens` as the body's; see
+    /// [`BenchConfig::max_tokens_of`]); with a fixed prompt, every request's.
     pub fn body(&self) -> Value {
+        self.body_of(0, self.max_tokens)
+    }
+
+    /// The body of request `i` (its prompt from [`Input`]), asking for `max_tokens`.
+    pub fn body_of(&self, i: u64, max_tokens: u32) -> Value {
         let mut body = match self.endpoint {
             Endpoint::Chat => json!({
                 "model": self.model,
-                "messages": [{"role": "user", "content": self.prompt}],
-                "max_tokens": self.max_tokens,
+                "messages": self.input.messages(self.seed, i),
+                "max_tokens": max_tokens,
                 "stream": self.stream,
             }),
             Endpoint::Completions => json!({
                 "model": self.model,
-                "prompt": self.prompt,
-                "max_tokens": self.max_tokens,
+                "prompt": self.input.prompt(self.seed, i),
+                "max_tokens": max_tokens,
                 "stream": self.stream,
             }),
         };
@@ -224,7 +239,9 @@ mod tests {
             load: Load::Closed { concurrency: 1 },
             requests: Some(1),
             duration: None,
-            prompt: "hi".into(),
+            input: Input::Fixed("hi".into()),
+            warmup: 0,
+            slo: None,
             max_tokens: 8,
             stream: true,
             ignore_eos: false,

@@ -6,6 +6,7 @@
 //! - **TTFT**: from the request's start to the first event carrying generated text (a frame
 //!   with only the assistant role does not count);
 //! - **inter-token latency**: the gaps between successive text events;
+//! - **TPOT**: time per output token after the first, (TTLT − TTFT) / (completion tokens − 1);
 //! - **TTLT**: to the end of the response (after `data: [DONE]`);
 //! - **tokens**: from the response's `usage` (streams ask for it with `include_usage`); a
 //!   stream without usage counts one completion token per text event, and says so;
@@ -23,23 +24,29 @@
 //! process drawn from a seed (the same seed gives the same [`Schedule`]); each request's
 //! `max_tokens` can be drawn from a range, from the same seed. With [`BenchConfig::records`]
 //! every request is also written as one [`RequestRecord`] (JSON Lines). Percentiles come from
-//! HDR histograms at microsecond resolution with 3 significant digits. [`run`] returns a [`BenchReport`], which serializes to the JSON that
+//! HDR histograms at microsecond resolution with 3 significant digits. Prompts are one fixed
+//! text, drawn lengths, or conversations from a dataset file ([`Input`]); a warm-up sends
+//! requests that are not counted; with latency objectives ([`Slo`]) the report gives the
+//! goodput, the requests that met them. [`run`] returns a [`BenchReport`], which serializes to the JSON that
 //! `switchyard bench --json` prints and `switchyard plan` reads.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod config;
+mod input;
 mod record;
 mod report;
 mod request;
 mod run;
 mod schedule;
+mod slo;
 
-pub use config::{endpoint_url, Arrivals, BenchConfig, Endpoint, Load};
+pub use config::{endpoint_url, Arrivals, BenchConfig, Endpoint, Input, Load, Slo};
+pub use input::load_dataset;
 pub use record::RequestRecord;
 pub use report::{
-    BenchReport, Counts, Latencies, LatencySummary, LoadReport, TargetReport, Throughput, Tokens,
-    SCHEMA,
+    BenchReport, Counts, Goodput, Latencies, LatencySummary, LoadReport, TargetReport, Throughput,
+    Tokens, SCHEMA,
 };
 pub use request::{measure, Outcome};
 pub use run::{run, LoadgenError, Progress};

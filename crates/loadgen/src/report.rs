@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::request::Outcome;
+use crate::slo::Slo;
 
 /// Names the JSON layout; a reader checks it.
 pub const SCHEMA: &str = "switchyard-bench/1";
@@ -23,6 +24,9 @@ pub struct BenchReport {
     pub tokens: Tokens,
     pub throughput: Throughput,
     pub latency_ms: Latencies,
+    /// With latency objectives: the requests that met them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<Goodput>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,9 +57,19 @@ pub struct LoadReport {
     /// Open loop: "uniform" or "poisson".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arrivals: Option<String>,
-    /// The seed of the Poisson arrivals and max_tokens draws, when either was drawn.
+    /// The seed of the Poisson arrivals, max_tokens and prompt draws, when any was drawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// What the prompts were: "fixed prompt", "20-200-word prompts", "dataset of N
+    /// conversations".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// Requests sent before the run, not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<u64>,
+    /// How many of them failed (a server that fails its warm-up is worth a look).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_failed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -108,7 +122,21 @@ pub struct Latencies {
     /// Successful requests only.
     pub ttft: LatencySummary,
     pub itl: LatencySummary,
+    /// Time per output token after the first, per request with two or more.
+    #[serde(default)]
+    pub tpot: LatencySummary,
     pub ttlt: LatencySummary,
+}
+
+/// The requests that met the run's latency objectives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Goodput {
+    /// The objectives, as `ttft=1500ms,tpot=50ms`.
+    pub slo: String,
+    pub requests: u64,
+    pub requests_per_s: f64,
+    /// Of the requests sent (a failed one never meets them).
+    pub fraction: f64,
 }
 
 /// Microseconds, 1 µs to 1 hour, 3 significant digits.
@@ -144,23 +172,33 @@ pub(crate) struct Aggregate {
     pub tokens: Tokens,
     ttft: Histogram<u64>,
     itl: Histogram<u64>,
+    tpot: Histogram<u64>,
     ttlt: Histogram<u64>,
+    slo: Option<Slo>,
+    /// Requests that met `slo`.
+    pub good: u64,
 }
 
 impl Aggregate {
-    pub fn new() -> Result<Self, String> {
+    pub fn new(slo: Option<Slo>) -> Result<Self, String> {
         Ok(Self {
             counts: Counts::default(),
             simulated: false,
             tokens: Tokens::default(),
             ttft: histogram()?,
             itl: histogram()?,
+            tpot: histogram()?,
             ttlt: histogram()?,
+            slo,
+            good: 0,
         })
     }
 
     pub fn add(&mut self, o: &Outcome) {
         self.counts.sent += 1;
+        if self.slo.is_some_and(|slo| slo.met(o)) {
+            self.good += 1;
+        }
         self.simulated |= o.simulated;
         let (prompt, completion) = match (o.prompt_tokens, o.completion_tokens) {
             (Some(p), Some(c)) => {
@@ -194,6 +232,9 @@ impl Aggregate {
                 if let Some(t) = o.ttlt {
                     self.ttlt.saturating_record(micros(t));
                 }
+                if let Some(t) = crate::slo::tpot(o) {
+                    self.tpot.saturating_record(micros(t));
+                }
             }
         }
     }
@@ -202,6 +243,7 @@ impl Aggregate {
         Latencies {
             ttft: summary(&self.ttft),
             itl: summary(&self.itl),
+            tpot: summary(&self.tpot),
             ttlt: summary(&self.ttlt),
         }
     }
@@ -228,7 +270,7 @@ mod tests {
 
     #[test]
     fn counts_tokens_and_percentiles() {
-        let mut a = Aggregate::new().unwrap();
+        let mut a = Aggregate::new(Some(Slo::parse("ttft=50ms").unwrap())).unwrap();
         // 100 requests with TTFT 1..=100 ms: p50 = 50 ms, p99 = 99 ms (within 0.1%).
         for i in 1..=100 {
             a.add(&ok(i, &[10, 10], 7, 3));
@@ -258,6 +300,12 @@ mod tests {
         assert!((l.ttft.p99 - 99.0).abs() < 0.1, "{:?}", l.ttft);
         assert_eq!(l.itl.count, 200);
         assert!((l.itl.p50 - 10.0).abs() < 0.01);
+        // Three tokens 20 ms after the first: 10 ms each; the stream without usage counts its
+        // 4 events (4 ms over 3).
+        assert_eq!(l.tpot.count, 101);
+        assert!((l.tpot.p50 - 10.0).abs() < 0.01, "{:?}", l.tpot);
+        // TTFT 1..=50 ms, and the 5 ms stream: 51 requests within 50 ms.
+        assert_eq!(a.good, 51);
         assert_eq!(summary(&histogram().unwrap()), LatencySummary::default());
     }
 }

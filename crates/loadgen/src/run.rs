@@ -8,13 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::config::{endpoint_url, Arrivals, BenchConfig, Load};
+use crate::config::{endpoint_url, Arrivals, BenchConfig, Input, Load};
 use crate::record::RequestRecord;
-use crate::report::{Aggregate, BenchReport, Counts, LoadReport, TargetReport, Throughput, SCHEMA};
+use crate::report::{
+    Aggregate, BenchReport, Counts, Goodput, LoadReport, TargetReport, Throughput, SCHEMA,
+};
 use crate::request::{send, Outcome};
 use crate::schedule::Schedule;
 
@@ -39,6 +42,8 @@ struct Shared {
     body: Value,
     /// The body's max_tokens; a request asking for another gets its own copy of the body.
     max_tokens: u32,
+    /// Set when prompts differ per request: each gets a body of its own.
+    per_request: Option<Arc<BenchConfig>>,
     stream: bool,
     timeout: Duration,
 }
@@ -51,9 +56,12 @@ struct Meta {
 }
 
 impl Shared {
-    async fn send(&self, start: Instant, max_tokens: u32) -> Outcome {
+    async fn send(&self, start: Instant, id: u64, max_tokens: u32) -> Outcome {
         let own;
-        let body = if max_tokens == self.max_tokens {
+        let body = if let Some(cfg) = &self.per_request {
+            own = cfg.body_of(id, max_tokens);
+            &own
+        } else if max_tokens == self.max_tokens {
             &self.body
         } else {
             let mut b = self.body.clone();
@@ -72,6 +80,30 @@ impl Shared {
         )
         .await
     }
+}
+
+/// Sends the warm-up requests (at the run's concurrency, or 8 for an open loop) and forgets
+/// them: they open connections and warm caches, and count nowhere. Their prompts are drawn
+/// apart from the run's, so that a prefix cache does not serve the run from them.
+/// Returns how many failed.
+async fn warm_up(shared: &Shared, cfg: &BenchConfig) -> u64 {
+    if cfg.warmup == 0 {
+        return 0;
+    }
+    let at_once = match cfg.load {
+        Load::Closed { concurrency } => concurrency.max(1) as usize,
+        Load::Open { .. } => 8,
+    };
+    let sends = (0..cfg.warmup).map(|i| {
+        let id = u64::MAX - i;
+        shared.send(Instant::now(), id, cfg.max_tokens_of(id))
+    });
+    let failed = futures::stream::iter(sends)
+        .buffer_unordered(at_once)
+        .filter(|o| std::future::ready(o.error.is_some()))
+        .count()
+        .await;
+    failed as u64
 }
 
 /// The run's time zero as an [`Instant`]: now, or the wall-clock time asked for (which may be
@@ -177,11 +209,13 @@ pub async fn run(
         api_key: cfg.api_key.clone(),
         body: cfg.body(),
         max_tokens: cfg.max_tokens,
+        per_request: (!matches!(cfg.input, Input::Fixed(_))).then(|| Arc::new(cfg.clone())),
         stream: cfg.stream,
         timeout: cfg.timeout,
     });
-    let mut agg = Aggregate::new().map_err(LoadgenError::Config)?;
+    let mut agg = Aggregate::new(cfg.slo).map_err(LoadgenError::Config)?;
     let mut records = Records::open(cfg)?;
+    let warmup_failed = warm_up(&shared, cfg).await;
 
     let (tx, mut rx) = mpsc::unbounded_channel::<(Meta, Outcome)>();
     let start = time_zero(cfg.start_at);
@@ -213,7 +247,7 @@ pub async fn run(
                             scheduled: now.saturating_duration_since(start),
                             max_tokens: cfg.max_tokens_of(id),
                         };
-                        let outcome = shared.send(now, meta.max_tokens).await;
+                        let outcome = shared.send(now, id, meta.max_tokens).await;
                         if tx.send((meta, outcome)).is_err() {
                             break;
                         }
@@ -245,7 +279,7 @@ pub async fn run(
                     // Each request runs on its own task, so a slow server delays none of the
                     // later starts; its latencies count from `due`, not from when the task ran.
                     tokio::spawn(async move {
-                        let outcome = shared.send(due, meta.max_tokens).await;
+                        let outcome = shared.send(due, meta.id, meta.max_tokens).await;
                         let _ = tx.send((meta, outcome));
                     });
                 }
@@ -296,8 +330,13 @@ pub async fn run(
             max_tokens: cfg.max_tokens,
             max_tokens_min: cfg.max_tokens_min,
             arrivals: rate.map(|_| cfg.arrivals.name().to_string()),
-            seed: (cfg.max_tokens_min.is_some() || cfg.arrivals == Arrivals::Poisson)
-                .then_some(cfg.seed),
+            seed: (cfg.max_tokens_min.is_some()
+                || cfg.arrivals == Arrivals::Poisson
+                || matches!(cfg.input, Input::Words { .. }))
+            .then_some(cfg.seed),
+            input: Some(cfg.input.describe()),
+            warmup: (cfg.warmup > 0).then_some(cfg.warmup),
+            warmup_failed: (cfg.warmup > 0).then_some(warmup_failed),
         },
         elapsed_s: elapsed,
         throughput: Throughput {
@@ -306,6 +345,16 @@ pub async fn run(
             total_tokens_per_s: per_s(agg.tokens.ok_prompt + agg.tokens.ok_completion),
         },
         latency_ms: agg.latencies(),
+        goodput: cfg.slo.map(|slo| Goodput {
+            slo: slo.describe(),
+            requests: agg.good,
+            requests_per_s: per_s(agg.good),
+            fraction: if agg.counts.sent > 0 {
+                agg.good as f64 / agg.counts.sent as f64
+            } else {
+                0.0
+            },
+        }),
         requests: agg.counts.clone(),
         tokens: agg.tokens.clone(),
     })

@@ -1,4 +1,5 @@
-//! Seeded randomness: when open-loop requests are due, and what max_tokens each asks for.
+//! Seeded randomness: when open-loop requests are due, what max_tokens each asks for, and how
+//! long a drawn prompt is.
 //!
 //! Every draw is a pure function of (seed, stream, request number) through SplitMix64, so a
 //! schedule is the same for the same seed on every machine and every version of every
@@ -30,11 +31,16 @@ fn unit(seed: u64, stream: u64, i: u64) -> f64 {
     (draw(seed, stream, i) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Uniform in `lo..=hi` (`lo <= hi`) for request `i`.
+/// Uniform in `lo..=hi` (`lo <= hi`) for request `i`'s max_tokens.
 pub(crate) fn draw_in(seed: u64, i: u64, lo: u32, hi: u32) -> u32 {
+    draw_stream(seed, MAX_TOKENS, i, lo, hi)
+}
+
+/// Uniform in `lo..=hi` (`lo <= hi`): draw `i` of `stream`.
+pub(crate) fn draw_stream(seed: u64, stream: u64, i: u64, lo: u32, hi: u32) -> u32 {
     let span = u64::from(hi - lo) + 1;
     // The modulo bias of a 64-bit draw over a span below 2^32 is below 2^-32.
-    lo + (draw(seed, MAX_TOKENS, i) % span) as u32
+    lo + (draw(seed, stream, i) % span) as u32
 }
 
 /// When each request of an open-loop run is due, as an offset from the run's start: the
