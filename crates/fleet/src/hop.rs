@@ -26,7 +26,7 @@ use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
@@ -447,6 +447,9 @@ fn inference_client(settings: &HopSettings, tls: Option<ClientConfig>) -> Infere
             .wrap_connector(http),
     };
     Client::builder(TokioExecutor::new())
+        // Without a timer the pool never reaps: idle connections (and their buffers) would stay
+        // until someone tried to reuse them, long after a burst of streams ended.
+        .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(1024)
         .build(https)
