@@ -28,7 +28,8 @@ use clap::{Parser, Subcommand};
 
 /// glibc's allocator took a sixth of the gateway's CPU under load (many small, short-lived
 /// allocations across threads: JSON values, headers, buffers); mimalloc handles that pattern
-/// far better.
+/// far better. (Built without the `mimalloc` feature for heap profiling: see Cargo.toml.)
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

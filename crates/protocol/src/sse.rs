@@ -17,6 +17,12 @@ pub enum SseItem {
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: Vec<u8>,
+    event: PendingEvent,
+}
+
+/// The event being read: its lines so far.
+#[derive(Debug, Default)]
+struct PendingEvent {
     data: String,
     has_data: bool,
     event: Option<String>,
@@ -30,29 +36,24 @@ impl SseParser {
     /// Feeds a chunk; completed items are appended to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseItem>) {
         self.buf.extend_from_slice(chunk);
+        let Self { buf, event } = self;
         let mut start = 0;
-        let mut i = 0;
-        while i < self.buf.len() {
-            let b = self.buf[i];
-            if b == b'\n' || b == b'\r' {
+        while let Some(found) = memchr::memchr2(b'\n', b'\r', &buf[start..]) {
+            let line_end = start + found;
+            let next = match buf[line_end] {
                 // A lone `\r` at the end may be the first half of `\r\n`: wait for more bytes.
-                if b == b'\r' && i + 1 == self.buf.len() {
-                    break;
-                }
-                let line_end = i;
-                i += if b == b'\r' && self.buf[i + 1] == b'\n' {
-                    2
-                } else {
-                    1
-                };
-                let line = String::from_utf8_lossy(&self.buf[start..line_end]).into_owned();
-                self.line(&line, out);
-                start = i;
-            } else {
-                i += 1;
+                b'\r' if line_end + 1 == buf.len() => break,
+                b'\r' if buf[line_end + 1] == b'\n' => line_end + 2,
+                _ => line_end + 1,
+            };
+            // Invalid UTF-8 is replaced, never refused; the strict check is the fast one.
+            match std::str::from_utf8(&buf[start..line_end]) {
+                Ok(line) => event.line(line, out),
+                Err(_) => event.line(&String::from_utf8_lossy(&buf[start..line_end]), out),
             }
+            start = next;
         }
-        self.buf.drain(..start);
+        buf.drain(..start);
     }
 
     /// Ends the stream. A trailing event without its blank line is dispatched, as lenient
@@ -60,15 +61,15 @@ impl SseParser {
     pub fn finish(&mut self, out: &mut Vec<SseItem>) {
         if !self.buf.is_empty() {
             let tail = std::mem::take(&mut self.buf);
-            let mut line = String::from_utf8_lossy(&tail).into_owned();
-            if line.ends_with('\r') {
-                line.pop();
-            }
-            self.line(&line, out);
+            let line = String::from_utf8_lossy(&tail);
+            self.event
+                .line(line.strip_suffix('\r').unwrap_or(&line), out);
         }
-        self.dispatch(out);
+        self.event.dispatch(out);
     }
+}
 
+impl PendingEvent {
     fn line(&mut self, line: &str, out: &mut Vec<SseItem>) {
         if line.is_empty() {
             self.dispatch(out);

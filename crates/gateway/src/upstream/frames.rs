@@ -19,6 +19,11 @@ impl Frames {
         self.0.push_back(Bytes::from(buf));
     }
 
+    /// A frame already written (`data: …` and its blank line).
+    pub fn push_frame(&mut self, frame: Vec<u8>) {
+        self.0.push_back(Bytes::from(frame));
+    }
+
     pub fn push_error(&mut self, body: &ErrorBody) {
         let mut buf = b"data: ".to_vec();
         buf.extend_from_slice(&body.to_json());

@@ -12,6 +12,7 @@ pub mod consume;
 mod edited_body;
 mod frames;
 pub mod openai;
+mod openai_chunk;
 mod prompt;
 mod prompt_count;
 pub mod relay;

@@ -10,6 +10,7 @@ use super::account::StreamAccount;
 use super::adapter::openai_compatible::OpenAiCompatible;
 use super::edited_body::EditedBody;
 use super::frames::Frames;
+use super::openai_chunk::{self, ChoiceFacts, Chunk};
 use super::translate::{Flow, StreamTranslator};
 use crate::error::GatewayError;
 
@@ -45,59 +46,18 @@ pub fn request_body<'r>(
     body
 }
 
-/// Tokens a choice's chunk holds at four characters a token: its text, reasoning, refusal and
-/// tool calls (names and arguments).
-fn tokens_by_characters(choice: &Value) -> u64 {
-    let chars = |v: Option<&Value>| {
-        v.and_then(Value::as_str)
-            .map_or(0, |s| u64::try_from(s.chars().count()).unwrap_or(u64::MAX))
-    };
-    let delta = choice.get("delta");
-    let mut total = chars(choice.get("text"));
-    for key in ["content", "reasoning_content", "reasoning", "refusal"] {
-        total = total.saturating_add(chars(delta.and_then(|d| d.get(key))));
-    }
-    if let Some(Value::Array(calls)) = delta.and_then(|d| d.get("tool_calls")) {
-        for call in calls {
-            total = total
-                .saturating_add(chars(call.pointer("/function/name")))
-                .saturating_add(chars(call.pointer("/function/arguments")));
-        }
-    }
-    total.div_ceil(4)
-}
-
-/// Every text a chunk's choice carries that the output filter must see: the answer, reasoning,
-/// a refusal, tool-call arguments.
-fn watched_texts(choice: &Value) -> Vec<&str> {
-    let mut texts: Vec<&str> = [
-        "/delta/content",
-        "/text",
-        "/delta/reasoning_content",
-        "/delta/reasoning",
-        "/delta/refusal",
-    ]
-    .iter()
-    .filter_map(|p| choice.pointer(p).and_then(Value::as_str))
-    .collect();
-    if let Some(Value::Array(calls)) = choice.pointer("/delta/tool_calls") {
-        texts.extend(
-            calls
-                .iter()
-                .filter_map(|c| c.pointer("/function/arguments").and_then(Value::as_str)),
-        );
-    }
-    texts
-}
-
 /// Relays OpenAI chunks: renames the model, keeps count, and manages the usage chunk.
 pub struct OpenAiStream {
     model: Value,
+    /// `model` as JSON, as it is written into relayed chunks.
+    model_json: String,
     client_wants_usage: bool,
     account: StreamAccount,
     usage_sent: bool,
     /// The last chunk's id and `created`, for a usage chunk we must make up ourselves.
     last_id: Value,
+    /// `last_id` as JSON, once it is set.
+    last_id_json: Option<String>,
     last_created: Value,
     object: &'static str,
     /// Count generated tokens from characters, not chunks (see [`Self::count_by_characters`]).
@@ -106,12 +66,15 @@ pub struct OpenAiStream {
 
 impl OpenAiStream {
     pub fn new(req: &InferenceRequest) -> Self {
+        let model = Value::String(req.model.clone());
         Self {
-            model: Value::String(req.model.clone()),
+            model_json: model.to_string(),
+            model,
             client_wants_usage: req.include_usage,
             account: StreamAccount::new(req),
             usage_sent: false,
             last_id: Value::Null,
+            last_id_json: None,
             last_created: Value::Null,
             object: match req.endpoint {
                 switchyard_protocol::Endpoint::Chat => "chat.completion.chunk",
@@ -127,6 +90,139 @@ impl OpenAiStream {
     pub fn count_by_characters(mut self) -> Self {
         self.by_characters = true;
         self
+    }
+
+    /// Counts what one choice carries.
+    fn take_choice(&mut self, c: ChoiceFacts<'_>) {
+        // Reasoning tokens are generated and billed like the answer's.
+        if self.by_characters {
+            self.account.content_chunks += c.tokens_by_characters;
+        } else if c.text.is_some_and(|t| !t.is_empty()) || c.has_tool_call || c.has_reasoning {
+            self.account.content_chunks += 1;
+        }
+        if let Some(t) = c.text {
+            self.account.relayed(t);
+        }
+        for t in c.watched {
+            self.account.watch(c.index, t);
+        }
+        if let Some(reason) = c.finish_reason {
+            self.account.finish_reason = Some(reason.to_string());
+        }
+    }
+
+    /// The common chunk (no usage, no error), read in place: its bytes go to the client as
+    /// the worker wrote them, with the client's model name and the stream's one id. `None`
+    /// when they cannot (then nothing was counted yet).
+    fn relay_as_written(&mut self, data: &str, chunk: &Chunk<'_>) -> Option<Vec<u8>> {
+        let mut replace: [(&str, &str); 2] = [("", ""); 2];
+        let mut replaced = 0;
+        let mut append: [(&str, &str); 2] = [("", ""); 2];
+        let mut appended = 0;
+        // One id for the whole stream, even when it was resumed on another worker.
+        let first_id = self.last_id_json.take();
+        match (&first_id, chunk.id()) {
+            (None, Some(id)) => {
+                self.last_id = serde_json::from_str(id).ok()?;
+                self.last_id_json = (!self.last_id.is_null()).then(|| id.to_string());
+            }
+            (None, None) => {}
+            (Some(first), Some(id)) if first == id => {}
+            (Some(first), Some(id)) => {
+                replace[replaced] = (id, first);
+                replaced += 1;
+            }
+            (Some(first), None) => {
+                append[appended] = ("id", first);
+                appended += 1;
+            }
+        }
+        match chunk.model() {
+            Some(model) if model == self.model_json => {}
+            Some(model) => {
+                replace[replaced] = (model, &self.model_json);
+                replaced += 1;
+            }
+            None => {
+                append[appended] = ("model", &self.model_json);
+                appended += 1;
+            }
+        }
+        let frame = openai_chunk::edited_frame(data, &replace[..replaced], &append[..appended]);
+        if first_id.is_some() {
+            self.last_id_json = first_id;
+        }
+        let frame = frame?;
+        if let Some(created) = chunk.created() {
+            self.last_created = serde_json::from_str(created).unwrap_or(Value::Null);
+        }
+        let watch = self.account.output_watch.is_some();
+        for c in chunk.choices(watch) {
+            self.take_choice(c);
+        }
+        Some(frame)
+    }
+
+    /// Any chunk, read as a `Value`, edited and written again: usage reports, errors, and
+    /// whatever [`Chunk::read`] leaves to this general path.
+    fn relay_rewritten(&mut self, data: &str, out: &mut Frames) -> Result<Flow, GatewayError> {
+        let mut chunk: Value = serde_json::from_str(data).map_err(|e| {
+            GatewayError::UpstreamFailed(format!("worker sent an invalid stream chunk: {e}"))
+        })?;
+        let Value::Object(obj) = &mut chunk else {
+            return Err(GatewayError::UpstreamFailed(
+                "worker sent a non-object stream chunk".into(),
+            ));
+        };
+        if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| err.to_string());
+            return Err(GatewayError::UpstreamFailed(message));
+        }
+        // One id for the whole stream, even when it was resumed on another worker.
+        match (&self.last_id, obj.get("id")) {
+            (Value::Null, Some(id)) => {
+                self.last_id = id.clone();
+                self.last_id_json = (!id.is_null()).then(|| id.to_string());
+            }
+            (Value::Null, None) => {}
+            (first, _) => {
+                obj.insert("id".into(), first.clone());
+            }
+        }
+        if let Some(created) = obj.get("created") {
+            self.last_created = created.clone();
+        }
+        let mut has_choices = false;
+        if let Some(choices) = obj.get("choices").and_then(Value::as_array) {
+            has_choices = !choices.is_empty();
+            let watch = self.account.output_watch.is_some();
+            for c in choices {
+                self.take_choice(openai_chunk::facts_of_value(c, watch));
+            }
+        }
+        let reported = Reported::from_field(obj.get("usage"));
+        let has_usage = reported != Reported::Absent;
+        if has_usage {
+            self.account.reported = reported;
+        }
+        if !self.client_wants_usage {
+            obj.remove("usage");
+            if !has_choices && has_usage {
+                return Ok(Flow::Continue); // the usage-only chunk we asked for, not the client
+            }
+        } else if has_usage {
+            // The usage billed: total_tokens recomputed, a resumed stream's counts merged, a
+            // report out of bounds replaced by our own count.
+            obj.insert("usage".into(), self.account.usage().usage.to_value());
+            self.usage_sent = true;
+        }
+        obj.insert("model".into(), self.model.clone());
+        out.push_json(&chunk);
+        Ok(Flow::Continue)
     }
 
     fn finish(&mut self, out: &mut Frames) {
@@ -160,89 +256,13 @@ impl StreamTranslator for OpenAiStream {
             self.finish(out);
             return Ok(Flow::Done);
         }
-        let mut chunk: Value = serde_json::from_str(data).map_err(|e| {
-            GatewayError::UpstreamFailed(format!("worker sent an invalid stream chunk: {e}"))
-        })?;
-        let Value::Object(obj) = &mut chunk else {
-            return Err(GatewayError::UpstreamFailed(
-                "worker sent a non-object stream chunk".into(),
-            ));
-        };
-        if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
-            let message = err
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| err.to_string());
-            return Err(GatewayError::UpstreamFailed(message));
-        }
-        // One id for the whole stream, even when it was resumed on another worker.
-        match (&self.last_id, obj.get("id")) {
-            (Value::Null, Some(id)) => self.last_id = id.clone(),
-            (Value::Null, None) => {}
-            (first, _) => {
-                obj.insert("id".into(), first.clone());
+        if let Some(chunk) = Chunk::read(data) {
+            if let Some(frame) = self.relay_as_written(data, &chunk) {
+                out.push_frame(frame);
+                return Ok(Flow::Continue);
             }
         }
-        if let Some(created) = obj.get("created") {
-            self.last_created = created.clone();
-        }
-        let mut has_choices = false;
-        if let Some(choices) = obj.get("choices").and_then(Value::as_array) {
-            has_choices = !choices.is_empty();
-            for c in choices {
-                let text = c
-                    .pointer("/delta/content")
-                    .or_else(|| c.get("text"))
-                    .and_then(Value::as_str);
-                let has_tool_call = c.pointer("/delta/tool_calls").is_some_and(|t| !t.is_null());
-                // Reasoning tokens are generated and billed like the answer's.
-                let has_reasoning =
-                    ["/delta/reasoning_content", "/delta/reasoning"]
-                        .iter()
-                        .any(|p| {
-                            c.pointer(p)
-                                .and_then(Value::as_str)
-                                .is_some_and(|r| !r.is_empty())
-                        });
-                if self.by_characters {
-                    self.account.content_chunks += tokens_by_characters(c);
-                } else if text.is_some_and(|t| !t.is_empty()) || has_tool_call || has_reasoning {
-                    self.account.content_chunks += 1;
-                }
-                if let Some(t) = text {
-                    self.account.relayed(t);
-                }
-                if self.account.output_watch.is_some() {
-                    let index = c.get("index").and_then(Value::as_u64).unwrap_or(0);
-                    for t in watched_texts(c) {
-                        self.account.watch(index, t);
-                    }
-                }
-                if let Some(reason) = c.get("finish_reason").and_then(Value::as_str) {
-                    self.account.finish_reason = Some(reason.to_string());
-                }
-            }
-        }
-        let reported = Reported::from_field(obj.get("usage"));
-        let has_usage = reported != Reported::Absent;
-        if has_usage {
-            self.account.reported = reported;
-        }
-        if !self.client_wants_usage {
-            obj.remove("usage");
-            if !has_choices && has_usage {
-                return Ok(Flow::Continue); // the usage-only chunk we asked for, not the client
-            }
-        } else if has_usage {
-            // The usage billed: total_tokens recomputed, a resumed stream's counts merged, a
-            // report out of bounds replaced by our own count.
-            obj.insert("usage".into(), self.account.usage().usage.to_value());
-            self.usage_sent = true;
-        }
-        obj.insert("model".into(), self.model.clone());
-        out.push_json(&chunk);
-        Ok(Flow::Continue)
+        self.relay_rewritten(data, out)
     }
 
     fn end_filtered(&mut self, out: &mut Frames, error: Option<&switchyard_protocol::ErrorBody>) {
@@ -326,6 +346,226 @@ mod tests {
             t.account().reported,
             Reported::Counts(switchyard_protocol::Usage::new(3, 1))
         );
+    }
+
+    /// The common chunk goes to the client as the worker wrote it (spacing, key order, fields
+    /// the gateway does not know), with only the model name changed; the id stays the first
+    /// chunk's.
+    #[test]
+    fn a_plain_chunk_is_forwarded_as_written_with_the_model_renamed() {
+        let r =
+            req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
+        let mut t = OpenAiStream::new(&r);
+        let mut out = Frames::default();
+        let first = r#"{"id":"a", "model":"internal","x_vendor":{"k":[1,2]},"choices":[{"index":0,"delta":{"content":"tab\tq\"uote"},"finish_reason":null}]}"#;
+        t.on_event(first, &mut out).unwrap();
+        t.on_event(
+            r#"{"id":"other","choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}]}"#,
+            &mut out,
+        )
+        .unwrap();
+        let frames = frames_text(&mut out);
+        assert_eq!(
+            frames[0],
+            "data: {\"id\":\"a\", \"model\":\"pub\",\"x_vendor\":{\"k\":[1,2]},\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tab\\tq\\\"uote\"},\"finish_reason\":null}]}\n\n"
+        );
+        assert_eq!(
+            frames[1],
+            "data: {\"id\":\"a\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"},\"finish_reason\":\"stop\"},\"model\":\"pub\"}\n\n"
+                .replace("},\"model", "}],\"model")
+        );
+        assert_eq!(t.account().content_chunks, 2);
+        assert_eq!(t.account().finish_reason.as_deref(), Some("stop"));
+    }
+
+    /// A chunk whose JSON spans lines is written again on one line: forwarded as it is, its
+    /// line break would end the SSE event in the middle.
+    #[test]
+    fn a_chunk_with_a_line_break_is_rewritten_on_one_line() {
+        let r =
+            req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
+        let mut t = OpenAiStream::new(&r);
+        let mut out = Frames::default();
+        t.on_event(
+            "{\"id\":\"a\",\n\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}",
+            &mut out,
+        )
+        .unwrap();
+        let frames = frames_text(&mut out);
+        assert_eq!(frames[0].matches('\n').count(), 2, "{frames:?}");
+        assert!(frames[0].contains(r#""model":"pub""#));
+    }
+
+    /// What the client receives and what is billed do not depend on which path read a chunk:
+    /// every chunk the in-place reading takes gives the same frames (as JSON) and the same
+    /// account as the general path.
+    mod paths_agree {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = Option<Value>> {
+            prop_oneof![
+                Just(None),
+                Just(Some(Value::Null)),
+                Just(Some(json!(""))),
+                Just(Some(json!("tok"))),
+                Just(Some(json!("q\"\\ \u{e9}\t"))),
+                Just(Some(json!(7))),
+            ]
+        }
+
+        fn choice() -> impl Strategy<Value = Value> {
+            (
+                prop_oneof![
+                    Just(None),
+                    Just(Some(json!(0))),
+                    Just(Some(json!(1))),
+                    Just(Some(Value::Null))
+                ],
+                prop_oneof![Just(0u8), Just(1), Just(2)],
+                (text(), text(), text(), text()),
+                prop_oneof![
+                    Just(None),
+                    Just(Some(Value::Null)),
+                    Just(Some(json!([]))),
+                    Just(Some(
+                        json!([{"index":0,"function":{"name":"f","arguments":"{\"a\":1}"}}])
+                    )),
+                ],
+                text(),
+                prop_oneof![
+                    Just(None),
+                    Just(Some(Value::Null)),
+                    Just(Some(json!("stop")))
+                ],
+            )
+                .prop_map(
+                    |(
+                        index,
+                        delta_kind,
+                        (content, reasoning, refusal, reasoning2),
+                        calls,
+                        text,
+                        finish,
+                    )| {
+                        let mut c = Map::new();
+                        if let Some(i) = index {
+                            c.insert("index".into(), i);
+                        }
+                        match delta_kind {
+                            0 => {}
+                            1 => {
+                                c.insert("delta".into(), Value::Null);
+                            }
+                            _ => {
+                                let mut d = Map::new();
+                                for (k, v) in [
+                                    ("content", content),
+                                    ("reasoning_content", reasoning),
+                                    ("refusal", refusal),
+                                    ("reasoning", reasoning2),
+                                    ("tool_calls", calls),
+                                ] {
+                                    if let Some(v) = v {
+                                        d.insert(k.into(), v);
+                                    }
+                                }
+                                c.insert("delta".into(), Value::Object(d));
+                            }
+                        }
+                        if let Some(t) = text {
+                            c.insert("text".into(), t);
+                        }
+                        if let Some(f) = finish {
+                            c.insert("finish_reason".into(), f);
+                        }
+                        Value::Object(c)
+                    },
+                )
+        }
+
+        fn chunk() -> impl Strategy<Value = Value> {
+            (
+                prop_oneof![
+                    Just(None),
+                    Just(Some(Value::Null)),
+                    Just(Some(json!("a"))),
+                    Just(Some(json!("b")))
+                ],
+                prop_oneof![
+                    Just(None),
+                    Just(Some(json!("internal"))),
+                    Just(Some(json!("pub")))
+                ],
+                prop_oneof![Just(None), Just(Some(json!(17))), Just(Some(Value::Null))],
+                prop_oneof![
+                    Just(None),
+                    Just(Some(Value::Null)),
+                    proptest::collection::vec(choice(), 0..3).prop_map(|v| Some(Value::Array(v))),
+                ],
+                any::<bool>(),
+            )
+                .prop_map(|(id, model, created, choices, extra)| {
+                    let mut o = Map::new();
+                    for (k, v) in [
+                        ("id", id),
+                        ("model", model),
+                        ("created", created),
+                        ("choices", choices),
+                    ] {
+                        if let Some(v) = v {
+                            o.insert(k.into(), v);
+                        }
+                    }
+                    if extra {
+                        o.insert("x_vendor".into(), json!({"k": [1, null]}));
+                    }
+                    Value::Object(o)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn in_place_and_general_paths_agree(
+                chunks in proptest::collection::vec(chunk(), 1..5),
+                by_characters in any::<bool>(),
+            ) {
+                let r = req(json!({"model":"pub","messages":[{"role":"user","content":"hi"}],"stream":true}));
+                let make = || {
+                    let t = OpenAiStream::new(&r);
+                    let mut t = if by_characters { t.count_by_characters() } else { t };
+                    t.account.resume_text = Some(String::new());
+                    t
+                };
+                let (mut fast, mut general) = (make(), make());
+                let (mut fast_out, mut general_out) = (Frames::default(), Frames::default());
+                for c in &chunks {
+                    let data = c.to_string();
+                    let a = fast.on_event(&data, &mut fast_out).is_ok();
+                    let b = general.relay_rewritten(&data, &mut general_out).is_ok();
+                    prop_assert_eq!(a, b);
+                    if let Some(read) = openai_chunk::Chunk::read(&data) {
+                        let empty = Vec::new();
+                        let choices = c.get("choices").and_then(Value::as_array).unwrap_or(&empty);
+                        let from_value: Vec<_> = choices.iter().map(|c| openai_chunk::facts_of_value(c, true)).collect();
+                        let in_place: Vec<_> = read.choices(true).collect();
+                        prop_assert_eq!(in_place, from_value);
+                    }
+                }
+                let parsed = |out: &mut Frames| -> Vec<Value> {
+                    frames_text(out)
+                        .iter()
+                        .map(|f| serde_json::from_str(f.trim_start_matches("data: ").trim_end()).unwrap())
+                        .collect()
+                };
+                prop_assert_eq!(parsed(&mut fast_out), parsed(&mut general_out));
+                prop_assert_eq!(fast.account.content_chunks, general.account.content_chunks);
+                prop_assert_eq!(&fast.account.finish_reason, &general.account.finish_reason);
+                prop_assert_eq!(&fast.account.resume_text, &general.account.resume_text);
+                prop_assert_eq!(&fast.last_id, &general.last_id);
+                prop_assert_eq!(&fast.last_created, &general.last_created);
+            }
+        }
     }
 
     #[test]
