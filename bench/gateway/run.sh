@@ -2,13 +2,18 @@
 # bench/gateway/run.sh — what Switchyard costs on top of the worker it fronts, in one run.
 #
 # Part 1, non-streamed POST /v1/chat/completions with wrk (bench/gateway/chat.lua: a 226-byte
-# chat request, the same `Authorization: Bearer` header to every target), against four
+# chat request, the same `Authorization: Bearer` header to every target), against six
 # targets that all end at the SAME upstream:
 #   direct      nginx returning a static chat.completion JSON (with `usage`): the upstream itself
 #   nginx hop   a second nginx reverse-proxying to that upstream (upstream block with keepalive,
 #               proxy_http_version 1.1, Connection ""): what a well-configured plain hop costs
 #   stack hop   src/bin/stack_hop.rs: a pass-through proxy on Switchyard's own HTTP stack (axum
 #               server, hyper-util pooled client), no gateway logic: the stack's ceiling
+#   hyper hop   src/bin/hyper_hop.rs: the same pass-through served by hyper directly (a tokio
+#               accept loop, hyper-util's auto connection builder, a service_fn), no axum
+#   pingora hop pingora_hop/ (its own cargo project, outside the workspace): the same
+#               pass-through on Cloudflare's Pingora (ProxyHttp to one HttpPeer, its keep-alive
+#               pool); skipped with PINGORA=0
 #   switchyard  `switchyard serve` with one [[workers]] entry, runtime "openai", at that upstream;
 #               its full request path runs (auth, shape, admit/reserve, route, upstream, settle,
 #               usage ledger in SQLite) under a tier whose limits the benchmark cannot reach
@@ -17,7 +22,9 @@
 # of the rounds. Any non-2xx answer or socket error voids the run. Besides wrk's req/s and
 # latency, the CPU time each server process used (from /proc/<pid>/task/*/schedstat) is
 # divided by the requests served: CPU µs per request is the figure that other load on a
-# shared machine disturbs least.
+# shared machine disturbs least. Before any timing, each target must answer a non-streamed POST
+# with the upstream's body; whether each keeps an HTTP/1.1 connection alive and answers HTTP/2
+# with prior knowledge (h2c) is probed and reported, not required.
 #
 # Part 2, streamed time-to-first-token: `switchyard sim` (a SIMULATED worker: 5 ms prefill,
 # 5 ms per token, 8 tokens) called directly and through a second `switchyard serve` with the
@@ -42,9 +49,10 @@
 # PERF=1 adds one profiled saturated run of switchyard (perf record -g) and writes the top of
 # `perf report` to bench/out/gateway-<UTC time>-perf.txt.
 # Knobs (environment): ROUNDS=5 DURATION=5 HIGH_C=64 TTFT_REQUESTS=300 TTFT_B2B_REQUESTS=100 LATENCY_ROUNDS=3000
-# PIN=1 PERF=0; CARGO_TARGET_DIR is honoured; BENCH_COMMIT names the code when it is not a
-# git checkout. Only 127.0.0.1 is ever targeted; every wrk run is time-bounded; every process
-# started here is stopped on exit. About 5 minutes after the release build.
+# PIN=1 PERF=0 PINGORA=1; CARGO_TARGET_DIR is honoured (the Pingora hop is built into it too;
+# without it, into pingora_hop/target); BENCH_COMMIT names the code when it is not a git
+# checkout. Only 127.0.0.1 is ever targeted; every wrk run is time-bounded; every process
+# started here is stopped on exit. About 7 minutes after the release builds (ROUNDS=3: 5).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -55,6 +63,7 @@ TTFT_B2B_REQUESTS=${TTFT_B2B_REQUESTS:-100}
 LATENCY_ROUNDS=${LATENCY_ROUNDS:-3000}
 PIN=${PIN:-1}
 PERF=${PERF:-0}
+PINGORA=${PINGORA:-1}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -78,6 +87,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v pgrep >/dev/null || need+=(procps)
 if [[ $PERF == 1 ]] && ! command -v perf >/dev/null; then need+=(linux-perf); fi
+# Pingora compresses with zlib-ng (libz-ng-sys), which is built with cmake.
+if [[ $PINGORA == 1 ]] && ! command -v cmake >/dev/null; then need+=(cmake); fi
 if ((${#need[@]})); then
     log "installing ${need[*]}"
     SUDO=""
@@ -106,6 +117,14 @@ SWITCHYARD="$TARGET_DIR/release/switchyard"
 TTFT="$TARGET_DIR/release/ttft"
 LATENCY="$TARGET_DIR/release/latency"
 STACK_HOP="$TARGET_DIR/release/stack_hop"
+HYPER_HOP="$TARGET_DIR/release/hyper_hop"
+if [[ $PINGORA == 1 ]]; then
+    # Its own project and lock file (pingora_hop/Cargo.toml has an empty [workspace]), so that
+    # the workspace never compiles Pingora; the first build takes a few minutes.
+    log "building pingora_hop (release)"
+    (cd "$ROOT" && cargo build --release --quiet --manifest-path "$HERE/pingora_hop/Cargo.toml")
+    PINGORA_HOP="${CARGO_TARGET_DIR:-$HERE/pingora_hop/target}/release/pingora_hop"
+fi
 
 # ---------------------------------------------------------------------------------------
 # Processes, ports, cleanup
@@ -171,6 +190,8 @@ pick_port UP_PORT
 pick_port HOP_PORT
 pick_port GW_PORT
 pick_port STACK_PORT
+pick_port HYPER_PORT
+pick_port PINGORA_PORT
 pick_port SIM_PORT
 pick_port GW2_PORT
 
@@ -289,29 +310,73 @@ STACK_PID=$!
 PIDS+=("$STACK_PID")
 wait_http "http://127.0.0.1:$STACK_PORT/v1/models" "stack hop" "$STACK_PID"
 
+# The same pass-through served by hyper without axum (src/bin/hyper_hop.rs), and on Pingora
+# (pingora_hop/): is the ceiling axum's, hyper's, or neither?
+"${SRV[@]}" "$HYPER_HOP" --listen "127.0.0.1:$HYPER_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
+    >"$WORK/hyper_hop.log" 2>&1 &
+HYPER_PID=$!
+PIDS+=("$HYPER_PID")
+wait_http "http://127.0.0.1:$HYPER_PORT/v1/models" "hyper hop" "$HYPER_PID"
+PINGORA_PID=""
+if [[ $PINGORA == 1 ]]; then
+    # Its runtime is sized like the stack hop's tokio runtime: one worker per CPU it may use.
+    "${SRV[@]}" "$PINGORA_HOP" --listen "127.0.0.1:$PINGORA_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
+        >"$WORK/pingora_hop.log" 2>&1 &
+    PINGORA_PID=$!
+    PIDS+=("$PINGORA_PID")
+    wait_http "http://127.0.0.1:$PINGORA_PORT/v1/models" "pingora hop" "$PINGORA_PID"
+fi
+
 declare -A URL=(
     [direct]="http://127.0.0.1:$UP_PORT/v1/chat/completions"
     [nginx_hop]="http://127.0.0.1:$HOP_PORT/v1/chat/completions"
     [stack_hop]="http://127.0.0.1:$STACK_PORT/v1/chat/completions"
+    [hyper_hop]="http://127.0.0.1:$HYPER_PORT/v1/chat/completions"
+    [pingora_hop]="http://127.0.0.1:$PINGORA_PORT/v1/chat/completions"
     [switchyard]="http://127.0.0.1:$GW_PORT/v1/chat/completions"
 )
-TARGETS=(direct nginx_hop stack_hop switchyard)
+TARGETS=(direct nginx_hop stack_hop hyper_hop)
+if [[ $PINGORA == 1 ]]; then TARGETS+=(pingora_hop); fi
+TARGETS+=(switchyard)
 UP_PIDS=$(nginx_pids "$WORK/upstream/nginx.pid")
 HOP_PIDS=$(nginx_pids "$WORK/hop/nginx.pid")
-declare -A PROXY_PIDS=([direct]="" [nginx_hop]="$HOP_PIDS" [stack_hop]="$STACK_PID" [switchyard]="$GW_PID")
+declare -A PROXY_PIDS=([direct]="" [nginx_hop]="$HOP_PIDS" [stack_hop]="$STACK_PID" [hyper_hop]="$HYPER_PID"
+    [pingora_hop]="$PINGORA_PID" [switchyard]="$GW_PID")
 
-# Every target must give the same, complete answer before it is timed.
+# Every target must give the same, complete answer before it is timed: a non-streamed POST over
+# HTTP/1.1 that returns the upstream's body. Then two probes that are reported, not required:
+# does a second request reuse the first one's connection (HTTP/1.1 keep-alive), and does the
+# target answer the same POST over HTTP/2 with prior knowledge (h2c)?
+CHAT_REQ='{"model":"bench-model","messages":[{"role":"user","content":"hi"}],"max_tokens":64}'
+CHAT_OK='.object == "chat.completion" and .usage.total_tokens == 57 and (.choices[0].message.content | length > 0)'
+: >"$WORK/correctness.jsonl"
 for t in "${TARGETS[@]}"; do
     resp=$(curl -sS --max-time 5 -w '\n%{http_code}' -H "Authorization: Bearer $KEY" \
-        -H 'Content-Type: application/json' \
-        -d '{"model":"bench-model","messages":[{"role":"user","content":"hi"}],"max_tokens":64}' "${URL[$t]}")
+        -H 'Content-Type: application/json' -d "$CHAT_REQ" "${URL[$t]}")
     code=${resp##*$'\n'}
     json=${resp%$'\n'*}
     [[ $code == 200 ]] || die "$t answered HTTP $code: $json"
-    jq -e '.object == "chat.completion" and .usage.total_tokens == 57 and (.choices[0].message.content | length > 0)' \
-        <<<"$json" >/dev/null || die "$t answered an unexpected body: $json"
+    jq -e "$CHAT_OK" <<<"$json" >/dev/null || die "$t answered an unexpected body: $json"
+    # Two requests in one curl: the second opens no connection if the first was kept alive.
+    connects=$(curl -sS --max-time 5 -o /dev/null -o /dev/null -w '%{http_code}:%{num_connects} ' \
+        -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d "$CHAT_REQ" \
+        "${URL[$t]}" "${URL[$t]}" 2>/dev/null || true)
+    keepalive=false
+    [[ $connects == "200:1 200:0 " ]] && keepalive=true
+    h2c=false
+    resp=$(curl -sS --max-time 5 --http2-prior-knowledge -w '\n%{http_code} %{http_version}' \
+        -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d "$CHAT_REQ" \
+        "${URL[$t]}" 2>/dev/null || true)
+    if [[ ${resp##*$'\n'} == "200 2" ]] && jq -e "$CHAT_OK" <<<"${resp%$'\n'*}" >/dev/null 2>&1; then
+        h2c=true
+    fi
+    jq -nc --arg t "$t" --argjson ka "$keepalive" --argjson h2c "$h2c" \
+        '{target: $t, http1_post: true, http1_keepalive: $ka, h2c_post: $h2c}' >>"$WORK/correctness.jsonl"
+    log "$(printf '%-12s' "$t") POST over HTTP/1.1: upstream body; keep-alive: $keepalive; h2c: $h2c"
 done
-log "targets ready: direct :$UP_PORT, nginx hop :$HOP_PORT, switchyard :$GW_PORT (pinning: $PINNING)"
+ready="direct :$UP_PORT, nginx hop :$HOP_PORT, stack hop :$STACK_PORT, hyper hop :$HYPER_PORT"
+if [[ $PINGORA == 1 ]]; then ready+=", pingora hop :$PINGORA_PORT"; fi
+log "targets ready: $ready, switchyard :$GW_PORT (pinning: $PINNING)"
 
 # ---------------------------------------------------------------------------------------
 # Part 1: wrk rounds
@@ -350,7 +415,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         for t in "${order[@]}"; do
             res=$(run_wrk "$t" "$c" "$DURATION")
             jq -c --arg t "$t" --argjson c "$c" --argjson r "$r" '{target: $t, c: $c, round: $r} + .' <<<"$res" >>"$RESULTS"
-            log "round $r/$ROUNDS c=$c $(printf '%-10s' "$t") $(jq -r '"\(.rps | floor) req/s  p50 \(.p50_us) us  p99 \(.p99_us) us  cpu/req: proxy \(.proxy_cpu_us_per_req) us, upstream \(.upstream_cpu_us_per_req) us"' <<<"$res")"
+            log "round $r/$ROUNDS c=$c $(printf '%-11s' "$t") $(jq -r '"\(.rps | floor) req/s  p50 \(.p50_us) us  p99 \(.p99_us) us  cpu/req: proxy \(.proxy_cpu_us_per_req) us, upstream \(.upstream_cpu_us_per_req) us"' <<<"$res")"
         done
     done
 done
@@ -360,10 +425,10 @@ done
 # next) falls on both sides of each difference: `latency` reports each hop's median per-round
 # difference to direct, the steadier figure for "added p50 at c=1".
 log "paired c=1 latency: $LATENCY_ROUNDS rounds, one request per target each"
+latency_targets=()
+for t in "${TARGETS[@]}"; do latency_targets+=(--target "$t=${URL[$t]}"); done # direct first: the baseline
 "${GEN[@]}" "$LATENCY" --body-file "$BENCH_BODY_FILE" --rounds "$LATENCY_ROUNDS" --json "$WORK/latency.json" \
-    --target "direct=${URL[direct]}" --target "nginx_hop=${URL[nginx_hop]}" \
-    --target "stack_hop=${URL[stack_hop]}" --target "switchyard=${URL[switchyard]}" \
-    >"$WORK/latency.txt" || die "latency failed: $(cat "$WORK/latency.txt")"
+    "${latency_targets[@]}" >"$WORK/latency.txt" || die "latency failed: $(cat "$WORK/latency.txt")"
 
 PERF_TXT=""
 if [[ $PERF == 1 ]]; then
@@ -437,6 +502,8 @@ jq -s \
     --arg load_start "$LOAD_START" --arg load_end "$LOAD_END" --arg perf "$PERF_TXT" \
     --argjson rounds "$ROUNDS" --argjson duration "$DURATION" --argjson high "$HIGH_C" \
     --argjson nginx_workers "$NGINX_WORKERS" \
+    --argjson targets "$(printf '%s\n' "${TARGETS[@]}" | jq -R . | jq -sc .)" \
+    --slurpfile correctness "$WORK/correctness.jsonl" \
     --slurpfile paced "$WORK/ttft-paced.json" --slurpfile b2b "$WORK/ttft-back_to_back.json" \
     --slurpfile latency "$WORK/latency.json" '
     def median: sort | if length % 2 == 1 then .[length / 2 | floor]
@@ -449,23 +516,44 @@ jq -s \
             upstream_cpu_us_per_req: ([.[].upstream_cpu_us_per_req] | median),
             rounds: [.[] | {round, rps, p50_us, p99_us, proxy_cpu_us_per_req, upstream_cpu_us_per_req, requests}] };
       def target($t): { "c1": cell($t; 1), ("c\($high)"): cell($t; $high) };
-      { direct: target("direct"), nginx_hop: target("nginx_hop"), stack_hop: target("stack_hop"),
-        switchyard: target("switchyard") } as $http
+      (reduce $targets[] as $t ({}; . + {($t): target($t)})) as $http
     | ("c\($high)") as $hk
+    | def ratio($a; $b): if $b == null or $b <= 0 or $a == null then null else $a / $b | r3 end;
+      def per_round($a; $b):
+        [range(1; $rounds + 1) as $r
+         | ([$rows[] | select(.target == $a and .c == $high and .round == $r)][0].rps
+            / [$rows[] | select(.target == $b and .c == $high and .round == $r)][0].rps) | r3];
+      def added($t): $latency[0].targets[$t].added_paired_median_us;
+      # A hop measured against another: req/s at c=high, proxy CPU per request at c=high, wrk p50
+      # at c=1, and the paired c=1 latency added over direct.
+      def against($a; $b): {
+        "rps_c\($high)": ratio($http[$a][$hk].rps; $http[$b][$hk].rps),
+        "proxy_cpu_us_per_req_c\($high)": ratio($http[$a][$hk].proxy_cpu_us_per_req; $http[$b][$hk].proxy_cpu_us_per_req),
+        p50_us_c1: ratio($http[$a].c1.p50_us; $http[$b].c1.p50_us),
+        added_paired_median_us_c1: ratio(added($a); added($b)) };
+      def alternative($t): {
+        "rps_c\($high)": $http[$t][$hk].rps, "proxy_cpu_us_per_req_c\($high)": $http[$t][$hk].proxy_cpu_us_per_req,
+        p50_us_c1: $http[$t].c1.p50_us, added_p50_us_c1: ($http[$t].c1.p50_us - $http.direct.c1.p50_us),
+        added_paired_median_us_c1: added($t),
+        over_stack_hop: against($t; "stack_hop"), over_nginx_hop: against($t; "nginx_hop"),
+        "rps_c\($high)_over_stack_hop_per_round": per_round($t; "stack_hop") }
+        | .lifts_stack_ceiling_by_1_3x = (.over_stack_hop["rps_c\($high)"] >= 1.3);
+      (reduce ($correctness[] | {(.target): del(.target)}) as $x ({}; . + $x)) as $checks
     | {
         timestamp: $stamp, commit: $commit,
         machine: { nproc: $nproc, kernel: $kernel, loadavg_start: $load_start, loadavg_end: $load_end,
                    note: "shared, noisy machine" },
         setup: { rounds: $rounds, seconds_per_run: $duration, concurrency: [1, $high], pinning: $pinning,
                  nginx_worker_processes: $nginx_workers, request_body_bytes: $rows[0].body_bytes,
+                 targets: $targets,
                  statistic: "median across rounds", perf_report: (if $perf == "" then null else $perf end) },
         http: $http,
+        correctness: $checks,
+        stack_alternatives: (reduce ($targets[] | select(. == "hyper_hop" or . == "pingora_hop")) as $t
+                               ({}; . + {($t): alternative($t)})),
         summary: {
           saturated_rps_switchyard_over_nginx_hop: ($http.switchyard[$hk].rps / $http.nginx_hop[$hk].rps | r3),
-          saturated_rps_switchyard_over_nginx_hop_per_round:
-            [range(1; $rounds + 1) as $r
-             | ([$rows[] | select(.target == "switchyard" and .c == $high and .round == $r)][0].rps
-                / [$rows[] | select(.target == "nginx_hop" and .c == $high and .round == $r)][0].rps) | r3],
+          saturated_rps_switchyard_over_nginx_hop_per_round: per_round("switchyard"; "nginx_hop"),
           saturated_rps_switchyard_over_stack_hop: ($http.switchyard[$hk].rps / $http.stack_hop[$hk].rps | r3),
           saturated_rps_stack_hop_over_nginx_hop: ($http.stack_hop[$hk].rps / $http.nginx_hop[$hk].rps | r3),
           proxy_cpu_us_per_req_stack_hop: $http.stack_hop[$hk].proxy_cpu_us_per_req,
@@ -502,7 +590,11 @@ jq -r --argjson high "$HIGH_C" '
     def pad($n): tostring | (" " * ([$n - length, 0] | max)) + .;
     def rpad($n): tostring | . + (" " * ([$n - length, 0] | max));
     def names: {direct: "direct (nginx upstream)", nginx_hop: "nginx hop -> upstream",
-                 stack_hop: "stack hop -> upstream", switchyard: "switchyard -> upstream"};
+                 stack_hop: "stack hop -> upstream", hyper_hop: "hyper hop -> upstream",
+                 pingora_hop: "pingora hop -> upstream", switchyard: "switchyard -> upstream"};
+    def short: {direct: "direct", nginx_hop: "nginx hop", stack_hop: "stack hop", hyper_hop: "hyper hop",
+                pingora_hop: "pingora hop", switchyard: "switchyard"}[.];
+    def yn: if . then "yes" else "no" end;
     def met: if . then "met" else "NOT met" end;
     def sgn: if . >= 0 then "+\(.)" else "\(.)" end;
     def ttft_rows($t):
@@ -519,7 +611,7 @@ jq -r --argjson high "$HIGH_C" '
       "",
       ("target" | rpad(26)) + ("c" | pad(4)) + ("req/s" | pad(10)) + ("p50 us" | pad(10)) + ("p99 us" | pad(10))
         + ("proxy cpu us/req" | pad(18)) + ("upstream cpu us/req" | pad(21)),
-      (. as $r | ["c1", $hk][] as $k | ["direct", "nginx_hop", "stack_hop", "switchyard"][] as $t
+      (. as $r | ["c1", $hk][] as $k | $r.setup.targets[] as $t
         | $r.http[$t][$k] as $x
         | (names[$t] | rpad(26)) + ($k[1:] | pad(4)) + ($x.rps | floor | pad(10)) + ($x.p50_us | pad(10)) + ($x.p99_us | pad(10))
           + (if $t == "direct" then "-" else $x.proxy_cpu_us_per_req end | pad(18)) + ($x.upstream_cpu_us_per_req | pad(21))),
@@ -527,10 +619,16 @@ jq -r --argjson high "$HIGH_C" '
       "saturated req/s (c=\($high)): switchyard / nginx hop = \($s.saturated_rps_switchyard_over_nginx_hop)  (target >= 0.75: \($s.meets_rps_target | met));  nginx hop / direct = \($s.saturated_rps_nginx_hop_over_direct)",
       "  switchyard / nginx hop by round: \($s.saturated_rps_switchyard_over_nginx_hop_per_round | map(tostring) | join(", "))",
       "  ceiling of the stack: stack hop / nginx hop = \($s.saturated_rps_stack_hop_over_nginx_hop);  switchyard / stack hop = \($s.saturated_rps_switchyard_over_stack_hop)",
+      "  alternatives to the stack hop (axum server + hyper-util client), the same pass-through:",
+      (.stack_alternatives | to_entries[] | .key as $t | .value as $a
+        | "    \($t | short | rpad(12)) req/s at c=\($high): x\($a.over_stack_hop["rps_c\($high)"]) stack hop, x\($a.over_nginx_hop["rps_c\($high)"]) nginx hop (by round vs stack hop: \($a["rps_c\($high)_over_stack_hop_per_round"] | map(tostring) | join(", ")));  lifts the ceiling >= 1.3x: \($a.lifts_stack_ceiling_by_1_3x | yn)",
+          "    \("" | rpad(12)) proxy CPU/req at c=\($high): \($a["proxy_cpu_us_per_req_c\($high)"]) us = x\($a.over_stack_hop["proxy_cpu_us_per_req_c\($high)"]) stack hop, x\($a.over_nginx_hop["proxy_cpu_us_per_req_c\($high)"]) nginx hop;  c=1 p50: \($a.p50_us_c1) us = x\($a.over_stack_hop.p50_us_c1) stack hop, x\($a.over_nginx_hop.p50_us_c1) nginx hop;  added at c=1, paired: \($a.added_paired_median_us_c1 | sgn) us"),
       "proxy CPU per request (c=\($high)): switchyard \($s.proxy_cpu_us_per_req_switchyard) us vs nginx hop \($s.proxy_cpu_us_per_req_nginx_hop) us, stack hop \($s.proxy_cpu_us_per_req_stack_hop) us  (x\($s.proxy_cpu_per_req_switchyard_over_nginx_hop))",
       "added p50 at c=1 over direct: switchyard \($s.added_p50_us_c1_switchyard | sgn) us  (target <= 100 us: \($s.meets_latency_target | met));  nginx hop \($s.added_p50_us_c1_nginx_hop | sgn) us",
       "added p99 at c=1 over direct: switchyard \($s.added_p99_us_c1_switchyard | sgn) us;  nginx hop \($s.added_p99_us_c1_nginx_hop | sgn) us",
       "added at c=1, paired (median of per-round differences to direct, \(.latency_c1_paired.rounds) rounds): switchyard \($s.added_paired_median_us_c1_switchyard | sgn) us  (target <= 100 us: \($s.meets_latency_target_paired | met));  stack hop \($s.added_paired_median_us_c1_stack_hop | sgn) us;  nginx hop \($s.added_paired_median_us_c1_nginx_hop | sgn) us",
+      "correctness before timing (POST over HTTP/1.1 answered with the upstream body: required; keep-alive, h2c: probed):",
+      "  " + ([.correctness | to_entries[] | "\(.key | short): keep-alive \(.value.http1_keepalive | yn), h2c \(.value.h2c_post | yn)"] | join(";  ")),
       "",
       "streamed chat via a SIMULATED worker (5 ms prefill, 5 ms/token, \(.ttft.paced.max_tokens) tokens), sequential, ABBA-interleaved (us):",
       ("" | rpad(26)) + ("TTFT p50" | pad(10)) + ("TTFT p99" | pad(10)) + ("total p50" | pad(11)) + ("total p99" | pad(11))

@@ -54,6 +54,9 @@ async fn forward(State(hop): State<Hop>, request: Request) -> Response {
         return status(StatusCode::BAD_REQUEST);
     };
     parts.uri = uri;
+    // The client speaks HTTP/1.1 to the upstream: a request that came in over h2c keeps its
+    // HTTP/2 version otherwise, and hyper-util refuses to send it on an HTTP/1 connection (502).
+    parts.version = http::Version::HTTP_11;
     parts.headers.remove(http::header::HOST);
     match hop.client.request(Request::from_parts(parts, body)).await {
         Ok(response) => response.map(|b| Body::new(b.map_err(axum::Error::new))),
