@@ -213,6 +213,8 @@ for n in $STREAMS; do
         wait "$BENCH_PID" || log "bench against $target exited non-zero (see its report)"
         sleep "$AFTER_S"
         after=$(rss_kb "$TARGET_PID")
+        # Descriptors still open: mostly idle upstream connections the pool keeps.
+        fds_after=$(find "/proc/$TARGET_PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
         one_request "$PORT"
         after_one=$(rss_kb "$TARGET_PID")
         report="$WORK/bench-$target-$n.json"
@@ -221,14 +223,14 @@ for n in $STREAMS; do
         first=$(jq -r '.latency_ms.ttft.count // 0' "$report")
         cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v s="$HOLD" 'BEGIN {printf "%.1f", 100 * (b - a) / hz / s}')
         per=$(awk -v p="$peak" -v i="$idle" -v n="$n" 'BEGIN {printf "%.1f", (p - i) / n}')
-        log "$target, $n streams: $open_at open, RSS $((peak / 1024)) MB ($per KB each), CPU $cpu% while open; after: $((after / 1024)) MB; ok $ok, failed $failed"
+        log "$target, $n streams: $open_at open, RSS $((peak / 1024)) MB ($per KB each), CPU $cpu% while open; after: $((after / 1024)) MB, $fds_after descriptors; ok $ok, failed $failed"
         RESULTS+=("$(jq -n --arg target "$target" --argjson n "$n" --argjson open "$open_at" \
             --argjson idle "$idle" --argjson peak "$peak" --argjson after "$after" \
-            --argjson after_one "$after_one" --argjson per "$per" --argjson cpu "$cpu" \
+            --argjson after_one "$after_one" --argjson fds "$fds_after" --argjson per "$per" --argjson cpu "$cpu" \
             --argjson ok "$ok" --argjson failed "$failed" --argjson first "$first" \
             '{target: $target, streams: $n, open_at_sim: $open, rss_idle_kb: $idle,
               rss_open_kb: $peak, kb_per_stream: $per, cpu_pct_open: $cpu,
-              rss_after_kb: $after, rss_after_one_more_kb: $after_one,
+              rss_after_kb: $after, rss_after_one_more_kb: $after_one, fds_after: $fds,
               ok: $ok, failed: $failed, first_tokens: $first}')")
         stop_target "$target"
     done

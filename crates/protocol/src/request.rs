@@ -176,8 +176,13 @@ impl InferenceRequest {
     /// SLA is about), can resume the answer elsewhere if the worker dies, and knows what was
     /// generated if the client leaves. The answer is assembled before the client gets it.
     pub fn as_streamed(&self) -> InferenceRequest {
-        let mut streamed = self.clone();
-        if self.stream {
+        self.clone().into_streamed()
+    }
+
+    /// [`Self::as_streamed`] without the copy.
+    pub fn into_streamed(self) -> InferenceRequest {
+        let mut streamed = self;
+        if streamed.stream {
             return streamed; // already one, as its client asked
         }
         // The body's `stream` too: adapters that forward the body as it is (resumption) must

@@ -219,7 +219,7 @@ async fn run(
     *settling = true;
     settlement.arm(route.pool);
     let client_streams = req.stream;
-    let mut req = req.as_streamed();
+    let mut req = req.into_streamed();
     let mut fallback_to = None;
     // Workers an unstreamed answer broke on before any of it reached the client: nothing was
     // sent, so it can start over on another worker rather than fail.
@@ -266,13 +266,16 @@ async fn run(
             }
         };
         let worker = lease.worker().clone();
-        relay.enable_resume(Box::new(crate::dispatch::resume::Resume::new(
-            state.clone(),
-            req.clone(),
-            route.clone(),
-            request_id.clone(),
-            worker.clone(),
-        )));
+        // A copy of the request lives as long as the stream: only for streams that can resume.
+        if relay.resumable() {
+            relay.enable_resume(Box::new(crate::dispatch::resume::Resume::new(
+                state.clone(),
+                req.clone(),
+                route.clone(),
+                request_id.clone(),
+                worker.clone(),
+            )));
+        }
         if client_streams {
             relay.attach(lease, settlement);
             return Ok(stream_response(

@@ -205,9 +205,14 @@ impl Relay {
         self.translator.account_mut().resume_text = Some(String::new());
     }
 
+    /// Whether the stream keeps what a resumption needs (see [`Self::keep_text_for_resume`]).
+    pub fn resumable(&self) -> bool {
+        self.translator.account().resume_text.is_some()
+    }
+
     /// Lets a mid-stream failure go on on another worker instead of ending the stream.
     pub fn enable_resume(&mut self, resume: Box<dyn Continuation>) {
-        if self.translator.account().resume_text.is_some() {
+        if self.resumable() {
             self.resume = Some(resume);
         }
     }
