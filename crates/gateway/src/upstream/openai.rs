@@ -643,6 +643,8 @@ mod tests {
             .on_event(r#"{"error":{"message":"boom"}}"#, &mut out)
             .is_err());
         assert!(t.on_event("not json", &mut out).is_err());
+        // A struct could be read from an array: it is still not a chunk.
+        assert!(t.on_event(r#"["a", 1, "m"]"#, &mut out).is_err());
     }
 
     #[test]

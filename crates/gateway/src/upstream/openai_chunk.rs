@@ -151,6 +151,10 @@ impl<'a> Chunk<'a> {
         if data.bytes().any(|b| b == b'\n' || b == b'\r') {
             return None; // forwarded as it is, it would end the SSE event early
         }
+        // serde reads a struct from a JSON array too: only an object is a chunk.
+        if !data.trim_start().starts_with('{') {
+            return None;
+        }
         let chunk: Chunk = serde_json::from_str(data).ok()?;
         if chunk.usage.is_some() || chunk.error.is_some() {
             return None;
