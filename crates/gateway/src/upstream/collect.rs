@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use switchyard_protocol::{Endpoint, InferenceRequest, SseItem, SseParser};
 
+use super::openai_chunk::Text;
 use super::relay::Relay;
 use crate::error::GatewayError;
 
@@ -115,7 +117,15 @@ impl Answer {
             self.done = true;
             return Ok(());
         }
-        let chunk: Value = serde_json::from_str(&data)
+        if self.take_in_place(&data) {
+            return Ok(());
+        }
+        self.take_value(&data)
+    }
+
+    /// Takes any chunk, read as a `Value`.
+    fn take_value(&mut self, data: &str) -> Result<(), GatewayError> {
+        let chunk: Value = serde_json::from_str(data)
             .map_err(|e| GatewayError::Internal(format!("relayed chunk is not JSON: {e}")))?;
         if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
             let message = err
@@ -146,6 +156,65 @@ impl Answer {
             self.choices.entry(index).or_default().take(c);
         }
         Ok(())
+    }
+
+    /// Takes the common chunk (text, reasoning, a refusal; no error, tool calls or logprobs)
+    /// without a `Value` tree; `false`, with nothing taken, when [`Self::take`] must read it.
+    fn take_in_place(&mut self, data: &str) -> bool {
+        // serde reads a struct from a JSON array too: only an object is a chunk.
+        if !data.trim_start().starts_with('{') {
+            return false;
+        }
+        let Ok(chunk) = serde_json::from_str::<in_place::Chunk>(data) else {
+            return false;
+        };
+        let choices = chunk.choices.as_deref().unwrap_or_default();
+        if chunk.error.is_some()
+            || choices.iter().any(|c| {
+                c.logprobs.is_some() || c.delta.as_ref().is_some_and(|d| d.tool_calls.is_some())
+            })
+        {
+            return false;
+        }
+        let value = |raw: Option<&RawValue>| raw.and_then(|r| serde_json::from_str(r.get()).ok());
+        for (slot, raw) in [
+            (&mut self.id, chunk.id),
+            (&mut self.created, chunk.created),
+            (&mut self.system_fingerprint, chunk.system_fingerprint),
+        ] {
+            if slot.is_none() {
+                *slot = value(raw);
+            }
+        }
+        if let Some(usage) = value(chunk.usage) {
+            self.usage = Some(usage);
+        }
+        for c in choices {
+            let choice = self.choices.entry(c.index.unwrap_or(0)).or_default();
+            let delta = c.delta.as_ref();
+            let text = match delta.map(|d| &d.content) {
+                Some(Text::Absent) | None => c.text.as_str(),
+                Some(content) => content.as_str(),
+            };
+            if let Some(t) = text {
+                choice.text.push_str(t);
+            }
+            for (slot, part) in [
+                (&mut choice.reasoning, delta.map(|d| &d.reasoning_content)),
+                (&mut choice.refusal, delta.map(|d| &d.refusal)),
+            ] {
+                if let Some(t) = part.and_then(Text::as_str) {
+                    slot.get_or_insert_with(String::new).push_str(t);
+                }
+            }
+            if let Some(f) = value(c.finish_reason) {
+                choice.finish_reason = Some(f);
+            }
+            if let Some(s) = value(c.stop_reason) {
+                choice.stop_reason = Some(s);
+            }
+        }
+        true
     }
 
     fn into_json(self, req: &InferenceRequest) -> Value {
@@ -274,6 +343,59 @@ impl Choice {
     }
 }
 
+/// A relayed chunk's parts, borrowed (see [`Answer::take_in_place`]). `null` reads as absent,
+/// as the general path's `filter(|v| !v.is_null())` does.
+mod in_place {
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    use super::Text;
+
+    #[derive(Deserialize)]
+    pub struct Chunk<'a> {
+        #[serde(borrow, default)]
+        pub id: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        pub created: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        pub system_fingerprint: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        pub usage: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        pub error: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        pub choices: Option<Vec<Choice<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Choice<'a> {
+        #[serde(default)]
+        pub index: Option<u64>,
+        #[serde(borrow, default)]
+        pub delta: Option<Delta<'a>>,
+        #[serde(borrow, default)]
+        pub text: Text<'a>,
+        #[serde(borrow, default)]
+        pub logprobs: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        pub finish_reason: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        pub stop_reason: Option<&'a RawValue>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Delta<'a> {
+        #[serde(borrow, default)]
+        pub content: Text<'a>,
+        #[serde(borrow, default)]
+        pub reasoning_content: Text<'a>,
+        #[serde(borrow, default)]
+        pub refusal: Text<'a>,
+        #[serde(borrow, default)]
+        pub tool_calls: Option<&'a RawValue>,
+    }
+}
+
 /// Appends a chunk's logprobs to the answer's: every array field (`content` for chat;
 /// `tokens`, `token_logprobs`, `top_logprobs`, `text_offset` for completions) is extended.
 fn merge_logprobs(into: &mut Value, chunk: &Value) {
@@ -362,6 +484,109 @@ mod tests {
         assert_eq!(v["choices"][0]["text"], "ac");
         assert_eq!(v["choices"][1]["text"], "bd");
         assert_eq!(v["choices"][1]["finish_reason"], "length");
+    }
+
+    mod paths_agree {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn maybe(values: Vec<Value>) -> impl Strategy<Value = Option<Value>> {
+            let mut options = vec![None, Some(Value::Null)];
+            options.extend(values.into_iter().map(Some));
+            prop::sample::select(options)
+        }
+
+        fn choice() -> impl Strategy<Value = Value> {
+            (
+                maybe(vec![json!(0), json!(1), json!(-1)]),
+                maybe(vec![json!({}), json!("x")]),
+                (
+                    maybe(vec![json!("He\"l"), json!(""), json!(3)]),
+                    maybe(vec![json!("think")]),
+                    maybe(vec![json!("no")]),
+                    maybe(vec![json!([{"index": 0, "id": "t", "function": {"name": "f", "arguments": "{}"}}])]),
+                ),
+                maybe(vec![json!("txt")]),
+                maybe(vec![json!({"content": [{"token": "a"}]})]),
+                maybe(vec![json!("stop")]),
+                maybe(vec![json!(7)]),
+            )
+                .prop_map(|(index, delta, (content, reasoning, refusal, calls), text, lp, finish, stop)| {
+                    let put = |m: &mut Map<String, Value>, k: &str, v: Option<Value>| {
+                        if let Some(v) = v {
+                            m.insert(k.into(), v);
+                        }
+                    };
+                    let mut c = Map::new();
+                    put(&mut c, "index", index);
+                    let delta = delta.map(|d| match d {
+                        Value::Object(mut o) => {
+                            put(&mut o, "content", content);
+                            put(&mut o, "reasoning_content", reasoning);
+                            put(&mut o, "refusal", refusal);
+                            put(&mut o, "tool_calls", calls);
+                            Value::Object(o)
+                        }
+                        other => other,
+                    });
+                    put(&mut c, "delta", delta);
+                    put(&mut c, "text", text);
+                    put(&mut c, "logprobs", lp);
+                    put(&mut c, "finish_reason", finish);
+                    put(&mut c, "stop_reason", stop);
+                    Value::Object(c)
+                })
+        }
+
+        fn chunk() -> impl Strategy<Value = Value> {
+            (
+                maybe(vec![json!("c1"), json!("c2")]),
+                maybe(vec![json!(7)]),
+                maybe(vec![json!("fp")]),
+                maybe(vec![json!({"prompt_tokens": 1, "completion_tokens": 2})]),
+                prop_oneof![
+                    Just(None),
+                    Just(Some(Value::Null)),
+                    proptest::collection::vec(choice(), 0..3).prop_map(|c| Some(Value::Array(c))),
+                ],
+            )
+                .prop_map(|(id, created, fp, usage, choices)| {
+                    let mut o = Map::new();
+                    for (k, v) in [
+                        ("id", id),
+                        ("created", created),
+                        ("system_fingerprint", fp),
+                        ("usage", usage),
+                        ("choices", choices),
+                    ] {
+                        if let Some(v) = v {
+                            o.insert(k.into(), v);
+                        }
+                    }
+                    Value::Object(o)
+                })
+        }
+
+        proptest! {
+            /// However each chunk was read, the client gets the same answer.
+            #[test]
+            fn in_place_and_value_paths_agree(chunks in proptest::collection::vec(chunk(), 1..5), chat in any::<bool>()) {
+                let (mut fast, mut general) = (Answer::default(), Answer::default());
+                for c in &chunks {
+                    let data = c.to_string();
+                    let a = fast.take(SseItem::Event { event: None, data: data.clone() }).is_ok();
+                    let b = general.take_value(&data).is_ok();
+                    prop_assert_eq!(a, b);
+                }
+                let (endpoint, body) = if chat {
+                    (Endpoint::Chat, json!({"model": "pub", "messages": [{"role": "user", "content": "x"}]}))
+                } else {
+                    (Endpoint::Completions, json!({"model": "pub", "prompt": "x"}))
+                };
+                let req = InferenceRequest::from_map(endpoint, body.as_object().unwrap().clone()).unwrap();
+                prop_assert_eq!(fast.into_json(&req), general.into_json(&req));
+            }
+        }
     }
 
     #[test]

@@ -97,7 +97,7 @@ struct FunctionIn<'a> {
 /// A field that is absent, `null`, or a string (borrowed unless it has escapes). Anything else
 /// fails the reading, and the chunk takes the general path.
 #[derive(Default)]
-enum Text<'a> {
+pub(super) enum Text<'a> {
     #[default]
     Absent,
     Null,
@@ -105,7 +105,7 @@ enum Text<'a> {
 }
 
 impl Text<'_> {
-    fn as_str(&self) -> Option<&str> {
+    pub(super) fn as_str(&self) -> Option<&str> {
         match self {
             Text::Str(s) => Some(s),
             _ => None,
