@@ -221,17 +221,23 @@ for n in $STREAMS; do
         ok=$(jq -r '.requests.ok // 0' "$report")
         failed=$(jq -r '.requests.failed // 0' "$report")
         first=$(jq -r '.latency_ms.ttft.count // 0' "$report")
+        errors=$(jq -c '.requests.errors // {}' "$report")
+        # A worker taken out of rotation shows as a state change in the gateway's log.
+        changes=0
+        if [[ $target == switchyard ]]; then
+            changes=$(grep -c "worker state changed" "$WORK/gateway-$PORT.log" || true)
+        fi
         cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v s="$HOLD" 'BEGIN {printf "%.1f", 100 * (b - a) / hz / s}')
         per=$(awk -v p="$peak" -v i="$idle" -v n="$n" 'BEGIN {printf "%.1f", (p - i) / n}')
-        log "$target, $n streams: $open_at open, RSS $((peak / 1024)) MB ($per KB each), CPU $cpu% while open; after: $((after / 1024)) MB, $fds_after descriptors; ok $ok, failed $failed"
+        log "$target, $n streams: $open_at open, RSS $((peak / 1024)) MB ($per KB each), CPU $cpu% while open; after: $((after / 1024)) MB, $fds_after descriptors; ok $ok, failed $failed $errors; worker state changes $changes"
         RESULTS+=("$(jq -n --arg target "$target" --argjson n "$n" --argjson open "$open_at" \
             --argjson idle "$idle" --argjson peak "$peak" --argjson after "$after" \
             --argjson after_one "$after_one" --argjson fds "$fds_after" --argjson per "$per" --argjson cpu "$cpu" \
-            --argjson ok "$ok" --argjson failed "$failed" --argjson first "$first" \
+            --argjson ok "$ok" --argjson failed "$failed" --argjson first "$first" --argjson errors "$errors" --argjson changes "$changes" \
             '{target: $target, streams: $n, open_at_sim: $open, rss_idle_kb: $idle,
               rss_open_kb: $peak, kb_per_stream: $per, cpu_pct_open: $cpu,
               rss_after_kb: $after, rss_after_one_more_kb: $after_one, fds_after: $fds,
-              ok: $ok, failed: $failed, first_tokens: $first}')")
+              ok: $ok, failed: $failed, errors: $errors, worker_state_changes: $changes, first_tokens: $first}')")
         stop_target "$target"
     done
 done
