@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use switchyard_protocol::{Endpoint, InferenceRequest, SseItem, SseParser};
 
-use super::openai_chunk::Text;
+use super::openai_chunk::{too_deep, Obj, Text};
 use super::relay::Relay;
 use crate::error::GatewayError;
 
@@ -162,7 +162,7 @@ impl Answer {
     /// without a `Value` tree; `false`, with nothing taken, when [`Self::take`] must read it.
     fn take_in_place(&mut self, data: &str) -> bool {
         // serde reads a struct from a JSON array too: only an object is a chunk.
-        if !data.trim_start().starts_with('{') {
+        if !data.trim_start().starts_with('{') || too_deep(data.as_bytes()) {
             return false;
         }
         let Ok(chunk) = serde_json::from_str::<in_place::Chunk>(data) else {
@@ -176,20 +176,39 @@ impl Answer {
         {
             return false;
         }
-        let value = |raw: Option<&RawValue>| raw.and_then(|r| serde_json::from_str(r.get()).ok());
-        for (slot, raw) in [
-            (&mut self.id, chunk.id),
-            (&mut self.created, chunk.created),
-            (&mut self.system_fingerprint, chunk.system_fingerprint),
+        // Every value is read before anything is taken: one the general path would refuse
+        // (a number out of range) sends the whole chunk there.
+        let value = |raw: Option<&RawValue>| -> Result<Option<Value>, serde_json::Error> {
+            raw.map(|r| serde_json::from_str(r.get())).transpose()
+        };
+        let (Ok(id), Ok(created), Ok(fingerprint), Ok(usage)) = (
+            value(chunk.id),
+            value(chunk.created),
+            value(chunk.system_fingerprint),
+            value(chunk.usage),
+        ) else {
+            return false;
+        };
+        let mut ends = Vec::with_capacity(choices.len());
+        for c in choices {
+            let (Ok(finish), Ok(stop)) = (value(c.finish_reason), value(c.stop_reason)) else {
+                return false;
+            };
+            ends.push((finish, stop));
+        }
+        for (slot, v) in [
+            (&mut self.id, id),
+            (&mut self.created, created),
+            (&mut self.system_fingerprint, fingerprint),
         ] {
             if slot.is_none() {
-                *slot = value(raw);
+                *slot = v;
             }
         }
-        if let Some(usage) = value(chunk.usage) {
+        if let Some(usage) = usage {
             self.usage = Some(usage);
         }
-        for c in choices {
+        for (c, (finish, stop)) in choices.iter().zip(ends) {
             let choice = self.choices.entry(c.index.unwrap_or(0)).or_default();
             let delta = c.delta.as_ref();
             let text = match delta.map(|d| &d.content) {
@@ -207,10 +226,10 @@ impl Answer {
                     slot.get_or_insert_with(String::new).push_str(t);
                 }
             }
-            if let Some(f) = value(c.finish_reason) {
+            if let Some(f) = finish {
                 choice.finish_reason = Some(f);
             }
-            if let Some(s) = value(c.stop_reason) {
+            if let Some(s) = stop {
                 choice.stop_reason = Some(s);
             }
         }
@@ -349,7 +368,7 @@ mod in_place {
     use serde::Deserialize;
     use serde_json::value::RawValue;
 
-    use super::Text;
+    use super::{Obj, Text};
 
     #[derive(Deserialize)]
     pub struct Chunk<'a> {
@@ -364,7 +383,7 @@ mod in_place {
         #[serde(borrow, default)]
         pub error: Option<&'a RawValue>,
         #[serde(borrow, default)]
-        pub choices: Option<Vec<Choice<'a>>>,
+        pub choices: Option<Vec<Obj<Choice<'a>>>>,
     }
 
     #[derive(Deserialize)]
@@ -372,7 +391,7 @@ mod in_place {
         #[serde(default)]
         pub index: Option<u64>,
         #[serde(borrow, default)]
-        pub delta: Option<Delta<'a>>,
+        pub delta: Option<Obj<Delta<'a>>>,
         #[serde(borrow, default)]
         pub text: Text<'a>,
         #[serde(borrow, default)]
@@ -547,7 +566,11 @@ mod tests {
                 prop_oneof![
                     Just(None),
                     Just(Some(Value::Null)),
-                    proptest::collection::vec(choice(), 0..3).prop_map(|c| Some(Value::Array(c))),
+                    proptest::collection::vec(
+                        prop_oneof![4 => choice(), 1 => Just(json!([0, null, "hello", "stop"]))],
+                        0..3
+                    )
+                    .prop_map(|c| Some(Value::Array(c))),
                 ],
             )
                 .prop_map(|(id, created, fp, usage, choices)| {

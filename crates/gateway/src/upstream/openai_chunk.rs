@@ -8,8 +8,10 @@
 //! The reading is strict where the general path (`openai::OpenAiStream`, on a `Value`) is
 //! lenient: a chunk this module does not read exactly (a text that is not a string, choices
 //! that are not a list, a duplicated key, an error, a usage report, a line break inside the
-//! data) is left to the general path, which decides what it means. Both describe each choice
-//! to the account in the same [`ChoiceFacts`], so they cannot count differently.
+//! data, nesting deeper than the general path reads, an object given as an array) is left to
+//! the general path, which decides what it means. Both describe each choice to the account in
+//! the same [`ChoiceFacts`], so they cannot count differently. Fields the gateway does not read
+//! go to the client as the worker wrote them, as through any proxy.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -47,7 +49,7 @@ pub struct Chunk<'a> {
     #[serde(borrow, default, deserialize_with = "present")]
     model: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    choices: Option<Vec<ChoiceIn<'a>>>,
+    choices: Option<Vec<Obj<ChoiceIn<'a>>>>,
     #[serde(borrow, default, deserialize_with = "present")]
     usage: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -59,7 +61,7 @@ struct ChoiceIn<'a> {
     #[serde(default)]
     index: Option<u64>,
     #[serde(borrow, default)]
-    delta: Option<Delta<'a>>,
+    delta: Option<Obj<Delta<'a>>>,
     #[serde(borrow, default)]
     text: Text<'a>,
     #[serde(borrow, default)]
@@ -77,13 +79,13 @@ struct Delta<'a> {
     #[serde(borrow, default)]
     refusal: Text<'a>,
     #[serde(borrow, default)]
-    tool_calls: Option<Vec<ToolCallIn<'a>>>,
+    tool_calls: Option<Vec<Obj<ToolCallIn<'a>>>>,
 }
 
 #[derive(Deserialize)]
 struct ToolCallIn<'a> {
     #[serde(borrow, default)]
-    function: Option<FunctionIn<'a>>,
+    function: Option<Obj<FunctionIn<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +94,46 @@ struct FunctionIn<'a> {
     name: Text<'a>,
     #[serde(borrow, default)]
     arguments: Text<'a>,
+}
+
+/// A struct read from a JSON object only: serde's derive reads a struct from an array too, by
+/// position, which no worker means and the general path does not do.
+pub(super) struct Obj<T>(T);
+
+impl<T> std::ops::Deref for Obj<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(ObjVisitor(std::marker::PhantomData))
+            .map(Obj)
+    }
+}
+
+/// Nesting deeper than the general path reads: serde_json refuses 128 levels. Brackets inside
+/// strings count too, which only sends a chunk the slow way.
+pub(super) fn too_deep(json: &[u8]) -> bool {
+    json.iter().filter(|&&b| b == b'[' || b == b'{').count() > 100
+}
+
+/// Forwarded as written, a line break would end the SSE event early.
+fn has_line_break(json: &[u8]) -> bool {
+    json.iter().any(|&b| b == b'\n' || b == b'\r')
 }
 
 /// A field that is absent, `null`, or a string (borrowed unless it has escapes). Anything else
@@ -148,8 +190,8 @@ impl<'a> Chunk<'a> {
     /// Reads `data` in place, or `None` when the general path must decide (see the module's
     /// doc): a usage report or an error, a line break, anything not read exactly.
     pub fn read(data: &'a str) -> Option<Self> {
-        if data.bytes().any(|b| b == b'\n' || b == b'\r') {
-            return None; // forwarded as it is, it would end the SSE event early
+        if has_line_break(data.as_bytes()) || too_deep(data.as_bytes()) {
+            return None;
         }
         // serde reads a struct from a JSON array too: only an object is a chunk.
         if !data.trim_start().starts_with('{') {

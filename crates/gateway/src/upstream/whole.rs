@@ -140,6 +140,8 @@ mod in_place {
     use serde_json::value::RawValue;
     use switchyard_protocol::Endpoint;
 
+    use crate::upstream::openai_chunk::{too_deep, Obj};
+
     type Raw<'a> = Option<&'a RawValue>;
 
     /// A field that is there, `null` included (as `Map::get` sees it).
@@ -158,7 +160,7 @@ mod in_place {
         #[serde(borrow, default, deserialize_with = "present")]
         system_fingerprint: Raw<'a>,
         #[serde(borrow, default)]
-        choices: Option<Vec<Choice<'a>>>,
+        choices: Option<Vec<Obj<Choice<'a>>>>,
         #[serde(borrow, default)]
         usage: Raw<'a>,
         #[serde(borrow, default)]
@@ -170,7 +172,7 @@ mod in_place {
         #[serde(borrow, default, deserialize_with = "present")]
         index: Raw<'a>,
         #[serde(borrow, default)]
-        message: Option<Message<'a>>,
+        message: Option<Obj<Message<'a>>>,
         #[serde(borrow, default, deserialize_with = "present")]
         text: Raw<'a>,
         #[serde(borrow, default, deserialize_with = "present")]
@@ -259,11 +261,32 @@ mod in_place {
     /// added), anything not read exactly.
     pub fn as_events(endpoint: Endpoint, body: &[u8]) -> Option<Bytes> {
         // serde reads a struct from a JSON array too: only an object is an answer.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') || too_deep(body) {
             return None;
         }
         let whole: Whole = serde_json::from_slice(body).ok()?;
         if whole.error.is_some() {
+            return None;
+        }
+        // The values copied into the events must hold no line break (a pretty-printed
+        // `usage` or `logprobs`): written into an SSE event, it would end it early.
+        let one_line = |raw: &Raw<'_>| raw.is_none_or(|r| !r.get().contains(['\n', '\r']));
+        let choices_one_line = whole.choices.iter().flatten().all(|c| {
+            let message = c.message.as_deref();
+            let texts = message.map_or([None; 3], |m| [m.content, m.reasoning_content, m.refusal]);
+            [c.index, c.text, c.logprobs, c.finish_reason, c.stop_reason]
+                .iter()
+                .chain(&texts)
+                .all(one_line)
+        });
+        let head = [
+            whole.id,
+            whole.created,
+            whole.model,
+            whole.system_fingerprint,
+            whole.usage,
+        ];
+        if !choices_one_line || !head.iter().all(one_line) {
             return None;
         }
         let (zero, empty) = (raw("0")?, raw("\"\"")?);
@@ -322,13 +345,20 @@ mod in_place {
 mod tests {
     use super::*;
 
+    /// The events as the relay's SSE parser reads them: a line break inside one would cut it.
     fn events(bytes: &Bytes) -> Vec<Value> {
-        String::from_utf8(bytes.to_vec())
-            .unwrap()
-            .split("\n\n")
-            .filter_map(|e| e.strip_prefix("data: "))
-            .filter(|d| *d != "[DONE]")
-            .map(|d| serde_json::from_str(d).unwrap())
+        let mut parser = switchyard_protocol::SseParser::new();
+        let mut items = Vec::new();
+        parser.feed(bytes, &mut items);
+        parser.finish(&mut items);
+        items
+            .into_iter()
+            .filter_map(|item| match item {
+                switchyard_protocol::SseItem::Event { data, .. } => Some(data),
+                switchyard_protocol::SseItem::Comment(_) => None,
+            })
+            .filter(|d| d != "[DONE]")
+            .map(|d| serde_json::from_str(&d).unwrap())
             .collect()
     }
 
@@ -375,7 +405,7 @@ mod tests {
         fn choice() -> impl Strategy<Value = Value> {
             (
                 maybe(vec![json!(0), json!(2)]),
-                maybe(vec![json!({}), json!("not a message")]),
+                maybe(vec![json!({}), json!("not a message"), json!(["Hi"])]),
                 (
                     maybe(vec![json!("Hi \"there\"\n"), json!("")]),
                     maybe(vec![json!("hmm")]),
@@ -423,7 +453,11 @@ mod tests {
                 prop_oneof![
                     Just(None),
                     Just(Some(Value::Null)),
-                    proptest::collection::vec(choice(), 0..3).prop_map(|c| Some(Value::Array(c))),
+                    proptest::collection::vec(
+                        prop_oneof![4 => choice(), 1 => Just(json!([5]))],
+                        0..3
+                    )
+                    .prop_map(|c| Some(Value::Array(c))),
                 ],
                 maybe(vec![json!({"prompt_tokens": 3, "completion_tokens": 2})]),
             )
@@ -448,9 +482,9 @@ mod tests {
         proptest! {
             /// Whichever way a whole answer is read, it becomes the same events.
             #[test]
-            fn in_place_and_value_paths_agree(body in whole(), chat in any::<bool>()) {
+            fn in_place_and_value_paths_agree(body in whole(), chat in any::<bool>(), pretty in any::<bool>()) {
                 let endpoint = if chat { Endpoint::Chat } else { Endpoint::Completions };
-                let bytes = body.to_string();
+                let bytes = if pretty { serde_json::to_string_pretty(&body).unwrap() } else { body.to_string() };
                 let general = as_events_of_value(endpoint, bytes.as_bytes()).unwrap();
                 if let Some(fast) = in_place::as_events(endpoint, bytes.as_bytes()) {
                     prop_assert_eq!(events(&fast), events(&general));
