@@ -2,6 +2,16 @@
 # defines die (and log) and WORK, its temporary directory, before calling these.
 # shellcheck shell=bash
 
+# apt_install PACKAGE...: installs what a benchmark lacks from Debian's packages (root, or sudo).
+apt_install() {
+    (($#)) || return 0
+    log "installing $*"
+    local sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 USED_PORTS=" "
 # pick_port VAR: a free loopback port below the ephemeral range, not handed out before.
 pick_port() {

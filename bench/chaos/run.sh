@@ -66,17 +66,13 @@ awk -v d="$DURATION" -v l="$LOAD" 'BEGIN { exit !(d >= 20 && l > 0 && l <= 2) }'
 
 # ---------------------------------------------------------------------------------------
 # Tools
+# shellcheck source=bench/lib.sh
+source "$HERE/../lib.sh"
 need=()
 command -v jq >/dev/null || need+=(jq)
 command -v curl >/dev/null || need+=(curl)
 command -v awk >/dev/null || need+=(gawk)
-if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    SUDO=""
-    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+apt_install "${need[@]}"
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [[ $BUILD == 1 ]]; then
@@ -135,8 +131,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # pick_port, wait_http: shared with the other benchmarks.
-# shellcheck source=bench/lib.sh
-source "$HERE/../lib.sh"
 
 now_ms() { date +%s%3N; }
 

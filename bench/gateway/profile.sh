@@ -32,18 +32,14 @@ die() {
     exit 1
 }
 
+# shellcheck source=bench/lib.sh
+source "$HERE/../lib.sh"
 need=()
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
-if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    SUDO=""
-    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+apt_install "${need[@]}"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 log "building (release)"
@@ -65,8 +61,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-# shellcheck source=bench/lib.sh
-source "$HERE/../lib.sh"
 
 KEY=sk-bench-profile-0123456789abcdef
 export BENCH_KEY=$KEY BENCH_BODY_FILE="$HERE/chat.json"
@@ -198,7 +192,7 @@ PY
 }
 
 log "stack hop under callgrind ($REQUESTS requests, $CONNS connections)"
-read -r _ HOP_N HOP_IR HOP_FILE < <(profile stack_hop "$STACK_PORT" -- \
+read -r _ HOP_N HOP_IR _ < <(profile stack_hop "$STACK_PORT" -- \
     "$STACK_HOP" --listen "127.0.0.1:$STACK_PORT" --upstream "$UPSTREAM")
 log "switchyard under callgrind"
 read -r _ GW_N GW_IR GW_FILE < <(SWITCHYARD_DEV_KEY=$KEY SWITCHYARD_LOG=warn profile switchyard "$GW_PORT" -- \

@@ -79,6 +79,8 @@ die() {
 
 # ---------------------------------------------------------------------------------------
 # Tools
+# shellcheck source=bench/lib.sh
+source "$HERE/../lib.sh"
 need=()
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
@@ -89,13 +91,7 @@ command -v pgrep >/dev/null || need+=(procps)
 if [[ $PERF == 1 ]] && ! command -v perf >/dev/null; then need+=(linux-perf); fi
 # Pingora compresses with zlib-ng (libz-ng-sys), which is built with cmake.
 if [[ $PINGORA == 1 ]] && ! command -v cmake >/dev/null; then need+=(cmake); fi
-if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    SUDO=""
-    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+apt_install "${need[@]}"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 if [[ $PIN == 1 && $(nproc) -ge 2 ]]; then
@@ -159,8 +155,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # pick_port, wait_http: shared with the other benchmarks.
-# shellcheck source=bench/lib.sh
-source "$HERE/../lib.sh"
 
 # cpu_ns PID...: CPU time used so far by these processes, all threads, in ns.
 cpu_ns() {

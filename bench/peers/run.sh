@@ -60,13 +60,7 @@ command -v jq >/dev/null || need+=(jq)
 command -v curl >/dev/null || need+=(curl)
 command -v pgrep >/dev/null || need+=(procps)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
-if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    SUDO=""
-    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+apt_install "${need[@]}"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 if [[ $(cat "$VENV/.litellm-version" 2>/dev/null || true) != "$LITELLM_VERSION" ]]; then

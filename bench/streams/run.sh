@@ -41,19 +41,15 @@ die() {
     exit 1
 }
 
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 need=()
 command -v jq >/dev/null || need+=(jq)
 command -v curl >/dev/null || need+=(curl)
 if [[ $WITH_NGINX == 1 ]]; then
     command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
 fi
-if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    SUDO=""
-    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+apt_install "${need[@]}"
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 ulimit -n "$(ulimit -Hn)"
 
@@ -69,12 +65,10 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     if [[ -s $WORK/nginx/nginx.pid ]]; then kill -TERM "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true; fi
-    [[ $rc -eq 0 ]] && rm -rf "$WORK" || log "logs kept in $WORK"
+    if [[ $rc -eq 0 ]]; then rm -rf "$WORK"; else log "logs kept in $WORK"; fi
     exit "$rc"
 }
 trap cleanup EXIT INT TERM
-# shellcheck source=../lib.sh
-source "$ROOT/bench/lib.sh"
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # CPU ticks (user + system) of a process and all its threads.
