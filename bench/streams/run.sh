@@ -10,6 +10,8 @@
 #      sampled for $HOLD s while the streams sit between tokens;
 #   3. the bench's report: every stream must have its first token and end well (no error);
 #   4. RSS $AFTER_S s after the last stream ended, and again after one more request.
+# CPU per relayed token is the target's CPU time over the whole bench run divided by the
+# completion tokens the bench received: `DECODE_MS=0` measures the relay at full speed.
 # Per-stream memory is (RSS open - RSS idle) / N. CPU is the target's user+system time during
 # the hold, as a share of one core. The gateway runs as `serve` does (auth, limits, ledger in
 # SQLite, metrics); nginx is one worker process. Output: a table, and JSON in
@@ -185,6 +187,7 @@ for n in $STREAMS; do
         sleep 2
         idle=$(rss_kb "$TARGET_PID")
         log "$target, $n streams: idle RSS $((idle / 1024)) MB"
+        run_t0=$(cpu_ticks "$TARGET_PID")
         SWITCHYARD_API_KEY=$KEY "$SWITCHYARD" bench --url "http://127.0.0.1:$PORT" --model sim-small \
             --concurrency "$n" -n "$n" --max-tokens "$TOKENS" --ignore-eos --timeout 600 \
             --json --quiet >"$WORK/bench-$target-$n.json" 2>"$WORK/bench-$target-$n.log" &
@@ -205,6 +208,7 @@ for n in $STREAMS; do
         done
         t1=$(cpu_ticks "$TARGET_PID")
         wait "$BENCH_PID" || log "bench against $target exited non-zero (see its report)"
+        run_t1=$(cpu_ticks "$TARGET_PID")
         sleep "$AFTER_S"
         after=$(rss_kb "$TARGET_PID")
         # Descriptors still open: mostly idle upstream connections the pool keeps.
@@ -216,6 +220,11 @@ for n in $STREAMS; do
         failed=$(jq -r '.requests.failed // 0' "$report")
         first=$(jq -r '.latency_ms.ttft.count // 0' "$report")
         errors=$(jq -c '.requests.errors // {}' "$report")
+        # CPU per relayed token over the whole run (set-up of the N requests included: at
+        # thousands of tokens a stream it is lost in the rounding).
+        relayed=$(jq -r '.tokens.completion // 0' "$report")
+        per_token=$(awk -v a="$run_t0" -v b="$run_t1" -v hz="$hz" -v t="$relayed" \
+            'BEGIN { if (t > 0) printf "%.2f", (b - a) / hz * 1e6 / t; else print "null" }')
         # A worker taken out of rotation shows as a state change in the gateway's log.
         changes=0
         if [[ $target == switchyard ]]; then
@@ -223,15 +232,17 @@ for n in $STREAMS; do
         fi
         cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v s="$HOLD" 'BEGIN {printf "%.1f", 100 * (b - a) / hz / s}')
         per=$(awk -v p="$peak" -v i="$idle" -v n="$n" 'BEGIN {printf "%.1f", (p - i) / n}')
-        log "$target, $n streams: $open_at open, RSS $((peak / 1024)) MB ($per KB each), CPU $cpu% while open; after: $((after / 1024)) MB, $fds_after descriptors; ok $ok, failed $failed $errors; worker state changes $changes"
+        log "$target, $n streams: $open_at open, RSS $((peak / 1024)) MB ($per KB each), CPU $cpu% while open, $per_token us per relayed token ($relayed tokens); after: $((after / 1024)) MB, $fds_after descriptors; ok $ok, failed $failed $errors; worker state changes $changes"
         RESULTS+=("$(jq -n --arg target "$target" --argjson n "$n" --argjson open "$open_at" \
             --argjson idle "$idle" --argjson peak "$peak" --argjson after "$after" \
             --argjson after_one "$after_one" --argjson fds "$fds_after" --argjson per "$per" --argjson cpu "$cpu" \
             --argjson ok "$ok" --argjson failed "$failed" --argjson first "$first" --argjson errors "$errors" --argjson changes "$changes" \
+            --argjson relayed "$relayed" --argjson per_token "$per_token" \
             '{target: $target, streams: $n, open_at_sim: $open, rss_idle_kb: $idle,
               rss_open_kb: $peak, kb_per_stream: $per, cpu_pct_open: $cpu,
               rss_after_kb: $after, rss_after_one_more_kb: $after_one, fds_after: $fds,
-              ok: $ok, failed: $failed, errors: $errors, worker_state_changes: $changes, first_tokens: $first}')")
+              ok: $ok, failed: $failed, errors: $errors, worker_state_changes: $changes, first_tokens: $first,
+              tokens_relayed: $relayed, cpu_us_per_token: $per_token}')")
         stop_target "$target"
     done
 done
@@ -242,8 +253,8 @@ printf '%s\n' "${RESULTS[@]}" | jq -s --arg commit "$(git -C "$ROOT" rev-parse -
     '{at: $at, commit: $commit, tokens: $tokens, decode_ms: $decode, simulated_worker: true, runs: .}' >"$OUT_JSON"
 
 printf '\nstreams through each target, %s tokens at %s ms each (SIMULATED worker)\n' "$TOKENS" "$DECODE_MS"
-printf '%-10s %7s %9s %9s %10s %9s %9s %8s %8s\n' TARGET STREAMS IDLE_MB OPEN_MB KB/STREAM CPU%OPEN AFTER_MB OK FAILED
+printf '%-10s %7s %9s %9s %10s %9s %9s %8s %8s %10s\n' TARGET STREAMS IDLE_MB OPEN_MB KB/STREAM CPU%OPEN AFTER_MB OK FAILED US/TOKEN
 jq -r '.runs[] | [.target, .streams, (.rss_idle_kb/1024|floor), (.rss_open_kb/1024|floor), .kb_per_stream,
-    .cpu_pct_open, (.rss_after_kb/1024|floor), .ok, .failed] | @tsv' "$OUT_JSON" |
-    awk -F'\t' '{printf "%-10s %7s %9s %9s %10s %9s %9s %8s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}'
+    .cpu_pct_open, (.rss_after_kb/1024|floor), .ok, .failed, .cpu_us_per_token] | @tsv' "$OUT_JSON" |
+    awk -F'\t' '{printf "%-10s %7s %9s %9s %10s %9s %9s %8s %8s %10s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10}'
 printf '\nJSON: %s\n' "$OUT_JSON"
